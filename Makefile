@@ -1,0 +1,35 @@
+# dataplane.postgresql: developer entry points. See README.md.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export LC_ALL := C.UTF-8
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: venv test demo units integration molecule lint sanity benchmarks clean
+
+venv:
+	@bash scripts/setup_venv.sh
+
+test: venv
+	@bash scripts/run_tests.sh all
+
+units: venv
+	@bash scripts/run_tests.sh units
+
+integration: venv
+	@bash scripts/run_tests.sh integration
+
+molecule: venv
+	@bash scripts/run_tests.sh molecule
+
+lint: venv
+	@bash scripts/run_tests.sh lint
+
+sanity: venv
+	@bash scripts/run_tests.sh sanity
+
+demo: venv
+	@$(PY) scripts/demo.py
+
+clean:
+	rm -rf $(VENV) .cache tests/output .pytest_cache

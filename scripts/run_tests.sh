@@ -1,50 +1,101 @@
 #!/usr/bin/env bash
 # Run the test suites. `all` (what `make test` and CI run) = units, integration, molecule,
 # lint, sanity. Each suite must run something: a suite that finds nothing to run fails.
+#
+#   bash scripts/run_tests.sh [all | units | integration | molecule | lint | sanity]...
+#
+# Every requested suite runs even when an earlier one failed, so one run shows every
+# problem; the exit status is non-zero if any suite failed. Each suite's wall time is
+# printed after it, and a summary (one line per suite, then "suites: N passed, N failed")
+# closes the output. See docs/testing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 export PATH="$ROOT/.venv/bin:$PATH" LC_ALL=C.UTF-8 ANSIBLE_NOCOLOR=1
+[ -t 1 ] || export NO_COLOR=1   # ansible-lint and Molecule colour their output even in a log
 PY="$ROOT/.venv/bin/python"
+ALL_SUITES=(units integration molecule lint sanity)
 SUITES=("$@")
-[ "${SUITES[0]:-all}" = all ] && SUITES=(units integration molecule lint sanity)
+[ "${SUITES[0]:-all}" = all ] && SUITES=("${ALL_SUITES[@]}")
 
 banner() { printf '\n==== %s ====\n' "$*"; }
+fail() { echo "run_tests: error: $*" >&2; return 1; }
+
+# pytest exits 5 when it collected no test; for us that is a failure, not a pass.
+run_pytest() {
+    local rc=0
+    "$PY" -m pytest "$@" || rc=$?
+    [ "$rc" != 5 ] || fail "pytest collected no test in $* (exit 5)"
+    return "$rc"
+}
 
 run_units() {
     banner "unit tests"
-    "$PY" -m pytest tests/unit -q
+    run_pytest tests/unit -q
 }
 
 run_integration() {
     banner "integration tests (real PostgreSQL 15, 16, 17, 18)"
-    "$PY" -m pytest tests/integration -q
+    run_pytest tests/integration -q
 }
 
 run_molecule() {
     banner "molecule"
-    local found=0 scenario
+    local scenario broken=() found=0
     for scenario in extensions/molecule/*/molecule.yml; do
         [ -e "$scenario" ] || continue
-        found=1
+        found=$((found + 1))
         scenario=$(basename "$(dirname "$scenario")")
-        (cd extensions && molecule test -s "$scenario")
+        echo "---- molecule scenario $scenario"
+        (cd extensions && molecule test -s "$scenario") || broken+=("$scenario")
     done
-    [ "$found" = 1 ] || { echo "no molecule scenario found" >&2; return 1; }
+    [ "$found" -gt 0 ] || fail "no molecule scenario found under extensions/molecule/*/"
+    [ "${#broken[@]}" = 0 ] || fail "molecule scenario(s) failed: ${broken[*]}"
 }
 
 run_lint() {
     banner "ansible-lint (production profile)"
-    ansible-lint --profile production --offline
+    local log rc=0
+    log=$(mktemp)
+    ansible-lint --profile production --offline 2>&1 | tee "$log" || rc=$?
+    # ansible-lint's closing line reads "... in N files processed of M encountered ...".
+    if [ "$rc" = 0 ] && ! grep -Eq '(^|[^0-9])[1-9][0-9]* files? processed' "$log"; then
+        rc=1
+        echo "run_tests: error: ansible-lint processed no file" >&2
+    fi
+    rm -f "$log"
+    return "$rc"
 }
 
 run_sanity() {
     banner "ansible-test sanity"
-    bash scripts/ansible_test.sh sanity
+    bash scripts/ansible_test.sh sanity   # fails by itself when it tests nothing
 }
 
 for suite in "${SUITES[@]}"; do
-    "run_$suite"
+    declare -F "run_$suite" >/dev/null || { echo "run_tests: unknown suite '$suite' (known: all ${ALL_SUITES[*]})" >&2; exit 2; }
 done
-echo
-echo "all suites passed: ${SUITES[*]}"
+
+n_passed=0 n_failed=0 summary=()
+for suite in "${SUITES[@]}"; do
+    start=$(date +%s.%N)
+    # A subshell with its own `set -e`, called outside any `if`/`||` (where bash would ignore
+    # -e inside it), so a failing command stops the suite but not the other suites.
+    set +e
+    (set -e; "run_$suite")
+    rc=$?
+    set -e
+    secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    if [ "$rc" = 0 ]; then
+        n_passed=$((n_passed + 1)) result=passed
+    else
+        n_failed=$((n_failed + 1)) result="FAILED (exit $rc)"
+    fi
+    echo "---- suite $suite: $result in ${secs} s"
+    summary+=("$(printf '  %-12s %-18s %8s s' "$suite" "$result" "$secs")")
+done
+
+banner "summary"
+printf '%s\n' "${summary[@]}"
+echo "suites: $n_passed passed, $n_failed failed"
+[ "$n_failed" = 0 ]

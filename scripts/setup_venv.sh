@@ -19,7 +19,7 @@ find_python() {
         fi
     done
     if command -v pyenv >/dev/null 2>&1; then
-        for cand in $(ls -d "$(pyenv root)"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do
+        for cand in $(printf '%s\n' "$(pyenv root)"/versions/3.1[2-9]*/bin/python3 | sort -rV); do
             if "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
                 echo "$cand"; return 0
             fi

@@ -54,17 +54,17 @@ class PgServer(object):
             proc = subprocess.run([sys.executable, str(PG_SCRIPT), "start", "--version", str(self.version),
                                    "--dir", str(self.base), "--port", str(self.port)]
                                   + sum((["--set", s] for s in SERVER_SETTINGS), []),
-                                  capture_output=True, text=True)
+                                  capture_output=True, text=True, check=False)
             if proc.returncode == 0:
                 self.info = json.loads(proc.stdout.strip().splitlines()[-1])
                 return self
             last = proc.stderr
-            subprocess.run(["rm", "-rf", str(self.base)])
+            subprocess.run(["rm", "-rf", str(self.base)], check=False)
         raise RuntimeError("could not start PostgreSQL %s: %s" % (self.version, last))
 
     def stop(self):
         subprocess.run([sys.executable, str(PG_SCRIPT), "stop", "--dir", str(self.base)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
 
     @property
     def host(self):
@@ -123,7 +123,7 @@ def _server_pool():
     pool = ServerPool(root)
     yield pool
     pool.stop_all()
-    subprocess.run(["rm", "-rf", str(root)])
+    subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
 @pytest.fixture(scope="session")
@@ -201,7 +201,8 @@ def run_module():
             json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
         try:
             proc = subprocess.run([sys.executable, str(REPO / "plugins" / "modules" / (name + ".py")),
-                                   handle.name], capture_output=True, text=True, timeout=timeout)
+                                   handle.name], capture_output=True, text=True, timeout=timeout,
+                                  check=False)
         finally:
             os.unlink(handle.name)
         try:
@@ -235,5 +236,6 @@ def ansible_playbook():
         run_env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=sys.executable, LC_ALL="C.UTF-8",
                        ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
         run_env.update(env or {})
-        return subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=timeout, cwd=str(REPO))
+        return subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=timeout, cwd=str(REPO),
+                              check=False)
     return _run

@@ -23,7 +23,8 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
 try:
     from ansible_collections.community.postgresql.plugins.module_utils import postgres as _cp
     if _cp.psycopg is not None and _cp.psycopg.__name__ == "psycopg":
-        from psycopg import sql  # noqa: F401  (psycopg 3, same composition API)
+        # psycopg 3, same composition API
+        from psycopg import sql  # noqa: F401  pylint: disable=unused-import
     else:
         from psycopg2 import sql  # noqa: F401
 except ImportError:  # reported by ensure_required_libs()

@@ -32,6 +32,6 @@ def test_pg_script_refuses_bad_start(pg16, tmp_path, bad):
         (target / "leftover").write_text("x")
         port = 0
     proc = subprocess.run([sys.executable, str(PG_SCRIPT), "start", "--version", "16", "--dir", str(target),
-                           "--port", str(port)], capture_output=True, text=True)
+                           "--port", str(port)], capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert ("already in use" if bad == "port" else "is not empty") in proc.stderr

@@ -1,0 +1,174 @@
+# Copyright: dataplane.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark: audit 200 Deployments with dataplane.postgresql.deployment_audit on PostgreSQL 16.
+
+Starts its own PostgreSQL (scripts/pg.py) under /tmp, sets up DEPLOYMENTS Deployments with the
+vendor's SQL plus the fence helper, then times (wall seconds):
+
+  module, clean       one module call for every Deployment, as commander_user (drift false)
+  module, 10% drift   the same after injecting drift into every 10th Deployment (each found)
+  module, 1 Deployment  for comparison (start-up + connect dominate)
+  playbook            the real `ansible-playbook dataplane.postgresql.audit` with a JSON report
+
+Usage: .venv/bin/python benchmarks/audit_bench.py [--version 16] [--deployments 200]
+Not a test: it prints wall times and exits 0 when every run behaved as expected.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE = REPO / "plugins" / "modules" / "deployment_audit.py"
+PG = REPO / "scripts" / "pg.py"
+COMMANDER = "bench_commander"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_module(args):
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+    try:
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(MODULE), handle.name], capture_output=True, text=True,
+                              check=False)
+        elapsed = time.perf_counter() - started
+    finally:
+        os.unlink(handle.name)
+    try:
+        result = json.loads(proc.stdout)
+    except ValueError:
+        raise SystemExit("module printed no JSON:\n%s\n%s" % (proc.stdout, proc.stderr))
+    if result.get("failed"):
+        raise SystemExit("module failed: %s" % result.get("msg"))
+    return elapsed, result
+
+
+def names_for(i):
+    dep = "b%03d" % i
+    return {"id": dep, "database": "airflow_db_%s" % dep, "owner_role": "airflow_db_%s_owner" % dep,
+            "killer_role": "airflow_conn_killer_%s" % dep,
+            "login_roles": {"dp1": "dp1_user_%s" % dep, "dp2": "dp2_user_%s" % dep},
+            "commander_user": COMMANDER, "state": "present"}
+
+
+def setup(conn, records):
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import ensure_helper
+
+    class _Module(object):
+        def fail_json(self, msg, **extra):
+            raise SystemExit("set-up failed: %s" % msg)
+
+    i = sql.Identifier
+    cur = conn.cursor()
+    cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(i(COMMANDER)))
+    for rec in records:
+        db, owner, killer = i(rec["database"]), i(rec["owner_role"]), i(rec["killer_role"])
+        dp1, dp2 = i(rec["login_roles"]["dp1"]), i(rec["login_roles"]["dp2"])
+        cur.execute(sql.SQL("CREATE ROLE {} LOGIN; CREATE ROLE {} LOGIN").format(dp1, dp2))
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(db))
+        cur.execute(sql.SQL(
+            "CREATE ROLE {owner} NOLOGIN; CREATE ROLE {killer} NOLOGIN NOINHERIT;"
+            "ALTER DATABASE {db} OWNER TO {owner};"
+            "REVOKE CONNECT ON DATABASE {db} FROM PUBLIC;"
+            "GRANT CONNECT ON DATABASE {db} TO {dp1}; GRANT CONNECT ON DATABASE {db} TO {dp2};"
+            "GRANT {dp1} TO {killer} WITH INHERIT FALSE, SET FALSE;"
+            "GRANT {dp2} TO {killer} WITH INHERIT FALSE, SET FALSE;"
+            "GRANT {owner} TO {commander}; GRANT {killer} TO {commander}").format(
+                db=db, owner=owner, killer=killer, dp1=dp1, dp2=dp2, commander=i(COMMANDER)))
+    conn.autocommit = False
+    ensure_helper(Session(_Module(), conn), "dataplane_fence", "dataplane_fence_signaler",
+                  [r["killer_role"] for r in records], "present", False)
+    conn.commit()
+    conn.autocommit = True
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", type=int, default=16)
+    parser.add_argument("--deployments", type=int, default=200)
+    args = parser.parse_args()
+
+    base = Path(tempfile.mkdtemp(prefix="dataplane-bench-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    port = free_port()
+    start = subprocess.run([sys.executable, str(PG), "start", "--version", str(args.version),
+                            "--dir", str(base / "pg"), "--port", str(port), "--set", "fsync=off"],
+                           capture_output=True, text=True, check=False)
+    if start.returncode != 0:
+        raise SystemExit("could not start PostgreSQL: %s" % start.stderr)
+    info = json.loads(start.stdout.strip().splitlines()[-1])
+    try:
+        conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        records = [names_for(i) for i in range(args.deployments)]
+        t0 = time.perf_counter()
+        setup(conn, records)
+        print("PostgreSQL %s, %d Deployments set up (vendor SQL + fence helper) in %.1f s"
+              % (info["version"], len(records), time.perf_counter() - t0))
+        module_args = dict(login_host="127.0.0.1", login_port=port, login_user=COMMANDER, deployments=records)
+
+        clean_t, clean = run_module(module_args)
+        assert clean["drift"] is False and clean["fence_capable"], clean["summary"][:3]
+        print("module, clean        %6.3f s  drift=%s deployments=%d queries=%d (module's own timer %d ms)"
+              % (clean_t, clean["drift"], len(clean["deployments"]), len(clean["queries"]), clean["elapsed_ms"]))
+
+        drifted = records[::10]
+        cur = conn.cursor()
+        for rec in drifted:
+            cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO PUBLIC").format(sql.Identifier(rec["database"])))
+        drift_t, drift = run_module(module_args)
+        assert drift["drifted"] == [r["id"] for r in drifted], drift["drifted"]
+        print("module, 10%% drift    %6.3f s  drifted=%d (every injected one found)" % (drift_t, len(drift["drifted"])))
+        for rec in drifted:
+            cur.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(sql.Identifier(rec["database"])))
+
+        one_t, one = run_module(dict(module_args, deployments=records[:1]))
+        assert len(one["queries"]) == len(clean["queries"])
+        print("module, 1 Deployment %6.3f s  queries=%d (same count as for %d)"
+              % (one_t, len(one["queries"]), len(records), ))
+
+        work = base / "play"
+        work.mkdir()
+        (work / "inventory.json").write_text(json.dumps({"dataplane_postgresql": {"hosts": {"bench": {
+            "ansible_connection": "local", "dataplane_pg_host": "127.0.0.1", "dataplane_pg_port": port,
+            "dataplane_pg_user": COMMANDER}}}}))
+        extra = {"dataplane_deployments": [{"id": r["id"]} for r in records],
+                 "dataplane_commander_user": COMMANDER, "dataplane_report_dir": str(work / "reports")}
+        env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=sys.executable, LC_ALL="C.UTF-8", ANSIBLE_NOCOLOR="1")
+        started = time.perf_counter()
+        proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i",
+                               str(work / "inventory.json"), "dataplane.postgresql.audit", "-e", json.dumps(extra)],
+                              capture_output=True, text=True, env=env, cwd=str(REPO), check=False)
+        play_t = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise SystemExit("playbook failed:\n%s\n%s" % (proc.stdout[-3000:], proc.stderr[-3000:]))
+        report = json.loads((work / "reports" / "audit-bench.json").read_text())
+        assert report["drift"] is False and len(report["deployments"]) == len(records)
+        print("playbook             %6.3f s  ansible-playbook dataplane.postgresql.audit, report written"
+              % play_t)
+        conn.close()
+    finally:
+        subprocess.run([sys.executable, str(PG), "stop", "--dir", str(base / "pg")], capture_output=True,
+                       check=False)
+        shutil.rmtree(str(base), ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,553 @@
+# Copyright: dataplane.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read-only audit of Deployments against the model (used by the deployment_audit module).
+
+Two halves:
+
+* ``read_catalog(session, records, helper_schema)`` reads everything the checks need for
+  *all* Deployments in a fixed number of queries (server, databases with their CONNECT
+  ACL entries, roles, memberships, role privileges) plus ``helper_status()`` of the fence
+  helper, and returns plain, JSON-able *facts*.
+* ``audit_deployments(records, facts)`` is pure: facts in, findings out. Each finding is
+  ``{"check", "ok", "detail"}``; a Deployment drifts when any finding is not ok.
+
+Facts layout (what the unit tests build by hand)::
+
+    {"server_version_num": 160015, "connected_as": "postgres", "connected_superuser": True,
+     "databases": {"airflow_db_a": {"owner": "airflow_db_a_owner",
+                                    "connect": [{"grantee": None (PUBLIC) | "role",
+                                                 "grantor": "role", "grantable": False}]}},
+     "roles": {"dp1_user_a": {"super": False, "login": True, "inherit": True}},
+     "memberships": [{"group", "member", "grantor", "admin_option", "inherit_option",
+                      "set_option"}],              # inherit/set None before PostgreSQL 16
+     "privileges": {"member": {"role": {"member": bool, "usage": bool}}},
+     "helper": helper_status() result or None, "helper_schema": "dataplane_fence"}
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+SIGNAL_ROLE = "pg_signal_backend"
+MIN_OPTIONS_VERSION_NUM = 160000
+HELPER_HINT = "install the fence helper (provision with dataplane_fence_helper: true)"
+
+CHECKS = (
+    "server_version",
+    "database_exists",
+    "database_owner",
+    "public_connect",
+    "connect_grantees",
+    "owner_role",
+    "killer_role",
+    "killer_memberships",
+    "commander_owner_membership",
+    "commander_killer_membership",
+    "other_members",
+    "login_roles",
+    "fence_capability",
+)
+ABSENT_CHECKS = ("database_absent", "roles_absent")
+
+
+def _version_label(num):
+    return "%d.%d" % (num // 10000, num % 10000)
+
+
+def _quote_list(names):
+    return ", ".join(names) if names else "none"
+
+
+# --------------------------------------------------------------------------- reading
+
+def _role_names(record):
+    return [record["owner_role"], record["killer_role"]] + list(record["login_roles"].values())
+
+
+SERVER_QUERY = (
+    "SELECT pg_catalog.current_setting('server_version_num')::int AS version_num, "
+    "current_user AS connected_as, "
+    "(SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) AS superuser")
+
+DATABASES_QUERY = (
+    "SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner, "
+    "a.grantee = 0 AS to_public, "
+    "CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee) END AS grantee, "
+    "pg_catalog.pg_get_userbyid(a.grantor) AS grantor, a.is_grantable "
+    "FROM pg_catalog.pg_database d "
+    "LEFT JOIN LATERAL pg_catalog.aclexplode("
+    "COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) a "
+    "ON a.privilege_type = 'CONNECT' "
+    "WHERE d.datname = ANY(%(names)s) "
+    "ORDER BY d.datname, grantee, grantor")
+
+ROLES_QUERY = (
+    "SELECT r.rolname, r.rolsuper, r.rolcanlogin, r.rolinherit "
+    "FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(names)s)")
+
+MEMBERSHIPS_QUERY_16 = (
+    "SELECT g.rolname AS \"group\", m.rolname AS member, gr.rolname AS grantor, "
+    "am.admin_option, am.inherit_option, am.set_option "
+    "FROM pg_catalog.pg_auth_members am "
+    "JOIN pg_catalog.pg_roles g ON g.oid = am.roleid "
+    "JOIN pg_catalog.pg_roles m ON m.oid = am.member "
+    "LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = am.grantor "
+    "WHERE m.rolname = ANY(%(members)s) OR g.rolname = ANY(%(groups)s) "
+    "ORDER BY 1, 2, 3")
+
+MEMBERSHIPS_QUERY_15 = (
+    "SELECT g.rolname AS \"group\", m.rolname AS member, gr.rolname AS grantor, "
+    "am.admin_option, NULL::boolean AS inherit_option, NULL::boolean AS set_option "
+    "FROM pg_catalog.pg_auth_members am "
+    "JOIN pg_catalog.pg_roles g ON g.oid = am.roleid "
+    "JOIN pg_catalog.pg_roles m ON m.oid = am.member "
+    "LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = am.grantor "
+    "WHERE m.rolname = ANY(%(members)s) OR g.rolname = ANY(%(groups)s) "
+    "ORDER BY 1, 2, 3")
+
+# pg_has_role() by oid: existing roles only (by name it raises for a missing role).
+PRIVILEGES_QUERY = (
+    "SELECT p.member, p.role, "
+    "pg_catalog.pg_has_role(m.oid, r.oid, 'MEMBER') AS is_member, "
+    "pg_catalog.pg_has_role(m.oid, r.oid, 'USAGE') AS has_usage "
+    "FROM ROWS FROM (pg_catalog.unnest(%(members)s::text[]), pg_catalog.unnest(%(roles)s::text[])) "
+    "AS p(member, role) "
+    "JOIN pg_catalog.pg_roles m ON m.rolname = p.member "
+    "JOIN pg_catalog.pg_roles r ON r.rolname = p.role")
+
+
+class _LoggingReader(object):
+    """The audit changes nothing; it still reports every statement it ran (without values).
+
+    Wraps the Session so that helper_status() (fence_helper.py) is logged the same way.
+    """
+
+    def __init__(self, session):
+        self._session = session
+
+    def rows(self, statement, params=None):
+        self._session.queries.append(self._session.render(statement))
+        return self._session.rows(statement, params)
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+def read_catalog(session, records, helper_schema, helper_status=None):
+    """Read the facts for every record; a fixed number of queries whatever the count."""
+    session = _LoggingReader(session)
+    facts = {"helper_schema": helper_schema}
+    row = session.rows(SERVER_QUERY)[0]
+    facts["server_version_num"] = row["version_num"]
+    facts["connected_as"] = row["connected_as"]
+    facts["connected_superuser"] = bool(row["superuser"])
+
+    databases = sorted(set(r["database"] for r in records))
+    role_names = set()
+    commanders = set()
+    killers = set()
+    for record in records:
+        role_names.update(_role_names(record))
+        commanders.add(record["commander_user"])
+        killers.add(record["killer_role"])
+
+    facts["databases"] = {}
+    for row in session.rows(DATABASES_QUERY, {"names": databases}):
+        entry = facts["databases"].setdefault(row["datname"], {"owner": row["owner"], "connect": []})
+        if row["to_public"] is None:  # no CONNECT entry at all
+            continue
+        entry["connect"].append({"grantee": row["grantee"], "grantor": row["grantor"],
+                                 "grantable": bool(row["is_grantable"])})
+
+    facts["roles"] = {}
+    for row in session.rows(ROLES_QUERY, {"names": sorted(role_names | commanders | set([SIGNAL_ROLE]))}):
+        facts["roles"][row["rolname"]] = {"super": bool(row["rolsuper"]), "login": bool(row["rolcanlogin"]),
+                                          "inherit": bool(row["rolinherit"])}
+
+    query = MEMBERSHIPS_QUERY_16 if facts["server_version_num"] >= MIN_OPTIONS_VERSION_NUM else MEMBERSHIPS_QUERY_15
+    facts["memberships"] = session.rows(query, {"members": sorted(killers | commanders),
+                                                "groups": sorted(role_names)})
+
+    pairs = set()
+    for record in records:
+        commander = record["commander_user"]
+        database = facts["databases"].get(record["database"])
+        owners = set([record["owner_role"]]) | (set([database["owner"]]) if database else set())
+        extra_grantees = set(e["grantee"] for e in (database or {}).get("connect", []) if e["grantee"])
+        for owner in owners:
+            pairs.add((commander, owner))
+        pairs.add((commander, record["killer_role"]))
+        pairs.add((commander, SIGNAL_ROLE))
+        for login in record["login_roles"].values():
+            pairs.add((commander, login))
+            for owner in owners:
+                pairs.add((login, owner))
+            for grantee in extra_grantees - set([login]):
+                pairs.add((login, grantee))
+    pairs = sorted(pairs)
+    facts["privileges"] = {}
+    for row in session.rows(PRIVILEGES_QUERY, {"members": [p[0] for p in pairs], "roles": [p[1] for p in pairs]}):
+        facts["privileges"].setdefault(row["member"], {})[row["role"]] = {
+            "member": bool(row["is_member"]), "usage": bool(row["has_usage"])}
+
+    facts["helper"] = None
+    if helper_status is not None:
+        facts["helper"] = helper_status(session, helper_schema, sorted(killers))
+    return facts
+
+
+# --------------------------------------------------------------------------- comparing
+
+def _privilege(facts, member, role):
+    return facts["privileges"].get(member, {}).get(role, {"member": False, "usage": False})
+
+
+def _finding(check, ok, detail):
+    return {"check": check, "ok": bool(ok), "detail": detail}
+
+
+def _fmt_options(row):
+    if row.get("inherit_option") is None:
+        return "admin %s" % str(bool(row.get("admin_option"))).lower()
+    return "inherit %s, set %s, admin %s" % tuple(
+        str(bool(row.get(k))).lower() for k in ("inherit_option", "set_option", "admin_option"))
+
+
+def _describe_membership(row):
+    return "%s (granted by %s; %s)" % (row["group"], row.get("grantor") or "?", _fmt_options(row))
+
+
+def _check_role_attrs(check, name, role, want_noinherit):
+    if role is None:
+        return _finding(check, False, "role %s does not exist" % name)
+    problems = []
+    if role["login"]:
+        problems.append("has LOGIN (must be NOLOGIN)")
+    if want_noinherit and role["inherit"]:
+        problems.append("has INHERIT (must be NOINHERIT)")
+    if role["super"]:
+        problems.append("is a SUPERUSER")
+    if problems:
+        return _finding(check, False, "role %s %s" % (name, "; ".join(problems)))
+    return _finding(check, True, "role %s is NOLOGIN%s" % (name, ", NOINHERIT" if want_noinherit else ""))
+
+
+def _commander_membership(check, facts, commander, role_name, what):
+    roles = facts["roles"]
+    if commander not in roles:
+        return _finding(check, False, "commander_user %s does not exist" % commander)
+    if role_name not in roles:
+        return _finding(check, False, "%s %s does not exist" % (what, role_name))
+    if roles[commander]["super"]:
+        return _finding(check, True, "%s is a superuser (has the privileges of %s)" % (commander, role_name))
+    priv = _privilege(facts, commander, role_name)
+    direct = [m for m in facts["memberships"] if m["member"] == commander and m["group"] == role_name]
+    how = "; ".join(_describe_membership(m) for m in direct) if direct else "indirectly, through another role"
+    if not priv["member"]:
+        return _finding(check, False, "%s is not a member of the %s %s" % (commander, what, role_name))
+    if not priv["usage"]:
+        return _finding(check, False, "%s is a member of the %s %s but without its privileges (%s): "
+                                      "grant it WITH INHERIT TRUE" % (commander, what, role_name, how))
+    return _finding(check, True, "%s is a member of %s with its privileges: %s" % (commander, role_name, how))
+
+
+def _direct_route(facts, commander, logins):
+    """(capable, reasons why not) for pg_terminate_backend by commander itself."""
+    roles = facts["roles"]
+    if roles.get(commander, {}).get("super"):
+        return True, []
+    signal = _privilege(facts, commander, SIGNAL_ROLE)["usage"]
+    missing = []
+    for login in logins:
+        role = roles.get(login)
+        if role is None:
+            continue
+        if role["super"]:
+            missing.append(login)  # only superusers may terminate a superuser's sessions
+        elif not (signal or _privilege(facts, commander, login)["usage"]):
+            missing.append(login)
+    return not missing, missing
+
+
+def _direct_how(facts, commander):
+    """Why the direct route works; every reason but superuser is wider than the fence needs."""
+    if facts["roles"].get(commander, {}).get("super"):
+        return "it is a superuser"
+    if _privilege(facts, commander, SIGNAL_ROLE)["usage"]:
+        return "it has the privileges of pg_signal_backend: it may terminate any non-superuser session"
+    return "it has the privileges of the login roles: it may also read and change their data"
+
+
+def _helper_route(facts, record):
+    """(capable, reasons why not) for the fence helper used as the killer role."""
+    helper = facts.get("helper")
+    killer = record["killer_role"]
+    commander = record["commander_user"]
+    roles = facts["roles"]
+    schema = facts.get("helper_schema")
+    if not helper or not helper.get("installed"):
+        return False, ["the fence helper is not installed in schema %s" % schema]
+    reasons = []
+    if not helper.get("current"):
+        reasons.append("the fence helper in schema %s is outdated (version %s); re-run provision"
+                       % (schema, helper.get("version")))
+    if not helper.get("owner_can_signal"):
+        reasons.append("the fence helper's owner %s lacks pg_signal_backend" % helper.get("owner_role"))
+    if not helper.get("usable_by", {}).get(killer):
+        reasons.append("the fence helper is not granted to %s" % killer)
+    if killer not in roles:
+        reasons.append("killer role %s does not exist" % killer)
+    elif not (roles.get(commander, {}).get("super") or _privilege(facts, commander, killer)["usage"]):
+        reasons.append("%s lacks the privileges of %s" % (commander, killer))
+    for login in record["login_roles"].values():
+        if login not in roles:
+            continue
+        if not any(m["member"] == killer and m["group"] == login for m in facts["memberships"]):
+            reasons.append("%s is not granted to %s, so the helper will not touch its sessions" % (login, killer))
+        if roles[login]["super"]:
+            reasons.append("%s is a superuser; the helper never terminates superusers" % login)
+    return not reasons, reasons
+
+
+def _audit_present(record, facts):
+    findings = []
+    roles = facts["roles"]
+    version = facts["server_version_num"]
+    dbname = record["database"]
+    owner_name = record["owner_role"]
+    killer = record["killer_role"]
+    commander = record["commander_user"]
+    logins = [record["login_roles"][p] for p in sorted(record["login_roles"])]
+    fence_blockers = []
+
+    if version < MIN_OPTIONS_VERSION_NUM:
+        findings.append(_finding("server_version", False,
+                                 "PostgreSQL %s cannot record the INHERIT/SET membership options "
+                                 "(needs PostgreSQL 16 or newer): the killer role's memberships "
+                                 "cannot be least-privilege" % _version_label(version)))
+
+    database = facts["databases"].get(dbname)
+    if database is None:
+        findings.append(_finding("database_exists", False, "database %s does not exist" % dbname))
+        fence_blockers.append("database %s does not exist" % dbname)
+    else:
+        findings.append(_finding("database_exists", True, "database %s exists" % dbname))
+        if database["owner"] == owner_name:
+            findings.append(_finding("database_owner", True, "owned by %s" % owner_name))
+        else:
+            findings.append(_finding("database_owner", False, "owned by %s, expected %s"
+                                     % (database["owner"], owner_name)))
+        connect = database["connect"]
+        public = [e for e in connect if e["grantee"] is None]
+        if public:
+            findings.append(_finding("public_connect", False, "PUBLIC holds CONNECT (granted by %s): "
+                                     "every role can connect, revoking a login role's CONNECT fences nothing"
+                                     % _quote_list(sorted(set(e["grantor"] for e in public)))))
+            fence_blockers.append("PUBLIC holds CONNECT on %s" % dbname)
+        else:
+            findings.append(_finding("public_connect", True, "PUBLIC has no CONNECT"))
+
+        actual_owner = database["owner"]
+        problems = []
+        notes = []
+        by_grantee = {}
+        for entry in connect:
+            if entry["grantee"] is not None:
+                by_grantee.setdefault(entry["grantee"], []).append(entry)
+        for login in logins:
+            entries = by_grantee.get(login, [])
+            if not entries:
+                problems.append("%s holds no CONNECT" % login)
+                continue
+            grantors = sorted(set(e["grantor"] for e in entries))
+            foreign = [g for g in grantors if g != actual_owner]
+            notes.append("%s (granted by %s)" % (login, ", ".join(grantors)))
+            if foreign:
+                problems.append("%s holds CONNECT granted by %s, not by the owner %s: the owner cannot revoke it"
+                                % (login, ", ".join(foreign), actual_owner))
+                fence_blockers.append("%s's CONNECT granted by %s cannot be revoked as the owner"
+                                      % (login, ", ".join(foreign)))
+        others = sorted(g for g in by_grantee if g not in logins and g != actual_owner)
+        for grantee in others:
+            grantors = sorted(set(e["grantor"] for e in by_grantee[grantee]))
+            problems.append("extra CONNECT grantee %s (granted by %s)" % (grantee, ", ".join(grantors)))
+            via = [login for login in logins if _privilege(facts, login, grantee)["member"]]
+            if via:
+                fence_blockers.append("%s can still connect through %s's CONNECT" % (", ".join(via), grantee))
+        if problems:
+            findings.append(_finding("connect_grantees", False, "; ".join(problems)))
+        else:
+            findings.append(_finding("connect_grantees", True, "CONNECT held by exactly %s"
+                                     % "; ".join(notes)))
+
+    findings.append(_check_role_attrs("owner_role", owner_name, roles.get(owner_name), False))
+    findings.append(_check_role_attrs("killer_role", killer, roles.get(killer), True))
+
+    # The killer's memberships: exactly the login roles, INHERIT FALSE, SET FALSE (no ADMIN).
+    if killer not in roles:
+        findings.append(_finding("killer_memberships", False, "killer role %s does not exist" % killer))
+    else:
+        rows = [m for m in facts["memberships"] if m["member"] == killer]
+        problems = []
+        for login in logins:
+            mine = [m for m in rows if m["group"] == login]
+            if not mine:
+                problems.append("%s is not granted to %s" % (login, killer))
+                continue
+            if version >= MIN_OPTIONS_VERSION_NUM:
+                bad = [m for m in mine if m["inherit_option"] or m["set_option"] or m["admin_option"]]
+                if bad:
+                    problems.append("%s granted with %s (must be INHERIT FALSE, SET FALSE)"
+                                    % (login, "; ".join(_describe_membership(m) for m in bad)))
+        others = [m for m in rows if m["group"] not in logins]
+        if others:
+            problems.append("unexpected memberships: %s" % "; ".join(_describe_membership(m) for m in others))
+        if version < MIN_OPTIONS_VERSION_NUM:
+            problems.append("PostgreSQL %s has no INHERIT/SET membership options (needs 16)"
+                            % _version_label(version))
+        if problems:
+            findings.append(_finding("killer_memberships", False, "; ".join(problems)))
+        else:
+            findings.append(_finding("killer_memberships", True, "%s holds %s with INHERIT FALSE, SET FALSE"
+                                     % (killer, ", ".join(logins))))
+
+    own = _commander_membership("commander_owner_membership", facts, commander, owner_name, "owner role")
+    findings.append(own)
+    kill = _commander_membership("commander_killer_membership", facts, commander, killer, "killer role")
+    findings.append(kill)
+    # Whoever else gets the owner's or the killer's privileges (through INHERIT or SET) can
+    # change CONNECT / drop the database, or fence through the helper.
+    extra = [m for m in facts["memberships"]
+             if m["group"] in (owner_name, killer) and m["member"] != commander and m["member"] not in logins
+             and (m["inherit_option"] is None or m["inherit_option"] or m["set_option"])]
+    if extra:
+        findings.append(_finding("other_members", False, "; ".join(
+            "%s is a member of %s (granted by %s; %s)" % (m["member"], m["group"], m.get("grantor") or "?",
+                                                          _fmt_options(m)) for m in extra)))
+    else:
+        findings.append(_finding("other_members", True, "only %s holds %s and %s" % (commander, owner_name, killer)))
+
+    actual_owner = database["owner"] if database else owner_name
+    if commander in roles and not roles[commander]["super"] and not _privilege(facts, commander, actual_owner)["usage"]:
+        fence_blockers.append("%s lacks the privileges of the database owner %s (cannot switch CONNECT)"
+                              % (commander, actual_owner))
+    elif commander not in roles:
+        fence_blockers.append("commander_user %s does not exist" % commander)
+
+    problems = []
+    for login in logins:
+        role = roles.get(login)
+        if role is None:
+            problems.append("%s does not exist" % login)
+            fence_blockers.append("login role %s does not exist" % login)
+            continue
+        if role["super"]:
+            problems.append("%s is a SUPERUSER" % login)
+            fence_blockers.append("%s is a superuser: CONNECT does not fence it" % login)
+        elif _privilege(facts, login, owner_name)["member"] or _privilege(facts, login, actual_owner)["member"]:
+            problems.append("%s is a member of the owner role %s" % (login, actual_owner))
+            fence_blockers.append("%s is a member of the owner role: revoking its CONNECT does not fence it" % login)
+        if not role["login"]:
+            problems.append("%s has NOLOGIN" % login)
+    if problems:
+        findings.append(_finding("login_roles", False, "; ".join(problems)))
+    else:
+        findings.append(_finding("login_roles", True, "%s: LOGIN, not superusers, not members of %s"
+                                 % (", ".join(logins), actual_owner)))
+
+    # Fence capability, as commander_user.
+    direct_ok, direct_missing = _direct_route(facts, commander, logins)
+    helper_ok, helper_reasons = _helper_route(facts, record)
+    as_who = commander
+    if facts.get("connected_as") and facts["connected_as"] != commander:
+        as_who = "%s (evaluated while connected as %s)" % (commander, facts["connected_as"])
+    route = None
+    if direct_ok:
+        route = "direct"
+        detail = "%s can terminate the login roles' sessions directly (%s)" % (as_who, _direct_how(facts, commander))
+        if helper_ok:
+            detail += " (and through the fence helper)"
+    elif helper_ok:
+        route = "helper"
+        detail = ("%s can terminate the login roles' sessions through the fence helper %s.%s as %s "
+                  "(version %s); a vendor-style fence would fail: %s lacks the privileges of %s"
+                  % (as_who, facts.get("helper_schema"), "terminate_member_sessions", killer,
+                     (facts.get("helper") or {}).get("version"), commander, ", ".join(direct_missing)))
+    elif facts.get("helper") and facts["helper"].get("installed"):
+        detail = ("a vendor-style fence would fail: %s lacks the privileges of %s, and the fence helper "
+                  "cannot be used: %s" % (commander, ", ".join(direct_missing), "; ".join(helper_reasons)))
+    else:
+        detail = ("a vendor-style fence would fail: %s lacks the privileges of %s; %s"
+                  % (commander, ", ".join(direct_missing), HELPER_HINT))
+    if fence_blockers:
+        # Terminating is not enough (or not even possible): say what else stops the fence.
+        tail = detail if route is None else None
+        route = None
+        detail = "the fence would fail for %s: %s" % (as_who, "; ".join(fence_blockers))
+        if tail:
+            detail += "; and " + tail
+    findings.append(_finding("fence_capability", route is not None, detail))
+    return findings, route
+
+
+def _audit_absent(record, facts):
+    findings = []
+    if record.get("drop_database"):
+        exists = record["database"] in facts["databases"]
+        findings.append(_finding("database_absent", not exists, "database %s %s" % (
+            record["database"], "still exists" if exists else "is absent")))
+    names = [record["owner_role"], record["killer_role"]]
+    if record.get("drop_login_roles"):
+        names += [record["login_roles"][p] for p in sorted(record["login_roles"])]
+    left = [n for n in names if n in facts["roles"]]
+    findings.append(_finding("roles_absent", not left, ("roles still exist: %s" % ", ".join(left))
+                             if left else "%s are absent" % ", ".join(names)))
+    return findings, None
+
+
+def audit_deployment(record, facts):
+    """Findings for one Deployment record (from the deployment_model filter)."""
+    state = record.get("state", "present")
+    if state == "absent":
+        findings, route = _audit_absent(record, facts)
+    else:
+        findings, route = _audit_present(record, facts)
+    failed = [f for f in findings if not f["ok"]]
+    result = {
+        "id": record["id"],
+        "state": state,
+        "database": record["database"],
+        "findings": findings,
+        "drift": bool(failed),
+        "fence_capable": route is not None if state == "present" else None,
+        "fence_route": route,
+    }
+    result["summary"] = summary_line(result)
+    return result
+
+
+def summary_line(result):
+    failed = [f for f in result["findings"] if not f["ok"]]
+    if result["state"] == "absent":
+        head = "%s (absent): %s" % (result["id"], "DRIFT" if failed else "OK")
+    elif not failed:
+        head = "%s: OK, fence capable (%s)" % (result["id"], result["fence_route"])
+    else:
+        head = "%s: DRIFT (%d), fence %s" % (result["id"], len(failed), "capable (%s)" % result["fence_route"]
+                                             if result["fence_capable"] else "would FAIL")
+    if failed:
+        head += ": " + " | ".join("%s: %s" % (f["check"], f["detail"]) for f in failed)
+    return head
+
+
+def audit_deployments(records, facts):
+    """Audit every record; return (per-Deployment results, overall summary dict)."""
+    results = [audit_deployment(r, facts) for r in records]
+    present = [r for r in results if r["state"] == "present"]
+    overall = {
+        "drift": any(r["drift"] for r in results),
+        "drifted": [r["id"] for r in results if r["drift"]],
+        "fence_capable": all(r["fence_capable"] for r in present),
+        "fence_incapable": [r["id"] for r in present if not r["fence_capable"]],
+    }
+    return results, overall

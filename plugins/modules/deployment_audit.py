@@ -1,0 +1,342 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dataplane.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: deployment_audit
+short_description: Compare Airflow Deployments on a PostgreSQL server with the model, read-only
+version_added: 0.1.0
+description:
+  - Reads the catalog of the server for every Deployment given (in a fixed number of queries,
+    whatever the number of Deployments) inside a C(READ ONLY) transaction that is rolled back,
+    and compares it with the Deployment model. It never changes anything; RV(ignore:changed)
+    is always C(false).
+  - "Checks per Deployment (the C(check) names of RV(deployments[].findings)):
+    C(database_exists); C(database_owner) (the owner role owns the database);
+    C(public_connect) (PUBLIC has no CONNECT); C(connect_grantees) (exactly the login roles
+    hold CONNECT, granted by the database owner; other grantees are listed with their grantors);
+    C(owner_role) (NOLOGIN); C(killer_role) (NOLOGIN, NOINHERIT); C(killer_memberships)
+    (the killer role holds exactly the login roles, each C(INHERIT FALSE, SET FALSE), no ADMIN);
+    C(commander_owner_membership) and C(commander_killer_membership) (C(commander_user) is a
+    member of the owner and killer roles, with their privileges); C(other_members) (no other
+    role gets the owner's or the killer's privileges through INHERIT or SET); C(login_roles) (they exist, can
+    log in, are not superusers and not members of the owner role); C(fence_capability)."
+  - "C(fence_capability) evaluates, for the Deployment's C(commander_user) (whoever the module
+    connects as), whether a fence would work: switching CONNECT needs the owner role's
+    privileges; terminating the login roles' sessions works either directly (C(commander_user)
+    is a superuser, has the privileges of each login role, or of C(pg_signal_backend)) or through
+    the fence helper (installed in O(helper_schema) of the database connected to, current,
+    usable by the killer role, C(commander_user) has the killer role's privileges, and the login
+    roles are granted to the killer role). With the vendor's reference grants alone the direct
+    route fails, and the finding says so in those words."
+  - On PostgreSQL older than 16 (no C(INHERIT)/C(SET) membership options) the audit still runs
+    and reports a C(server_version) finding for every Deployment.
+  - Deployments with C(state=absent) are checked for absence of their owner and killer roles
+    (and of the database and login roles when C(drop_database) or C(drop_login_roles) is set).
+  - Runs as C(commander_user) or as an admin; it needs no write privilege.
+author:
+  - dataplane.postgresql contributors (@dataplane)
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything; check mode gives the same result.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is no diff.
+extends_documentation_fragment:
+  - community.postgresql.postgres
+  - dataplane.postgresql.connection
+options:
+  deployments:
+    description:
+      - The Deployment records returned by the P(dataplane.postgresql.deployment_model#filter)
+        filter, each with at least C(id), C(database), C(owner_role), C(killer_role),
+        C(login_roles) (mapping plane to role name) and C(commander_user); C(state),
+        C(drop_database) and C(drop_login_roles) are used when present; other keys are ignored.
+      - C(passwords) are never used and are masked in the module's output.
+    type: list
+    elements: dict
+    required: true
+  helper_schema:
+    description:
+      - Schema of the fence helper function, in the database the module connects to (O(login_db)).
+    type: str
+    default: dataplane_fence
+notes:
+  - Supports PostgreSQL 16, 17 and 18; older servers are audited with a C(server_version) finding.
+seealso:
+  - module: dataplane.postgresql.fence_helper
+  - module: dataplane.postgresql.fence
+"""
+
+EXAMPLES = r"""
+- name: Audit every Deployment as commander_user
+  dataplane.postgresql.deployment_audit:
+    login_host: db.example.internal
+    login_user: commander_user
+    login_password: "{{ vault_commander_password }}"
+    deployments: "{{ dataplane_deployments | dataplane.postgresql.deployment_model }}"
+  register: audit
+
+- name: Show the Deployments that drifted
+  ansible.builtin.debug:
+    msg: "{{ audit.deployments | selectattr('drift') | map(attribute='summary') | list }}"
+
+- name: Audit with a fence helper installed in another schema
+  dataplane.postgresql.deployment_audit:
+    login_user: postgres
+    helper_schema: ops_fence
+    deployments:
+      - id: a
+        database: airflow_db_a
+        owner_role: airflow_db_a_owner
+        killer_role: airflow_conn_killer_a
+        login_roles:
+          dp1: dp1_user_a
+          dp2: dp2_user_a
+        commander_user: commander_user
+"""
+
+RETURN = r"""
+deployments:
+  description: One result per Deployment, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: The Deployment id.
+      type: str
+      sample: a
+    state:
+      description: The state in the model (V(present) or V(absent)).
+      type: str
+      sample: present
+    database:
+      description: The metadata database.
+      type: str
+      sample: airflow_db_a
+    findings:
+      description: Every check, C({check, ok, detail}).
+      type: list
+      elements: dict
+      sample:
+        - check: public_connect
+          ok: true
+          detail: PUBLIC has no CONNECT
+        - check: fence_capability
+          ok: false
+          detail: >-
+            a vendor-style fence would fail: commander_user lacks the privileges of dp1_user_a,
+            dp2_user_a; install the fence helper (provision with dataplane_fence_helper: true)
+    drift:
+      description: Whether any finding is not ok.
+      type: bool
+      sample: true
+    fence_capable:
+      description: Whether a fence of this Deployment would work (null for absent Deployments).
+      type: bool
+      sample: false
+    fence_route:
+      description: How the sessions would be terminated, V(direct), V(helper), or null when the fence would fail.
+      type: str
+      sample: helper
+    summary:
+      description: One line a person can read.
+      type: str
+      sample: "a: OK, fence capable (helper)"
+drift:
+  description: Whether any Deployment drifted.
+  returned: always
+  type: bool
+  sample: false
+drifted:
+  description: Ids of the Deployments that drifted.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+fence_capable:
+  description: Whether a fence would work for every present Deployment.
+  returned: always
+  type: bool
+  sample: true
+fence_incapable:
+  description: Ids of the present Deployments whose fence would fail.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+summary:
+  description: One line per Deployment.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "a: OK, fence capable (helper)"
+server_version:
+  description: The server's version (major.minor).
+  returned: always
+  type: str
+  sample: "16.15"
+connected_as:
+  description: The role the audit ran as.
+  returned: always
+  type: str
+  sample: commander_user
+helper:
+  description: The fence helper's status in O(helper_schema) (installed, version, current, owner_role, owner_can_signal, usable_by).
+  returned: always
+  type: dict
+  sample:
+    installed: true
+    version: "1"
+    current: true
+    owner_role: dataplane_fence_signaler
+    owner_can_signal: true
+    usable_by:
+      airflow_conn_killer_a: true
+elapsed_ms:
+  description: Wall time of the audit (connecting, reading, comparing) in milliseconds.
+  returned: always
+  type: int
+  sample: 85
+queries:
+  description: The read-only statements run (without their parameter values); nothing is ever written.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import (
+    audit_deployments,
+    read_catalog,
+)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
+    Session,
+    connect,
+    connection_argument_spec,
+    version_label,
+)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import (
+    DEFAULT_SCHEMA,
+    helper_status,
+)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
+    identifier_problem,
+    role_name_problem,
+)
+
+REQUIRED_KEYS = ("id", "database", "owner_role", "killer_role", "login_roles", "commander_user")
+
+
+def record_problems(records):
+    """Every problem with the records, before connecting. Pure."""
+    problems = []
+    seen = set()
+    for index, record in enumerate(records):
+        label = "deployments[%d]" % index
+        missing = [k for k in REQUIRED_KEYS if record.get(k) in (None, "", {})]
+        if missing:
+            problems.append("%s: missing %s (pass the records of the deployment_model filter)"
+                            % (label, ", ".join(missing)))
+            continue
+        label = "deployments[%d] (id %r)" % (index, str(record["id"]))
+        if str(record["id"]) in seen:
+            problems.append("%s: duplicate id" % label)
+        seen.add(str(record["id"]))
+        if record.get("state", "present") not in ("present", "absent"):
+            problems.append("%s: state must be present or absent" % label)
+        if not isinstance(record["login_roles"], dict):
+            problems.append("%s: login_roles must be a mapping plane -> role name" % label)
+            continue
+        checks = [identifier_problem(record["database"], "database name")]
+        checks += [role_name_problem(record[k], k.replace("_", " "))
+                   for k in ("owner_role", "killer_role", "commander_user")]
+        checks += [role_name_problem(v, "%s login role" % p) for p, v in sorted(record["login_roles"].items())]
+        problems.extend("%s: %s" % (label, p) for p in checks if p)
+    return problems
+
+
+def normalise(record):
+    out = dict(record)
+    out["id"] = str(record["id"])
+    out["state"] = record.get("state") or "present"
+    out["login_roles"] = dict((str(p), str(n)) for p, n in record["login_roles"].items())
+    return out
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        deployments=dict(type="list", elements="dict", required=True),
+        helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    records = module.params["deployments"]
+    for record in records:  # never echo passwords back
+        for value in ((record or {}).get("passwords") or {}).values():
+            if value:
+                module.no_log_values.add(str(value))
+
+    problems = record_problems(records)
+    schema_problem = identifier_problem(module.params["helper_schema"], "helper_schema")
+    if schema_problem:
+        problems.append(schema_problem)
+    if problems:
+        module.fail_json(msg="invalid deployments: " + "; ".join(problems), problems=problems,
+                         changed=False, queries=[])
+    records = [normalise(r) for r in records]
+
+    started = time.monotonic()
+    conn = connect(module)
+    session = Session(module, conn)
+    try:
+        # One consistent snapshot, and the server refuses any write in it.
+        session.cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        session.queries.append("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        facts = read_catalog(session, records, module.params["helper_schema"], helper_status)
+    except Exception as exc:  # a driver error: report it with what ran
+        session.fail("audit failed while reading the catalog: %s" % exc)
+    finally:
+        try:
+            conn.rollback()
+        except Exception:
+            pass
+    session.close()
+
+    results, overall = audit_deployments(records, facts)
+    version = facts["server_version_num"]
+    if version < 160000:
+        module.warn("PostgreSQL %s cannot record the INHERIT/SET membership options the model needs "
+                    "(PostgreSQL 16 or newer); every Deployment reports a server_version finding"
+                    % version_label(version))
+    helper = dict((k, v) for k, v in (facts.get("helper") or {}).items() if k != "function")
+    module.exit_json(
+        changed=False,
+        deployments=results,
+        drift=overall["drift"],
+        drifted=overall["drifted"],
+        fence_capable=overall["fence_capable"],
+        fence_incapable=overall["fence_incapable"],
+        summary=[r["summary"] for r in results],
+        server_version=version_label(version),
+        connected_as=facts["connected_as"],
+        helper=helper,
+        queries=session.queries,
+        elapsed_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+if __name__ == "__main__":
+    main()

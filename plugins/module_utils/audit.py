@@ -354,10 +354,16 @@ def _audit_present(record, facts):
         for entry in connect:
             if entry["grantee"] is not None:
                 by_grantee.setdefault(entry["grantee"], []).append(entry)
+        fenced = [login for login in logins if not by_grantee.get(login)]
+        if len(fenced) == len(logins):
+            problems.append("no login role holds CONNECT (%s): no data plane can connect"
+                            % ", ".join(logins))
+        elif fenced:
+            # One plane without CONNECT is the state a failover leaves behind, not drift.
+            notes.append("%s fenced (no CONNECT)" % ", ".join(fenced))
         for login in logins:
             entries = by_grantee.get(login, [])
             if not entries:
-                problems.append("%s holds no CONNECT" % login)
                 continue
             grantors = sorted(set(e["grantor"] for e in entries))
             foreign = [g for g in grantors if g != actual_owner]

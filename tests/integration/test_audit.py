@@ -232,8 +232,9 @@ DRIFTS = [
      ["fence_capability", "killer_memberships"], "{dp2} is not granted to {killer}"),
     ("extra_connect_grantee", ["CREATE ROLE {extra} NOLOGIN", "GRANT CONNECT ON DATABASE {db} TO {extra}"],
      ["connect_grantees"], "extra CONNECT grantee {extra} (granted by {owner})"),
-    ("login_lacks_connect", ["REVOKE CONNECT ON DATABASE {db} FROM {dp2}"],
-     ["connect_grantees"], "{dp2} holds no CONNECT"),
+    ("no_login_holds_connect", ["REVOKE CONNECT ON DATABASE {db} FROM {dp1}",
+                                "REVOKE CONNECT ON DATABASE {db} FROM {dp2}"],
+     ["connect_grantees"], "no login role holds CONNECT ({dp1}, {dp2})"),
     ("connect_third_grantor", ["CREATE ROLE {extra} NOLOGIN",
                                "GRANT CONNECT ON DATABASE {db} TO {extra} WITH GRANT OPTION",
                                "SET ROLE {extra}", "GRANT CONNECT ON DATABASE {db} TO {dp1}", "RESET ROLE"],
@@ -287,6 +288,18 @@ def test_each_drift_is_detected_and_named(pg, names, run_module, drift):
     assert text.format(**rendered) in details
     assert first["summary"].startswith("a: DRIFT (%d)" % len(expected))
     assert result["fence_capable"] is ("fence_capability" not in expected)
+
+
+def test_one_fenced_plane_is_not_drift(pg, names, run_module):
+    """After a failover the source plane holds no CONNECT: that is the intended state."""
+    schema = names("fence")
+    [rec] = seed(pg, names, helper_schema=schema)
+    pg.sql(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
+        sql.Identifier(rec["database"]), sql.Identifier(rec["login_roles"]["dp1"])))
+    result = audit(run_module, pg, [rec], user=rec["commander_user"], helper_schema=schema)
+    [dep] = result["deployments"]
+    assert result["drift"] is False, dep["findings"]
+    assert "%s fenced (no CONNECT)" % rec["login_roles"]["dp1"] in by_check(dep)["connect_grantees"]["detail"]
 
 
 def test_over_grant_gives_direct_route(pg16, names, run_module):

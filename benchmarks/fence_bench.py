@@ -1,0 +1,262 @@
+#!/usr/bin/env python
+# Copyright: dataplane.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark: fence N Deployments (default 200) with 3 live sessions each, as commander_user.
+
+Standalone: starts its own PostgreSQL 16 under /tmp with scripts/pg.py
+(--set max_connections=1000), runs the vendor's reference setup for every Deployment plus
+the fence helper, opens 3 sessions per Deployment as its dp1 login role (idle; idle in
+transaction with an uncommitted INSERT; active pg_sleep), then
+
+1. runs the fence module once, directly (as Ansible runs it: a Python process with its
+   arguments in a JSON file) and reports ``time_total_ms`` (inside the module, from the
+   first statement to the last verification) and the process wall time;
+2. fences back (dp2 -> dp1) with the module, re-opens the sessions as dp1 and fences again
+   with ``ansible-playbook`` running a one-task playbook, and reports its wall time.
+
+Usage: .venv/bin/python benchmarks/fence_bench.py [--deployments 200] [--sessions 3] [--version 16]
+Exit status 0 only when every Deployment was verified fenced in both runs.
+"""
+
+import argparse
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from fence_support import reference_setup_statements  # noqa: E402  (the seed SQL, verbatim)
+
+PY = sys.executable
+COMMANDER = "commander_user"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_async(conn):
+    while True:
+        state = conn.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            return
+        if state == psycopg2.extensions.POLL_READ:
+            select.select([conn.fileno()], [], [])
+        elif state == psycopg2.extensions.POLL_WRITE:
+            select.select([], [conn.fileno()], [])
+
+
+class Bench(object):
+    def __init__(self, args):
+        self.args = args
+        self.base = Path(tempfile.mkdtemp(prefix="dataplane-fence-bench-"))
+        os.chmod(self.base, 0o755)
+        self.port = free_port()
+        self.deps = [dict(id="%03d" % n, database="airflow_db_%03d" % n, owner="airflow_db_%03d_owner" % n,
+                          killer="airflow_conn_killer_%03d" % n, dp1="dp1_user_%03d" % n, dp2="dp2_user_%03d" % n)
+                     for n in range(args.deployments)]
+        self.live = []
+
+    def pg(self, *cmd):
+        proc = subprocess.run([PY, str(REPO / "scripts" / "pg.py")] + list(cmd), capture_output=True, text=True,
+                              check=False)
+        if proc.returncode != 0:
+            raise SystemExit("scripts/pg.py %s failed: %s" % (cmd[0], proc.stderr))
+        return proc.stdout
+
+    def connect(self, user="postgres", dbname="postgres", **kw):
+        return psycopg2.connect(host="127.0.0.1", port=self.port, user=user, dbname=dbname, **kw)
+
+    def start(self):
+        self.pg("start", "--version", str(self.args.version), "--dir", str(self.base / "srv"), "--port",
+                str(self.port), "--set", "max_connections=1000")
+
+    def stop(self):
+        self.close_sessions()
+        self.pg("stop", "--dir", str(self.base / "srv"))
+        subprocess.run(["rm", "-rf", str(self.base)], check=False)
+
+    def setup(self):
+        conn = self.connect()
+        conn.autocommit = True
+        cur = conn.cursor()
+        cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(COMMANDER)))
+        for dep in self.deps:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dep["database"])))
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN; CREATE ROLE {} LOGIN").format(
+                sql.Identifier(dep["dp1"]), sql.Identifier(dep["dp2"])))
+            cur.execute(sql.SQL("; ").join(reference_setup_statements(dep, COMMANDER)))
+        conn.close()
+        for dep in self.deps:
+            db = self.connect(dbname=dep["database"])
+            db.autocommit = True
+            db.cursor().execute(sql.SQL("CREATE TABLE t (src text); ALTER TABLE t OWNER TO {0}; GRANT ALL ON t TO {1}")
+                                .format(sql.Identifier(dep["owner"]), sql.Identifier(dep["dp1"])))
+            db.close()
+        result = self.module("fence_helper", dict(self.login("postgres"),
+                                                  killer_roles=[d["killer"] for d in self.deps]))
+        if result.get("failed"):
+            raise SystemExit("fence_helper failed: %s" % result.get("msg"))
+
+    def login(self, user):
+        return dict(login_host="127.0.0.1", login_port=self.port, login_user=user, login_db="postgres")
+
+    def open_sessions(self, role_key):
+        """idle; idle in transaction with an uncommitted INSERT; active pg_sleep (async, no threads)."""
+        kinds = ["idle", "idle_in_tx", "active"][:self.args.sessions] + ["idle"] * max(0, self.args.sessions - 3)
+        for dep in self.deps:
+            for kind in kinds:
+                if kind == "active":
+                    conn = self.connect(dep[role_key], dep["database"], async_=1,
+                                        application_name="bench-%s" % kind)
+                    wait_async(conn)
+                    conn.cursor().execute("SELECT pg_sleep(600)")
+                else:
+                    conn = self.connect(dep[role_key], dep["database"], application_name="bench-%s" % kind)
+                    cur = conn.cursor()
+                    if kind == "idle_in_tx":
+                        cur.execute("INSERT INTO t VALUES ('uncommitted')")
+                    else:
+                        conn.autocommit = True
+                        cur.execute("SELECT 1")
+                self.live.append(conn)
+        return len(self.live)
+
+    def close_sessions(self):
+        for conn in self.live:
+            try:
+                conn.close()
+            except Exception:
+                pass
+        self.live = []
+
+    def fence_args(self, src="dp1", dst="dp2"):
+        return dict(self.login(self.args.login), deployments=[
+            dict(name=d["id"], database=d["database"], source_role=d[src], destination_role=d[dst],
+                 killer_role=d["killer"]) for d in self.deps])
+
+    def module(self, name, args):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+            json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+        try:
+            proc = subprocess.run([PY, str(REPO / "plugins" / "modules" / (name + ".py")), handle.name],
+                                  capture_output=True, text=True, check=False)
+        finally:
+            os.unlink(handle.name)
+        try:
+            return json.loads(proc.stdout)
+        except ValueError:
+            raise SystemExit("module %s printed no JSON: %s %s" % (name, proc.stdout, proc.stderr))
+
+    def sessions_left(self, role_key):
+        conn = self.connect()
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = ANY(%s)",
+                    ([d[role_key] for d in self.deps],))
+        count = cur.fetchone()[0]
+        conn.close()
+        return count
+
+    def playbook(self):
+        work = self.base / "play"
+        work.mkdir()
+        (work / "inventory.ini").write_text(
+            "[dataplane_postgresql]\nbench ansible_connection=local ansible_python_interpreter=%s\n" % PY)
+        (work / "vars.json").write_text(json.dumps({"fence_args": self.fence_args()}))
+        (work / "fence.yml").write_text(
+            "- hosts: dataplane_postgresql\n"
+            "  gather_facts: false\n"
+            "  tasks:\n"
+            "    - name: Fence every Deployment\n"
+            "      dataplane.postgresql.fence: \"{{ fence_args }}\"\n")
+        # one task; the minimal stdout callback prints the module's JSON result
+        env = dict(os.environ, LC_ALL="C.UTF-8", ANSIBLE_PYTHON_INTERPRETER=PY, ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_STDOUT_CALLBACK="minimal")
+        started = time.monotonic()
+        proc = subprocess.run([str(Path(PY).parent / "ansible-playbook"), "-i", str(work / "inventory.ini"),
+                               "-e", "@" + str(work / "vars.json"), str(work / "fence.yml")],
+                              capture_output=True, text=True, env=env, cwd=str(work), check=False)
+        wall = time.monotonic() - started
+        if proc.returncode != 0:
+            raise SystemExit("ansible-playbook failed:\n%s\n%s" % (proc.stdout[-3000:], proc.stderr[-3000:]))
+        return wall, json.loads(proc.stdout[proc.stdout.index("{"):proc.stdout.rindex("}") + 1])
+
+
+def summarize(label, result, wall):
+    deps = result["deployments"]
+    killed = sum(len(d["sessions_terminated"]) for d in deps)
+    verified = sum(1 for d in deps if d["verified"])
+    fence_ms = [d["time_to_fence_ms"] for d in deps if d["time_to_fence_ms"] is not None]
+    print("%-16s deployments=%d verified=%d sessions_terminated=%d time_total_ms=%d max_time_to_fence_ms=%s "
+          "wall_s=%.2f" % (label, len(deps), verified, killed, result["time_total_ms"],
+                           max(fence_ms) if fence_ms else None, wall))
+    print("%-16s phases: %s" % ("", json.dumps(result.get("timings"))))
+    return verified == len(deps)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deployments", type=int, default=200)
+    parser.add_argument("--sessions", type=int, default=3)
+    parser.add_argument("--version", type=int, default=16)
+    parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--login", default=COMMANDER,
+                        help="role the fence connects as (default commander_user; postgres for comparison)")
+    args = parser.parse_args()
+    bench = Bench(args)
+    ok = True
+    figures = {}
+    try:
+        t = time.monotonic()
+        bench.start()
+        bench.setup()
+        print("setup: PostgreSQL %d on port %d, %d Deployments (seed SQL + fence helper) in %.1f s"
+              % (args.version, bench.port, args.deployments, time.monotonic() - t))
+
+        opened = bench.open_sessions("dp1")
+        print("opened %d sessions as the dp1 login roles" % opened)
+        started = time.monotonic()
+        checked = bench.module("fence", dict(bench.fence_args(), _ansible_check_mode=True))
+        summarize("check mode", checked, time.monotonic() - started)
+        started = time.monotonic()
+        result = bench.module("fence", bench.fence_args())
+        wall = time.monotonic() - started
+        if result.get("failed"):
+            raise SystemExit("fence failed: %s" % result.get("msg"))
+        ok &= summarize("module", result, wall)
+        ok &= bench.sessions_left("dp1") == 0
+        figures["module_time_total_ms"] = result["time_total_ms"]
+        figures["module_process_wall_s"] = round(wall, 3)
+        bench.close_sessions()
+
+        back = bench.module("fence", bench.fence_args("dp2", "dp1"))  # fail back: dp1 admitted again
+        ok &= not back.get("failed")
+        opened = bench.open_sessions("dp1")
+        wall, result = bench.playbook()
+        ok &= summarize("ansible-playbook", result, wall)
+        ok &= bench.sessions_left("dp1") == 0
+        figures["playbook_time_total_ms"] = result["time_total_ms"]
+        figures["playbook_wall_s"] = round(wall, 3)
+        figures.update(deployments=args.deployments, sessions_per_deployment=args.sessions,
+                       postgresql=args.version, all_verified=bool(ok))
+        print(json.dumps(figures))
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=2))
+    finally:
+        bench.stop()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+# Copyright: dataplane.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure logic of the fence module: input checks, preflight verdicts, plans and results.
+
+Everything that talks to PostgreSQL lives in plugins/modules/fence.py; what is here takes
+rows and returns decisions, so it is unit-tested without a server.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
+    identifier_problem,
+    role_name_problem,
+)
+
+# First key of the two-key advisory lock that serializes fences of the same database
+# (the second key is hashtext(database name)). 0x64706663 = "dpfc".
+ADVISORY_LOCK_CLASS = 1685087843
+MIN_FENCE_VERSION = 160000
+
+
+def deployment_problems(deployments):
+    """Problems in the deployments option, each naming the Deployment. Pure."""
+    problems = []
+    names = set()
+    for index, dep in enumerate(deployments or ()):
+        label = dep.get("name") or "deployments[%d]" % index
+        found = []
+        if not dep.get("name"):
+            found.append("name must not be empty")
+        elif dep["name"] in names:
+            found.append("the name is used by more than one Deployment")
+        names.add(dep.get("name"))
+        found.append(identifier_problem(dep.get("database"), "database"))
+        found.append(role_name_problem(dep.get("source_role"), "source_role"))
+        found.append(role_name_problem(dep.get("destination_role"), "destination_role"))
+        if dep.get("killer_role") is not None:
+            found.append(role_name_problem(dep.get("killer_role"), "killer_role"))
+        if dep.get("source_role") and dep.get("source_role") == dep.get("destination_role"):
+            found.append("source_role and destination_role are the same role")
+        for problem in found:
+            if problem:
+                problems.append("Deployment %s: %s" % (label, problem))
+    if not deployments:
+        problems.append("deployments must not be empty")
+    return problems
+
+
+def preflight_verdict(dep, row, route, login):
+    """Why the fence cannot work for DEP (list of str, empty when it can). Pure.
+
+    ROW is the preflight query's row for DEP, ROUTE the sessions.termination_routes() item
+    for its source role, LOGIN the connecting role's name.
+    """
+    problems = []
+    if not row["db_exists"]:
+        problems.append("database %s does not exist" % dep["database"])
+    if not row["src_exists"]:
+        problems.append("source role %s does not exist" % dep["source_role"])
+    if not row["dst_exists"]:
+        problems.append("destination role %s does not exist" % dep["destination_role"])
+    if problems:
+        return problems
+    if row["src_super"]:
+        problems.append("source role %s is a superuser: CONNECT does not apply to superusers, so no fence "
+                        "can hold" % dep["source_role"])
+    if row["src_owner_member"]:
+        problems.append("source role %s is a member of the owner role %s: owners always connect"
+                        % (dep["source_role"], row["owner"]))
+    if not row["can_acl"]:
+        problems.append("login %s does not have the privileges of the owner role %s of database %s, so it "
+                        "cannot revoke or grant CONNECT (missing: GRANT %s TO %s)"
+                        % (login, row["owner"], dep["database"], row["owner"], login))
+    if row["other_connect"]:
+        problems.append("source role %s would keep CONNECT on %s after the REVOKE, through: %s"
+                        % (dep["source_role"], dep["database"], "; ".join(row["other_connect"])))
+    if route is not None and route.get("route") is None:
+        problems.append("cannot terminate the sessions of %s: %s" % (dep["source_role"], route["problem"]))
+    return problems
+
+
+def deployment_result(dep):
+    """The per-Deployment result skeleton."""
+    return {
+        "name": dep["name"], "database": dep["database"], "source_role": dep["source_role"],
+        "destination_role": dep["destination_role"], "killer_role": dep.get("killer_role"),
+        "changed": False, "revoked": False, "granted": False, "sessions_terminated": [],
+        "sessions_drained": [], "remaining_sessions": [], "time_to_fence_ms": None,
+        "verified": False, "connect_still_via": [], "route": None,
+    }
+
+
+def failure_summary(results):
+    """One line per Deployment whose fence did not hold. Pure."""
+    lines = []
+    for res in results:
+        if res["verified"]:
+            continue
+        why = []
+        if res["connect_still_via"]:
+            why.append("%s can still connect to %s through: %s"
+                       % (res["source_role"], res["database"], "; ".join(res["connect_still_via"])))
+        if res["remaining_sessions"]:
+            why.append("%d session(s) of %s remain (pids %s)"
+                       % (len(res["remaining_sessions"]), res["source_role"],
+                          ", ".join(str(s["pid"]) for s in res["remaining_sessions"])))
+        if not why and not res["granted"] and res.get("destination_connect") is False:
+            why.append("destination role %s does not hold CONNECT on %s"
+                       % (res["destination_role"], res["database"]))
+        if not why:
+            why.append("not verified")
+        lines.append("Deployment %s: %s" % (res["name"], "; ".join(why)))
+    return lines

@@ -1,0 +1,569 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dataplane.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: fence
+short_description: Fence the source data plane of Airflow Deployments and admit the destination
+description:
+  - For each Deployment, in one call over one connection, revokes C(CONNECT) on its database
+    from the source login role, terminates the source role's sessions, verifies that the
+    source can no longer connect and that none of its sessions remain, and makes sure the
+    destination login role holds C(CONNECT).
+  - B(Preflight.) Before anything changes, every Deployment is checked (the server version; that
+    the login has the owner role's privileges, to switch C(CONNECT); that it can terminate the
+    source role's sessions (directly, or through the fence helper as the Deployment's
+    O(deployments[].killer_role)); that the source role is neither a superuser nor a member of
+    the owner role; and that no other path (C(PUBLIC), a group role, another grantor) would keep
+    C(CONNECT) for the source). Any problem fails the module with RV(preflight), naming the
+    Deployment and what is missing, and nothing is changed.
+  - B(Order.) All C(REVOKE)s are committed together before any session is signalled (an
+    uncommitted C(REVOKE) does not stop new connections). Then every source session is signalled
+    at once, and C(pg_stat_activity) is polled until no session of a source role remains in any
+    database. Then C(has_database_privilege(source, database, 'CONNECT')) must be false; when it
+    is not, RV(deployments[].connect_still_via) says why and the module fails without admitting
+    the destination. Finally C(CONNECT) is granted to the destination roles and checked (a failed
+    C(GRANT) or C(REVOKE) is only a warning in PostgreSQL, so the privileges are always re-read).
+  - Everything is batched across Deployments (one statement for all C(REVOKE)s, one for all
+    terminations, one poll query per interval, one verification), so hundreds of Deployments
+    fence in well under a second.
+  - Fences of the same database are serialized with a session advisory lock on
+    (1685087843, C(hashtext(database))), held for the whole call.
+  - Idempotent; a Deployment that is already fenced, with no source session and the destination
+    admitted, reports C(changed=false).
+  - Needs PostgreSQL 16 or newer; on 14 and 15 it fails before any change (the reference setup's
+    C(INHERIT FALSE, SET FALSE) memberships, which the helper relies on to mark the roles a killer
+    role may terminate without giving it their privileges, do not exist there).
+version_added: "1.0.0"
+author:
+  - dataplane.postgresql contributors (@dataplane)
+extends_documentation_fragment:
+  - community.postgresql.postgres
+  - dataplane.postgresql.connection
+attributes:
+  check_mode:
+    support: full
+options:
+  deployments:
+    description:
+      - The Deployments to fence.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description:
+          - Name of the Deployment (used in results and messages; unique).
+        type: str
+        required: true
+      database:
+        description:
+          - The Deployment's metadata database.
+        type: str
+        required: true
+      source_role:
+        description:
+          - Login role of the plane being fenced.
+        type: str
+        required: true
+      destination_role:
+        description:
+          - Login role of the plane being admitted.
+        type: str
+        required: true
+      killer_role:
+        description:
+          - The Deployment's connection-terminator role. Used through the fence helper when the
+            login cannot terminate the source role's sessions directly.
+        type: str
+  mode:
+    description:
+      - V(forced) terminates the source sessions at once.
+      - V(controlled) first waits up to O(drain_timeout) seconds for them to end on their own,
+        then terminates what is left.
+    type: str
+    choices: [forced, controlled]
+    default: forced
+  drain_timeout:
+    description:
+      - Seconds to wait for sessions to end on their own in V(controlled) mode.
+    type: float
+    default: 60
+  wait_timeout:
+    description:
+      - Seconds to wait, after signalling, for terminated sessions to disappear.
+    type: float
+    default: 10
+  helper_schema:
+    description:
+      - Schema of the fence helper (M(dataplane.postgresql.fence_helper)) in the database the
+        module connects to.
+    type: str
+    default: dataplane_fence
+notes:
+  - Supports check mode; nothing is changed or signalled, and the result says what would be.
+  - Terminating a session rolls back its open transaction, but a transaction that already
+    committed locally (for example one waiting for a synchronous standby) stays committed.
+  - C(CONNECT) never fences superusers or members of the owner role; the preflight refuses such
+    source roles.
+seealso:
+  - module: dataplane.postgresql.fence_helper
+  - module: dataplane.postgresql.terminate_sessions
+"""
+
+EXAMPLES = r"""
+- name: Fail over two Deployments from dp1 to dp2 as commander_user
+  dataplane.postgresql.fence:
+    login_user: commander_user
+    deployments:
+      - name: a
+        database: airflow_db_a
+        source_role: dp1_user_a
+        destination_role: dp2_user_a
+        killer_role: airflow_conn_killer_a
+      - name: b
+        database: airflow_db_b
+        source_role: dp1_user_b
+        destination_role: dp2_user_b
+        killer_role: airflow_conn_killer_b
+
+- name: Controlled fence, waiting up to 2 minutes for sessions to end
+  dataplane.postgresql.fence:
+    login_user: commander_user
+    mode: controlled
+    drain_timeout: 120
+    deployments:
+      - name: a
+        database: airflow_db_a
+        source_role: dp1_user_a
+        destination_role: dp2_user_a
+        killer_role: airflow_conn_killer_a
+"""
+
+RETURN = r"""
+changed:
+  description: Whether anything was (or in check mode would be) changed or signalled.
+  returned: always
+  type: bool
+deployments:
+  description: One entry per Deployment, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The Deployment's name.
+      type: str
+    database:
+      description: Its database.
+      type: str
+    source_role:
+      description: The fenced login role.
+      type: str
+    destination_role:
+      description: The admitted login role.
+      type: str
+    killer_role:
+      description: The killer role given.
+      type: str
+    changed:
+      description: Whether anything was done for this Deployment.
+      type: bool
+    revoked:
+      description: Whether C(CONNECT) was revoked from the source role.
+      type: bool
+    granted:
+      description: Whether C(CONNECT) was granted to the destination role.
+      type: bool
+    route:
+      description: How sessions were terminated, V(direct) or V(helper).
+      type: str
+    sessions_terminated:
+      description: The source sessions that were signalled (listed, in check mode).
+      type: list
+      elements: dict
+      contains:
+        pid:
+          description: Backend process id.
+          type: int
+        role:
+          description: Role of the session.
+          type: str
+        database:
+          description: Database of the session.
+          type: str
+        application:
+          description: C(application_name).
+          type: str
+        client_addr:
+          description: Client address (null for Unix sockets).
+          type: str
+        backend_start:
+          description: When the session started (ISO 8601).
+          type: str
+    sessions_drained:
+      description: In V(controlled) mode, sessions that ended on their own.
+      type: list
+      elements: dict
+    remaining_sessions:
+      description: Source sessions still present at the end (empty when the fence held).
+      type: list
+      elements: dict
+    time_to_fence_ms:
+      description: Milliseconds from the first C(REVOKE) until no session of the source role
+        remained (null in check mode).
+      type: int
+    verified:
+      description: The source cannot connect, none of its sessions remain, and the destination
+        holds C(CONNECT).
+      type: bool
+    connect_still_via:
+      description: Why the source role can still connect (C(PUBLIC), group roles, other grantors).
+      type: list
+      elements: str
+time_total_ms:
+  description: Milliseconds inside the module from the first statement to the last verification.
+  returned: always
+  type: int
+preflight:
+  description: On a preflight failure, the problems per Deployment (nothing was changed).
+  returned: failure
+  type: list
+  elements: dict
+timings:
+  description: Milliseconds spent in each phase (V(lock), V(preflight), V(revoke), V(drain), V(signal), V(wait),
+    V(verify_and_grant)), for tuning.
+  returned: success
+  type: dict
+server_version:
+  description: The server version.
+  returned: always
+  type: str
+queries:
+  description: The statements that changed something or signalled sessions (in check mode, those
+    that would run).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
+    Session,
+    connect,
+    connection_argument_spec,
+    sql,
+    version_label,
+)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import (
+    ADVISORY_LOCK_CLASS,
+    MIN_FENCE_VERSION,
+    deployment_problems,
+    deployment_result,
+    failure_summary,
+    preflight_verdict,
+)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import DEFAULT_SCHEMA
+from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import identifier_problem
+from ansible_collections.dataplane.postgresql.plugins.module_utils import sessions as sess
+
+# CONNECT entries that let ROLE (oid expression s.oid) connect to database db, other than the
+# owner's direct grant to it, which the REVOKE removes. EXTRA adds that one too (verification).
+_VIA_SQL = """ARRAY(
+  SELECT CASE
+           WHEN x.grantee = 0 THEN 'PUBLIC (CONNECT granted to PUBLIC by ' || pg_catalog.pg_get_userbyid(x.grantor) || ')'
+           WHEN x.grantee = s.oid THEN 'a direct grant by ' || pg_catalog.pg_get_userbyid(x.grantor)
+                || CASE WHEN x.grantor = db.datdba THEN ' (the owner)' ELSE ' (another grantor: only it or a superuser can revoke it)' END
+           ELSE 'group role ' || pg_catalog.pg_get_userbyid(x.grantee) || ' (CONNECT granted by '
+                || pg_catalog.pg_get_userbyid(x.grantor) || ')'
+         END
+    FROM pg_catalog.aclexplode(COALESCE(db.datacl, pg_catalog.acldefault('d', db.datdba))) x
+   WHERE x.privilege_type = 'CONNECT'
+     AND (x.grantee = 0
+          OR (x.grantee = s.oid AND (%(extra)s OR x.grantor <> db.datdba))
+          OR (x.grantee NOT IN (0, s.oid) AND pg_catalog.pg_has_role(s.oid, x.grantee, 'USAGE'))))"""
+
+PREFLIGHT_SQL = """
+SELECT u.ord,
+       db.oid IS NOT NULL AS db_exists,
+       pg_catalog.pg_get_userbyid(db.datdba) AS owner,
+       s.oid IS NOT NULL AS src_exists, COALESCE(s.rolsuper, false) AS src_super,
+       t.oid IS NOT NULL AS dst_exists,
+       COALESCE(pg_catalog.pg_has_role(s.oid, db.datdba, 'MEMBER'), false) AS src_owner_member,
+       (me.rolsuper OR pg_catalog.pg_has_role(CURRENT_USER, db.datdba, 'USAGE')) AS can_acl,
+       pg_catalog.has_database_privilege(s.oid, db.oid, 'CONNECT') AS src_connect,
+       pg_catalog.has_database_privilege(t.oid, db.oid, 'CONNECT') AS dst_connect,
+       EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(db.datacl, pg_catalog.acldefault('d', db.datdba))) x
+                WHERE x.grantee = s.oid AND x.grantor = db.datdba AND x.privilege_type = 'CONNECT') AS src_owner_entry,
+       CASE WHEN db.oid IS NULL OR s.oid IS NULL THEN ARRAY[]::text[] ELSE %s END AS other_connect
+  FROM unnest(%%s::text[], %%s::text[], %%s::text[]) WITH ORDINALITY AS u(database, source, dest, ord)
+  LEFT JOIN pg_catalog.pg_database db ON db.datname = u.database
+  LEFT JOIN pg_catalog.pg_roles s ON s.rolname = u.source
+  LEFT JOIN pg_catalog.pg_roles t ON t.rolname = u.dest
+  LEFT JOIN pg_catalog.pg_roles me ON me.rolname = CURRENT_USER
+ ORDER BY u.ord""" % (_VIA_SQL % {"extra": "false"})
+
+VERIFY_SQL = """
+SELECT u.ord,
+       pg_catalog.has_database_privilege(s.oid, db.oid, 'CONNECT') AS src_connect,
+       pg_catalog.has_database_privilege(t.oid, db.oid, 'CONNECT') AS dst_connect,
+       CASE WHEN s.rolsuper THEN ARRAY['SUPERUSER']::text[] ELSE ARRAY[]::text[] END
+       || CASE WHEN pg_catalog.pg_has_role(s.oid, db.datdba, 'USAGE')
+               THEN ARRAY['membership in the owner role ' || pg_catalog.pg_get_userbyid(db.datdba)]
+               ELSE ARRAY[]::text[] END
+       || %s AS connect_via
+  FROM unnest({dbs}::text[], {srcs}::text[], {dsts}::text[]) WITH ORDINALITY AS u(database, source, dest, ord)
+  LEFT JOIN pg_catalog.pg_database db ON db.datname = u.database
+  LEFT JOIN pg_catalog.pg_roles s ON s.rolname = u.source
+  LEFT JOIN pg_catalog.pg_roles t ON t.rolname = u.dest
+ ORDER BY u.ord""" % (_VIA_SQL % {"extra": "true"})
+
+
+def ms(seconds):
+    return int(round(seconds * 1000))
+
+
+class Fence(object):
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.check = module.check_mode
+        self.deps = self.params["deployments"]
+        self.results = [deployment_result(d) for d in self.deps]
+        self.session = None
+        self.start = None
+        self.version = 0
+        self.timings = {}
+        self.last_mark = None
+
+    # --- helpers -------------------------------------------------------------------------
+    def fail(self, msg, **extra):
+        extra.setdefault("deployments", self.results)
+        extra.setdefault("time_total_ms", ms(time.monotonic() - self.start) if self.start else 0)
+        self.session.fail(msg, **extra)
+
+    def by_role(self, role):
+        return [i for i, d in enumerate(self.deps) if d["source_role"] == role]
+
+    # --- phases --------------------------------------------------------------------------
+    def lock(self):
+        databases = sorted(set(d["database"] for d in self.deps))
+        self.session.rows(
+            "SELECT pg_catalog.pg_advisory_lock(%s, k)::text FROM"
+            " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM unnest(%s::text[]) AS d ORDER BY 1) AS keys",
+            (ADVISORY_LOCK_CLASS, databases))
+
+    def preflight(self, login):
+        rows = self.session.rows(PREFLIGHT_SQL, ([d["database"] for d in self.deps],
+                                                 [d["source_role"] for d in self.deps],
+                                                 [d["destination_role"] for d in self.deps]))
+        routes = sess.termination_routes(self.session, [(d["source_role"], d.get("killer_role")) for d in self.deps],
+                                         schema=self.params["helper_schema"])
+        report = []
+        for dep, row, route, res in zip(self.deps, rows, routes, self.results):
+            res["route"] = route["route"]
+            problems = preflight_verdict(dep, row, route, login)
+            if problems:
+                report.append({"name": dep["name"], "problems": problems})
+        return rows, routes, report
+
+    def list_or_signal(self, indexes, routes, signal):
+        """Sessions of the source roles of INDEXES, signalled when SIGNAL. One statement per route."""
+        direct = sorted(set(self.deps[i]["source_role"] for i in indexes if routes[i]["route"] == "direct"))
+        pairs = sorted(set((self.deps[i]["killer_role"], self.deps[i]["source_role"])
+                           for i in indexes if routes[i]["route"] == "helper"))
+        rows = sess.signal_direct(self.session, direct, signal=signal)
+        seen = set(r["pid"] for r in rows)
+        for row in sess.signal_via_helper(self.session, pairs, signal=signal, schema=self.params["helper_schema"]):
+            if row["pid"] not in seen:
+                rows.append(row)
+                seen.add(row["pid"])
+        return rows
+
+    def record(self, rows, key):
+        for row in rows:
+            for i in self.by_role(row["usename"]):
+                self.results[i][key].append(sess.session_record(row))
+
+    def run(self):
+        params = self.params
+        session = self.session
+        login = session.rows("SELECT CURRENT_USER AS u")[0]["u"]
+        self.start = self.last_mark = time.monotonic()
+        version = session.version_num()
+        self.version = version
+        if version < MIN_FENCE_VERSION:
+            self.fail("PostgreSQL %s is not supported by the fence: it needs PostgreSQL 16 or newer, because the "
+                      "reference setup's memberships (GRANT <login role> TO <killer role> WITH INHERIT FALSE, "
+                      "SET FALSE), which mark the roles a killer role may terminate without giving it their "
+                      "privileges, need the INHERIT/SET options of PostgreSQL 16. Nothing was changed."
+                      % version_label(version), server_version=version_label(version))
+        self.lock()
+        self.mark("lock")
+        rows, routes, report = self.preflight(login)
+        self.mark("preflight")
+        if report:
+            self.fail("fence preflight failed, nothing was changed:\n" + "\n".join(
+                "Deployment %s: %s" % (r["name"], "; ".join(r["problems"])) for r in report),
+                preflight=report, server_version=version_label(version))
+        all_idx = list(range(len(self.deps)))
+        revoke_idx = [i for i in all_idx if rows[i]["src_owner_entry"]]
+        grant_idx = [i for i in all_idx if not rows[i]["dst_connect"]]
+        revokes = [sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
+            sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["source_role"]))
+            for i in revoke_idx]
+        grants = [sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["destination_role"]))
+            for i in grant_idx]
+        for i in revoke_idx:
+            self.results[i]["revoked"] = True
+
+        if self.check:
+            self.record(self.list_or_signal(all_idx, routes, signal=False), "sessions_terminated")
+            self.mark("list")
+            for i in grant_idx:
+                self.results[i]["granted"] = True
+            for st in revokes + grants:
+                session.queries.append(session.render(st))
+            for res in self.results:
+                res["changed"] = res["revoked"] or res["granted"] or bool(res["sessions_terminated"])
+                res["verified"] = None
+            return
+
+        # 1. all REVOKEs, one implicit transaction, committed before anything is signalled
+        t0 = time.monotonic()
+        if revokes:
+            session.execute(sql.SQL("; ").join(revokes))
+        self.mark("revoke")
+        roles = sorted(set(d["source_role"] for d in self.deps))
+        gone_at = {}
+
+        def on_poll(current, now):
+            present = set(r["usename"] for r in current)
+            for role in roles:
+                if role not in present and role not in gone_at:
+                    gone_at[role] = now
+
+        # 2. controlled: let sessions end on their own first
+        if params["mode"] == "controlled":
+            before = sess.current_sessions(session, roles)
+            left = sess.wait_until_gone(session, roles, timeout=params["drain_timeout"], on_poll=on_poll)
+            left_pids = set(r["pid"] for r in left)
+            self.record([r for r in before if r["pid"] not in left_pids], "sessions_drained")
+            self.mark("drain")
+
+        # 3. signal everything at once, then poll until no source session remains
+        signalled = self.list_or_signal(all_idx, routes, signal=True)
+        self.record(signalled, "sessions_terminated")
+        self.mark("signal")
+
+        def on_new(fresh):  # a session that appeared since (e.g. a reconnect to another database)
+            more = self.list_or_signal(sorted(set(i for r in fresh for i in self.by_role(r["usename"]))),
+                                       routes, signal=True)
+            known = set(s["pid"] for res in self.results for s in res["sessions_terminated"])
+            self.record([r for r in more if r["pid"] not in known], "sessions_terminated")
+
+        remaining = sess.wait_until_gone(session, roles, timeout=params["wait_timeout"], on_new=on_new,
+                                         seen_pids=[r["pid"] for r in signalled], on_poll=on_poll)
+        self.record(remaining, "remaining_sessions")
+        self.mark("wait")
+        for i, dep in enumerate(self.deps):
+            if dep["source_role"] in gone_at:
+                self.results[i]["time_to_fence_ms"] = max(0, ms(gone_at[dep["source_role"]] - t0))
+
+        # 4. verify the sources cannot connect (one query), 5. admit the destinations that are fenced,
+        #    and re-read the destinations' privilege in the same round trip
+        verify = self.verify()
+        fenced = [i for i in all_idx if not verify[i]["src_connect"] and not self.results[i]["remaining_sessions"]]
+        for i in all_idx:
+            self.results[i]["connect_still_via"] = list(verify[i]["connect_via"] or []) if verify[i]["src_connect"] else []
+        to_grant = [i for i in grant_idx if i in set(fenced)]
+        if to_grant:
+            statement = sql.SQL("; ").join(
+                [sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["destination_role"]))
+                 for i in to_grant])
+            session.execute(statement)
+            for i in to_grant:
+                self.results[i]["granted"] = True
+            verify = self.verify()
+        for i in all_idx:
+            res = self.results[i]
+            res["destination_connect"] = bool(verify[i]["dst_connect"])
+            res["verified"] = (i in fenced) and bool(verify[i]["dst_connect"])
+            res["changed"] = res["revoked"] or res["granted"] or bool(res["sessions_terminated"])
+        self.mark("verify_and_grant")
+
+    def mark(self, phase):
+        now = time.monotonic()
+        self.timings[phase + "_ms"] = ms(now - self.last_mark)
+        self.last_mark = now
+
+    def verify(self):
+        statement = sql.SQL(VERIFY_SQL).format(
+            dbs=sql.Literal([d["database"] for d in self.deps]),
+            srcs=sql.Literal([d["source_role"] for d in self.deps]),
+            dsts=sql.Literal([d["destination_role"] for d in self.deps]))
+        return self.session.rows(statement)
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        deployments=dict(type="list", elements="dict", required=True, options=dict(
+            name=dict(type="str", required=True),
+            database=dict(type="str", required=True),
+            source_role=dict(type="str", required=True),
+            destination_role=dict(type="str", required=True),
+            killer_role=dict(type="str"),
+        )),
+        mode=dict(type="str", choices=["forced", "controlled"], default="forced"),
+        drain_timeout=dict(type="float", default=60),
+        wait_timeout=dict(type="float", default=10),
+        helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    problems = deployment_problems(module.params["deployments"])
+    problem = identifier_problem(module.params["helper_schema"], "helper_schema")
+    if problem:
+        problems.append(problem)
+    for key in ("drain_timeout", "wait_timeout"):
+        if module.params[key] < 0:
+            problems.append("%s must not be negative" % key)
+    if problems:
+        module.fail_json(msg="invalid options, nothing was changed:\n" + "\n".join(problems),
+                         problems=problems, queries=[])
+
+    fence = Fence(module)
+    fence.session = Session(module, connect(module, autocommit=True))
+    try:
+        fence.run()
+    except Exception as exc:  # the database's own words; whatever committed is in queries
+        fence.fail("fence: %s" % exc)
+    total = ms(time.monotonic() - fence.start)
+    try:
+        fence.session.rows("SELECT pg_catalog.pg_advisory_unlock_all()")
+    except Exception:
+        pass
+    fence.session.close()
+    results = fence.results
+    failures = [] if module.check_mode else failure_summary(results)
+    for res in results:
+        res.pop("destination_connect", None)
+    out = dict(changed=any(r["changed"] for r in results), deployments=results, time_total_ms=total,
+               server_version=version_label(fence.version), timings=fence.timings, queries=fence.session.queries)
+    if failures:
+        module.fail_json(msg="the fence did not hold:\n" + "\n".join(failures), **out)
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()

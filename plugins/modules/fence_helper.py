@@ -1,0 +1,192 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dataplane.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: fence_helper
+short_description: Install the least-privilege session terminator used by the fence
+description:
+  - Installs, updates or removes the fence helper in the database the module connects to
+    (O(login_db), default C(postgres)).
+  - The helper is a C(SECURITY DEFINER) function
+    C(<schema>.terminate_member_sessions(p_killer, p_roles, p_databases, p_signal)) owned by a
+    C(NOLOGIN) role that holds C(pg_signal_backend) and C(pg_read_all_stats). It terminates only
+    sessions of roles directly granted to the killer role named by the caller, never a
+    superuser's session and never its own, and only when the caller's session user has the
+    privileges of that killer role. Its C(search_path) is pinned to C(pg_catalog, pg_temp) and
+    every name in it is schema-qualified.
+  - C(EXECUTE) on the function and C(USAGE) on the schema are revoked from C(PUBLIC) and granted
+    to each role in O(killer_roles) (grants to other roles are left alone).
+  - The function body is versioned (a comment on the function carries the version); a newer
+    collection replaces an older body.
+  - Installing needs a superuser (or a role with C(ADMIN) on C(pg_signal_backend) and
+    C(pg_read_all_stats) and C(CREATEROLE)); using it needs only the reference grants.
+  - Works on PostgreSQL 14 to 18 (the function does not depend on the 16 membership options).
+  - Everything runs in one transaction, committed at the end (nothing in check mode).
+version_added: "1.0.0"
+author:
+  - dataplane.postgresql contributors (@dataplane)
+extends_documentation_fragment:
+  - community.postgresql.postgres
+  - dataplane.postgresql.connection
+attributes:
+  check_mode:
+    support: full
+options:
+  killer_roles:
+    description:
+      - Roles allowed to use the helper (the Deployments' connection-terminator roles). They must exist.
+    type: list
+    elements: str
+    default: []
+  schema:
+    description:
+      - Schema that holds the helper function. Created owned by O(owner_role), with no
+        privileges for C(PUBLIC).
+    type: str
+    default: dataplane_fence
+  owner_role:
+    description:
+      - C(NOLOGIN) role that owns the function and holds C(pg_signal_backend) and
+        C(pg_read_all_stats). Created when missing. Nobody should be a member of it.
+    type: str
+    default: dataplane_fence_signaler
+  state:
+    description:
+      - V(present) installs or updates the helper and grants its use to O(killer_roles).
+      - V(absent) drops the schema (with the function) and the owner role.
+    type: str
+    choices: [present, absent]
+    default: present
+notes:
+  - Supports check mode; nothing is changed and RV(statements) shows what would run.
+seealso:
+  - module: dataplane.postgresql.terminate_sessions
+  - module: dataplane.postgresql.fence
+"""
+
+EXAMPLES = r"""
+- name: Install the fence helper for two Deployments
+  dataplane.postgresql.fence_helper:
+    login_user: postgres
+    killer_roles:
+      - airflow_conn_killer_a
+      - airflow_conn_killer_b
+
+- name: Remove the helper
+  dataplane.postgresql.fence_helper:
+    login_user: postgres
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether anything was (or in check mode would be) changed.
+  returned: always
+  type: bool
+statements:
+  description: The statements run (or that would run in check mode).
+  returned: always
+  type: list
+  elements: str
+queries:
+  description: The statements run (empty in check mode).
+  returned: always
+  type: list
+  elements: str
+version:
+  description: The helper version installed by this collection (null with O(state=absent)).
+  returned: always
+  type: str
+  sample: "1"
+missing_roles:
+  description: Killer roles that do not exist (only in check mode; otherwise the module fails).
+  returned: always
+  type: list
+  elements: str
+status:
+  description: The helper as found after the run (before it in check mode).
+  returned: always
+  type: dict
+  contains:
+    installed:
+      description: Whether the function exists.
+      type: bool
+    version:
+      description: The version recorded on the function.
+      type: str
+    current:
+      description: Whether the installed body, owner and settings are this collection's.
+      type: bool
+    owner_role:
+      description: Owner of the function.
+      type: str
+    owner_can_signal:
+      description: Whether the owner has the privileges of C(pg_signal_backend).
+      type: bool
+    usable_by:
+      description: For each killer role, whether it may call the helper.
+      type: dict
+    function:
+      description: The function's qualified signature.
+      type: str
+    owner_members:
+      description: Non-superuser roles that could act as the owner role (and so redefine the function).
+        Should be empty.
+      type: list
+      elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
+    Session,
+    connect,
+    connection_argument_spec,
+)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import (
+    DEFAULT_OWNER_ROLE,
+    DEFAULT_SCHEMA,
+    ensure_helper,
+    helper_problems,
+    helper_status,
+)
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        killer_roles=dict(type="list", elements="str", default=[]),
+        schema=dict(type="str", default=DEFAULT_SCHEMA),
+        owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    problems = helper_problems(params["schema"], params["owner_role"], params["killer_roles"])
+    if problems:
+        module.fail_json(msg="invalid options: " + "; ".join(problems), problems=problems, queries=[])
+
+    session = Session(module, connect(module, autocommit=False))
+    try:
+        result = ensure_helper(session, params["schema"], params["owner_role"], params["killer_roles"],
+                               params["state"], module.check_mode)
+        status = helper_status(session, params["schema"], params["killer_roles"])
+        if module.check_mode:
+            session.conn.rollback()
+        else:
+            session.conn.commit()
+    except Exception as exc:  # report the database's words, roll back everything
+        session.fail("fence helper: %s" % exc)
+    session.close()
+    module.exit_json(changed=result["changed"], statements=result["statements"], queries=session.queries,
+                     version=result["version"], status=status, missing_roles=result["missing_roles"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""The fence helper: installation, upgrade, removal, and its security boundaries."""
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from fence_support import Sessions, make_deployment, setup_deployments
+
+FN_ARGS = "name, name[], name[], boolean"
+
+
+def _helper(server, run_module, schema, owner, killers, check=False, state="present"):
+    return run_module("fence_helper", dict(server.login_args(), schema=schema, owner_role=owner,
+                                           killer_roles=killers, state=state), check=check)
+
+
+@pytest.fixture
+def deployment_pair(pg, names):
+    commander = names("commander_user")
+    deps = [make_deployment(names, "a"), make_deployment(names, "b")]
+    setup_deployments(pg, deps, commander)
+    return commander, deps
+
+
+def _call(conn, schema, killer, signal=True, roles=None):
+    cur = conn.cursor()
+    cur.execute(sql.SQL("SELECT pid, usename, terminated FROM {}.terminate_member_sessions(%s, %s, NULL, %s)")
+                .format(sql.Identifier(schema)), (killer, roles, signal))
+    return cur.fetchall()
+
+
+def _alive(server, pids):
+    rows = server.sql("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", (list(pids),))
+    return sorted(r[0] for r in rows)
+
+
+def _wait_gone(server, pids, timeout=5.0):
+    import time
+    deadline = time.time() + timeout
+    while _alive(server, pids) and time.time() < deadline:
+        time.sleep(0.01)
+    return _alive(server, pids)
+
+
+def test_install_is_idempotent_and_locked_down(pg, names, deployment_pair, run_module):
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    checked = _helper(pg, run_module, schema, owner, [a["killer"]], check=True)
+    assert checked["changed"] and checked["queries"] == []
+    assert pg.sql("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))[0][0] == 0
+
+    first = _helper(pg, run_module, schema, owner, [a["killer"]])
+    assert first["changed"] and not first["failed"]
+    assert first["status"]["installed"] and first["status"]["current"]
+    assert first["status"]["usable_by"] == {a["killer"]: True}
+    assert first["status"]["owner_members"] == []
+    second = _helper(pg, run_module, schema, owner, [a["killer"]])
+    assert second["changed"] is False and second["queries"] == []
+
+    fn = "%s.terminate_member_sessions(%s)" % (psycopg2.extensions.quote_ident(schema, pg.connect().cursor()), FN_ARGS)
+    [(secdef, config, fowner, public_exec, login, signal, stats)] = pg.sql(
+        "SELECT p.prosecdef, p.proconfig, pg_get_userbyid(p.proowner),"
+        " has_function_privilege('public', p.oid, 'EXECUTE'),"
+        " (SELECT rolcanlogin FROM pg_roles WHERE oid = p.proowner),"
+        " pg_has_role(p.proowner, 'pg_signal_backend', 'USAGE'),"
+        " pg_has_role(p.proowner, 'pg_read_all_stats', 'USAGE')"
+        " FROM pg_proc p WHERE p.oid = %s::regprocedure", (fn,))
+    assert secdef and config == ["search_path=pg_catalog, pg_temp"] and fowner == owner
+    assert not public_exec and not login and signal and stats
+    assert pg.sql("SELECT has_function_privilege(%s, %s::regprocedure, 'EXECUTE')", (a["killer"], fn))[0][0]
+    assert not pg.sql("SELECT has_function_privilege(%s, %s::regprocedure, 'EXECUTE')", (b["killer"], fn))[0][0]
+    assert not pg.sql("SELECT has_schema_privilege('public', %s, 'USAGE')", (schema,))[0][0]
+
+    # a second killer role is added without touching the first
+    third = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
+    assert third["changed"] and third["status"]["usable_by"] == {a["killer"]: True, b["killer"]: True}
+
+
+def test_upgrade_replaces_an_old_body(pg, names, deployment_pair, run_module):
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    _helper(pg, run_module, schema, owner, [a["killer"]])
+    fn = sql.SQL("{}.terminate_member_sessions(%s)" % FN_ARGS).format(sql.Identifier(schema))
+    conn = pg.connect()
+    cur = conn.cursor()
+    # an "old version": different body and version comment
+    cur.execute(sql.SQL("CREATE OR REPLACE FUNCTION {}(p_killer name, p_roles name[] DEFAULT NULL, "
+                        "p_databases name[] DEFAULT NULL, p_signal boolean DEFAULT true) RETURNS TABLE "
+                        "(pid integer, usename name, datname name, application_name text, client_addr inet, "
+                        "backend_start timestamptz, terminated boolean) LANGUAGE sql SECURITY DEFINER "
+                        "SET search_path = pg_catalog, pg_temp AS 'SELECT NULL::int, NULL::name, NULL::name, "
+                        "NULL::text, NULL::inet, NULL::timestamptz, false WHERE false'").format(
+                            sql.Identifier(schema), ))
+    cur.execute(sql.SQL("COMMENT ON FUNCTION {} IS 'dataplane.postgresql fence helper version 0'").format(fn))
+    conn.close()
+    res = _helper(pg, run_module, schema, owner, [a["killer"]], check=True)
+    assert res["changed"] and res["status"]["version"] == "0" and not res["status"]["current"]
+    res = _helper(pg, run_module, schema, owner, [a["killer"]])
+    assert res["changed"] and res["status"]["version"] == res["version"] and res["status"]["current"]
+    assert any("CREATE OR REPLACE FUNCTION" in q for q in res["queries"])
+    assert _helper(pg, run_module, schema, owner, [a["killer"]])["changed"] is False
+
+
+def test_absent_removes_everything(pg, names, deployment_pair, run_module):
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    _helper(pg, run_module, schema, owner, [a["killer"]])
+    res = _helper(pg, run_module, schema, owner, [], state="absent")
+    assert res["changed"] and not res["status"]["installed"]
+    assert pg.sql("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))[0][0] == 0
+    assert pg.sql("SELECT count(*) FROM pg_roles WHERE rolname = %s", (owner,))[0][0] == 0
+    assert _helper(pg, run_module, schema, owner, [], state="absent")["changed"] is False
+
+
+def test_helper_refuses_missing_killer_and_bad_names(pg, names, run_module):
+    schema, owner = names("fence"), names("signaler")
+    res = _helper(pg, run_module, schema, owner, [names("no_such_killer")])
+    assert res["failed"] and "do not exist" in res["msg"]
+    assert pg.sql("SELECT count(*) FROM pg_roles WHERE rolname = %s", (owner,))[0][0] == 0
+    res = _helper(pg, run_module, schema, "pg_" + owner, [])
+    assert res["failed"] and "pg_" in res["msg"]
+
+
+def test_members_only_and_only_their_roles(pg, names, deployment_pair, run_module):
+    """commander (via killer a) kills dp1/dp2 of a, not b's; a non-member cannot use the helper."""
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
+    sa = Sessions(pg, a["dp1"], a["database"]).open(("idle", "idle_in_tx"))
+    sa_pg = Sessions(pg, a["dp1"], "postgres").open(("idle",))  # also in another database
+    sb = Sessions(pg, b["dp1"], b["database"]).open(("idle",))
+    outsider = names("outsider")
+    pg.sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(outsider)))
+    try:
+        conn = pg.connect(commander)
+        listed = _call(conn, schema, a["killer"], signal=False)
+        assert sorted(r[0] for r in listed) == sorted(sa.pids() + sa_pg.pids())
+        assert not any(r[2] for r in listed)
+        assert _alive(pg, sa.pids()) == sorted(sa.pids())  # listing signalled nothing
+        # a killer role commander is not a member of
+        with pytest.raises(psycopg2.Error) as err:
+            _call(pg.connect(commander), schema, names("nobody_killer"))
+        assert "does not exist" in str(err.value)
+        done = _call(conn, schema, a["killer"])
+        assert sorted(r[0] for r in done) == sorted(sa.pids() + sa_pg.pids()) and all(r[2] for r in done)
+        assert _wait_gone(pg, sa.pids() + sa_pg.pids()) == []
+        assert _alive(pg, sb.pids()) == sorted(sb.pids())
+        conn.close()
+        # a non-member: no USAGE on the schema
+        with pytest.raises(psycopg2.Error) as err:
+            _call(pg.connect(outsider), schema, b["killer"])
+        assert "permission denied for schema" in str(err.value)
+        # even with EXECUTE granted by mistake, the caller must have the killer role's privileges
+        pg.sql(sql.SQL("GRANT USAGE ON SCHEMA {0} TO {1}; GRANT EXECUTE ON FUNCTION {0}.terminate_member_sessions("
+                       + FN_ARGS + ") TO {1}").format(sql.Identifier(schema), sql.Identifier(outsider)))
+        with pytest.raises(psycopg2.Error) as err:
+            _call(pg.connect(outsider), schema, b["killer"])
+        assert "permission denied" in str(err.value) and "privileges of role" in str(err.value)
+        assert _alive(pg, sb.pids()) == sorted(sb.pids())
+    finally:
+        sa.close()
+        sa_pg.close()
+        sb.close()
+
+
+def test_temp_view_search_path_attack_fails(pg, names, deployment_pair, run_module):
+    """The facts' attack: a temp view named pg_stat_activity pointing at another Deployment's pid."""
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    _helper(pg, run_module, schema, owner, [a["killer"]])
+    victim = Sessions(pg, b["dp1"], b["database"]).open(("idle",))
+    pg.sql(sql.SQL("GRANT TEMPORARY ON DATABASE postgres TO {}").format(sql.Identifier(commander)))
+    # control: the same trick does fool a SECURITY DEFINER function without a pinned search_path
+    pg.sql(sql.SQL("CREATE FUNCTION {0}.unsafe_list(p name) RETURNS SETOF int LANGUAGE sql SECURITY DEFINER "
+                   "AS 'SELECT pid FROM pg_stat_activity WHERE usename = p'; "
+                   "GRANT EXECUTE ON FUNCTION {0}.unsafe_list(name) TO {1}; GRANT USAGE ON SCHEMA {0} TO {1}")
+           .format(sql.Identifier(schema), sql.Identifier(commander)))
+    try:
+        [pid] = victim.pids()
+        conn = pg.connect(commander)
+        cur = conn.cursor()
+        cur.execute("SET search_path = pg_temp, pg_catalog")
+        cur.execute("CREATE TEMP VIEW pg_stat_activity AS SELECT %s::int AS pid, %s::name AS usename, "
+                    "%s::name AS datname, %s::oid AS usesysid", (pid, a["dp1"], b["database"], 0))
+        cur.execute("GRANT SELECT ON pg_temp.pg_stat_activity TO PUBLIC")
+        cur.execute("CREATE TEMP VIEW pg_auth_members AS SELECT 0::oid AS roleid, 0::oid AS member")
+        cur.execute("GRANT SELECT ON pg_temp.pg_auth_members TO PUBLIC")
+        cur.execute(sql.SQL("SELECT * FROM {}.unsafe_list(%s)").format(sql.Identifier(schema)), (a["dp1"],))
+        assert cur.fetchall() == [(pid,)]  # the attack is real
+        rows = _call(conn, schema, a["killer"])
+        assert pid not in [r[0] for r in rows]
+        conn.close()
+        assert _alive(pg, [pid]) == [pid]
+    finally:
+        victim.close()
+
+
+def test_superuser_sessions_are_never_terminated(pg, names, deployment_pair, run_module):
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    _helper(pg, run_module, schema, owner, [a["killer"]])
+    su = names("su")
+    pg.sql(sql.SQL("CREATE ROLE {0} LOGIN SUPERUSER; GRANT {0} TO {1} WITH INHERIT FALSE, SET FALSE").format(
+        sql.Identifier(su), sql.Identifier(a["killer"])))
+    conn_su = pg.connect(su)
+    try:
+        rows = _call(pg.connect(commander), schema, a["killer"])
+        assert conn_su.get_backend_pid() not in [r[0] for r in rows]
+        assert _alive(pg, [conn_su.get_backend_pid()]) == [conn_su.get_backend_pid()]
+    finally:
+        conn_su.close()
+
+
+def test_helper_installs_and_works_on_15(pg15, names, run_module):
+    """On 15 the function works; the reference INHERIT/SET grants do not parse, so the killer
+    only gets members through a plain GRANT (which also gives SET ROLE there)."""
+    commander = names("commander_user")
+    dep = make_deployment(names, "a")
+    setup_deployments(pg15, [dep], commander)
+    assert pg15.sql("SELECT count(*) FROM pg_auth_members WHERE member = %s::regrole",
+                    (dep["killer"],))[0][0] == 0
+    schema, owner = names("fence"), names("signaler")
+    res = _helper(pg15, run_module, schema, owner, [dep["killer"]])
+    assert not res["failed"] and res["status"]["current"], res
+    assert _helper(pg15, run_module, schema, owner, [dep["killer"]])["changed"] is False
+    live = Sessions(pg15, dep["dp1"], dep["database"]).open(("idle",))
+    try:
+        assert _call(pg15.connect(commander), schema, dep["killer"]) == []  # no member: nothing
+        pg15.sql(sql.SQL("GRANT {} TO {}").format(sql.Identifier(dep["dp1"]), sql.Identifier(dep["killer"])))
+        rows = _call(pg15.connect(commander), schema, dep["killer"])
+        assert [r[0] for r in rows] == live.pids() and rows[0][2]
+        assert _wait_gone(pg15, live.pids()) == []
+    finally:
+        live.close()
+
+
+def test_helper_refuses_a_shared_schema(pg, names, run_module):
+    schema, owner = names("fence"), names("signaler")
+    pg.sql(sql.SQL("CREATE SCHEMA {0}; CREATE TABLE {0}.keep (x int)").format(sql.Identifier(schema)))
+    res = _helper(pg, run_module, schema, owner, [])
+    assert res["failed"] and "other object" in res["msg"]
+    assert pg.sql("SELECT count(*) FROM pg_roles WHERE rolname = %s", (owner,))[0][0] == 0
+    assert pg.sql("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s", (schema,))[0][0] == "postgres"
+    res = _helper(pg, run_module, "public", owner, [])
+    assert res["failed"] and "schema of its own" in res["msg"]
+    pg.sql(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

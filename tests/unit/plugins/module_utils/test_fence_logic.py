@@ -1,0 +1,83 @@
+"""Pure logic of the fence module and the helper's input checks (no server)."""
+
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import (
+    deployment_problems,
+    deployment_result,
+    failure_summary,
+    preflight_verdict,
+)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import (
+    FUNCTION_BODY,
+    HELPER_VERSION,
+    helper_problems,
+)
+
+
+def dep(name="a", **kw):
+    base = dict(name=name, database="airflow_db_" + name, source_role="dp1_user_" + name,
+                destination_role="dp2_user_" + name, killer_role="airflow_conn_killer_" + name)
+    base.update(kw)
+    return base
+
+
+def row(**kw):
+    base = dict(db_exists=True, src_exists=True, dst_exists=True, src_super=False, src_owner_member=False,
+                can_acl=True, other_connect=[], owner="airflow_db_a_owner")
+    base.update(kw)
+    return base
+
+
+def test_valid_deployments_have_no_problems():
+    assert deployment_problems([dep("a"), dep("b"), dep("c", killer_role=None)]) == []
+
+
+def test_every_problem_names_its_deployment():
+    problems = deployment_problems([dep("a", database="x" * 64), dep("b", source_role="pg_evil"),
+                                    dep("a"), dep("d", destination_role="dp1_user_d"), dep("e", killer_role="public")])
+    assert any(p.startswith("Deployment a: database") and "truncate" in p for p in problems)
+    assert any(p.startswith("Deployment b:") and "pg_" in p for p in problems)
+    assert any(p.startswith("Deployment a:") and "more than one" in p for p in problems)
+    assert any(p.startswith("Deployment d:") and "same role" in p for p in problems)
+    assert any(p.startswith("Deployment e:") and "reserved" in p for p in problems)
+    assert deployment_problems([]) == ["deployments must not be empty"]
+    assert deployment_problems([dep("a", source_role="nul\x00")])[0].startswith("Deployment a: source_role")
+
+
+def test_preflight_verdicts():
+    ok_route = {"route": "helper", "problem": None}
+    assert preflight_verdict(dep(), row(), ok_route, "commander_user") == []
+    missing = preflight_verdict(dep(), row(db_exists=False, dst_exists=False), ok_route, "c")
+    assert missing == ["database airflow_db_a does not exist", "destination role dp2_user_a does not exist"]
+    found = preflight_verdict(dep(), row(can_acl=False, src_super=True, src_owner_member=True,
+                                         other_connect=["PUBLIC (CONNECT granted to PUBLIC by o)"]),
+                              {"route": None, "problem": "killer role k does not exist"}, "commander_user")
+    text = " | ".join(found)
+    assert "GRANT airflow_db_a_owner TO commander_user" in text
+    assert "superuser" in text and "member of the owner role" in text
+    assert "through: PUBLIC" in text and "killer role k does not exist" in text
+
+
+def test_failure_summary_says_why():
+    good = dict(deployment_result(dep("a")), verified=True)
+    bad = dict(deployment_result(dep("b")), connect_still_via=["PUBLIC (CONNECT granted to PUBLIC by o)"],
+               remaining_sessions=[{"pid": 42}])
+    lines = failure_summary([good, bad])
+    assert lines == ["Deployment b: dp1_user_b can still connect to airflow_db_b through: PUBLIC (CONNECT granted "
+                     "to PUBLIC by o); 1 session(s) of dp1_user_b remain (pids 42)"]
+    dest = dict(deployment_result(dep("c")), destination_connect=False)
+    assert "destination role dp2_user_c does not hold CONNECT" in failure_summary([dest])[0]
+
+
+def test_helper_inputs_and_body_invariants():
+    assert helper_problems("dataplane_fence", "dataplane_fence_signaler", ["k1"]) == []
+    problems = helper_problems("pg_fence", "pg_signal_backend", ["k" * 64, "owner"])
+    assert len(problems) == 3
+    assert helper_problems("s", "o", ["o"]) == ["the helper owner role 'o' must not be one of the killer roles"]
+    # every relation and function the body names is schema-qualified; no filter on columns
+    # that read NULL for rows the owner cannot see
+    for name in ("pg_stat_activity", "pg_auth_members", "pg_roles", "pg_terminate_backend", "pg_has_role",
+                 "pg_backend_pid"):
+        assert FUNCTION_BODY.count(name) == FUNCTION_BODY.count("pg_catalog." + name), name
+    assert "backend_type" not in FUNCTION_BODY and "state" not in FUNCTION_BODY.replace("pg_stat", "")
+    assert "SESSION_USER" in FUNCTION_BODY and "rolsuper" in FUNCTION_BODY
+    assert HELPER_VERSION

@@ -975,24 +975,9 @@ def main():
 
 
 def _ensure_helper(session, params, plan, check):
-    killers = plan.helper_killers
-    if check:
-        known = [k for k in killers if k not in plan.new_roles]
-        result = _fence_helper.ensure_helper(session, params["fence_helper_schema"], params["fence_helper_owner_role"],
-                                             known, "present", True)
-        missing = [k for k in killers if k in plan.new_roles]
-        if missing:
-            result = dict(result or {})
-            result["changed"] = True
-            schema = sql.Identifier(params["fence_helper_schema"])
-            grantees = sql.SQL(", ").join(sql.Identifier(k) for k in missing)
-            result["statements"] = list(result.get("statements") or []) + [session.render(s) for s in (
-                sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, grantees),
-                sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
-                    _fence_helper.function_signature(params["fence_helper_schema"]), grantees))]
-        return result
+    # In check mode ensure_helper plans the grants for killer roles this run would create.
     return _fence_helper.ensure_helper(session, params["fence_helper_schema"], params["fence_helper_owner_role"],
-                                       killers, "present", False)
+                                       plan.helper_killers, "present", check)
 
 
 def _attribute_statements(texts, records, per_dep):

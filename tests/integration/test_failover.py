@@ -1,0 +1,525 @@
+"""The failover role and playbook against real PostgreSQL servers.
+
+Every test provisions its Deployments with the provision playbook (fence helper on), opens
+real sessions as the source plane, runs the failover playbook as a least-privilege
+commander login (trust auth), and checks the outcome with real connection attempts.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+REPO = Path(__file__).resolve().parents[2]
+FAILOVER = REPO / "playbooks" / "failover.yml"
+PROVISION = REPO / "playbooks" / "provision.yml"
+AWX_PROJECT = REPO / "examples" / "awx"
+
+
+# ---------------------------------------------------------------- helpers
+
+def write_inventory(path, server, hosts=None):
+    """One group dataplane_postgresql; each host is the same server unless told otherwise."""
+    hosts = hosts or {"pg": {}}
+    lines = ["dataplane_postgresql:", "  hosts:"]
+    for name, extra in hosts.items():
+        hostvars = dict(ansible_connection="local", ansible_python_interpreter=sys.executable,
+                        dataplane_pg_host=server.host, dataplane_pg_port=server.port)
+        hostvars.update(extra)
+        lines.append("    %s:" % name)
+        lines.extend("      %s: %s" % (k, json.dumps(v)) for k, v in hostvars.items())
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def recap(stdout):
+    """PLAY RECAP -> {host: {ok, changed, failed, ...}}."""
+    out = {}
+    for line in stdout.split("PLAY RECAP")[-1].splitlines():
+        match = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
+        if match:
+            out[match.group(1)] = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2)))
+    return out
+
+
+def login(server, user, dbname):
+    """('admitted', None) or ('refused', first line of the error)."""
+    try:
+        psycopg2.connect(host=server.host, port=server.port, user=user, dbname=dbname,
+                         connect_timeout=5).close()
+        return "admitted", None
+    except psycopg2.OperationalError as exc:
+        return "refused", str(exc).strip().splitlines()[0]
+
+
+def process_tree(root):
+    """ROOT and all its descendants (from /proc), children first."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    order, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        order.append(pid)
+        todo.extend(children.get(pid, []))
+    return list(reversed(order))
+
+
+def kill_tree(root):
+    """SIGKILL a process and every descendant: Ansible runs modules in their own sessions,
+    so killing the process group would leave the module running (not a crash)."""
+    for _round in range(3):  # stop them first so none can fork a new child meanwhile
+        for pid in process_tree(root):
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+    for pid in process_tree(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def count_sessions(server, roles):
+    return server.sql("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = ANY(%s)",
+                      (list(roles),))[0][0]
+
+
+class Sessions(object):
+    """Live sessions in various states; closed (whatever is left) at the end."""
+
+    def __init__(self, server):
+        self.server = server
+        self.conns = []
+        self.threads = []
+
+    def open(self, user, dbname, state):
+        conn = psycopg2.connect(host=self.server.host, port=self.server.port, user=user, dbname=dbname,
+                                application_name="test-%s" % state)
+        cur = conn.cursor()
+        if state == "idle":
+            conn.autocommit = True
+            cur.execute("SELECT 1")
+        elif state == "idle in transaction":
+            cur.execute("CREATE TEMP TABLE scratch (v int); INSERT INTO scratch VALUES (1)")
+        elif state == "active":
+            conn.autocommit = True
+
+            def sleeper():
+                try:
+                    cur.execute("SELECT pg_catalog.pg_sleep(600)")
+                except psycopg2.Error:
+                    pass
+            thread = threading.Thread(target=sleeper, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        self.conns.append(conn)
+        return conn
+
+    def open_states(self, user, dbname):
+        for state in ("idle", "idle in transaction", "active"):
+            self.open(user, dbname, state)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the active one must really be running pg_sleep
+            if self.server.sql("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = %s "
+                               "AND state = 'active' AND query LIKE %s", (user, "%pg_sleep%"))[0][0]:
+                return 3
+            time.sleep(0.02)
+        raise AssertionError("the active session of %s did not start" % user)
+
+    def close(self):
+        # a session still inside pg_sleep holds its connection's lock: end it server-side first
+        pids = [conn.info.backend_pid for conn in self.conns]
+        if pids:
+            self.server.sql("SELECT pg_catalog.pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+        for conn in self.conns:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                pass
+        for thread in self.threads:
+            thread.join(5)
+
+
+class Env(object):
+    """A set of provisioned Deployments on one server plus the way to run the playbooks."""
+
+    def __init__(self, server, names, ansible_playbook, tmp_path, count=2):
+        self.server = server
+        self.run = ansible_playbook
+        self.tmp = tmp_path
+        self.commander = names("commander")
+        self.ids = [names("f%d" % i) for i in range(count)]
+        self.deployments = [{"id": i, "passwords": {"dp1": "pw-1-" + i, "dp2": "pw-2-" + i}} for i in self.ids]
+        self.inventory = write_inventory(tmp_path / "inventory.yml", server)
+        self.sessions = Sessions(server)
+        server.sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(self.commander)))
+
+    def db(self, dep_id):
+        return "airflow_db_%s" % dep_id
+
+    def role(self, plane, dep_id):
+        return "%s_user_%s" % (plane, dep_id)
+
+    def provision(self):
+        proc = self.run(PROVISION, inventory=self.inventory,
+                        extra_vars={"dataplane_pg_user": "postgres", "dataplane_deployments": self.deployments,
+                                    "dataplane_commander_user": self.commander})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    def failover(self, source, destination, user=None, **extra):
+        extra_vars = {"dataplane_pg_user": user or self.commander, "dataplane_deployments": self.deployments,
+                      "dataplane_commander_user": self.commander,
+                      "dataplane_failover_from": source, "dataplane_failover_to": destination}
+        extra_vars.update(extra)
+        return self.run(FAILOVER, inventory=self.inventory, extra_vars=extra_vars)
+
+    def failover_ok(self, source, destination, **extra):
+        proc = self.failover(source, destination, **extra)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    def logins(self, dep_id):
+        return dict((plane, login(self.server, self.role(plane, dep_id), self.db(dep_id)))
+                    for plane in ("dp1", "dp2"))
+
+    def assert_active(self, plane, dep_id):
+        other = "dp2" if plane == "dp1" else "dp1"
+        result = self.logins(dep_id)
+        assert result[plane] == ("admitted", None), result
+        assert result[other][0] == "refused" and "permission denied for database" in result[other][1], result
+
+
+@pytest.fixture
+def env(pg16, names, ansible_playbook, tmp_path):
+    made = []
+
+    def make(server=None, count=2):
+        e = Env(server or pg16, names, ansible_playbook, tmp_path, count)
+        made.append(e)
+        return e
+    yield make
+    for e in made:
+        e.sessions.close()
+
+
+# ---------------------------------------------------------------- tests
+
+def test_failover_and_failback_cycle(pg, names, ansible_playbook, tmp_path, env):
+    """dp1 -> dp2 -> dp1 with live sessions each way; reports; reruns change nothing."""
+    e = env(pg)
+    e.provision()
+    for dep_id in e.ids:
+        assert e.logins(dep_id)["dp1"] == ("admitted", None)
+        e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
+    report_dir = tmp_path / "reports"
+
+    proc = e.failover_ok("dp1", "dp2", dataplane_report_dir=str(report_dir))
+    assert recap(proc.stdout)["pg"]["changed"] >= 1
+    for dep_id in e.ids:
+        e.assert_active("dp2", dep_id)
+        assert count_sessions(pg, [e.role("dp1", dep_id)]) == 0
+        assert re.search(r"%s: %s fenced, %s admitted on %s: 3 sessions terminated, fenced in \d+ ms; verified"
+                         % (dep_id, e.role("dp1", dep_id), e.role("dp2", dep_id), e.db(dep_id)), proc.stdout), \
+            proc.stdout
+    report = json.loads((report_dir / "failover-pg.json").read_text())
+    assert report["from"] == "dp1" and report["to"] == "dp2" and report["verified"] is True
+    assert sorted(d["name"] for d in report["deployments"]) == sorted(e.ids)
+    for dep in report["deployments"]:
+        assert dep["sessions_terminated"] == 3 and dep["verified"] and dep["changed"]
+        assert dep["time_to_fence_ms"] is not None and dep["time_to_fence_ms"] >= 0
+        assert sorted(s["role"] for s in dep["sessions"]) == [dep["source_role"]] * 3
+
+    rerun = e.failover_ok("dp1", "dp2", dataplane_report_dir=str(report_dir))
+    assert recap(rerun.stdout)["pg"]["changed"] == 0, rerun.stdout
+    assert "already failed over, nothing to do; verified" in rerun.stdout
+
+    # failback, with live sessions of dp2 this time
+    for dep_id in e.ids:
+        e.sessions.open_states(e.role("dp2", dep_id), e.db(dep_id))
+    back = e.failover_ok("dp2", "dp1", user="postgres")   # an admin may run it too
+    assert recap(back.stdout)["pg"]["changed"] >= 1
+    for dep_id in e.ids:
+        e.assert_active("dp1", dep_id)
+        assert count_sessions(pg, [e.role("dp2", dep_id)]) == 0
+    again = e.failover_ok("dp2", "dp1")
+    assert recap(again.stdout)["pg"]["changed"] == 0, again.stdout
+
+
+def test_two_servers_in_one_run(pg16, pg_server, env, tmp_path):
+    """Each inventory host is a server: one play fences both (one fence call each, via forks)."""
+    first = env(pg16, count=1)
+    first.provision()
+    second = env(pg_server(17), count=1)
+    second.provision()
+    for e in (first, second):
+        e.sessions.open_states(e.role("dp1", e.ids[0]), e.db(e.ids[0]))
+    inventory = write_inventory(tmp_path / "two.yml", pg16, {
+        "s16": {"dataplane_deployments": first.deployments},
+        "s17": {"dataplane_pg_port": second.server.port, "dataplane_deployments": second.deployments}})
+    proc = first.run(FAILOVER, inventory=inventory, args=["--forks", "2"], extra_vars={
+        "dataplane_pg_user": first.commander, "dataplane_commander_user": first.commander,
+        "dataplane_failover_from": "dp1", "dataplane_failover_to": "dp2",
+        "dataplane_report_dir": str(tmp_path / "reports")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert recap(proc.stdout)["s16"]["changed"] >= 1 and recap(proc.stdout)["s17"]["changed"] >= 1
+    for host, e in (("s16", first), ("s17", second)):
+        e.assert_active("dp2", e.ids[0])
+        assert count_sessions(e.server, [e.role("dp1", e.ids[0])]) == 0
+        report = json.loads((tmp_path / "reports" / ("failover-%s.json" % host)).read_text())
+        assert [d["name"] for d in report["deployments"]] == e.ids and report["verified"]
+
+
+class Probe(object):
+    """Keeps trying both logins of each Deployment and watches the source's sessions.
+
+    Records, on the monotonic clock: when a login's connection was confirmed (t_ok: the
+    server had admitted it by then), and when a session of the source role was seen in
+    pg_stat_activity (the snapshot's start: the session existed at some time after it).
+    """
+
+    def __init__(self, server, logins, source_roles):
+        self.server = server
+        self.logins = logins          # [(key, user, dbname)]
+        self.source_roles = source_roles
+        self.events = []              # (key, outcome, t_start, t_ok)
+        self.seen = {}                # role -> last snapshot start time when a session existed
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._try, args=item, daemon=True) for item in logins]
+        self.threads.append(threading.Thread(target=self._watch, daemon=True))
+
+    def _try(self, key, user, dbname):
+        while not self.stop.is_set():
+            t_start = time.monotonic()
+            try:
+                conn = psycopg2.connect(host=self.server.host, port=self.server.port, user=user,
+                                        dbname=dbname, connect_timeout=5)
+                t_ok = time.monotonic()
+                conn.close()
+                self.events.append((key, "admitted", t_start, t_ok))
+            except psycopg2.OperationalError:
+                self.events.append((key, "refused", t_start, time.monotonic()))
+            time.sleep(0.002)
+
+    def _watch(self):
+        conn = self.server.connect()
+        cur = conn.cursor()
+        while not self.stop.is_set():
+            t_start = time.monotonic()
+            cur.execute("SELECT usename, count(*) FROM pg_catalog.pg_stat_activity WHERE usename = ANY(%s) "
+                        "GROUP BY usename", (list(self.source_roles),))
+            for role, _count in cur.fetchall():
+                self.seen[role] = t_start
+            time.sleep(0.002)
+        conn.close()
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(10)
+
+
+def test_safety_invariant_observed_by_concurrent_probe(pg16, env):
+    """The destination is admitted only after the source is refused and its last session gone."""
+    e = env(count=2)
+    e.provision()
+    e.failover_ok("dp2", "dp1")               # start from "dp1 active, dp2 fenced"
+    for dep_id in e.ids:
+        e.assert_active("dp1", dep_id)
+        e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
+    logins = [((dep_id, plane), e.role(plane, dep_id), e.db(dep_id)) for dep_id in e.ids for plane in ("dp1", "dp2")]
+    with Probe(pg16, logins, [e.role("dp1", d) for d in e.ids]) as probe:
+        time.sleep(0.5)
+        e.failover_ok("dp1", "dp2")
+        time.sleep(0.5)
+    for dep_id in e.ids:
+        src, dst = e.role("dp1", dep_id), (dep_id, "dp2")
+        src_ok = [ev for ev in probe.events if ev[0] == (dep_id, "dp1") and ev[1] == "admitted"]
+        src_refused = [ev for ev in probe.events if ev[0] == (dep_id, "dp1") and ev[1] == "refused"]
+        dst_ok = [ev for ev in probe.events if ev[0] == dst and ev[1] == "admitted"]
+        dst_refused = [ev for ev in probe.events if ev[0] == dst and ev[1] == "refused"]
+        # the probe saw both sides of the switch, so the comparison below means something
+        assert src_ok and src_refused and dst_ok and dst_refused, (len(src_ok), len(src_refused),
+                                                                   len(dst_ok), len(dst_refused))
+        first_admitted = min(ev[3] for ev in dst_ok)
+        assert max(ev[3] for ev in src_ok) < first_admitted, "source admitted after the destination"
+        assert max(ev[2] for ev in src_ok) < first_admitted, "source login started after the destination's"
+        assert probe.seen[src] < first_admitted, "a source session existed after the destination was admitted"
+        assert min(ev[3] for ev in dst_refused) < first_admitted
+        assert all(ev[3] < first_admitted for ev in dst_refused), "destination refused after admission"
+        print("probe %s: %d login attempts; last source session seen %.1f ms before the destination's "
+              "first admission" % (dep_id, len([ev for ev in probe.events if ev[0][0] == dep_id]),
+                                   (first_admitted - probe.seen[src]) * 1000))
+        e.assert_active("dp2", dep_id)
+
+
+def test_preflight_failure_changes_nothing_anywhere(pg16, env, names, tmp_path):
+    """One broken Deployment on one host: no host fences anything, the failure names it."""
+    e = env(count=2)
+    e.provision()
+    good, bad = e.ids
+    # dp1 of the bad Deployment keeps CONNECT through PUBLIC: the fence could not hold
+    pg16.sql(sql.SQL("GRANT CONNECT ON DATABASE {} TO PUBLIC").format(sql.Identifier(e.db(bad))))
+    for dep_id in e.ids:
+        e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
+    before = dict((d, pg16.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (e.db(d),))[0][0])
+                  for d in e.ids)
+    # two inventory hosts (same server): host a has the good Deployment, host b the bad one
+    write_inventory(e.inventory, pg16, {"a": {"dataplane_failover_deployments": [good]},
+                                        "b": {"dataplane_failover_deployments": [bad]}})
+    proc = e.failover("dp1", "dp2")
+    assert proc.returncode != 0
+    assert bad in proc.stdout and "PUBLIC" in proc.stdout.upper(), proc.stdout
+    assert "nothing was changed" in proc.stdout
+    for dep_id in e.ids:
+        assert count_sessions(pg16, [e.role("dp1", dep_id)]) == 3
+        assert e.logins(dep_id)["dp1"] == ("admitted", None)
+        assert pg16.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (e.db(dep_id),))[0][0] \
+            == before[dep_id]
+    assert recap(proc.stdout)["a"]["changed"] == 0 and recap(proc.stdout)["b"]["changed"] == 0
+
+
+def test_rerun_after_crash_mid_fence_converges(pg16, env):
+    """Kill ansible-playbook after the REVOKE (controlled mode, long drain), then rerun."""
+    e = env(count=2)
+    e.provision()
+    e.failover_ok("dp2", "dp1")
+    for dep_id in e.ids:
+        e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), str(FAILOVER), "-i", str(e.inventory), "-e",
+           json.dumps({"dataplane_pg_user": e.commander, "dataplane_deployments": e.deployments,
+                       "dataplane_commander_user": e.commander, "dataplane_failover_from": "dp1",
+                       "dataplane_failover_to": "dp2", "dataplane_failover_mode": "controlled",
+                       "dataplane_failover_drain_timeout": 300})]
+    run_env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=sys.executable, LC_ALL="C.UTF-8", ANSIBLE_NOCOLOR="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=run_env,
+                            cwd=str(REPO))
+    revoked = False
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            still = pg16.sql("SELECT has_database_privilege(%s, %s, 'CONNECT')",
+                             (e.role("dp1", e.ids[0]), e.db(e.ids[0])))[0][0]
+            if not still:
+                revoked = True
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        kill_tree(proc.pid)
+        output = proc.communicate()[0].decode(errors="replace")
+    assert revoked, output
+    # mid-fence state: the source is refused but its sessions drain; the destination waits
+    time.sleep(0.5)
+    assert count_sessions(pg16, [e.role("dp1", e.ids[0])]) == 3
+    assert e.logins(e.ids[0])["dp1"][0] == "refused"
+    for dep_id in e.ids:
+        assert e.logins(dep_id)["dp2"][0] == "refused", "destination admitted before the source was fenced"
+    rerun = e.failover_ok("dp1", "dp2")
+    assert recap(rerun.stdout)["pg"]["changed"] >= 1
+    for dep_id in e.ids:
+        e.assert_active("dp2", dep_id)
+        assert count_sessions(pg16, [e.role("dp1", dep_id)]) == 0
+    final = e.failover_ok("dp1", "dp2")
+    assert recap(final.stdout)["pg"]["changed"] == 0
+
+
+def test_invalid_requests_fail_before_any_change(pg16, env):
+    e = env(count=1)
+    e.provision()
+    dep_id = e.ids[0]
+    cases = [
+        (dict(source="dp1", destination="dp1"), "must be two different planes"),
+        (dict(source="dp1", destination="dp3"), "must be two different planes"),
+        (dict(source="dp1", destination="dp2", dataplane_failover_deployments=["nope"]),
+         "unknown Deployment ids selected"),
+    ]
+    for kwargs, message in cases:
+        source, destination = kwargs.pop("source"), kwargs.pop("destination")
+        proc = e.failover(source, destination, **kwargs)
+        assert proc.returncode != 0 and message in proc.stdout, proc.stdout
+        assert e.logins(dep_id) == {"dp1": ("admitted", None), "dp2": ("admitted", None)}
+    missing = e.run(FAILOVER, inventory=e.inventory, extra_vars={"dataplane_deployments": e.deployments})
+    assert missing.returncode != 0 and "dataplane_failover_from" in missing.stdout
+
+
+def test_check_mode_changes_nothing(pg16, env):
+    e = env(count=1)
+    e.provision()
+    dep_id = e.ids[0]
+    e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
+    proc = e.run(FAILOVER, inventory=e.inventory, check=True,
+                 extra_vars={"dataplane_pg_user": e.commander, "dataplane_deployments": e.deployments,
+                             "dataplane_commander_user": e.commander,
+                             "dataplane_failover_from": "dp1", "dataplane_failover_to": "dp2"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "would revoke CONNECT from %s, terminate 3 sessions and admit %s" % (
+        e.role("dp1", dep_id), e.role("dp2", dep_id)) in proc.stdout, proc.stdout
+    assert count_sessions(pg16, [e.role("dp1", dep_id)]) == 3
+    assert e.logins(dep_id)["dp1"] == ("admitted", None)
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_awx_project_through_ansible_runner(pg16, env, tmp_path):
+    """examples/awx as AWX runs it: ansible-runner, survey-shaped extravars, set_stats artifacts."""
+    ansible_runner = pytest.importorskip("ansible_runner")
+    survey = json.loads((AWX_PROJECT / "survey" / "failover.json").read_text())
+    variables = dict((q["variable"], q) for q in survey["spec"])
+    assert {"dataplane_failover_from", "dataplane_failover_to", "dataplane_failover_mode",
+            "failover_deployment_ids"} <= set(variables)
+    assert all(q["type"] in ("text", "textarea", "password", "integer", "float", "multiplechoice", "multiselect")
+               for q in survey["spec"])
+
+    e = env(count=3)
+    e.provision()
+    chosen, untouched = e.ids[:2], e.ids[2]
+    for dep_id in e.ids:
+        e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
+
+    private = tmp_path / "runner"
+    shutil.copytree(AWX_PROJECT, private / "project")
+    (private / "inventory").mkdir()
+    write_inventory(private / "inventory" / "hosts.yml", pg16, {"pg": {
+        "dataplane_pg_user": e.commander, "dataplane_commander_user": e.commander,
+        "dataplane_deployments": e.deployments}})
+    # survey answers as AWX passes them: strings from choices, an int, a textarea string
+    extravars = {"dataplane_failover_from": "dp1", "dataplane_failover_to": "dp2",
+                 "dataplane_failover_mode": "controlled", "dataplane_failover_drain_timeout": 1,
+                 "failover_deployment_ids": "%s,\n%s\n" % tuple(chosen)}
+    result = ansible_runner.run(
+        private_data_dir=str(private), playbook="failover.yml", extravars=extravars, quiet=True,
+        envvars={"ANSIBLE_PYTHON_INTERPRETER": sys.executable, "LC_ALL": "C.UTF-8", "ANSIBLE_NOCOLOR": "1",
+                 "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")})
+    stdout = result.stdout.read()
+    assert result.status == "successful" and result.rc == 0, stdout
+    stats = [ev for ev in result.events if ev.get("event") == "playbook_on_stats"][-1]
+    artifact = stats["event_data"]["artifact_data"]["dataplane_failover"]["pg"]
+    assert sorted(d["name"] for d in artifact["deployments"]) == sorted(chosen)
+    assert artifact["mode"] == "controlled" and artifact["verified"] is True
+    for dep_id in chosen:
+        e.assert_active("dp2", dep_id)
+    assert e.logins(untouched)["dp1"] == ("admitted", None)
+    assert count_sessions(pg16, [e.role("dp1", untouched)]) == 3

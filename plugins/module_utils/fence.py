@@ -18,6 +18,8 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers i
 # First key of the two-key advisory lock that serializes fences of the same database
 # (the second key is hashtext(database name)). 0x64706663 = "dpfc".
 ADVISORY_LOCK_CLASS = 1685087843
+# SQLSTATE of a lock wait that ran past lock_timeout.
+LOCK_NOT_AVAILABLE = "55P03"
 MIN_FENCE_VERSION = 160000
 
 

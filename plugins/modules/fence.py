@@ -34,7 +34,8 @@ description:
     terminations, one poll query per interval, one verification), so hundreds of Deployments
     fence in well under a second.
   - Fences of the same database are serialized with a session advisory lock on
-    (1685087843, C(hashtext(database))), held for the whole call.
+    (1685087843, C(hashtext(database))), held for the whole call; a second fence waits up to
+    O(lock_timeout) seconds for it.
   - Idempotent; a Deployment that is already fenced, with no source session and the destination
     admitted, reports C(changed=false).
   - Needs PostgreSQL 16 or newer; on 14 and 15 it fails before any change (the reference setup's
@@ -106,6 +107,13 @@ options:
         module connects to.
     type: str
     default: dataplane_fence
+  lock_timeout:
+    description:
+      - Seconds to wait for another fence of the same database (which holds the advisory lock)
+        to finish. When it does not finish in time the module fails, naming the process that
+        holds the lock, and changes nothing. V(0) waits without limit.
+    type: float
+    default: 120
 notes:
   - Supports check mode; nothing is changed or signalled, and the result says what would be.
   - Terminating a session rolls back its open transaction, but a transaction that already
@@ -151,6 +159,21 @@ changed:
   description: Whether anything was (or in check mode would be) changed or signalled.
   returned: always
   type: bool
+lock_holders:
+  description: The sessions holding the advisory lock of another fence of the same database.
+  returned: when O(lock_timeout) ran out
+  type: list
+  elements: dict
+  contains:
+    pid:
+      description: Backend process id of the other fence.
+      type: int
+    usename:
+      description: Its login role.
+      type: str
+    application_name:
+      description: Its C(application_name).
+      type: str
 deployments:
   description: One entry per Deployment, in the order given.
   returned: always
@@ -265,6 +288,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.database impo
 )
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import (
     ADVISORY_LOCK_CLASS,
+    LOCK_NOT_AVAILABLE,
     MIN_FENCE_VERSION,
     deployment_problems,
     deployment_result,
@@ -356,10 +380,30 @@ class Fence(object):
     # --- phases --------------------------------------------------------------------------
     def lock(self):
         databases = sorted(set(d["database"] for d in self.deps))
-        self.session.rows(
-            "SELECT pg_catalog.pg_advisory_lock(%s, k)::text FROM"
-            " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM unnest(%s::text[]) AS d ORDER BY 1) AS keys",
-            (ADVISORY_LOCK_CLASS, databases))
+        timeout_ms = int(self.params["lock_timeout"] * 1000)
+        self.session.rows("SELECT pg_catalog.set_config('lock_timeout', %s, false)", (str(timeout_ms),))
+        try:
+            self.session.rows(
+                "SELECT pg_catalog.pg_advisory_lock(%s, k)::text FROM"
+                " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM unnest(%s::text[]) AS d ORDER BY 1) AS keys",
+                (ADVISORY_LOCK_CLASS, databases))
+        except Exception as exc:
+            if getattr(exc, "pgcode", None) != LOCK_NOT_AVAILABLE:
+                raise
+            holders = self.session.rows(
+                "SELECT DISTINCT l.pid, a.application_name, a.usename FROM pg_catalog.pg_locks l"
+                " LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s::oid"
+                " AND l.objid = ANY (SELECT pg_catalog.hashtext(d)::oid FROM unnest(%s::text[]) AS d)"
+                " ORDER BY l.pid", (ADVISORY_LOCK_CLASS, databases))
+            self.fail("another fence of the same database is still running (%s); waited %s s "
+                      "(lock_timeout). Nothing was changed." % (
+                          ", ".join("pid %s, role %s, application %r" % (h["pid"], h["usename"],
+                                                                         h["application_name"])
+                                    for h in holders) or "it ended just now",
+                          self.params["lock_timeout"]),
+                      lock_holders=holders)
+        self.session.rows("SELECT pg_catalog.set_config('lock_timeout', '0', false)")
 
     def preflight(self, login):
         rows = self.session.rows(PREFLIGHT_SQL, ([d["database"] for d in self.deps],
@@ -529,13 +573,14 @@ def main():
         drain_timeout=dict(type="float", default=60),
         wait_timeout=dict(type="float", default=10),
         helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
+        lock_timeout=dict(type="float", default=120),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     problems = deployment_problems(module.params["deployments"])
     problem = identifier_problem(module.params["helper_schema"], "helper_schema")
     if problem:
         problems.append(problem)
-    for key in ("drain_timeout", "wait_timeout"):
+    for key in ("drain_timeout", "wait_timeout", "lock_timeout"):
         if module.params[key] < 0:
             problems.append("%s must not be negative" % key)
     if problems:

@@ -253,6 +253,25 @@ def test_concurrent_fences_of_a_deployment_are_serialized(pg, two_deployments, r
     assert not out["res"]["failed"] and out["res"]["deployments"][0]["verified"], out["res"]
 
 
+def test_a_second_fence_gives_up_after_lock_timeout(pg, two_deployments, run_module):
+    commander, (a, b) = two_deployments
+    holder = pg.connect()
+    holder.cursor().execute("SELECT pg_advisory_lock(1685087843, hashtext(%s))", (a["database"],))
+    holder_pid = holder.get_backend_pid()
+    acl_before = _datacl(pg, a["database"])
+    try:
+        started = time.monotonic()
+        res = run_module("fence", dict(fence_args(pg, [a], commander), lock_timeout=1))
+        elapsed = time.monotonic() - started
+    finally:
+        holder.close()
+    assert res["failed"] and "another fence of the same database is still running" in res["msg"], res
+    assert [h["pid"] for h in res["lock_holders"]] == [holder_pid]
+    assert elapsed < 8
+    assert _datacl(pg, a["database"]) == acl_before  # nothing changed
+    assert not any("REVOKE" in q for q in res["queries"])
+
+
 def test_fence_refuses_postgresql_15(pg15, names, run_module):
     commander = names("commander_user")
     dep = make_deployment(names, "a")

@@ -16,47 +16,13 @@ Not a test: it prints wall times and exits 0 when every run behaved as expected.
 
 import argparse
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-import psycopg2
 from psycopg2 import sql
 
-REPO = Path(__file__).resolve().parents[1]
-MODULE = REPO / "plugins" / "modules" / "deployment_audit.py"
-PG = REPO / "scripts" / "pg.py"
+import benchlib
+
 COMMANDER = "bench_commander"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run_module(args):
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
-    try:
-        started = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(MODULE), handle.name], capture_output=True, text=True,
-                              check=False)
-        elapsed = time.perf_counter() - started
-    finally:
-        os.unlink(handle.name)
-    try:
-        result = json.loads(proc.stdout)
-    except ValueError:
-        raise SystemExit("module printed no JSON:\n%s\n%s" % (proc.stdout, proc.stderr))
-    if result.get("failed"):
-        raise SystemExit("module failed: %s" % result.get("msg"))
-    return elapsed, result
 
 
 def names_for(i):
@@ -105,17 +71,9 @@ def main():
     parser.add_argument("--deployments", type=int, default=200)
     args = parser.parse_args()
 
-    base = Path(tempfile.mkdtemp(prefix="dataplane-bench-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    port = free_port()
-    start = subprocess.run([sys.executable, str(PG), "start", "--version", str(args.version),
-                            "--dir", str(base / "pg"), "--port", str(port), "--set", "fsync=off"],
-                           capture_output=True, text=True, check=False)
-    if start.returncode != 0:
-        raise SystemExit("could not start PostgreSQL: %s" % start.stderr)
-    info = json.loads(start.stdout.strip().splitlines()[-1])
-    try:
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+    with benchlib.scratch_postgresql(args.version, settings=["fsync=off"]) as (info, base):
+        port = info["port"]
+        conn = benchlib.connect(port)
         conn.autocommit = True
         records = [names_for(i) for i in range(args.deployments)]
         t0 = time.perf_counter()
@@ -124,7 +82,7 @@ def main():
               % (info["version"], len(records), time.perf_counter() - t0))
         module_args = dict(login_host="127.0.0.1", login_port=port, login_user=COMMANDER, deployments=records)
 
-        clean_t, clean = run_module(module_args)
+        clean_t, clean = benchlib.run_module("deployment_audit", module_args)
         assert clean["drift"] is False and clean["fence_capable"], clean["summary"][:3]
         print("module, clean        %6.3f s  drift=%s deployments=%d queries=%d (module's own timer %d ms)"
               % (clean_t, clean["drift"], len(clean["deployments"]), len(clean["queries"]), clean["elapsed_ms"]))
@@ -133,13 +91,13 @@ def main():
         cur = conn.cursor()
         for rec in drifted:
             cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO PUBLIC").format(sql.Identifier(rec["database"])))
-        drift_t, drift = run_module(module_args)
+        drift_t, drift = benchlib.run_module("deployment_audit", module_args)
         assert drift["drifted"] == [r["id"] for r in drifted], drift["drifted"]
         print("module, 10%% drift    %6.3f s  drifted=%d (every injected one found)" % (drift_t, len(drift["drifted"])))
         for rec in drifted:
             cur.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(sql.Identifier(rec["database"])))
 
-        one_t, one = run_module(dict(module_args, deployments=records[:1]))
+        one_t, one = benchlib.run_module("deployment_audit", dict(module_args, deployments=records[:1]))
         assert len(one["queries"]) == len(clean["queries"])
         print("module, 1 Deployment %6.3f s  queries=%d (same count as for %d)"
               % (one_t, len(one["queries"]), len(records), ))
@@ -151,23 +109,13 @@ def main():
             "dataplane_pg_user": COMMANDER}}}}))
         extra = {"dataplane_deployments": [{"id": r["id"]} for r in records],
                  "dataplane_commander_user": COMMANDER, "dataplane_report_dir": str(work / "reports")}
-        env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=sys.executable, LC_ALL="C.UTF-8", ANSIBLE_NOCOLOR="1")
-        started = time.perf_counter()
-        proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i",
-                               str(work / "inventory.json"), "dataplane.postgresql.audit", "-e", json.dumps(extra)],
-                              capture_output=True, text=True, env=env, cwd=str(REPO), check=False)
-        play_t = time.perf_counter() - started
-        if proc.returncode != 0:
-            raise SystemExit("playbook failed:\n%s\n%s" % (proc.stdout[-3000:], proc.stderr[-3000:]))
+        play_t, _stdout = benchlib.run_playbook(["-i", work / "inventory.json", "dataplane.postgresql.audit",
+                                                 "-e", json.dumps(extra)])
         report = json.loads((work / "reports" / "audit-bench.json").read_text())
         assert report["drift"] is False and len(report["deployments"]) == len(records)
         print("playbook             %6.3f s  ansible-playbook dataplane.postgresql.audit, report written"
               % play_t)
         conn.close()
-    finally:
-        subprocess.run([sys.executable, str(PG), "stop", "--dir", str(base / "pg")], capture_output=True,
-                       check=False)
-        shutil.rmtree(str(base), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -20,30 +20,21 @@ Exit status 0 only when every Deployment was verified fenced in both runs.
 
 import argparse
 import json
-import os
 import select
-import socket
-import subprocess
+import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "integration"))
+import benchlib
+
+sys.path.insert(0, str(benchlib.REPO / "tests" / "integration"))
 from fence_support import reference_setup_statements  # noqa: E402  (the seed SQL, verbatim)
 
-PY = sys.executable
 COMMANDER = "commander_user"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_async(conn):
@@ -60,32 +51,26 @@ def wait_async(conn):
 class Bench(object):
     def __init__(self, args):
         self.args = args
-        self.base = Path(tempfile.mkdtemp(prefix="dataplane-fence-bench-"))
-        os.chmod(self.base, 0o755)
-        self.port = free_port()
+        self.base = benchlib.make_work_dir("dataplane-fence-bench-")
+        self.port = benchlib.free_port()
         self.deps = [dict(id="%03d" % n, database="airflow_db_%03d" % n, owner="airflow_db_%03d_owner" % n,
                           killer="airflow_conn_killer_%03d" % n, dp1="dp1_user_%03d" % n, dp2="dp2_user_%03d" % n)
                      for n in range(args.deployments)]
         self.live = []
 
-    def pg(self, *cmd):
-        proc = subprocess.run([PY, str(REPO / "scripts" / "pg.py")] + list(cmd), capture_output=True, text=True,
-                              check=False)
-        if proc.returncode != 0:
-            raise SystemExit("scripts/pg.py %s failed: %s" % (cmd[0], proc.stderr))
-        return proc.stdout
-
     def connect(self, user="postgres", dbname="postgres", **kw):
-        return psycopg2.connect(host="127.0.0.1", port=self.port, user=user, dbname=dbname, **kw)
+        return benchlib.connect(self.port, user=user, dbname=dbname, **kw)
 
     def start(self):
-        self.pg("start", "--version", str(self.args.version), "--dir", str(self.base / "srv"), "--port",
-                str(self.port), "--set", "max_connections=1000")
+        benchlib.start_postgresql(self.args.version, self.base / "srv", port=self.port,
+                                  settings=["max_connections=1000"])
 
     def stop(self):
         self.close_sessions()
-        self.pg("stop", "--dir", str(self.base / "srv"))
-        subprocess.run(["rm", "-rf", str(self.base)], check=False)
+        try:
+            benchlib.stop_postgresql(self.base / "srv", check=True)
+        finally:
+            shutil.rmtree(str(self.base), ignore_errors=True)
 
     def setup(self):
         conn = self.connect()
@@ -104,10 +89,7 @@ class Bench(object):
             db.cursor().execute(sql.SQL("CREATE TABLE t (src text); ALTER TABLE t OWNER TO {0}; GRANT ALL ON t TO {1}")
                                 .format(sql.Identifier(dep["owner"]), sql.Identifier(dep["dp1"])))
             db.close()
-        result = self.module("fence_helper", dict(self.login("postgres"),
-                                                  killer_roles=[d["killer"] for d in self.deps]))
-        if result.get("failed"):
-            raise SystemExit("fence_helper failed: %s" % result.get("msg"))
+        benchlib.run_module("fence_helper", dict(self.login("postgres"), killer_roles=[d["killer"] for d in self.deps]))
 
     def login(self, user):
         return dict(login_host="127.0.0.1", login_port=self.port, login_user=user, login_db="postgres")
@@ -146,19 +128,6 @@ class Bench(object):
             dict(name=d["id"], database=d["database"], source_role=d[src], destination_role=d[dst],
                  killer_role=d["killer"]) for d in self.deps])
 
-    def module(self, name, args):
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-            json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
-        try:
-            proc = subprocess.run([PY, str(REPO / "plugins" / "modules" / (name + ".py")), handle.name],
-                                  capture_output=True, text=True, check=False)
-        finally:
-            os.unlink(handle.name)
-        try:
-            return json.loads(proc.stdout)
-        except ValueError:
-            raise SystemExit("module %s printed no JSON: %s %s" % (name, proc.stdout, proc.stderr))
-
     def sessions_left(self, role_key):
         conn = self.connect()
         cur = conn.cursor()
@@ -172,7 +141,7 @@ class Bench(object):
         work = self.base / "play"
         work.mkdir()
         (work / "inventory.ini").write_text(
-            "[dataplane_postgresql]\nbench ansible_connection=local ansible_python_interpreter=%s\n" % PY)
+            "[dataplane_postgresql]\nbench ansible_connection=local ansible_python_interpreter=%s\n" % benchlib.PYTHON)
         (work / "vars.json").write_text(json.dumps({"fence_args": self.fence_args()}))
         (work / "fence.yml").write_text(
             "- hosts: dataplane_postgresql\n"
@@ -181,16 +150,9 @@ class Bench(object):
             "    - name: Fence every Deployment\n"
             "      dataplane.postgresql.fence: \"{{ fence_args }}\"\n")
         # one task; the minimal stdout callback prints the module's JSON result
-        env = dict(os.environ, LC_ALL="C.UTF-8", ANSIBLE_PYTHON_INTERPRETER=PY, ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_STDOUT_CALLBACK="minimal")
-        started = time.monotonic()
-        proc = subprocess.run([str(Path(PY).parent / "ansible-playbook"), "-i", str(work / "inventory.ini"),
-                               "-e", "@" + str(work / "vars.json"), str(work / "fence.yml")],
-                              capture_output=True, text=True, env=env, cwd=str(work), check=False)
-        wall = time.monotonic() - started
-        if proc.returncode != 0:
-            raise SystemExit("ansible-playbook failed:\n%s\n%s" % (proc.stdout[-3000:], proc.stderr[-3000:]))
-        return wall, json.loads(proc.stdout[proc.stdout.index("{"):proc.stdout.rindex("}") + 1])
+        wall, stdout = benchlib.run_playbook(["-i", work / "inventory.ini", "-e", "@%s" % (work / "vars.json"),
+                                              work / "fence.yml"], cwd=work, env={"ANSIBLE_STDOUT_CALLBACK": "minimal"})
+        return wall, json.loads(stdout[stdout.index("{"):stdout.rindex("}") + 1])
 
 
 def summarize(label, result, wall):
@@ -226,21 +188,16 @@ def main():
 
         opened = bench.open_sessions("dp1")
         print("opened %d sessions as the dp1 login roles" % opened)
-        started = time.monotonic()
-        checked = bench.module("fence", dict(bench.fence_args(), _ansible_check_mode=True))
-        summarize("check mode", checked, time.monotonic() - started)
-        started = time.monotonic()
-        result = bench.module("fence", bench.fence_args())
-        wall = time.monotonic() - started
-        if result.get("failed"):
-            raise SystemExit("fence failed: %s" % result.get("msg"))
+        wall, checked = benchlib.run_module("fence", bench.fence_args(), check_mode=True)
+        summarize("check mode", checked, wall)
+        wall, result = benchlib.run_module("fence", bench.fence_args())
         ok &= summarize("module", result, wall)
         ok &= bench.sessions_left("dp1") == 0
         figures["module_time_total_ms"] = result["time_total_ms"]
         figures["module_process_wall_s"] = round(wall, 3)
         bench.close_sessions()
 
-        back = bench.module("fence", bench.fence_args("dp2", "dp1"))  # fail back: dp1 admitted again
+        _wall, back = benchlib.run_module("fence", bench.fence_args("dp2", "dp1"), allow_failure=True)  # fail back: dp1 admitted again
         ok &= not back.get("failed")
         opened = bench.open_sessions("dp1")
         wall, result = bench.playbook()

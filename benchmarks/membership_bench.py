@@ -15,47 +15,8 @@ Not a test: it prints wall times and exits 0 when every run behaved as expected.
 """
 
 import argparse
-import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-import psycopg2
-
-REPO = Path(__file__).resolve().parents[1]
-MODULE = REPO / "plugins" / "modules" / "membership.py"
-PG = REPO / "scripts" / "pg.py"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run_module(args, check=False):
-    payload = dict(args, _ansible_check_mode=check)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
-    try:
-        started = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(MODULE), handle.name], capture_output=True, text=True,
-                              check=False)
-        elapsed = time.perf_counter() - started
-    finally:
-        os.unlink(handle.name)
-    try:
-        result = json.loads(proc.stdout)
-    except ValueError:
-        raise SystemExit("module printed no JSON:\n%s\n%s" % (proc.stdout, proc.stderr))
-    if result.get("failed"):
-        raise SystemExit("module failed: %s" % result.get("msg"))
-    return elapsed, result
+import benchlib
 
 
 def rows_checksum(conn, tag):
@@ -75,17 +36,9 @@ def main():
     n_groups = max(1, args.grants // args.members)
     total = n_groups * args.members
 
-    base = Path(tempfile.mkdtemp(prefix="dataplane-bench-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    port = free_port()
-    start = subprocess.run([sys.executable, str(PG), "start", "--version", str(args.version),
-                            "--dir", str(base / "pg"), "--port", str(port), "--set", "fsync=off"],
-                           capture_output=True, text=True, check=False)
-    if start.returncode != 0:
-        raise SystemExit("could not start PostgreSQL: %s" % start.stderr)
-    info = json.loads(start.stdout.strip().splitlines()[-1])
-    try:
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+    with benchlib.scratch_postgresql(args.version, settings=["fsync=off"]) as (info, _work_dir):
+        port = info["port"]
+        conn = benchlib.connect(port)
         conn.autocommit = True
         cur = conn.cursor()
         groups = ["Bench-Grp_%04d" % i for i in range(n_groups)]
@@ -101,36 +54,32 @@ def main():
         print("PostgreSQL %s, %d grants (%d groups x %d members) in one module call"
               % (info["version"], total, n_groups, args.members))
 
-        first_t, first = run_module(module_args)
+        first_t, first = benchlib.run_module("membership", module_args)
         assert first["changed"] and len(first["queries"]) == total, (first["changed"], len(first["queries"]))
         assert rows_checksum(conn, "Bench-Grp_") == (total, total)
         print("first run    %7.3f s  changed=%s statements=%d" % (first_t, first["changed"], len(first["queries"])))
 
-        noop_t, noop = run_module(module_args)
+        noop_t, noop = benchlib.run_module("membership", module_args)
         assert not noop["changed"] and noop["queries"] == []
         print("no-op rerun  %7.3f s  changed=%s statements=%d" % (noop_t, noop["changed"], len(noop["queries"])))
 
         drifted = groups[::10]
         for name in drifted:
             cur.execute('GRANT "%s" TO "%s" WITH INHERIT TRUE' % (name, members[0]))
-        check_t, check = run_module(module_args, check=True)
+        check_t, check = benchlib.run_module("membership", module_args, check_mode=True)
         assert check["changed"] and len(check["queries"]) == len(drifted)
         assert rows_checksum(conn, "Bench-Grp_") == (total, total - len(drifted))
         print("check drift  %7.3f s  changed=%s statements=%d (catalog untouched)"
               % (check_t, check["changed"], len(check["queries"])))
 
-        fix_t, fix = run_module(module_args)
+        fix_t, fix = benchlib.run_module("membership", module_args)
         assert fix["changed"] and len(fix["queries"]) == len(drifted)
         assert rows_checksum(conn, "Bench-Grp_") == (total, total)
         print("fix drift    %7.3f s  changed=%s statements=%d" % (fix_t, fix["changed"], len(fix["queries"])))
 
-        empty_t, dummy = run_module(dict(module_args, grants=[]))
+        empty_t, dummy = benchlib.run_module("membership", dict(module_args, grants=[]))
         print("(baseline: module start-up + connect with 0 grants %.3f s)" % empty_t)
         conn.close()
-    finally:
-        subprocess.run([sys.executable, str(PG), "stop", "--dir", str(base / "pg")], capture_output=True,
-                       check=False)
-        shutil.rmtree(str(base), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,36 +22,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-PG = REPO / "scripts" / "pg.py"
-BIN = Path(sys.executable).parent
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(version, base):
-    for _attempt in range(3):
-        proc = subprocess.run([sys.executable, str(PG), "start", "--version", str(version), "--dir", str(base),
-                               "--port", str(free_port())], capture_output=True, text=True, check=False)
-        if proc.returncode == 0:
-            return json.loads(proc.stdout.strip().splitlines()[-1])
-        shutil.rmtree(base, ignore_errors=True)
-    raise SystemExit("could not start PostgreSQL %s: %s" % (version, proc.stderr))
-
-
-def stop(base):
-    subprocess.run([sys.executable, str(PG), "stop", "--dir", str(base)], capture_output=True, check=False)
+import benchlib
 
 
 def ident(name):
@@ -99,17 +75,11 @@ def run_psql(info, script_path):
     return elapsed
 
 
-def run_playbook(info, vars_path, inventory_path):
-    env = dict(os.environ, LC_ALL="C.UTF-8", ANSIBLE_NOCOLOR="1")
-    cmd = [str(BIN / "ansible-playbook"), "dataplane.postgresql.provision", "-i", str(inventory_path),
-           "-e", "@%s" % vars_path]
-    began = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(REPO), check=False)
-    elapsed = time.monotonic() - began
-    if proc.returncode != 0:
-        raise SystemExit("ansible-playbook failed:\n%s\n%s" % (proc.stdout[-4000:], proc.stderr[-4000:]))
+def run_playbook(vars_path, inventory_path):
+    elapsed, stdout = benchlib.run_playbook(["dataplane.postgresql.provision", "-i", inventory_path,
+                                             "-e", "@%s" % vars_path])
     changed = None
-    for line in proc.stdout.splitlines():
+    for line in stdout.splitlines():
         if "changed=" in line and "ok=" in line:
             changed = int(line.split("changed=")[1].split()[0])
     return elapsed, changed
@@ -128,34 +98,34 @@ def count_catalog(info, count):
 
 def measure_psql(args, root, run, script, vars_path, results):
     base = root / ("psql%d" % run)
-    info = start(args.version, base)
+    info = benchlib.start_postgresql(args.version, base, attempts=3)
     try:
         os.sync()  # start from clean page-cache write-back, as the other measurement does
         results["psql_s"].append(round(run_psql(info, script), 3))
         count_catalog(info, args.count)
     finally:
-        stop(base)
+        benchlib.stop_postgresql(base)
         shutil.rmtree(base, ignore_errors=True)
 
 
 def measure_ansible(args, root, run, script, vars_path, results):
     base = root / ("ansible%d" % run)
-    info = start(args.version, base)
+    info = benchlib.start_postgresql(args.version, base, attempts=3)
     try:
         inventory = root / "inventory.json"
         inventory.write_text(json.dumps({"dataplane_postgresql": {"hosts": {"bench": {
-            "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+            "ansible_connection": "local", "ansible_python_interpreter": benchlib.PYTHON,
             "dataplane_pg_host": info["host"], "dataplane_pg_port": info["port"]}}}}))
         os.sync()
-        fresh, changed = run_playbook(info, vars_path, inventory)
+        fresh, changed = run_playbook(vars_path, inventory)
         assert changed and changed >= 1, changed
         count_catalog(info, args.count)
         results["fresh_s"].append(round(fresh, 3))
-        rerun, changed = run_playbook(info, vars_path, inventory)
+        rerun, changed = run_playbook(vars_path, inventory)
         assert changed == 0, "rerun reported changed=%s" % changed
         results["rerun_s"].append(round(rerun, 3))
     finally:
-        stop(base)
+        benchlib.stop_postgresql(base)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -166,8 +136,7 @@ def main():
     parser.add_argument("--runs", type=int, default=1, help="repeat and keep the best of each timing")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="dataplane-bench-"))
-    root.chmod(0o755)
+    root = benchlib.make_work_dir()
     results = {"count": args.count, "version": args.version, "psql_s": [], "fresh_s": [], "rerun_s": []}
     try:
         script = root / "seed.sql"
@@ -191,7 +160,7 @@ def main():
                    fresh_over_psql_per_run=[round(f / p, 2) for f, p in zip(results["fresh_s"], results["psql_s"])],
                    targets={"fresh_over_psql": 1.3, "rerun_s": 3.0},
                    met=best["fresh"] <= 1.3 * best["psql"] and best["rerun"] <= 3.0)
-    out_dir = REPO / "benchmarks" / "results"
+    out_dir = benchlib.REPO / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / ("provision-%d.json" % args.count)).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results))

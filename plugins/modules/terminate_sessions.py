@@ -60,8 +60,9 @@ options:
     default: dataplane_fence
   wait_timeout:
     description:
-      - Seconds to wait for the signalled sessions to disappear. V(0) signals and returns
-        at once.
+      - Seconds to wait until no session of O(roles) (in O(databases)) remains. A session that
+        appears while the module waits (a client reconnecting, for example) is signalled too.
+        V(0) signals, looks once more, and returns.
     type: float
     default: 30
 notes:
@@ -88,7 +89,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: Whether any session was signalled.
+  description: Whether PostgreSQL accepted the termination signal for at least one session; in check
+    mode, whether there is any session to signal.
   returned: always
   type: bool
 sessions:
@@ -118,6 +120,10 @@ sessions:
     route:
       description: V(direct) or V(helper).
       type: str
+    terminated:
+      description: Whether PostgreSQL accepted the termination signal (false in check mode, and for a
+        session that ended on its own just before the signal).
+      type: bool
 remaining:
   description: Sessions of O(roles) (in O(databases)) still present when the module returned.
   returned: always
@@ -199,31 +205,40 @@ def main():
         direct = [r["role"] for r in routes if r["route"] == "direct"]
         helper_pairs = [(params["killer_role"], r["role"]) for r in routes if r["route"] == "helper"]
         signal = not module.check_mode
+
+        def signal_sessions(direct_roles, pairs):
+            """List (and, unless in check mode, signal) sessions; one statement per route."""
+            out = []
+            for row in sess.signal_direct(session, direct_roles, databases, signal=signal):
+                out.append(dict(sess.session_record(row), route="direct", terminated=bool(row["terminated"])))
+            for row in sess.signal_via_helper(session, pairs, databases, signal=signal,
+                                              schema=params["helper_schema"]):
+                out.append(dict(sess.session_record(row), route="helper", terminated=bool(row["terminated"])))
+            return out
+
         start = time.monotonic()
-        found = []
-        for row in sess.signal_direct(session, direct, databases, signal=signal):
-            found.append(dict(sess.session_record(row), route="direct"))
-        for row in sess.signal_via_helper(session, helper_pairs, databases, signal=signal,
-                                          schema=params["helper_schema"]):
-            found.append(dict(sess.session_record(row), route="helper"))
-        if signal and found:
-            pids = [s["pid"] for s in found]
-            deadline = start + params["wait_timeout"]
-            delay = 0.002
-            while True:
-                if not sess.sessions_of_pids(session, pids) or time.monotonic() >= deadline:
-                    break
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 0.05)
-        elapsed_ms = int(round((time.monotonic() - start) * 1000))
-        if signal:  # what is there now, including sessions that appeared meanwhile
-            remaining = [sess.session_record(r) for r in sess.current_sessions(session, roles, databases)]
+        found = signal_sessions(direct, helper_pairs)
+        if signal:
+            def on_new(fresh):  # a session that appeared while we waited (e.g. a reconnect)
+                roles_now = set(r["usename"] for r in fresh)
+                known = set(s["pid"] for s in found)
+                more = signal_sessions([r for r in direct if r in roles_now],
+                                       [p for p in helper_pairs if p[1] in roles_now])
+                found.extend(s for s in more if s["pid"] not in known)
+
+            # poll until no session of the roles remains (not only the pids signalled first)
+            remaining = [sess.session_record(r) for r in sess.wait_until_gone(
+                session, roles, databases, timeout=params["wait_timeout"], on_new=on_new,
+                seen_pids=[s["pid"] for s in found])]
         else:  # check mode: nothing was signalled, so everything found remains
-            remaining = [dict(s) for s in found]
+            remaining = [dict((k, v) for k, v in s.items() if k not in ("route", "terminated")) for s in found]
+        elapsed_ms = int(round((time.monotonic() - start) * 1000))
     except Exception as exc:
         session.fail("terminate_sessions: %s" % exc)
     session.close()
-    module.exit_json(changed=bool(found), sessions=found, remaining=remaining,
+    # check mode: changed when there is something to signal; else when a signal was accepted
+    changed = bool(found) if module.check_mode else any(s["terminated"] for s in found)
+    module.exit_json(changed=changed, sessions=found, remaining=remaining,
                      routes=dict((r["role"], r["route"]) for r in routes), elapsed_ms=elapsed_ms,
                      queries=session.queries)
 

@@ -1,5 +1,10 @@
 """terminate_sessions: direct when the login may, else the fence helper; check mode signals nothing."""
 
+import os
+import signal
+import threading
+import time
+
 import psycopg2
 import pytest
 from psycopg2 import sql
@@ -61,6 +66,7 @@ def test_through_the_helper_as_commander(pg, names, deployment_pair, run_module)
                     databases=[a["database"]], wait_timeout=10)
         checked = run_module("terminate_sessions", args, check=True)
         assert checked["changed"] and checked["queries"] == []
+        assert not any(s["terminated"] for s in checked["sessions"])
         assert sorted(s["pid"] for s in checked["sessions"]) == sorted(live.pids())
         assert _alive(pg, live.pids()) == sorted(live.pids())
 
@@ -70,7 +76,7 @@ def test_through_the_helper_as_commander(pg, names, deployment_pair, run_module)
         assert sorted(s["pid"] for s in res["sessions"]) == sorted(live.pids())
         assert all(s["role"] == a["dp1"] and s["database"] == a["database"] and s["client_addr"] == "127.0.0.1"
                    and s["application"].startswith("fence-test-") and s["backend_start"] for s in res["sessions"])
-        assert res["remaining"] == []
+        assert res["remaining"] == [] and all(s["terminated"] for s in res["sessions"])
         assert _alive(pg, live.pids()) == []
         # the databases filter spared the session in postgres; another Deployment is untouched
         assert _alive(pg, in_pg.pids()) == in_pg.pids()
@@ -117,3 +123,56 @@ def test_helper_route_on_15(pg15, names, run_module):
         assert [s["pid"] for s in res["sessions"]] == live.pids() and res["remaining"] == []
     finally:
         live.close()
+
+
+def _pids_of(server, role):
+    return [r[0] for r in server.sql("SELECT pid FROM pg_stat_activity WHERE usename = %s", (role,))]
+
+
+def test_sessions_that_appear_while_waiting_are_signalled(pg, names, deployment_pair, run_module):
+    """The module waits until no session of the role remains and signals newcomers as it polls.
+
+    Deterministic set-up: the first session's backend is stopped (SIGSTOP), so it takes the
+    termination signal but cannot act on it and stays in pg_stat_activity; the module keeps
+    waiting. A newcomer (a client reconnecting) then opens a session; only when the module
+    has terminated that one does the first backend continue (SIGCONT) and exit."""
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    _install(pg, run_module, [a["killer"]], schema, owner)
+    first = Sessions(pg, a["dp1"], a["database"]).open(("idle",))
+    [stopped] = first.pids()
+    state = {}
+
+    def newcomer():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and commander not in [r[0] for r in pg.sql(
+                "SELECT usename FROM pg_stat_activity WHERE usename = %s", (commander,))]:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the module has signalled the first session and is polling
+        conn = pg.connect(a["dp1"], a["database"], application_name="fence-test-reconnect")
+        state["conn"], state["pid"] = conn, conn.get_backend_pid()
+        while time.monotonic() < deadline and state["pid"] in _pids_of(pg, a["dp1"]):
+            time.sleep(0.01)
+        state["newcomer_gone"] = state["pid"] not in _pids_of(pg, a["dp1"])
+        os.kill(stopped, signal.SIGCONT)
+
+    os.kill(stopped, signal.SIGSTOP)
+    thread = threading.Thread(target=newcomer, daemon=True)
+    try:
+        thread.start()
+        res = run_module("terminate_sessions", dict(pg.login_args(commander), roles=[a["dp1"]],
+                                                    killer_role=a["killer"], helper_schema=schema, wait_timeout=15))
+        thread.join(30)
+        assert not res["failed"], res
+        assert state.get("newcomer_gone") is True, state
+        assert sorted(s["pid"] for s in res["sessions"]) == sorted([stopped, state["pid"]])
+        assert all(s["terminated"] for s in res["sessions"]) and res["changed"] is True
+        assert res["remaining"] == [] and _pids_of(pg, a["dp1"]) == []
+    finally:
+        try:
+            os.kill(stopped, signal.SIGCONT)
+        except ProcessLookupError:  # it has exited, as it should
+            pass
+        first.close()
+        if "conn" in state:
+            state["conn"].close()

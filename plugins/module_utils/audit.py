@@ -492,7 +492,15 @@ def _audit_present(record, facts):
         detail = "the fence would fail for %s: %s" % (as_who, "; ".join(fence_blockers))
         if tail:
             detail += "; and " + tail
-    findings.append(_finding("fence_capability", route is not None, detail))
+    ok = route is not None
+    helper = facts.get("helper") or {}
+    if helper.get("installed") and helper.get("owner_members"):
+        # the fence works, but these roles could redefine the helper: drift, whatever the route
+        ok = False
+        detail += ("; the fence helper is not safe: %s can act as its owner role %s and so redefine it "
+                   "(REVOKE %s FROM %s)" % (", ".join(helper["owner_members"]), helper.get("owner_role"),
+                                            helper.get("owner_role"), ", ".join(helper["owner_members"])))
+    findings.append(_finding("fence_capability", ok, detail))
     return findings, route
 
 

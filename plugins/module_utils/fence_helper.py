@@ -130,9 +130,12 @@ def _read_state(session, schema, owner_role):
         " (SELECT r.rolcanlogin FROM pg_catalog.pg_roles r WHERE r.rolname = %(owner)s) AS owner_login,"
         " (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = %(owner)s) AS owner_super,"
         " (SELECT r.rolinherit FROM pg_catalog.pg_roles r WHERE r.rolname = %(owner)s) AS owner_inherit,"
+        " (SELECT ARRAY[r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls]"
+        "   FROM pg_catalog.pg_roles r WHERE r.rolname = %(owner)s) AS owner_flags,"
         " pg_catalog.current_setting('server_version_num')::int AS version_num",
         {"schema": schema, "owner": owner_role})
     state = rows[0]
+    state["owner_members"] = owner_members(session, state["owner_oid"])
     state["functions"] = []
     state["foreign_objects"] = 0
     if state["nsp_oid"] is not None:
@@ -150,6 +153,38 @@ def _read_state(session, schema, owner_role):
             " FROM pg_catalog.pg_proc p WHERE p.pronamespace = %s AND p.proname = %s",
             (state["nsp_oid"], FUNCTION_NAME))
     return state
+
+
+# Roles that could act as the owner role, and so redefine the SECURITY DEFINER function: any
+# non-superuser member, whatever its INHERIT/SET/ADMIN options (an ADMIN-only member can grant
+# itself SET, measured on 16). A member that holds ADMIN on every role the owner holds is left
+# out: it could grant itself those roles directly, so the owner gives it nothing more (this is
+# the case of a CREATEROLE installer on 16+, which gets ADMIN on the roles it creates).
+OWNER_MEMBERS_SQL = (
+    "SELECT m.rolname FROM pg_catalog.pg_roles m"
+    " WHERE m.oid <> %(owner)s AND NOT m.rolsuper"
+    "   AND pg_catalog.pg_has_role(m.oid, %(owner)s, 'MEMBER')"
+    "   AND NOT (" + " AND ".join(
+        "pg_catalog.pg_has_role(m.oid, '%s', 'MEMBER WITH ADMIN OPTION')" % g for g in OWNER_GRANTED_ROLES) + ")"
+    " ORDER BY 1")
+
+OWNER_FLAGS = ("CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS")
+
+
+def owner_members(session, owner_oid):
+    """Non-superuser roles that could act as the owner role (should be none)."""
+    if owner_oid is None:
+        return []
+    return [r["rolname"] for r in session.rows(OWNER_MEMBERS_SQL, {"owner": owner_oid})]
+
+
+def drop_function_statement(session, fn_oid):
+    """DROP FUNCTION by catalog oid, as a DO block: PostgreSQL itself writes the quoted
+    signature (oid::regprocedure) when the block runs, so no name read from the catalog is
+    pasted into SQL text; the oid is the only value, and it goes in as a literal."""
+    body = sql.SQL("BEGIN EXECUTE pg_catalog.format('DROP FUNCTION %s', "
+                   "{}::pg_catalog.oid::pg_catalog.regprocedure); END").format(sql.Literal(str(int(fn_oid))))
+    return sql.SQL("DO {}").format(sql.Literal(session.render(body)))
 
 
 def _version_from_comment(comment):
@@ -215,6 +250,14 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
         session.fail("fence helper: owner role %s is a superuser; the helper's owner must be an "
                      "unprivileged NOLOGIN role" % owner_role)
 
+    if current["owner_members"]:
+        members = current["owner_members"]
+        session.fail("fence helper: role(s) %s can act as the owner role %s (they are members of it), and so "
+                     "could redefine the helper and terminate any non-superuser session; nothing was changed. "
+                     "Remove the membership (REVOKE %s FROM %s) and run again"
+                     % (", ".join(members), owner_role, owner_role, ", ".join(members)),
+                     owner_members=members)
+
     if current["foreign_objects"]:
         session.fail("fence helper: schema %s already holds %d other object(s); the helper needs a schema of "
                      "its own (its owner role owns the schema)" % (schema, current["foreign_objects"]))
@@ -222,11 +265,14 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
     owner = sql.Identifier(owner_role)
     new16 = current["version_num"] >= 160000
     if current["owner_oid"] is None:
-        statements.append(sql.SQL("CREATE ROLE {} NOLOGIN INHERIT").format(owner))
+        statements.append(sql.SQL("CREATE ROLE {} NOLOGIN INHERIT NOCREATEROLE NOCREATEDB NOREPLICATION "
+                                  "NOBYPASSRLS").format(owner))
         need_grants = list(OWNER_GRANTED_ROLES)
     else:
-        if current["owner_login"]:
-            statements.append(sql.SQL("ALTER ROLE {} NOLOGIN").format(owner))
+        attributes = ["NOLOGIN"] if current["owner_login"] else []
+        attributes += ["NO" + flag for flag, on in zip(OWNER_FLAGS, current["owner_flags"] or ()) if on]
+        if attributes:  # the owner holds nothing but its two predefined roles
+            statements.append(sql.SQL("ALTER ROLE {} {}").format(owner, sql.SQL(" ".join(attributes))))
         if not current["owner_inherit"] and not new16:
             statements.append(sql.SQL("ALTER ROLE {} INHERIT").format(owner))
         have = session.rows(
@@ -254,8 +300,7 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
     signature = function_signature(schema)
     for other in current["functions"]:
         if other is not fn:  # an older signature: an upgrade replaces it
-            statements.append(sql.SQL("DROP FUNCTION {}.{}({})").format(
-                schema_id, sql.Identifier(FUNCTION_NAME), sql.SQL(other["args"])))
+            statements.append(drop_function_statement(session, other["oid"]))
     if not _is_current(fn, owner_role):
         statements.append(create_function_statement(schema))
         statements.append(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(signature, owner))
@@ -320,11 +365,7 @@ def helper_status(session, schema=DEFAULT_SCHEMA, killer_roles=()):
     if fn is None:
         return out
     # roles that could act as the owner (and so redefine the function): should be none
-    mode = "SET" if session.version_num() >= 160000 else "MEMBER"
-    out["owner_members"] = [r["rolname"] for r in session.rows(
-        "SELECT m.rolname FROM pg_catalog.pg_roles m WHERE m.oid <> %s AND NOT m.rolsuper"
-        " AND (pg_catalog.pg_has_role(m.oid, %s, 'USAGE') OR pg_catalog.pg_has_role(m.oid, %s, %s))"
-        " ORDER BY 1", (fn["proowner"], fn["proowner"], fn["proowner"], mode))]
+    out["owner_members"] = owner_members(session, fn["proowner"])
     out.update(installed=True, version=_version_from_comment(fn["comment"]),
                owner_role=fn["owner"], owner_can_signal=bool(fn["can_signal"]),
                current=_is_current(fn, fn["owner"]),

@@ -315,6 +315,12 @@ _VIA_SQL = """ARRAY(
           OR (x.grantee = s.oid AND (%(extra)s OR x.grantor <> db.datdba))
           OR (x.grantee NOT IN (0, s.oid) AND pg_catalog.pg_has_role(s.oid, x.grantee, 'USAGE'))))"""
 
+# Membership in the database owner role is checked twice, on purpose with two modes:
+# - preflight refuses a source role that is a member in any way (MEMBER): with SET or ADMIN it
+#   could become the owner from a session elsewhere and grant itself CONNECT back, so CONNECT
+#   cannot fence it even when it does not inherit the owner's privileges;
+# - verification explains a CONNECT that survived the REVOKE, and only an inheriting
+#   membership (USAGE) passes the owner's CONNECT on.
 PREFLIGHT_SQL = """
 SELECT u.ord,
        db.oid IS NOT NULL AS db_exists,

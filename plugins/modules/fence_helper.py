@@ -22,7 +22,8 @@ description:
     privileges of that killer role. Its C(search_path) is pinned to C(pg_catalog, pg_temp) and
     every name in it is schema-qualified.
   - C(EXECUTE) on the function and C(USAGE) on the schema are revoked from C(PUBLIC) and granted
-    to each role in O(killer_roles) (grants to other roles are left alone).
+    to each role in O(killer_roles). Grants to other roles are left alone. They give nothing,
+    because a caller must also have the privileges of the killer role it names.
   - The function body is versioned (a comment on the function carries the version); a newer
     collection replaces an older body.
   - Installing needs a superuser (or a role with C(ADMIN) on C(pg_signal_backend) and
@@ -54,7 +55,11 @@ options:
   owner_role:
     description:
       - C(NOLOGIN) role that owns the function and holds C(pg_signal_backend) and
-        C(pg_read_all_stats). Created when missing. Nobody should be a member of it.
+        C(pg_read_all_stats). Created when missing; C(LOGIN), C(CREATEROLE), C(CREATEDB),
+        C(REPLICATION) and C(BYPASSRLS) are taken away if someone added them.
+      - The module fails, and changes nothing, when a non-superuser role is a member of it (any
+        membership, also C(ADMIN) only), because such a role could redefine the function. A role
+        holding C(ADMIN) on both predefined roles is not counted, since it could grant them to itself.
     type: str
     default: dataplane_fence_signaler
   state:

@@ -302,6 +302,22 @@ def test_one_fenced_plane_is_not_drift(pg, names, run_module):
     assert "%s fenced (no CONNECT)" % rec["login_roles"]["dp1"] in by_check(dep)["connect_grantees"]["detail"]
 
 
+def test_member_of_the_helper_owner_is_drift(pg, names, run_module):
+    """A role that can act as the helper's owner could redefine it: every Deployment whose fence
+    uses that helper reports it, and the fence still counts as capable."""
+    schema = names("fence")
+    records = seed(pg, names, ids=("a", "b"), helper_schema=schema)
+    sneaky = names("sneaky")
+    pg.sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(sneaky)))
+    pg.sql(sql.SQL("GRANT {} TO {} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE").format(
+        sql.Identifier(names("fence_signaler")), sql.Identifier(sneaky)))
+    result = audit(run_module, pg, records, user=records[0]["commander_user"], helper_schema=schema)
+    assert result["drifted"] == ["a", "b"] and result["fence_capable"] is True, result["summary"]
+    for dep in result["deployments"]:
+        assert failed_checks(dep) == ["fence_capability"] and dep["fence_route"] == "helper"
+        assert "%s can act as its owner role" % sneaky in by_check(dep)["fence_capability"]["detail"]
+
+
 def test_over_grant_gives_direct_route(pg16, names, run_module):
     """INHERIT TRUE on the killer's memberships: fence works directly, but that is drift."""
     [rec] = seed(pg16, names)

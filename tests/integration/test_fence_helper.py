@@ -101,6 +101,54 @@ def test_upgrade_replaces_an_old_body(pg, names, deployment_pair, run_module):
     assert _helper(pg, run_module, schema, owner, [a["killer"]])["changed"] is False
 
 
+def test_upgrade_drops_an_old_signature_by_oid(pg, names, deployment_pair, run_module):
+    """An older helper with other arguments (one with a hostile parameter name) is dropped through
+    its oid; PostgreSQL quotes the signature, nothing read from the catalog is pasted into SQL."""
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    _helper(pg, run_module, schema, owner, [a["killer"]])
+    pg.sql(sql.SQL("CREATE FUNCTION {}.terminate_member_sessions(\"p); DROP TABLE x; --\" name) RETURNS int "
+                   "LANGUAGE sql AS 'SELECT 1'").format(sql.Identifier(schema)))
+    checked = _helper(pg, run_module, schema, owner, [a["killer"]], check=True)
+    assert checked["changed"] and any("regprocedure" in q for q in checked["statements"]), checked
+    res = _helper(pg, run_module, schema, owner, [a["killer"]])
+    assert not res["failed"] and res["changed"], res
+    left = pg.sql("SELECT pg_get_function_identity_arguments(p.oid) FROM pg_proc p JOIN pg_namespace n "
+                  "ON n.oid = p.pronamespace WHERE n.nspname = %s", (schema,))
+    assert [r[0] for r in left] == ["p_killer name, p_roles name[], p_databases name[], p_signal boolean"]
+    assert res["status"]["current"] and _helper(pg, run_module, schema, owner, [a["killer"]])["changed"] is False
+
+
+def test_members_of_the_owner_role_are_refused(pg, names, deployment_pair, run_module):
+    """A role that could act as the owner could redefine the helper: ensure fails and changes
+    nothing, the status names it (the audit reports it), and removing the membership fixes it.
+    An ADMIN-only member counts: on 16+ it can grant itself SET. Extra owner attributes are removed."""
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    _helper(pg, run_module, schema, owner, [a["killer"]])
+    i = sql.Identifier
+    pg.sql(sql.SQL("ALTER ROLE {} CREATEDB CREATEROLE").format(i(owner)))
+    res = _helper(pg, run_module, schema, owner, [a["killer"]])
+    assert res["changed"] and not res["failed"], res
+    assert any("NOCREATEROLE NOCREATEDB" in q for q in res["queries"]), res["queries"]
+    assert pg.sql("SELECT rolcreaterole OR rolcreatedb FROM pg_roles WHERE rolname = %s", (owner,))[0][0] is False
+
+    sneaky = names("sneaky")
+    pg.sql(sql.SQL("CREATE ROLE {} LOGIN").format(i(sneaky)))
+    pg.sql(sql.SQL("GRANT {} TO {} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE").format(i(owner), i(sneaky)))
+    pg.sql(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(i(schema), i(b["killer"])))
+    for check in (True, False):
+        res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]], check=check)
+        assert res["failed"] and sneaky in res["msg"] and "REVOKE" in res["msg"], res
+        assert res["owner_members"] == [sneaky]
+    # nothing changed: b's killer still lacks EXECUTE
+    assert not pg.sql(sql.SQL("SELECT has_function_privilege({}, {}, 'EXECUTE')").format(
+        sql.Literal(b["killer"]), sql.Literal("%s.terminate_member_sessions(%s)" % (schema, FN_ARGS))))[0][0]
+    pg.sql(sql.SQL("REVOKE {} FROM {}").format(i(owner), i(sneaky)))
+    res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
+    assert not res["failed"] and res["status"]["owner_members"] == []
+
+
 def test_absent_removes_everything(pg, names, deployment_pair, run_module):
     commander, (a, b) = deployment_pair
     schema, owner = names("fence"), names("signaler")

@@ -108,6 +108,16 @@ def test_helper_that_cannot_be_used(change, reason):
     assert "cannot be used" in detail(result, "fence_capability")
 
 
+def test_members_of_the_helper_owner_are_drift_but_the_fence_works():
+    facts = vendor_facts(helper=True)
+    facts["helper"]["owner_members"] = ["sneaky"]
+    result = audit_deployment(REC, facts)
+    assert failed(result) == ["fence_capability"]
+    assert result["drift"] and result["fence_capable"] is True and result["fence_route"] == "helper"
+    assert ("sneaky can act as its owner role dataplane_fence_signaler" in detail(result, "fence_capability"))
+    assert result["summary"].startswith("a: DRIFT (1), fence capable (helper)")
+
+
 def test_signal_backend_gives_the_direct_route():
     facts = vendor_facts()
     facts["privileges"][CMD]["pg_signal_backend"] = _priv()

@@ -157,15 +157,18 @@ def _read_state(session, schema, owner_role):
 
 # Roles that could act as the owner role, and so redefine the SECURITY DEFINER function: any
 # non-superuser member, whatever its INHERIT/SET/ADMIN options (an ADMIN-only member can grant
-# itself SET, measured on 16). A member that holds ADMIN on every role the owner holds is left
-# out: it could grant itself those roles directly, so the owner gives it nothing more (this is
-# the case of a CREATEROLE installer on 16+, which gets ADMIN on the roles it creates).
+# itself SET, measured on 16). A member that holds ADMIN *directly* (its own pg_auth_members
+# rows) on every role the owner holds is left out: it could grant itself those roles anyway, so
+# the owner gives it nothing more (the case of a CREATEROLE installer on 16+, which gets ADMIN on
+# the roles it creates). Direct rows only: pg_has_role(..., 'MEMBER WITH ADMIN OPTION') would
+# also count ADMIN that reaches the member through the owner itself.
 OWNER_MEMBERS_SQL = (
     "SELECT m.rolname FROM pg_catalog.pg_roles m"
     " WHERE m.oid <> %(owner)s AND NOT m.rolsuper"
     "   AND pg_catalog.pg_has_role(m.oid, %(owner)s, 'MEMBER')"
     "   AND NOT (" + " AND ".join(
-        "pg_catalog.pg_has_role(m.oid, '%s', 'MEMBER WITH ADMIN OPTION')" % g for g in OWNER_GRANTED_ROLES) + ")"
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles g ON g.oid = a.roleid"
+        " WHERE a.member = m.oid AND a.admin_option AND g.rolname = '%s')" % g for g in OWNER_GRANTED_ROLES) + ")"
     " ORDER BY 1")
 
 OWNER_FLAGS = ("CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS")
@@ -271,16 +274,12 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
     else:
         attributes = ["NOLOGIN"] if current["owner_login"] else []
         attributes += ["NO" + flag for flag, on in zip(OWNER_FLAGS, current["owner_flags"] or ()) if on]
-        if attributes:  # the owner holds nothing but its two predefined roles
+        if attributes:
             statements.append(sql.SQL("ALTER ROLE {} {}").format(owner, sql.SQL(" ".join(attributes))))
         if not current["owner_inherit"] and not new16:
             statements.append(sql.SQL("ALTER ROLE {} INHERIT").format(owner))
-        have = session.rows(
-            "SELECT g.rolname, pg_catalog.pg_has_role(%s, g.oid, 'USAGE') AS usage"
-            " FROM pg_catalog.pg_roles g WHERE g.rolname = ANY (%s::text[])",
-            (owner_role, list(OWNER_GRANTED_ROLES)))
-        usable = set(r["rolname"] for r in have if r["usage"])
-        need_grants = [g for g in OWNER_GRANTED_ROLES if g not in usable]
+        fixes, need_grants = _owner_membership_plan(session, current["owner_oid"], owner, new16)
+        statements += fixes
     for granted in need_grants:
         if new16:
             statements.append(sql.SQL("GRANT {} TO {} WITH INHERIT TRUE").format(sql.Identifier(granted), owner))
@@ -328,6 +327,27 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
     _run(session, statements, check_mode)
     return {"changed": bool(statements), "statements": [session.render(s) for s in statements],
             "version": HELPER_VERSION, "missing_roles": missing}
+
+
+def _owner_membership_plan(session, owner_oid, owner, new16):
+    """(statements, roles to grant) that leave the owner holding its two predefined roles,
+    directly and with INHERIT, and nothing else: no other role (it would widen what the helper
+    runs as) and no ADMIN on them (it would pass on to the owner's members). One query."""
+    rows = session.rows(
+        "SELECT g.rolname AS role, pg_catalog.pg_get_userbyid(a.grantor) AS grantor, a.admin_option, "
+        + ("a.inherit_option" if new16 else "true") + " AS inherit_option"
+        " FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles g ON g.oid = a.roleid"
+        " WHERE a.member = %s ORDER BY 1, 2", (owner_oid,))
+    statements = []
+    for row in rows:
+        by = sql.SQL(" GRANTED BY {}").format(sql.Identifier(row["grantor"])) if new16 else sql.SQL("")
+        if row["role"] not in OWNER_GRANTED_ROLES:
+            statements.append(sql.SQL("REVOKE {} FROM {}{}").format(sql.Identifier(row["role"]), owner, by))
+        elif row["admin_option"]:
+            statements.append(sql.SQL("REVOKE ADMIN OPTION FOR {} FROM {}{}").format(
+                sql.Identifier(row["role"]), owner, by))
+    held = set(r["role"] for r in rows if r["inherit_option"])
+    return statements, [g for g in OWNER_GRANTED_ROLES if g not in held]
 
 
 def _run(session, statements, check_mode):

@@ -56,10 +56,12 @@ options:
     description:
       - C(NOLOGIN) role that owns the function and holds C(pg_signal_backend) and
         C(pg_read_all_stats). Created when missing; C(LOGIN), C(CREATEROLE), C(CREATEDB),
-        C(REPLICATION) and C(BYPASSRLS) are taken away if someone added them.
+        C(REPLICATION) and C(BYPASSRLS) are taken away if someone added them, and so are any
+        other role granted to it and the C(ADMIN) option on the two predefined roles.
       - The module fails, and changes nothing, when a non-superuser role is a member of it (any
         membership, also C(ADMIN) only), because such a role could redefine the function. A role
-        holding C(ADMIN) on both predefined roles is not counted, since it could grant them to itself.
+        holding C(ADMIN) on both predefined roles by memberships of its own is not counted, since it
+        could grant them to itself.
     type: str
     default: dataplane_fence_signaler
   state:

@@ -148,6 +148,22 @@ def test_members_of_the_owner_role_are_refused(pg, names, deployment_pair, run_m
     res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
     assert not res["failed"] and res["status"]["owner_members"] == []
 
+    # ADMIN that reaches a member through the owner does not excuse it (pg_has_role's
+    # 'MEMBER WITH ADMIN OPTION' would count it); the owner's ADMIN and any other role it was
+    # given are taken away, so it holds exactly its two predefined roles
+    pg.sql(sql.SQL("GRANT pg_signal_backend, pg_read_all_stats TO {} WITH ADMIN OPTION").format(i(owner)))
+    pg.sql(sql.SQL("GRANT pg_monitor TO {}").format(i(owner)))
+    pg.sql(sql.SQL("GRANT {} TO {}").format(i(owner), i(sneaky)))
+    res = _helper(pg, run_module, schema, owner, [a["killer"]])
+    assert res["failed"] and res["owner_members"] == [sneaky], res
+    pg.sql(sql.SQL("REVOKE {} FROM {}").format(i(owner), i(sneaky)))
+    res = _helper(pg, run_module, schema, owner, [a["killer"]])
+    assert not res["failed"] and res["changed"], res
+    held = pg.sql("SELECT g.rolname, a.admin_option FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid "
+                  "WHERE a.member = %s::regrole ORDER BY 1", (owner,))
+    assert held == [("pg_read_all_stats", False), ("pg_signal_backend", False)], held
+    assert _helper(pg, run_module, schema, owner, [a["killer"]])["changed"] is False
+
 
 def test_absent_removes_everything(pg, names, deployment_pair, run_module):
     commander, (a, b) = deployment_pair

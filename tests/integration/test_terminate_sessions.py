@@ -132,10 +132,11 @@ def _pids_of(server, role):
 def test_sessions_that_appear_while_waiting_are_signalled(pg, names, deployment_pair, run_module):
     """The module waits until no session of the role remains and signals newcomers as it polls.
 
-    Deterministic set-up: the first session's backend is stopped (SIGSTOP), so it takes the
-    termination signal but cannot act on it and stays in pg_stat_activity; the module keeps
-    waiting. A newcomer (a client reconnecting) then opens a session; only when the module
-    has terminated that one does the first backend continue (SIGCONT) and exit."""
+    The first session's backend is stopped (SIGSTOP): it takes the termination signal but cannot
+    act on it, so it stays in pg_stat_activity and the module keeps polling. Once the module is
+    seen polling (so the first signal has gone out), a newcomer (a client reconnecting) opens a
+    session; only when that one is gone does the first backend continue (SIGCONT) and exit. The
+    module's log must show a second helper call: the one that signalled the newcomer."""
     commander, (a, b) = deployment_pair
     schema, owner = names("fence"), names("signaler")
     _install(pg, run_module, [a["killer"]], schema, owner)
@@ -143,18 +144,27 @@ def test_sessions_that_appear_while_waiting_are_signalled(pg, names, deployment_
     [stopped] = first.pids()
     state = {}
 
+    def module_is_polling():
+        return pg.sql("SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
+                      " AND query LIKE '%%FROM pg_catalog.pg_stat_activity WHERE usename = ANY%%'"
+                      " AND query NOT LIKE '%%terminate%%'", (commander,))[0][0] > 0
+
     def newcomer():
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and commander not in [r[0] for r in pg.sql(
-                "SELECT usename FROM pg_stat_activity WHERE usename = %s", (commander,))]:
-            time.sleep(0.01)
-        time.sleep(0.2)  # the module has signalled the first session and is polling
-        conn = pg.connect(a["dp1"], a["database"], application_name="fence-test-reconnect")
-        state["conn"], state["pid"] = conn, conn.get_backend_pid()
-        while time.monotonic() < deadline and state["pid"] in _pids_of(pg, a["dp1"]):
-            time.sleep(0.01)
-        state["newcomer_gone"] = state["pid"] not in _pids_of(pg, a["dp1"])
-        os.kill(stopped, signal.SIGCONT)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not module_is_polling():
+                time.sleep(0.005)
+            state["saw_poll"] = module_is_polling()
+            try:
+                conn = pg.connect(a["dp1"], a["database"], application_name="fence-test-reconnect")
+                state["conn"] = conn
+            except psycopg2.OperationalError:  # terminated while it was still starting up
+                pass
+            while time.monotonic() < deadline and pg.sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fence-test-reconnect'")[0][0]:
+                time.sleep(0.01)
+        finally:
+            os.kill(stopped, signal.SIGCONT)
 
     os.kill(stopped, signal.SIGSTOP)
     thread = threading.Thread(target=newcomer, daemon=True)
@@ -164,8 +174,10 @@ def test_sessions_that_appear_while_waiting_are_signalled(pg, names, deployment_
                                                     killer_role=a["killer"], helper_schema=schema, wait_timeout=15))
         thread.join(30)
         assert not res["failed"], res
-        assert state.get("newcomer_gone") is True, state
-        assert sorted(s["pid"] for s in res["sessions"]) == sorted([stopped, state["pid"]])
+        assert state.get("saw_poll") is True, state
+        assert sum("terminate_member_sessions" in q for q in res["queries"]) == 2, res["queries"]
+        assert sorted(s["application"] for s in res["sessions"]) == ["fence-test-idle", "fence-test-reconnect"]
+        assert stopped in [s["pid"] for s in res["sessions"]]
         assert all(s["terminated"] for s in res["sessions"]) and res["changed"] is True
         assert res["remaining"] == [] and _pids_of(pg, a["dp1"]) == []
     finally:

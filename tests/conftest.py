@@ -126,24 +126,56 @@ def _server_pool():
     subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
-@pytest.fixture(scope="session")
-def pg_server(_server_pool):
-    return _server_pool.get
+# Which server versions each test used, for the per-version line at the end of the run.
+_VERSIONS_USED = {}
+_OUTCOMES = {}
+
+
+def _using(request, server):
+    _VERSIONS_USED.setdefault(request.node.nodeid, set()).add(server.info.get("version", str(server.version)))
+    return server
+
+
+@pytest.fixture
+def pg_server(request, _server_pool):
+    return lambda version: _using(request, _server_pool.get(version))
 
 
 @pytest.fixture(params=SUPPORTED_VERSIONS, ids=["pg%d" % v for v in SUPPORTED_VERSIONS])
 def pg(request, _server_pool):
-    return _server_pool.get(request.param)
+    return _using(request, _server_pool.get(request.param))
 
 
 @pytest.fixture
-def pg16(_server_pool):
-    return _server_pool.get(16)
+def pg16(request, _server_pool):
+    return _using(request, _server_pool.get(16))
 
 
 @pytest.fixture
-def pg15(_server_pool):
-    return _server_pool.get(TOO_OLD_VERSION)
+def pg15(request, _server_pool):
+    return _using(request, _server_pool.get(TOO_OLD_VERSION))
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or report.outcome != "passed":
+        _OUTCOMES.setdefault(report.nodeid, set()).add(report.outcome)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per real PostgreSQL version: how many tests ran against it, and how they ended."""
+    if not _VERSIONS_USED:
+        return
+    counts = {}
+    for nodeid, versions in _VERSIONS_USED.items():
+        outcomes = _OUTCOMES.get(nodeid, {"not run"})
+        outcome = "failed" if "failed" in outcomes else sorted(outcomes)[0]
+        for version in versions:
+            counts.setdefault(version, {}).setdefault(outcome, 0)
+            counts[version][outcome] += 1
+    terminalreporter.write_sep("-", "tests per real PostgreSQL server")
+    for version in sorted(counts, key=lambda v: [int(x) for x in v.split(".")]):
+        terminalreporter.write_line("PostgreSQL %-6s %s" % (version, ", ".join(
+            "%d %s" % (n, outcome) for outcome, n in sorted(counts[version].items()))))
 
 
 class Names(object):

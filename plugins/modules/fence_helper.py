@@ -30,11 +30,10 @@ description:
     C(pg_read_all_stats) and C(CREATEROLE)); using it needs only the reference grants.
   - Works on PostgreSQL 14 to 18 (the function does not depend on the 16 membership options).
   - Everything runs in one transaction, committed at the end (nothing in check mode).
-version_added: "1.0.0"
+version_added: 0.1.0
 author:
   - dataplane.postgresql contributors (@dataplane)
 extends_documentation_fragment:
-  - community.postgresql.postgres
   - dataplane.postgresql.connection
 attributes:
   check_mode:

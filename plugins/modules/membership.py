@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: membership
 short_description: Role membership with the PostgreSQL 16 INHERIT, SET and ADMIN options, per grantor
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Grants or revokes membership of roles (O(groups)) to other roles (O(target_roles)) and
     manages the membership options C(INHERIT), C(SET) and C(ADMIN) that PostgreSQL 16 added.
@@ -30,7 +30,6 @@ description:
 author:
   - dataplane.postgresql contributors (@dataplane)
 extends_documentation_fragment:
-  - community.postgresql.postgres
   - dataplane.postgresql.connection
 attributes:
   check_mode:

@@ -26,11 +26,10 @@ description:
   - In check mode the sessions are listed and nothing is signalled.
   - A session that commits while it is terminated (for example one waiting for synchronous
     replication) may already have committed; terminating never undoes committed work.
-version_added: "1.0.0"
+version_added: 0.1.0
 author:
   - dataplane.postgresql contributors (@dataplane)
 extends_documentation_fragment:
-  - community.postgresql.postgres
   - dataplane.postgresql.connection
 attributes:
   check_mode:

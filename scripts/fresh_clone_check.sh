@@ -28,9 +28,9 @@ git -C "$WORK/postgresql" checkout --quiet --detach "$(git rev-parse "$REF")"
 
 LOG="$WORK/demo.log"
 rc=0
-# A clean environment apart from PATH and HOME: no venv of the caller leaks in.
-env -i HOME="$HOME" PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-    TERM=dumb NO_COLOR=1 ${PYTHON:+PYTHON="$PYTHON"} \
+# The caller's environment, less any virtualenv of ours: PATH without .venv/bin entries.
+CLEAN_PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v '/\.venv/bin$' | paste -sd: -)
+env -u VIRTUAL_ENV -u PYTHONPATH -u MAKEFLAGS -u MAKELEVEL PATH="$CLEAN_PATH" TERM=dumb NO_COLOR=1 \
     make -C "$WORK/postgresql" demo >"$LOG" 2>&1 || rc=$?
 tail -n 25 "$LOG"
 if [ "$rc" != 0 ]; then

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export LC_ALL := C.UTF-8
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv test demo units integration molecule lint sanity benchmarks clean
+.PHONY: venv test demo units integration molecule lint sanity galaxy clone benchmarks clean
 
 venv:
 	@bash scripts/setup_venv.sh
@@ -27,6 +27,14 @@ lint: venv
 
 sanity: venv
 	@bash scripts/run_tests.sh sanity
+
+# Build the collection tarball and check it with galaxy-importer, offline (scripts/galaxy_check.py).
+galaxy: venv
+	@bash scripts/run_tests.sh galaxy
+
+# Clone this repository (committed work) into a mode-700 folder and run `make demo` there.
+clone: venv
+	@bash scripts/run_tests.sh clone
 
 demo: venv
 	@$(PY) scripts/demo.py

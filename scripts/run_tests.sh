@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run the test suites. `all` (what `make test` and CI run) = units, integration, molecule,
-# lint, sanity. Each suite must run something: a suite that finds nothing to run fails.
+# lint, sanity, galaxy, clone. Each suite must run something: a suite that finds nothing to
+# run fails.
 #
-#   bash scripts/run_tests.sh [all | units | integration | molecule | lint | sanity]...
+#   bash scripts/run_tests.sh [all | units | integration | molecule | lint | sanity | galaxy | clone]...
 #
 # Every requested suite runs even when an earlier one failed, so one run shows every
 # problem; the exit status is non-zero if any suite failed. Each suite's wall time is
@@ -14,7 +15,7 @@ ROOT=$(pwd)
 export PATH="$ROOT/.venv/bin:$PATH" LC_ALL=C.UTF-8 ANSIBLE_NOCOLOR=1
 [ -t 1 ] || export NO_COLOR=1   # ansible-lint and Molecule colour their output even in a log
 PY="$ROOT/.venv/bin/python"
-ALL_SUITES=(units integration molecule lint sanity)
+ALL_SUITES=(units integration molecule lint sanity galaxy clone)
 SUITES=("$@")
 [ "${SUITES[0]:-all}" = all ] && SUITES=("${ALL_SUITES[@]}")
 
@@ -70,6 +71,16 @@ run_lint() {
 run_sanity() {
     banner "ansible-test sanity"
     bash scripts/ansible_test.sh sanity   # fails by itself when it tests nothing
+}
+
+run_galaxy() {
+    banner "galaxy-importer on the built tarball (offline)"
+    "$PY" scripts/galaxy_check.py
+}
+
+run_clone() {
+    banner "make demo in a fresh clone under a mode-700 folder"
+    bash scripts/fresh_clone_check.sh
 }
 
 for suite in "${SUITES[@]}"; do

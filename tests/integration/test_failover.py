@@ -452,15 +452,26 @@ def test_invalid_requests_fail_before_any_change(pg16, env):
     e.provision()
     dep_id = e.ids[0]
     cases = [
-        (dict(source="dp1", destination="dp1"), "must be two different planes"),
-        (dict(source="dp1", destination="dp3"), "must be two different planes"),
+        (dict(source="dp1", destination="dp1"),
+         "dataplane_failover_from and dataplane_failover_to are both dp1: a failover goes from one plane"),
+        (dict(source="dp1", destination="dp3"),
+         "dataplane_failover_to is dp3, which is not one of dataplane_planes (dp1, dp2)."),
+        (dict(source="dp3", destination="dp2", dataplane_failover_drain_timeout="-5"),
+         "dataplane_failover_from is dp3, which is not one of dataplane_planes (dp1, dp2). "
+         "dataplane_failover_drain_timeout is -5: a whole number of seconds, 0 or more."),
         (dict(source="dp1", destination="dp2", dataplane_failover_deployments=["nope"]),
          "unknown Deployment ids selected"),
     ]
+    # One sentence per failed condition, and none for a condition that holds.
+    sentences = ("dataplane_failover_from is", "dataplane_failover_to is", "are both",
+                 "dataplane_failover_mode is", "dataplane_failover_drain_timeout is")
     for kwargs, message in cases:
         source, destination = kwargs.pop("source"), kwargs.pop("destination")
         proc = e.failover(source, destination, **kwargs)
         assert proc.returncode != 0 and message in proc.stdout, proc.stdout
+        fail_line = next((line for line in proc.stdout.splitlines() if "FAILED!" in line), "")
+        expected = sum(1 for s in sentences if s in message)
+        assert sum(1 for s in sentences if s in fail_line) == expected, fail_line
         assert e.logins(dep_id) == {"dp1": ("admitted", None), "dp2": ("admitted", None)}
     missing = e.run(FAILOVER, inventory=e.inventory, extra_vars={"dataplane_deployments": e.deployments})
     assert missing.returncode != 0 and "dataplane_failover_from" in missing.stdout

@@ -160,13 +160,6 @@ def port_is_free(port):
 
 def start(args):
     major = args.version
-    bindir = install(major)
-    base = Path(args.dir).resolve()
-    if base.exists() and any(base.iterdir()):
-        raise PgError("%s is not empty: stop the server there (pg.py stop --dir %s) and remove it, "
-                      "or choose another --dir" % (base, base))
-    if not port_is_free(args.port):
-        raise PgError("port %d on 127.0.0.1 is already in use" % args.port)
     password = None
     if args.auth != "trust":
         if not args.password_file:
@@ -180,6 +173,13 @@ def start(args):
             raise PgError("--password-file %s holds no password on its first line" % args.password_file)
     elif args.password_file:
         raise PgError("--password-file only makes sense with --auth scram-sha-256")
+    bindir = install(major)
+    base = Path(args.dir).resolve()
+    if base.exists() and any(base.iterdir()):
+        raise PgError("%s is not empty: stop the server there (pg.py stop --dir %s) and remove it, "
+                      "or choose another --dir" % (base, base))
+    if not port_is_free(args.port):
+        raise PgError("port %d on 127.0.0.1 is already in use" % args.port)
     settings = []
     for item in args.set:
         name, sep, value = item.partition("=")

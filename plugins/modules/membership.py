@@ -487,8 +487,8 @@ def _names_to_check(params, grants):
     for value in [params.get("session_role"), params.get("granted_by")]:
         if value is not None:
             names.append(value)
-    for grant in grants:
-        names.extend(grant[key] for key in ("group", "target_role", "granted_by") if grant[key] is not None)
+    for grant in params.get("grants") or []:
+        names.extend(grant[key] for key in ("group", "target_role", "granted_by") if grant.get(key) is not None)
     return names
 
 

@@ -14,7 +14,7 @@ description:
   - Grants or revokes membership of roles (O(groups)) to other roles (O(target_roles)) and
     manages the membership options C(INHERIT), C(SET) and C(ADMIN) that PostgreSQL 16 added.
   - B(Compatibility promise.) This module is a drop-in superset of
-    M(community.postgresql.postgresql_membership) (4.x): every option and alias of that module
+    M(community.postgresql.postgresql_membership) (4.x). Every option and alias of that module
     (O(groups), O(target_roles), O(fail_on_role), O(state) V(present)/V(absent)/V(exact),
     O(session_role), O(trust_input), O(login_db) and its alias C(db), the connection options)
     is accepted with the same meaning, and for the same input the same return values come
@@ -27,12 +27,12 @@ description:
     containing a double quote works instead of breaking the statement. A group or target role
     named twice is handled once. V(absent) on PostgreSQL 16+ removes the membership whoever
     granted it (upstream's C(REVOKE) only removes the connecting role's row, reports a change
-    and leaves the member in the group). O(groups=null) or O(target_roles=null) is an error
-    instead of a crash. Check mode predicts the result instead of running the statements in
-    a transaction that is rolled back.
+    and leaves the member in the group). Check mode predicts the result instead of running the
+    statements in a transaction that is rolled back. As upstream, C(null) for O(groups) or
+    O(target_roles) is an error.
   - B(Grantors, PostgreSQL 16+.) PostgreSQL keeps one row in C(pg_auth_members) per group,
     member and grantor; what a member may do is the OR of the options across its rows.
-    B(Without) O(granted_by), the module handles the membership as a whole, as upstream does:
+    B(Without) O(granted_by), the module handles the membership as a whole, as upstream does.
     V(present) is satisfied when the member already has the requested options through the rows
     of any grantor (no second row is added and nothing changes); otherwise the row of the
     connecting role (as PostgreSQL records it, see RV(acting_grantor)) is created or updated.
@@ -136,7 +136,7 @@ options:
     description:
       - The grantor whose rows are managed (C(GRANTED BY)). The connecting role must be
         allowed to act as it (PostgreSQL requires that the grantor holds C(ADMIN) on the group).
-      - When omitted, the membership is handled as a whole (see the description): an existing
+      - When omitted, the membership is handled as a whole (see the description). An existing
         membership by any grantor that already has the requested options satisfies V(present),
         and V(absent) removes every grantor's row. New rows and option changes go to the row of
         the connecting role; PostgreSQL records grants made by any superuser as granted by the
@@ -146,11 +146,11 @@ options:
   state:
     description:
       - V(present) makes each target role a member of each group with the requested options.
-      - V(absent) removes the membership (options are ignored): every grantor's row, or only
-        the rows of O(granted_by) if given. Rows of other grantors then remain, the member still
-        belongs to the group, and RV(remaining) says so.
+      - V(absent) removes the membership (options are ignored), every grantor's row or only
+        the rows of O(granted_by) if given (rows of other grantors then remain, the member still
+        belongs to the group, and RV(remaining) says so).
       - V(exact) makes each target role a member of the O(groups) (as V(present)) and of no
-        other group: its other memberships are revoked (with O(granted_by), only that grantor's).
+        other group; its other memberships are revoked (with O(granted_by), only that grantor's).
         Not available with O(grants).
     type: str
     choices: [present, absent, exact]

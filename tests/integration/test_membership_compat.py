@@ -446,3 +446,42 @@ def test_upstream_playbook_with_the_module_name_swapped(pg16, names, ansible_pla
     assert results[UPSTREAM] == results["dataplane.postgresql.membership"]
     assert results[UPSTREAM]["exact"]["revoked"] == {grp: [user1]}
     assert results[UPSTREAM]["revoked"]["revoked"] == {grp: [user2]}
+
+
+# --- predefined roles, concurrent runs ------------------------------------------------------------------------
+
+@IMPLS
+def test_predefined_role_as_group(pg, names, run_module, impl):
+    m = names("monitoring")
+    create_roles(pg, m)
+    res = call(run_module, impl, pg, groups=["pg_read_all_stats"], target_roles=[m])
+    assert not res["failed"], res
+    assert res["queries"] == ['GRANT "pg_read_all_stats" TO %s' % q(m)] and res["granted"] == {"pg_read_all_stats": [m]}
+    assert groups_of(pg, m) == ["pg_read_all_stats"]
+    assert call(run_module, impl, pg, groups=["pg_read_all_stats"], target_roles=[m])["changed"] is False
+    res = call(run_module, impl, pg, groups=["pg_read_all_stats"], target_roles=[m], state="absent")
+    assert res["changed"] is True and groups_of(pg, m) == []
+
+
+def test_two_runs_at_once_leave_one_row(pg, names, run_module):
+    """Two playbooks granting the same memberships at the same time: both succeed, and the
+    catalog holds one row per membership (PostgreSQL makes the second GRANT a no-op)."""
+    import threading
+
+    groups = [names("grp%d" % i) for i in range(5)]
+    m = names("member")
+    create_roles(pg, m, *groups)
+    results = []
+
+    def run():
+        results.append(call(run_module, OURS, pg, groups=groups, target_roles=[m], set_option=False))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r["failed"] for r in results] == [False, False], results
+    assert rows_of(pg, m) == sorted((g, "postgres") for g in groups)
+    again = call(run_module, OURS, pg, groups=groups, target_roles=[m], set_option=False)
+    assert again["changed"] is False and again["queries"] == []

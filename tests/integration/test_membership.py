@@ -378,3 +378,16 @@ def test_pg15_check_mode_plain_membership(pg15, names, run_module):
     assert res["changed"] and res["queries"] == ['GRANT "%s" TO "%s" WITH ADMIN OPTION' % (g, m)]
     assert res["memberships"][0]["effective_after"]["admin_option"] is True
     assert catalog(pg15, names) == []
+
+
+def test_input_errors_before_connecting(run_module):
+    # nothing listens on port 1: each of these must be refused before a connection attempt
+    base = dict(login_host="127.0.0.1", login_port=1)
+    res = run_module("membership", dict(base, grants=[dict(group="g", target_role="m")], state="exact"))
+    assert res["failed"] is True and "state=exact works with groups" in res["msg"] and res["queries"] == []
+    res = run_module("membership", dict(base, groups=None, target_roles=["m"]))
+    assert res["failed"] is True and "groups must be a list" in res["msg"]
+    res = run_module("membership", dict(base, groups=["g"], target_roles=["m"], session_role="s" * 64))
+    assert res["failed"] is True and "session_role" in res["msg"] and "64 bytes" in res["msg"]
+    res = run_module("membership", dict(base, groups=['x"; DROP ROLE y; --'], target_roles=["m"], trust_input=False))
+    assert res["failed"] is True and "potentially dangerous" in res["msg"]

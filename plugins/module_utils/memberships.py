@@ -541,8 +541,13 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
         try:
             session.cursor.execute(sql.SQL("; ").join(statements))
         except Exception as exc:  # psycopg error: report it with the statements tried
-            session.fail("Changing memberships failed, transaction rolled back: %s"
-                         % to_native(getattr(exc, "pgerror", None) or exc).strip(),
+            hint = ""
+            if any_grantor and any(kind == "revoke" for dummy, dummy2, kind in actions) and any(
+                    " GRANTED BY " in text and text.startswith("REVOKE ") for text in texts):
+                hint = (" (without granted_by, state absent revokes the rows of every grantor, which needs "
+                        "the privileges of each grantor; set granted_by to revoke one grantor's rows only)")
+            session.fail("Changing memberships failed, transaction rolled back: %s%s"
+                         % (to_native(getattr(exc, "pgerror", None) or exc).strip(), hint),
                          statements=texts)
         session.queries.extend(texts)
         after = rows_for_pairs(read_memberships(session, names), pairs)

@@ -149,6 +149,9 @@ options:
       - V(absent) removes the membership (options are ignored), every grantor's row or only
         the rows of O(granted_by) if given (rows of other grantors then remain, the member still
         belongs to the group, and RV(remaining) says so).
+      - Revoking another grantor's row needs the privileges of that grantor (a superuser has
+        them). Without them, V(absent) without O(granted_by) fails and changes nothing; name
+        the connecting role in O(granted_by) to revoke its own rows only.
       - V(exact) makes each target role a member of the O(groups) (as V(present)) and of no
         other group; its other memberships are revoked (with O(granted_by), only that grantor's).
         Not available with O(grants).

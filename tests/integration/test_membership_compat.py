@@ -485,3 +485,26 @@ def test_two_runs_at_once_leave_one_row(pg, names, run_module):
     assert rows_of(pg, m) == sorted((g, "postgres") for g in groups)
     again = call(run_module, OURS, pg, groups=groups, target_roles=[m], set_option=False)
     assert again["changed"] is False and again["queries"] == []
+
+
+def test_absent_as_non_superuser_when_another_grantor_also_granted(pg, names, run_module):
+    """A non-superuser admin cannot revoke a row another grantor made: without granted_by the
+    task fails, changes nothing and says how to revoke its own row only; with granted_by it
+    does that and reports the membership that remains."""
+    g, m, boss, other = names("group"), names("member"), names("boss"), names("other_admin")
+    create_roles(pg, g, m, other)
+    create_roles(pg, boss, attrs="LOGIN")
+    pg.sql("GRANT %s TO %s, %s WITH ADMIN TRUE" % (q(g), q(boss), q(other)))
+    pg.sql("GRANT %s TO %s GRANTED BY %s" % (q(g), q(m), q(boss)))
+    pg.sql("GRANT %s TO %s GRANTED BY %s" % (q(g), q(m), q(other)))
+    before = rows_of(pg, m)
+
+    res = call(run_module, OURS, pg, login=boss, groups=[g], target_roles=[m], state="absent")
+    assert res["failed"] is True and "set granted_by" in res["msg"] and "permission denied" in res["msg"], res
+    assert rows_of(pg, m) == before
+
+    res = call(run_module, OURS, pg, login=boss, groups=[g], target_roles=[m], granted_by=boss, state="absent")
+    assert res["changed"] is True and res["revoked"] == {g: [m]}
+    assert rows_of(pg, m) == [(g, other)]
+    assert res["remaining"] == [{"group": g, "target_role": m, "grantors": [other],
+                                 "effective": {"inherit_option": True, "set_option": True, "admin_option": False}}]

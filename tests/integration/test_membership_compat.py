@@ -476,7 +476,7 @@ def test_two_runs_at_once_leave_one_row(pg, names, run_module):
     def run():
         results.append(call(run_module, OURS, pg, groups=groups, target_roles=[m], set_option=False))
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    threads = [threading.Thread(target=run) for dummy in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

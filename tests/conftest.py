@@ -218,12 +218,27 @@ def names(request, _server_pool):
         _drop_everything_named(server, maker.tag)
 
 
+def _module_path(name):
+    """plugins/modules/NAME.py of this collection, or for "namespace.collection.module" that
+    module from the venv's ansible_collections (e.g. community.postgresql.postgresql_membership)."""
+    if "." not in name:
+        return REPO / "plugins" / "modules" / (name + ".py")
+    namespace, collection, module = name.split(".")
+    import ansible_collections
+    for root in ansible_collections.__path__:
+        path = Path(root) / namespace / collection / "plugins" / "modules" / (module + ".py")
+        if path.is_file():
+            return path
+    raise AssertionError("module %s is not installed in this venv" % name)
+
+
 @pytest.fixture(scope="session")
 def run_module():
     """run_module(name, args, check=False, diff=False) -> the module's JSON result.
 
     Runs plugins/modules/NAME.py the way Ansible does (arguments as JSON), with the
-    collection importable through the venv's ansible_collections link.
+    collection importable through the venv's ansible_collections link. A dotted NAME
+    (community.postgresql.postgresql_membership) runs that collection's module instead.
     """
     def _run(name, args, check=False, diff=False, timeout=120):
         payload = dict(args)
@@ -232,7 +247,7 @@ def run_module():
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
             json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
         try:
-            proc = subprocess.run([sys.executable, str(REPO / "plugins" / "modules" / (name + ".py")),
+            proc = subprocess.run([sys.executable, str(_module_path(name)),
                                    handle.name], capture_output=True, text=True, timeout=timeout,
                                   check=False)
         finally:

@@ -35,6 +35,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.database impo
     version_label,
 )
 from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
+    identifier_problem,
     role_name_problem,
 )
 
@@ -78,13 +79,16 @@ def _listing(items):
     return shown
 
 
-def grant_problems(grants, server_version_num):
+def grant_problems(grants, server_version_num, allow_predefined_groups=False):
     """Every problem with GRANTS as a list of messages; empty when they can be applied.
 
     Pure. Checks names (identifiers.role_name_problem: empty, NUL, > 63 bytes, ``pg_``
     prefix, reserved), states, option types, a role granted to itself, contradicting
     entries, and INHERIT/SET options on a server older than 16. SERVER_VERSION_NUM None
     skips the version check (names can be checked before connecting).
+    ALLOW_PREDEFINED_GROUPS lets a group start with ``pg_``: PostgreSQL reserves that
+    prefix for its predefined roles (``pg_monitor``, ``pg_signal_backend``...), which
+    exist and may be granted; the name still has to exist, like any other.
     """
     problems = []
     seen = {}
@@ -100,6 +104,9 @@ def grant_problems(grants, server_version_num):
             if key == "granted_by" and grant[key] is None:
                 continue
             problem = role_name_problem(grant[key], kind)
+            if (problem and key == "group" and allow_predefined_groups
+                    and isinstance(grant[key], str) and grant[key].lower().startswith("pg_")):
+                problem = identifier_problem(grant[key], kind)
             if problem:
                 problems.append("%s (%s): %s" % (where, _label(grant), problem))
                 bad_name = True
@@ -179,31 +186,69 @@ def _index(rows):
     return index
 
 
-def _plan(current_rows, grants, server_version_num, acting_grantor, member_inherit=None):
-    """(statements, predicted rows) for GRANTS applied in order to CURRENT_ROWS."""
+def _revoke_row_statement(grant, row, acting_grantor, server_version_num):
+    """REVOKE removing ROW (any grantor's): GRANTED BY its grantor unless it is the acting one."""
+    named = dict(grant)
+    named["granted_by"] = None if row["grantor"] == acting_grantor else row["grantor"]
+    return _revoke_statement(named, server_version_num)
+
+
+def _satisfied(rows, wanted):
+    """Whether the effective options of ROWS (OR across grantors) equal every WANTED option."""
+    if not rows:
+        return False
+    effective = effective_options(rows)
+    return all(effective.get(name) == value for name, value in wanted.items())
+
+
+def _plan(current_rows, grants, server_version_num, acting_grantor, member_inherit=None,
+          any_grantor=False):
+    """(statements, predicted rows, actions) for GRANTS applied in order to CURRENT_ROWS.
+
+    ACTIONS has one ``(group, member, kind)`` per statement, kind ``grant`` (a GRANT),
+    ``revoke`` (a row removed) or ``revoke_admin`` (14/15: ADMIN OPTION lowered).
+    ANY_GRANTOR applies to grants without ``granted_by`` on 16+: ``present`` is satisfied
+    by the effective options of every grantor's rows, ``absent`` removes every grantor's row.
+    """
     member_inherit = member_inherit or {}
     per_grantor = server_version_num >= OPTIONS_VERSION_NUM
     index = _index(current_rows)
     statements = []
+    actions = []
+
+    def emit(statement, group, member, kind):
+        statements.append(statement)
+        actions.append((group, member, kind))
+
     for raw in grants:
         grant = normalize_grant(raw)
         group, member = grant["group"], grant["target_role"]
         grantor = grant["granted_by"] if grant["granted_by"] is not None else acting_grantor
+        whole = any_grantor and grant["granted_by"] is None
         pair_rows = index.setdefault((group, member), [])
         if per_grantor:
             mine = [r for r in pair_rows if r["grantor"] == grantor]
         else:
             mine = list(pair_rows)
         if grant["state"] == "absent":
-            if mine:
-                statements.append(_revoke_statement(grant, server_version_num))
+            if per_grantor and whole:
+                # Every grantor's row, the acting grantor's first (a plain REVOKE).
+                doomed = sorted(pair_rows, key=lambda r: (r["grantor"] != acting_grantor, r["grantor"] or ""))
+                for row in doomed:
+                    emit(_revoke_row_statement(grant, row, acting_grantor, server_version_num),
+                         group, member, "revoke")
+                pair_rows[:] = []
+            elif mine:
+                emit(_revoke_statement(grant, server_version_num), group, member, "revoke")
                 pair_rows[:] = [r for r in pair_rows if not any(r is m for m in mine)]
             continue
         wanted = dict((name, grant[name]) for name in OPTION_NAMES if grant[name] is not None)
         if not per_grantor:
             wanted = dict((k, v) for k, v in wanted.items() if k == "admin_option")
+        if per_grantor and whole and _satisfied(pair_rows, wanted):
+            continue
         if not mine:
-            statements.append(_grant_statement(grant, wanted, server_version_num))
+            emit(_grant_statement(grant, wanted, server_version_num), group, member, "grant")
             row = {"group": group, "member": member, "grantor": grantor,
                    "inherit_option": None, "set_option": None, "admin_option": wanted.get("admin_option", False)}
             if per_grantor:
@@ -216,18 +261,18 @@ def _plan(current_rows, grants, server_version_num, acting_grantor, member_inher
         if not differ:
             continue
         if per_grantor:
-            statements.append(_grant_statement(grant, differ, server_version_num))
+            emit(_grant_statement(grant, differ, server_version_num), group, member, "grant")
         elif differ["admin_option"]:
-            statements.append(_grant_statement(grant, differ, server_version_num))
+            emit(_grant_statement(grant, differ, server_version_num), group, member, "grant")
             row["grantor"] = grantor  # 14/15 re-record the grantor of a re-GRANT
         else:
-            statements.append(_revoke_statement(grant, server_version_num, admin_only=True))
+            emit(_revoke_statement(grant, server_version_num, admin_only=True), group, member, "revoke_admin")
         row.update(differ)
     predicted = [row for pair_rows in index.values() for row in pair_rows]
-    return statements, sorted(predicted, key=_sort_key)
+    return statements, sorted(predicted, key=_sort_key), actions
 
 
-def plan_grants(current_rows, grants, server_version_num, acting_grantor):
+def plan_grants(current_rows, grants, server_version_num, acting_grantor, any_grantor=False):
     """The statements (``sql.Composed``) that turn CURRENT_ROWS into what GRANTS want. Pure.
 
     ``acting_grantor`` is the grantor PostgreSQL records when a grant names none (the
@@ -235,17 +280,20 @@ def plan_grants(current_rows, grants, server_version_num, acting_grantor):
     are matched on (group, member, grantor); an existing row gets one GRANT naming only
     the options that differ (GRANT ... WITH x FALSE updates the row in place). On < 16
     rows are matched on (group, member) only and only ADMIN is managed.
+    ANY_GRANTOR: see ``converge_grants``.
     """
-    return _plan(current_rows, grants, server_version_num, acting_grantor)[0]
+    return _plan(current_rows, grants, server_version_num, acting_grantor, any_grantor=any_grantor)[0]
 
 
-def predict_rows(current_rows, grants, server_version_num, acting_grantor, member_inherit=None):
+def predict_rows(current_rows, grants, server_version_num, acting_grantor, member_inherit=None,
+                 any_grantor=False):
     """The rows after ``plan_grants``' statements would run (check mode). Pure.
 
     MEMBER_INHERIT maps a member to its ``rolinherit`` (PostgreSQL's default for an omitted
     INHERIT on a new grant); unknown members count as INHERIT.
     """
-    return _plan(current_rows, grants, server_version_num, acting_grantor, member_inherit)[1]
+    return _plan(current_rows, grants, server_version_num, acting_grantor, member_inherit,
+                 any_grantor=any_grantor)[1]
 
 
 def effective_options(rows):
@@ -320,14 +368,20 @@ def _grantor_view(row):
     return dict((k, row[k]) for k in ("grantor",) + OPTION_NAMES)
 
 
-def unconverged(grants, after_rows, server_version_num, acting_grantor):
+def unconverged(grants, after_rows, server_version_num, acting_grantor, any_grantor=False):
     """Grants the AFTER_ROWS do not satisfy (for a warning: e.g. PostgreSQL recorded another
-    grantor than expected). Pure."""
+    grantor than expected, or another grantor's row keeps an option true). Pure."""
     per_grantor = server_version_num >= OPTIONS_VERSION_NUM
     index = _index(after_rows)
     out = []
     for raw in grants:
         grant = normalize_grant(raw)
+        if per_grantor and any_grantor and grant["granted_by"] is None:
+            rows = index.get((grant["group"], grant["target_role"]), [])
+            wanted = dict((n, grant[n]) for n in OPTION_NAMES if grant[n] is not None)
+            if (rows if grant["state"] == "absent" else not _satisfied(rows, wanted)):
+                out.append(grant)
+            continue
         grantor = grant["granted_by"] if grant["granted_by"] is not None else acting_grantor
         mine = [r for r in index.get((grant["group"], grant["target_role"]), [])
                 if not per_grantor or r["grantor"] == grantor]
@@ -392,7 +446,37 @@ def server_context(session, role_names=()):
     return row
 
 
-def converge_grants(session, grants, check_mode, fail_on_missing=True):
+def missing_roles_message(missing):
+    """The error for roles that do not exist, worded as community.postgresql words it for one."""
+    if len(missing) == 1:
+        return "Role %s does not exist" % missing[0]
+    return "Roles %s do not exist (nothing was changed)" % _listing(missing)
+
+
+def exact_revocations(current_rows, grants, exact_members, granted_by=None):
+    """Absent grants for every membership of EXACT_MEMBERS in a group that GRANTS do not
+    ask for (``state: exact``). Pure. Names come from the catalog, so they are not
+    validated as input. With GRANTED_BY only that grantor's rows count."""
+    wanted = set((g["group"], g["target_role"]) for g in grants if g["state"] != "absent")
+    out = []
+    seen = set()
+    members = list(exact_members)
+    for member in members:
+        for row in sorted(current_rows, key=_sort_key):
+            pair = (row["group"], row["member"])
+            if row["member"] != member or pair in wanted or pair in seen:
+                continue
+            if granted_by is not None and row["grantor"] != granted_by:
+                continue
+            seen.add(pair)
+            out.append(normalize_grant({"group": row["group"], "target_role": member,
+                                        "granted_by": granted_by, "state": "absent"}))
+    return out
+
+
+def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grantor=False,
+                    skip_missing=False, exact_members=None, exact_granted_by=None,
+                    allow_predefined_groups=False):
     """Make pg_auth_members match GRANTS inside the session's current transaction.
 
     Does not commit or roll back (except through session.fail, which rolls back and fails
@@ -402,26 +486,50 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True):
     mode has not created the roles yet) missing roles are reported in ``missing_roles``
     and treated as having no memberships.
 
-    Returns {changed, statements (text), before, after (rows of the requested pairs),
-    missing_roles, remaining (absent pairs still held through other grantors),
-    memberships (summarize()), unconverged, server_version_num, acting_grantor}.
+    The ``membership`` module's additions (defaults keep the per-grantor behaviour):
+    ANY_GRANTOR: on 16+ a grant without ``granted_by`` is about the membership as a whole:
+    ``present`` is satisfied when the options OR-ed across every grantor's rows equal the
+    requested ones (else the acting grantor's row is converged), ``absent`` revokes every
+    grantor's row. SKIP_MISSING: grants whose group or target role does not exist are
+    dropped (``skipped``) instead of failing; a missing grantor still fails.
+    EXACT_MEMBERS: these target roles lose every membership GRANTS do not ask for
+    (only EXACT_GRANTED_BY's rows, if given). ALLOW_PREDEFINED_GROUPS: see grant_problems.
+
+    Returns {changed, statements (text), actions ((group, member, kind) per statement),
+    before, after (rows of the requested pairs), missing_roles, skipped (grants dropped),
+    remaining (absent pairs still held through other grantors), memberships (summarize()),
+    unconverged, server_version_num, acting_grantor}.
     ``changed`` compares the catalog rows before and after (predicted in check mode).
     """
     grants = [normalize_grant(g) for g in grants]
-    names = role_names(grants)
+    exact_members = list(exact_members or [])
+    names = sorted(set(role_names(grants)) | set(exact_members))
     context = server_context(session, names)
     version = context["version_num"]
-    problems = grant_problems(grants, version)
+    problems = grant_problems(grants, version, allow_predefined_groups=allow_predefined_groups)
     if problems:
         session.fail("Invalid membership request: %s" % "; ".join(problems), problems=problems,
                      server_version=version_label(version))
     missing = [name for name in names if name not in context["roles"]]
-    if missing and fail_on_missing:
-        session.fail("These roles do not exist (nothing was changed): %s" % ", ".join(missing),
-                     missing_roles=missing)
+    skipped = []
+    if missing and skip_missing:
+        absent = set(missing)
+        missing_grantors = sorted(set(g["granted_by"] for g in grants if g["granted_by"] in absent)
+                                  | (set([exact_granted_by]) & absent))
+        if missing_grantors:
+            session.fail("The granted_by role %s does not exist (nothing was changed)"
+                         % _listing(missing_grantors), missing_roles=missing_grantors)
+        skipped = [g for g in grants if g["group"] in absent or g["target_role"] in absent]
+        grants = [g for g in grants if g["group"] not in absent and g["target_role"] not in absent]
+        exact_members = [m for m in exact_members if m not in absent]
+    elif missing and fail_on_missing:
+        session.fail(missing_roles_message(missing), missing_roles=missing)
     acting = context["acting_grantor"]
     current = read_memberships(session, names)
-    statements, predicted = _plan(current, grants, version, acting, context["roles"])
+    if exact_members:
+        grants = exact_revocations(current, grants, exact_members, exact_granted_by) + grants
+    statements, predicted, actions = _plan(current, grants, version, acting, context["roles"],
+                                           any_grantor=any_grantor)
     pairs = set((g["group"], g["target_role"]) for g in grants)
     before = rows_for_pairs(current, pairs)
     texts = [session.render(s) for s in statements]
@@ -433,8 +541,13 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True):
         try:
             session.cursor.execute(sql.SQL("; ").join(statements))
         except Exception as exc:  # psycopg error: report it with the statements tried
-            session.fail("Changing memberships failed, transaction rolled back: %s"
-                         % to_native(getattr(exc, "pgerror", None) or exc).strip(),
+            hint = ""
+            if any_grantor and any(kind == "revoke" for dummy, dummy2, kind in actions) and any(
+                    " GRANTED BY " in text and text.startswith("REVOKE ") for text in texts):
+                hint = (" (without granted_by, state absent revokes the rows of every grantor, which needs "
+                        "the privileges of each grantor; set granted_by to revoke one grantor's rows only)")
+            session.fail("Changing memberships failed, transaction rolled back: %s%s"
+                         % (to_native(getattr(exc, "pgerror", None) or exc).strip(), hint),
                          statements=texts)
         session.queries.extend(texts)
         after = rows_for_pairs(read_memberships(session, names), pairs)
@@ -454,12 +567,15 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True):
     return {
         "changed": _canonical(before) != _canonical(after),
         "statements": texts,
+        "actions": actions,
+        "grants": grants,
         "before": before,
         "after": after,
         "missing_roles": missing,
+        "skipped": skipped,
         "remaining": remaining,
         "memberships": summarize(grants, before, after, acting),
-        "unconverged": [] if check_mode else unconverged(grants, after, version, acting),
+        "unconverged": [] if check_mode else unconverged(grants, after, version, acting, any_grantor),
         "server_version_num": version,
         "acting_grantor": acting,
     }

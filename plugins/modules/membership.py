@@ -13,20 +13,42 @@ version_added: 0.1.0
 description:
   - Grants or revokes membership of roles (O(groups)) to other roles (O(target_roles)) and
     manages the membership options C(INHERIT), C(SET) and C(ADMIN) that PostgreSQL 16 added.
-  - PostgreSQL 16 and newer keep one row in C(pg_auth_members) per group, member and
-    B(grantor). The module compares and changes the row of one grantor (O(granted_by), or
-    the connecting role) and leaves rows recorded by other grantors alone. The options a
-    member effectively has are the OR across all its rows; the result reports them.
+  - B(Compatibility promise.) This module is a drop-in superset of
+    M(community.postgresql.postgresql_membership) (4.x). Every option and alias of that module
+    (O(groups), O(target_roles), O(fail_on_role), O(state) V(present)/V(absent)/V(exact),
+    O(session_role), O(trust_input), O(login_db) and its alias C(db), the connection options)
+    is accepted with the same meaning, and for the same input the same return values come
+    back (RV(queries), RV(groups), RV(target_roles), RV(state), RV(granted), RV(revoked)).
+    Replacing the module name in a task is enough. Everything else (O(inherit_option),
+    O(set_option), O(admin_option), O(granted_by), O(grants), the per-grantor detail in
+    RV(memberships), RV(remaining), diff mode) is an addition.
+  - Differences on purpose, where upstream 4.x misbehaves; B(none changes the result of a
+    task that upstream runs correctly.) Names are always quoted as identifiers, so a name
+    containing a double quote works instead of breaking the statement. A group or target role
+    named twice is handled once. V(absent) on PostgreSQL 16+ removes the membership whoever
+    granted it (upstream's C(REVOKE) only removes the connecting role's row, reports a change
+    and leaves the member in the group). Check mode predicts the result instead of running the
+    statements in a transaction that is rolled back. As upstream, C(null) for O(groups) or
+    O(target_roles) is an error.
+  - B(Grantors, PostgreSQL 16+.) PostgreSQL keeps one row in C(pg_auth_members) per group,
+    member and grantor; what a member may do is the OR of the options across its rows.
+    B(Without) O(granted_by), the module handles the membership as a whole, as upstream does.
+    V(present) is satisfied when the member already has the requested options through the rows
+    of any grantor (no second row is added and nothing changes); otherwise the row of the
+    connecting role (as PostgreSQL records it, see RV(acting_grantor)) is created or updated.
+    V(absent) (and V(exact) for the groups it removes) revokes every grantor's row. B(With)
+    O(granted_by), only the rows of that grantor are compared and converged, and the rows of
+    other grantors are left alone (V(absent) then reports them in RV(remaining)). See the examples.
   - Whether something changed is decided by comparing C(pg_auth_members) before and after,
     never from command tags (PostgreSQL answers C(GRANT ROLE) for no-ops too).
   - Either O(groups) x O(target_roles) with one set of options, or a list of O(grants),
     each with its own options; all of them are converged in one call, over one connection,
     in one transaction. Everything is validated first (names, server version, that every
     role exists); on any problem nothing is changed.
-  - On PostgreSQL 14 and 15 plain membership and O(admin_option) work, but the module fails
-    before any change if O(inherit_option) or O(set_option) is requested, naming the server
-    version. Those servers keep one row per group and member whoever granted it, so the
-    grantor is not part of the comparison there.
+  - On PostgreSQL 14 and 15 plain membership, O(state) and O(admin_option) work like upstream,
+    but the module fails before any change if O(inherit_option) or O(set_option) is requested,
+    naming the server version. Those servers keep one row per group and member whoever
+    granted it, so the grantor is not part of the comparison there.
 author:
   - dataplane.postgresql contributors (@dataplane)
 extends_documentation_fragment:
@@ -43,16 +65,53 @@ options:
   groups:
     description:
       - Roles to grant to (or revoke from) each of O(target_roles).
+      - As in community.postgresql, leading and trailing spaces are removed from each name, so
+        a comma-separated string such as C(read_only, audit) works.
+      - An empty list is allowed (with O(state=exact) it removes every membership of the target
+        roles); C(null) is an error.
+      - A group may be one of PostgreSQL's predefined roles (C(pg_monitor), C(pg_read_all_data)...).
       - Mutually exclusive with O(grants); requires O(target_roles).
     type: list
     elements: str
     aliases: [group, source_role, source_roles]
   target_roles:
     description:
-      - Roles that become (or stop being) members of each of O(groups).
+      - Roles that become (or stop being) members of each of O(groups). Spaces are removed
+        as for O(groups). An empty list changes nothing; C(null) is an error.
     type: list
     elements: str
     aliases: [target_role, user, users]
+  fail_on_role:
+    description:
+      - If V(true), fail (changing nothing) when a group or target role does not exist. If
+        V(false), warn, leave those roles out (also from RV(groups) and RV(target_roles)) and
+        go on with the others.
+      - A O(granted_by) role that does not exist always fails.
+    type: bool
+    default: true
+  session_role:
+    description:
+      - Switch to this role (C(SET ROLE), the name quoted as an identifier) after connecting;
+        the statements then run, and are recorded, as that role. The login role must be allowed
+        to C(SET ROLE) to it.
+      - The name is validated first (not empty, no NUL, at most 63 bytes).
+    type: str
+  trust_input:
+    description:
+      - If V(false), refuse values of O(groups), O(target_roles), O(session_role),
+        O(granted_by) and the names in O(grants) that look like SQL injection, with
+        community.postgresql's check and message.
+      - Names are always passed to PostgreSQL as quoted identifiers, so V(true) (the default)
+        is safe here; the option exists for compatibility.
+    type: bool
+    default: true
+  login_db:
+    description:
+      - Name of the database to connect to.
+      - C(db) is an alias kept for compatibility with community.postgresql.postgresql_membership.
+    type: str
+    default: postgres
+    aliases: [db]
   inherit_option:
     description:
       - The C(INHERIT) option of the membership (the member uses the group's privileges
@@ -74,22 +133,29 @@ options:
     type: bool
   granted_by:
     description:
-      - The grantor whose row is managed (C(GRANTED BY)). The connecting role must be
+      - The grantor whose rows are managed (C(GRANTED BY)). The connecting role must be
         allowed to act as it (PostgreSQL requires that the grantor holds C(ADMIN) on the group).
-      - When omitted, the connecting role. PostgreSQL records grants made by any superuser as
-        granted by the bootstrap superuser (usually C(postgres)), and the module compares
-        against that row. A non-superuser that holds C(ADMIN) only through another role
-        should name that role here.
+      - When omitted, the membership is handled as a whole (see the description). An existing
+        membership by any grantor that already has the requested options satisfies V(present),
+        and V(absent) removes every grantor's row. New rows and option changes go to the row of
+        the connecting role; PostgreSQL records grants made by any superuser as granted by the
+        bootstrap superuser (usually C(postgres)). A non-superuser that holds C(ADMIN) only
+        through another role should name that role here.
     type: str
   state:
     description:
-      - V(present) creates the membership if this grantor has none and sets the options
-        that are given and differ.
-      - V(absent) removes this grantor's membership row (the options are ignored). Rows of
-        other grantors remain, and then the member still belongs to the group; RV(remaining)
-        says so.
+      - V(present) makes each target role a member of each group with the requested options.
+      - V(absent) removes the membership (options are ignored), every grantor's row or only
+        the rows of O(granted_by) if given (rows of other grantors then remain, the member still
+        belongs to the group, and RV(remaining) says so).
+      - Revoking another grantor's row needs the privileges of that grantor (a superuser has
+        them). Without them, V(absent) without O(granted_by) fails and changes nothing; name
+        the connecting role in O(granted_by) to revoke its own rows only.
+      - V(exact) makes each target role a member of the O(groups) (as V(present)) and of no
+        other group; its other memberships are revoked (with O(granted_by), only that grantor's).
+        Not available with O(grants).
     type: str
-    choices: [present, absent]
+    choices: [present, absent, exact]
     default: present
   grants:
     description:
@@ -123,15 +189,16 @@ options:
         description: As the top-level O(granted_by).
         type: str
       state:
-        description: As the top-level O(state) (which it defaults to).
+        description: As the top-level O(state) (which it defaults to; V(exact) is not allowed here).
         type: str
         choices: [present, absent]
 notes:
-  - Role names are used exactly as given (case and hyphens are kept; they are always quoted).
-    Names that are empty, contain NUL, are longer than 63 bytes, start with C(pg_) or are
-    reserved (C(public)) are rejected before any change.
+  - Role names are used exactly as given in O(grants) (case and hyphens are kept; they are
+    always quoted). Names that are empty, contain NUL, are longer than 63 bytes, start with
+    C(pg_) (except existing predefined roles as groups) or are reserved (C(public)) are
+    rejected before any change.
   - Roles are never created; a missing group, member or grantor fails the task listing every
-    missing role.
+    missing role (see O(fail_on_role)).
   - Revoking C(ADMIN) from a role that has granted the group onward fails in PostgreSQL
     (C(dependent privileges exist)); the module does not cascade.
 seealso:
@@ -142,6 +209,40 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Drop-in for community.postgresql.postgresql_membership (only the module name changed)
+  dataplane.postgresql.membership:
+    group: read_only
+    target_roles: alice, bob
+    db: postgres
+    state: present
+  register: ro
+
+- name: Upstream's return values are there
+  ansible.builtin.debug:
+    msg: "newly granted read_only to {{ ro.granted['read_only'] | join(', ') }}"
+
+- name: Make sure alice belongs to marketing and sales and to no other group
+  dataplane.postgresql.membership:
+    groups: [marketing, sales]
+    target_role: alice
+    state: exact
+
+# Without granted_by: alice is already a member of reporting, granted by team_admin,
+# with INHERIT. This task changes nothing (no second row under the connecting role).
+- name: Alice is a member of reporting, whoever granted it
+  dataplane.postgresql.membership:
+    groups: reporting
+    target_roles: alice
+    inherit_option: true
+
+# With granted_by: the row of that grantor is converged, the others are left alone.
+- name: The row granted by team_admin has SET FALSE
+  dataplane.postgresql.membership:
+    groups: reporting
+    target_roles: alice
+    granted_by: team_admin
+    set_option: false
+
 - name: Let the connection-terminator role be a bare member of both login roles
   dataplane.postgresql.membership:
     groups: [dp1_user_a, dp2_user_a]
@@ -179,9 +280,47 @@ queries:
   type: list
   elements: str
   sample: ['GRANT "dp1_user_a" TO "airflow_conn_killer_a" WITH INHERIT FALSE, SET FALSE']
+state:
+  description: The requested O(state) (as in community.postgresql).
+  returned: success
+  type: str
+  sample: present
+groups:
+  description:
+    - The groups of the task after removing spaces and, with O(fail_on_role=false), the roles
+      that do not exist (as in community.postgresql). With O(grants), the groups named there.
+  returned: success
+  type: list
+  elements: str
+  sample: [read_only]
+target_roles:
+  description: The target roles, the same way as RV(groups).
+  returned: success
+  type: list
+  elements: str
+  sample: [alice, bob]
+granted:
+  description:
+    - For each group, the target roles a C(GRANT) was (in check mode, would be) run for, as in
+      community.postgresql. A new membership, or new options on an existing one.
+    - With O(state=present) every group of the task has a key (an empty list when nothing was
+      granted); with O(state=exact) only the groups granted to someone.
+  returned: when O(state) is V(present) or V(exact), and with O(grants)
+  type: dict
+  sample: {read_only: [alice, bob]}
+revoked:
+  description:
+    - For each group, the target roles whose membership was (in check mode, would be) revoked.
+    - With O(state=absent) every group of the task has a key; with O(state=exact) only the
+      groups revoked from someone.
+  returned: when O(state) is V(absent) or V(exact), and with O(grants)
+  type: dict
+  sample: {read_only: [alice]}
 memberships:
-  description: One entry per requested grant, in request order.
-  returned: always
+  description:
+    - One entry per requested grant, in request order, with the per-grantor detail. With
+      O(state=exact) the memberships it revokes come first, with state V(absent).
+  returned: success
   type: list
   elements: dict
   contains:
@@ -194,11 +333,11 @@ memberships:
       type: str
       sample: airflow_conn_killer_a
     state:
-      description: The requested state.
+      description: The requested state (V(present) or V(absent)).
       type: str
       sample: present
     grantor:
-      description: The grantor whose row was compared (O(granted_by) or the role PostgreSQL records for the connecting role).
+      description: O(granted_by), or the role PostgreSQL records for the connecting role.
       type: str
       sample: postgres
     changed:
@@ -233,31 +372,35 @@ remaining:
   description:
     - For each group and member requested V(absent) that is still a member through rows of
       other grantors, those grantors and the effective options left. Empty when none remain.
-  returned: always
+  returned: success
   type: list
   elements: dict
   sample: [{group: reporting, target_role: Alice-Ops, grantors: [postgres],
             effective: {inherit_option: true, set_option: true, admin_option: false}}]
 server_version:
   description: The server's version (major.minor).
-  returned: always
+  returned: success
   type: str
   sample: '16.15'
 acting_grantor:
   description: The grantor PostgreSQL records when O(granted_by) is omitted (the bootstrap
-    superuser's name for a superuser login, else the login role).
-  returned: always
+    superuser's name for a superuser login or O(session_role), else that role).
+  returned: success
   type: str
   sample: postgres
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.community.postgresql.plugins.module_utils.database import check_input
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
     Session,
     connect,
     connection_argument_spec,
+    sql,
     version_label,
 )
+from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import identifier_problem
 from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import (
     converge_grants,
     grant_problems,
@@ -269,14 +412,20 @@ _DEFAULTED_KEYS = ("inherit_option", "set_option", "admin_option", "granted_by",
 
 def argument_spec():
     spec = connection_argument_spec()
+    # community.postgresql.postgresql_membership's name for it; kept here for drop-in use
+    # whatever the shared connection options do with the alias.
+    spec["login_db"] = dict(type="str", default="postgres", aliases=["db"])
     spec.update(
         groups=dict(type="list", elements="str", aliases=["group", "source_role", "source_roles"]),
         target_roles=dict(type="list", elements="str", aliases=["target_role", "user", "users"]),
+        fail_on_role=dict(type="bool", default=True),
+        session_role=dict(type="str"),
+        trust_input=dict(type="bool", default=True),
         inherit_option=dict(type="bool"),
         set_option=dict(type="bool"),
         admin_option=dict(type="bool"),
         granted_by=dict(type="str"),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
+        state=dict(type="str", choices=["present", "absent", "exact"], default="present"),
         grants=dict(type="list", elements="dict", options=dict(
             group=dict(type="str", required=True),
             target_role=dict(type="str", required=True),
@@ -290,14 +439,28 @@ def argument_spec():
     return spec
 
 
+def _stripped(names):
+    return [name.strip() for name in names or []]
+
+
+def _unique(names):
+    out = []
+    for name in names:
+        if name not in out:
+            out.append(name)
+    return out
+
+
 def requested_grants(params):
-    """The grant dicts the module's parameters ask for."""
+    """The grant dicts the module's parameters ask for (state exact asks for present)."""
     defaults = dict((key, params.get(key)) for key in _DEFAULTED_KEYS)
+    if defaults["state"] == "exact":
+        defaults["state"] = "present"
     if params.get("grants") is not None:
         return [normalize_grant(item, defaults) for item in params["grants"]]
     out = []
-    for group in params.get("groups") or []:
-        for member in params.get("target_roles") or []:
+    for group in _unique(_stripped(params.get("groups"))):
+        for member in _unique(_stripped(params.get("target_roles"))):
             out.append(normalize_grant({"group": group, "target_role": member}, defaults))
     return out
 
@@ -311,6 +474,47 @@ def _diff_view(rows):
     return view
 
 
+def _null_problems(module):
+    """groups/target_roles given as null: an error (required_one_of counts the key)."""
+    problems = []
+    if module.params.get("grants") is None:
+        for name in ("groups", "target_roles"):
+            if module.params.get(name) is None:
+                problems.append("%s must be a list of role names (an empty list is allowed), not null" % name)
+    return problems
+
+
+def _names_to_check(params, grants):
+    names = list(params.get("groups") or []) + list(params.get("target_roles") or [])
+    for value in [params.get("session_role"), params.get("granted_by")]:
+        if value is not None:
+            names.append(value)
+    for grant in params.get("grants") or []:
+        names.extend(grant[key] for key in ("group", "target_role", "granted_by") if grant.get(key) is not None)
+    return names
+
+
+def _switch_role(module, session, role):
+    """SET ROLE to ROLE, quoted as an identifier; fail (nothing changed) if refused."""
+    try:
+        session.cursor.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+    except Exception as exc:  # psycopg error: the server's reason
+        session.fail("Could not switch role: %s" % to_native(getattr(exc, "pgerror", None) or exc).strip(),
+                     queries=[])
+
+
+def _by_group(actions, kinds, groups=None):
+    """{group: [target roles]} of ACTIONS of KINDS, each member once, in order; GROUPS
+    pre-seeds keys (community.postgresql reports every group for present/absent)."""
+    out = dict((group, []) for group in groups or [])
+    for group, member, kind in actions:
+        if kind in kinds:
+            members = out.setdefault(group, [])
+            if member not in members:
+                members.append(member)
+    return out
+
+
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -319,33 +523,89 @@ def main():
         required_together=[["groups", "target_roles"]],
         required_one_of=[["groups", "grants"]],
     )
-    grants = requested_grants(module.params)
+    params = module.params
+    state = params["state"]
+    session_role = params.get("session_role")
+    problems = _null_problems(module)
+    if params.get("grants") is not None and state == "exact":
+        problems.append("state=exact works with groups and target_roles, not with grants")
+    if problems:
+        module.fail_json(msg="Invalid membership request: %s" % "; ".join(problems), problems=problems, queries=[])
+    grants = requested_grants(params)
+    if not params["trust_input"]:
+        # community.postgresql's check and message, before anything else, as upstream does
+        check_input(module, _names_to_check(params, grants))
     # Names and option types first: a bad name fails without even connecting.
-    problems = grant_problems(grants, None)
+    problems = grant_problems(grants, None, allow_predefined_groups=True)
+    if session_role is not None:
+        problem = identifier_problem(session_role, "session_role")
+        if problem:
+            problems.append(problem)
     if problems:
         module.fail_json(msg="Invalid membership request: %s" % "; ".join(problems),
                          problems=problems, queries=[])
 
+    # community.postgresql's connect_to_db would run SET ROLE with the name pasted into the
+    # statement: keep session_role away from it and switch role here, quoted.
+    params["session_role"] = None
     conn = connect(module, autocommit=False)
+    params["session_role"] = session_role
     session = Session(module, conn)
-    result = converge_grants(session, grants, module.check_mode)
+    if session_role is not None:
+        _switch_role(module, session, session_role)
+    exact = state == "exact"
+    if params.get("grants") is not None:
+        group_list = _unique(g["group"] for g in grants)
+        member_list = _unique(g["target_role"] for g in grants)
+    else:
+        group_list = _stripped(params["groups"])
+        member_list = _stripped(params["target_roles"])
+    result = converge_grants(session, grants, module.check_mode, any_grantor=True,
+                             skip_missing=not params["fail_on_role"],
+                             exact_members=_unique(member_list) if exact else None,
+                             exact_granted_by=params.get("granted_by") if exact else None,
+                             allow_predefined_groups=True)
     if module.check_mode:
         conn.rollback()
     else:
         conn.commit()
     session.close()
 
+    skipped = sorted(set(n for n in result["missing_roles"]
+                         if any(n in (g["group"], g["target_role"]) for g in result["skipped"])))
+    for name in skipped:
+        module.warn("Role %s does not exist, pass" % name)
+    group_list = [g for g in group_list if g not in skipped]
+    member_list = [m for m in member_list if m not in skipped]
+    actions = result["actions"]
     output = dict(
         changed=result["changed"],
         queries=result["statements"],
+        state=state,
+        groups=group_list,
+        target_roles=member_list,
         memberships=result["memberships"],
         remaining=result["remaining"],
         server_version=version_label(result["server_version_num"]),
         acting_grantor=result["acting_grantor"],
     )
+    grant_kinds, revoke_kinds = ("grant", "revoke_admin"), ("revoke",)
+    if params.get("grants") is not None:
+        output["granted"] = _by_group(actions, grant_kinds)
+        output["revoked"] = _by_group(actions, revoke_kinds)
+    elif state == "present":
+        output["granted"] = _by_group(actions, grant_kinds, group_list)
+    elif state == "absent":
+        output["revoked"] = _by_group(actions, revoke_kinds, group_list)
+    else:
+        output["granted"] = _by_group(actions, grant_kinds)
+        output["revoked"] = _by_group(actions, revoke_kinds)
+    if state == "absent" and any(params.get(n) is not None for n in ("inherit_option", "set_option", "admin_option")):
+        module.warn("inherit_option, set_option and admin_option have no effect with state=absent")
     if result["unconverged"]:
-        module.warn("PostgreSQL did not record these memberships as requested (another grantor "
-                    "may have been chosen; set granted_by): %s"
+        module.warn("These memberships do not have the requested options after the run, because of "
+                    "rows of other grantors or because PostgreSQL recorded another grantor (set granted_by "
+                    "to manage one grantor's rows; see the memberships return value): %s"
                     % ", ".join("%s -> %s" % (g["group"], g["target_role"]) for g in result["unconverged"]))
     if module._diff:
         output["diff"] = dict(before=_diff_view(result["before"]), after=_diff_view(result["after"]))

@@ -145,20 +145,27 @@ def test_multiple_grantors_each_row_managed_and_absent_reports_remaining(pg, nam
     fix = membership(run_module, pg, grants=grants)
     assert fix["queries"] == ['GRANT "%s" TO "%s" WITH SET FALSE GRANTED BY "%s"' % (g, m, g2)]
 
-    # absent (connecting superuser's row): the other grantors' rows remain and are reported
-    gone = membership(run_module, pg, groups=[g], target_roles=[m], state="absent")
-    assert gone["changed"] and gone["queries"] == ['REVOKE "%s" FROM "%s"' % (g, m)]
+    # absent for one grantor (granted_by): the other grantors' rows remain and are reported
+    gone = membership(run_module, pg, groups=[g], target_roles=[m], granted_by="postgres", state="absent")
+    assert gone["changed"] and gone["queries"] == ['REVOKE "%s" FROM "%s" GRANTED BY "postgres"' % (g, m)]
     assert sorted(catalog(pg, names)) == sorted(admin_rows + [(g, m, g1, True, False, False),
                                                               (g, m, g2, False, False, False)])
     assert gone["remaining"] == [{"group": g, "target_role": m, "grantors": sorted([g1, g2]),
                                   "effective": {"inherit_option": True, "set_option": False, "admin_option": False}}]
     assert gone["memberships"][0]["member_after"] is True
-    assert membership(run_module, pg, groups=[g], target_roles=[m], state="absent")["changed"] is False
+    assert gone["revoked"] == {g: [m]}
+    assert membership(run_module, pg, groups=[g], target_roles=[m], granted_by="postgres",
+                      state="absent")["changed"] is False
 
-    # absent for named grantors removes the rest
-    last = membership(run_module, pg, grants=[dict(group=g, target_role=m, granted_by=g1),
-                                              dict(group=g, target_role=m, granted_by=g2)], state="absent")
+    # absent for a named grantor removes only that row
+    one = membership(run_module, pg, grants=[dict(group=g, target_role=m, granted_by=g1)], state="absent")
+    assert one["changed"] and one["queries"] == ['REVOKE "%s" FROM "%s" GRANTED BY "%s"' % (g, m, g1)]
+    assert one["remaining"][0]["grantors"] == [g2]
+
+    # absent without granted_by: the membership goes, whoever granted it
+    last = membership(run_module, pg, groups=[g], target_roles=[m], state="absent")
     assert last["changed"] and last["remaining"] == []
+    assert last["queries"] == ['REVOKE "%s" FROM "%s" GRANTED BY "%s"' % (g, m, g2)]
     assert sorted(catalog(pg, names)) == sorted(admin_rows)
 
 
@@ -334,8 +341,11 @@ def test_ansible_playbook_converges_and_is_idempotent(pg16, names, ansible_playb
 
 def test_bad_name_fails_before_connecting(names, run_module):
     # nothing listens on port 1: the name check must answer first, without a connection attempt
-    res = run_module("membership", dict(login_host="127.0.0.1", login_port=1, groups=["pg_monitor"],
+    res = run_module("membership", dict(login_host="127.0.0.1", login_port=1, groups=["x" * 64],
                                         target_roles=["someone"]))
+    assert res["failed"] is True and "64 bytes" in res["msg"] and res["queries"] == []
+    res = run_module("membership", dict(login_host="127.0.0.1", login_port=1, groups=["g"],
+                                        target_roles=["pg_monitor"]))
     assert res["failed"] is True and "pg_" in res["msg"] and res["queries"] == []
 
 
@@ -368,3 +378,16 @@ def test_pg15_check_mode_plain_membership(pg15, names, run_module):
     assert res["changed"] and res["queries"] == ['GRANT "%s" TO "%s" WITH ADMIN OPTION' % (g, m)]
     assert res["memberships"][0]["effective_after"]["admin_option"] is True
     assert catalog(pg15, names) == []
+
+
+def test_input_errors_before_connecting(run_module):
+    # nothing listens on port 1: each of these must be refused before a connection attempt
+    base = dict(login_host="127.0.0.1", login_port=1)
+    res = run_module("membership", dict(base, grants=[dict(group="g", target_role="m")], state="exact"))
+    assert res["failed"] is True and "state=exact works with groups" in res["msg"] and res["queries"] == []
+    res = run_module("membership", dict(base, groups=None, target_roles=["m"]))
+    assert res["failed"] is True and "groups must be a list" in res["msg"]
+    res = run_module("membership", dict(base, groups=["g"], target_roles=["m"], session_role="s" * 64))
+    assert res["failed"] is True and "session_role" in res["msg"] and "64 bytes" in res["msg"]
+    res = run_module("membership", dict(base, groups=['x"; DROP ROLE y; --'], target_roles=["m"], trust_input=False))
+    assert res["failed"] is True and "potentially dangerous" in res["msg"]

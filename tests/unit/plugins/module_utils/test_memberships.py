@@ -4,6 +4,8 @@ import pytest
 
 from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import (
     effective_options,
+    exact_revocations,
+    missing_roles_message,
     grant_problems,
     normalize_grant,
     plan_grants,
@@ -25,8 +27,8 @@ def grant(group, member, **kw):
     return normalize_grant(dict(kw, group=group, target_role=member))
 
 
-def texts(current, grants, version=V16, acting="postgres"):
-    return [statement_text(s) for s in plan_grants(current, grants, version, acting)]
+def texts(current, grants, version=V16, acting="postgres", any_grantor=False):
+    return [statement_text(s) for s in plan_grants(current, grants, version, acting, any_grantor=any_grantor)]
 
 
 # --- statements -------------------------------------------------------------------------
@@ -209,3 +211,83 @@ def test_summary_and_unconverged():
     assert unconverged(wanted, after, V16, "postgres") == []
     assert unconverged(wanted, before, V16, "postgres") == wanted
     assert unconverged(wanted, after, V16, "someone_else") == wanted
+
+
+# --- any grantor (the membership module without granted_by) ----------------------------------
+
+def test_any_grantor_present_satisfied_by_another_grantors_row():
+    current = [row("g", "m", grantor="g1", inherit=False, set_=False)]
+    assert texts(current, [grant("g", "m")], any_grantor=True) == []
+    assert texts(current, [grant("g", "m", inherit_option=False, set_option=False)], any_grantor=True) == []
+    # per grantor (deployment_setup's default) the login's own row is still wanted
+    assert texts(current, [grant("g", "m")]) == ['GRANT "g" TO "m"']
+
+
+def test_any_grantor_compares_effective_options_across_rows():
+    current = [row("g", "m", grantor="g1", inherit=True, set_=False), row("g", "m", grantor="g2", inherit=False, set_=True)]
+    assert texts(current, [grant("g", "m", inherit_option=True, set_option=True)], any_grantor=True) == []
+    # an option no row gives: the acting grantor's row is added with it
+    assert texts(current, [grant("g", "m", admin_option=True)], any_grantor=True) == [
+        'GRANT "g" TO "m" WITH ADMIN TRUE']
+    # an option only false in some rows is not satisfied; the acting grantor's existing row changes
+    current.append(row("g", "m", grantor="postgres", inherit=True, set_=True))
+    assert texts(current, [grant("g", "m", set_option=False)], any_grantor=True) == ['GRANT "g" TO "m" WITH SET FALSE']
+
+
+def test_any_grantor_with_granted_by_converges_that_grantors_row_only():
+    current = [row("g", "m", grantor="g1", set_=True)]
+    assert texts(current, [grant("g", "m", granted_by="g2")], any_grantor=True) == ['GRANT "g" TO "m" GRANTED BY "g2"']
+    assert texts(current, [grant("g", "m", granted_by="g1", set_option=False)], any_grantor=True) == [
+        'GRANT "g" TO "m" WITH SET FALSE GRANTED BY "g1"']
+
+
+def test_any_grantor_absent_revokes_every_grantors_row_acting_first():
+    current = [row("g", "m", grantor="zed"), row("g", "m", grantor="postgres"), row("g", "m", grantor="abe")]
+    assert texts(current, [grant("g", "m", state="absent")], any_grantor=True) == [
+        'REVOKE "g" FROM "m"', 'REVOKE "g" FROM "m" GRANTED BY "abe"', 'REVOKE "g" FROM "m" GRANTED BY "zed"']
+    assert predict_rows(current, [grant("g", "m", state="absent")], V16, "postgres", any_grantor=True) == []
+    # granted_by narrows it to that grantor
+    assert texts(current, [grant("g", "m", state="absent", granted_by="abe")], any_grantor=True) == [
+        'REVOKE "g" FROM "m" GRANTED BY "abe"']
+    # 14/15: one row per pair, one plain REVOKE
+    assert texts([row("g", "m", grantor="abe", inherit=None, set_=None)], [grant("g", "m", state="absent")],
+                 version=V15, any_grantor=True) == ['REVOKE "g" FROM "m"']
+
+
+def test_any_grantor_unconverged_reads_effective_options():
+    wanted = [grant("g", "m", set_option=False)]
+    after = [row("g", "m", set_=False), row("g", "m", grantor="g1", set_=True)]
+    assert unconverged(wanted, after, V16, "postgres", any_grantor=True) == wanted
+    assert unconverged(wanted, after[:1], V16, "postgres", any_grantor=True) == []
+    gone = [grant("g", "m", state="absent")]
+    assert unconverged(gone, after[1:], V16, "postgres", any_grantor=True) == gone
+    assert unconverged(gone, [], V16, "postgres", any_grantor=True) == []
+
+
+# --- state exact, predefined groups, messages ------------------------------------------------------
+
+def test_exact_revocations_cover_every_other_group_of_the_members():
+    current = [row("keep", "m"), row("old", "m"), row("old", "m", grantor="g1"), row("pg_monitor", "m"),
+               row("old", "other"), row("m", "someone")]
+    wanted = [grant("keep", "m"), grant("new", "m")]
+    out = exact_revocations(current, wanted, ["m"])
+    assert [(g["group"], g["target_role"], g["state"], g["granted_by"]) for g in out] == [
+        ("old", "m", "absent", None), ("pg_monitor", "m", "absent", None)]
+    only_g1 = exact_revocations(current, wanted, ["m"], granted_by="g1")
+    assert [(g["group"], g["granted_by"]) for g in only_g1] == [("old", "g1")]
+    assert exact_revocations(current, [], ["m"])[0]["group"] == "keep"
+
+
+def test_predefined_roles_allowed_as_groups_only_when_asked():
+    wanted = [grant("pg_monitor", "m")]
+    assert grant_problems(wanted, V16, allow_predefined_groups=True) == []
+    assert "pg_" in grant_problems(wanted, V16)[0]
+    # never as a member or grantor, and other name rules still hold
+    assert len(grant_problems([grant("g", "pg_monitor"), grant("g", "m", granted_by="pg_x")], V16,
+                              allow_predefined_groups=True)) == 2
+    assert "64 bytes" in grant_problems([grant("pg_" + "x" * 61, "m")], V16, allow_predefined_groups=True)[0]
+
+
+def test_missing_roles_message_words_one_role_like_upstream():
+    assert missing_roles_message(["fake"]) == "Role fake does not exist"
+    assert missing_roles_message(["a", "b"]) == "Roles a, b do not exist (nothing was changed)"

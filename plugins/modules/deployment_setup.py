@@ -32,6 +32,16 @@ description:
     ownership then goes to O(decommission_owner) (default the connecting role). The login roles
     stay unless O(deployments[].drop_login_roles) is set; their C(CONNECT) on a kept database is
     revoked first.
+  - A fence is kept. Before granting C(CONNECT) the module reads the fence state of every existing
+    metadata database (the record a failover writes into the database's comment, see
+    C(docs/fence-state.md)). When a login role is recorded as fenced, or, without a record, when
+    exactly one login role lacks the owner's C(CONNECT) while another holds it (a fence made by
+    version 0.1 or by hand, reported as "inferred, no record"), or when no login role holds it
+    and C(PUBLIC) has none either, no C(CONNECT) is granted to any of the Deployment's login
+    roles; RV(deployments[].summary) says for example C(fenced: dp1, admitted: dp2). A record
+    that cannot be read refuses the run before any change. New databases get the reference
+    set-up. Only O(readmit_fenced_planes=true) grants C(CONNECT) to every login role of such a
+    Deployment, and it rewrites the record (nobody fenced) in the same transaction.
   - Every input problem (bad names, missing passwords for roles to create, a missing
     C(commander_user) without O(commander_password), missing databases with
     O(create_databases=false), ...) is reported at once, naming the Deployment, before any change.
@@ -147,6 +157,22 @@ options:
       - New owner of the database of an V(absent) Deployment that is kept (the owner role is dropped).
       - Default the role the module connects as.
     type: str
+  readmit_fenced_planes:
+    description:
+      - Grant C(CONNECT) to every login role of the Deployments whose fence keeps it withheld
+        (a fenced plane, an interrupted failover, an unknown or damaged fence state), and record
+        in each database's fence state record that no plane is fenced any more.
+      - Waits for a fence of the same database that is running (its advisory lock, up to 60 s)
+        and refuses when the fence state changed since it was read.
+      - The failover playbook's failback is the normal way to move a Deployment back; this is for
+        returning to the both-planes-admitted reference state on purpose.
+    type: bool
+    default: false
+  run_id:
+    description:
+      - An id of this run (for example the AWX job id), written into a fence state record that
+        O(readmit_fenced_planes) rewrites.
+    type: str
 notes:
   - Run as a superuser. C(GRANT)s are recorded with grantor C(postgres) (PostgreSQL records any
     superuser that way), exactly as when the reference SQL is run by a superuser.
@@ -204,8 +230,32 @@ deployments:
     after:
       description:
         - The same after (predicted in check mode); C(passwords_set) lists login roles whose
-          password was set.
+          password was set. Present Deployments also show C(fence) (state, fenced and admitted
+          planes, and a one-line text), before and after.
       type: dict
+    summary:
+      description:
+        - One line a person can read - what changed (or would, in check mode), then the fence state.
+      type: str
+      sample: "a: unchanged | fenced: dp1, admitted: dp2 (recorded by commander_user at 2026-11-27T17:02:11Z)"
+    fence:
+      description:
+        - The fence state of a present Deployment after the run (predicted in check mode).
+        - C(state) is V(new), V(open) (no plane fenced), V(fenced), V(unknown) (no plane admitted, no
+          record), V(damaged) (the record cannot be read) or V(interrupted) (the record is in phase
+          C(fencing)); C(source) is V(record), V(inferred) or null; C(fenced) and C(admitted) name
+          planes, C(fenced_roles) and C(admitted_roles) login roles; C(phase), C(generation),
+          C(by), C(at) and C(run) come from the record; C(notes) lists where the record and the
+          catalog disagree; C(text) is the one-line description.
+      type: dict
+      returned: for present Deployments
+    connect_withheld:
+      description: Login roles that the reference set-up would grant C(CONNECT) but the fence keeps out.
+      type: list
+      elements: str
+    readmitted:
+      description: Whether O(readmit_fenced_planes) re-admitted the planes of this Deployment.
+      type: bool
   sample:
     - id: a
       state: present
@@ -287,6 +337,9 @@ try:
     from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_helper as _fence_helper
 except ImportError:  # pragma: no cover - reported when needed
     _fence_helper = None
+from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state as _fence_state
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import ADVISORY_LOCK_CLASS
+from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_view as _fence_view
 
 PUBLIC = ""  # grantee of PUBLIC ACL entries
 PRIVILEGE_LETTERS = {"CONNECT": "c", "CREATE": "C", "TEMPORARY": "T"}
@@ -450,6 +503,10 @@ class Plan(object):
         self.predicted_roles = {}
         self.predicted_databases = {}
         self.new_roles = set()
+        self.fence_views = {}    # dep index -> fence_view.fence_view() before the run
+        self.withheld = {}       # dep index -> login roles whose CONNECT the fence keeps withheld
+        self.record_actions = {}  # dep index -> [set_fence_record action] (explicit re-admission)
+        self.readmits = []       # (dep index, database, comment read when planning)
 
     def actions(self):
         return self.autocommit + self.roles + self.databases + self.decommission
@@ -530,6 +587,7 @@ def plan_deployments(records, catalog, options):
 
         db_name = rec["database"]
         db = dbs.get(db_name)
+        withhold = plan_fence(plan, index, rec, db, options)  # never re-admit a fenced plane
         if db is None:
             if not options.get("create_databases", True):
                 plan.problems.append("%s: database %r does not exist and creating databases is disabled"
@@ -552,8 +610,12 @@ def plan_deployments(records, catalog, options):
                                      "revoke it as that role" % (label(rec), db_name, entry[1]))
         for plane, login in sorted(rec["login_roles"].items()):
             if not any(e[0] == login and e[1] == owner and e[2] == "CONNECT" for e in db["acl"]):
+                if withhold:
+                    plan.withheld.setdefault(index, []).append(login)
+                    continue
                 plan.databases.append((index, ("grant_connect", db_name, login)))
                 db["acl"].add((login, owner, "CONNECT", False))
+        plan.databases.extend((index, a) for a in plan.record_actions.pop(index, []))
         for plane, login in sorted(rec["login_roles"].items()):
             plan.grants.append((index, {"group": login, "target_role": rec["killer_role"],
                                         "inherit_option": False, "set_option": False, "admin_option": None,
@@ -602,6 +664,149 @@ def plan_deployments(records, catalog, options):
     return plan
 
 
+def plan_fence(plan, index, rec, db, options):
+    """Read the fence state of REC's database (before any change) and decide about CONNECT.
+
+    Returns True when no CONNECT may be granted to the Deployment's login roles (a plane is
+    fenced, or the state is unknown); plans the record of an explicit re-admission. Pure.
+    """
+    states = options.get("fence_states") or {}
+    entry = states.get(rec["database"]) or {}
+    holders, public_connect = connect_holders(db)
+    view = _fence_view.fence_view(rec["login_roles"], db is not None, entry.get("record"), entry.get("error"),
+                                  holders, public_connect)
+    plan.fence_views[index] = view
+    withhold, problem, record = _fence_view.provision_policy(
+        rec, view, entry.get("record"), options.get("readmit_fenced_planes"), options.get("fence_writer") or {})
+    if problem:
+        plan.problems.append(problem)
+    if record is not None:
+        plan.record_actions[index] = [("set_fence_record", rec["database"], entry.get("comment"), record)]
+        plan.readmits.append((index, rec["database"], entry.get("comment")))
+    return withhold
+
+
+def connect_holders(db):
+    """(login roles holding the owner's CONNECT grant, whether PUBLIC holds CONNECT)."""
+    if db is None:
+        return set(), False
+    holders = set(e[0] for e in db["acl"] if e[2] == "CONNECT" and e[1] == db["owner"] and e[0] != PUBLIC)
+    return holders, any(e[0] == PUBLIC and e[2] == "CONNECT" for e in db["acl"])
+
+
+def fence_view_of(rec, databases, states):
+    """The fence view of REC from a catalog snapshot (after the run, or predicted)."""
+    db = databases.get(rec["database"])
+    entry = states.get(rec["database"]) or {}
+    holders, public_connect = connect_holders(db)
+    return _fence_view.fence_view(rec["login_roles"], db is not None, entry.get("record"), entry.get("error"),
+                                  holders, public_connect)
+
+
+def fence_summary(view):
+    """The part of a fence view that diff and before/after show."""
+    if view is None:
+        return None
+    return dict((k, view[k]) for k in ("state", "source", "fenced", "admitted", "text"))
+
+
+CHANGE_WORDS = {
+    "create_database": "database %s created", "drop_database": "database %s dropped",
+    "create_role": "roles %s created", "alter_role": "attributes of roles %s reset",
+    "set_password": "password of %s set", "alter_database_owner": "database owner set to %s",
+    "grant_connect": "CONNECT granted to %s", "revoke_connect": "CONNECT revoked from %s",
+    "set_fence_record": "fence state record of %s rewritten (planes re-admitted)",
+    "revoke_helper": "fence helper revoked from %s", "drop_role": "roles %s dropped",
+}
+
+
+def change_phrases(actions, memberships):
+    """Short phrases of what changed for one Deployment, in the order the kinds first appear."""
+    order, names = [], {}
+    for action in actions:
+        kind = action[0]
+        if kind in ("alter_database_owner", "revoke_helper"):
+            name = action[2]
+        elif kind == "revoke_connect":
+            name = "PUBLIC" if action[2] == PUBLIC else action[2]
+        else:
+            name = action[1]
+        if kind not in names:
+            order.append(kind)
+            names[kind] = []
+        if name not in names[kind]:
+            names[kind].append(name)
+    phrases = [CHANGE_WORDS.get(kind, kind + " %s") % ", ".join(names[kind]) for kind in order]
+    if memberships:
+        phrases.append("%d membership statement%s" % (memberships, "" if memberships == 1 else "s"))
+    return phrases
+
+
+def provision_outcome(rec, index, plan, texts, fence_after, check):
+    """summary, fence, connect_withheld, readmitted and warnings of one Deployment's result."""
+    actions = [a for i, a in plan.actions() if i == index]
+    phrases = change_phrases(actions, max(0, len(texts) - len(actions)))
+    label = rec["id"] if rec["state"] == "present" else "%s (absent)" % rec["id"]
+    line = "%s: %s" % (label, ("%s: %s" % ("would change" if check else "changed", "; ".join(phrases)))
+                              if phrases else "unchanged")
+    out = {"connect_withheld": sorted(plan.withheld.get(index, [])),
+           "readmitted": any(i == index for i, dummy, dummy2 in plan.readmits)}
+    before = plan.fence_views.get(index)
+    warnings = []
+    if fence_after is not None:
+        out["fence"] = fence_after
+        line += " | " + fence_after["text"]
+        if out["connect_withheld"]:
+            line += "; CONNECT not granted to %s" % ", ".join(out["connect_withheld"])
+    if before is not None and before["withhold"] and not out["readmitted"]:
+        if before["notes"] or before["state"] in ("unknown", "interrupted"):
+            warnings.append("Deployment %r (database %s): %s%s; CONNECT of its login roles left as it is. "
+                            "Complete or repeat the failover with the failover playbook, or re-admit every "
+                            "plane explicitly (dataplane_readmit_fenced_planes: true)"
+                            % (rec["id"], rec["database"], before["text"],
+                               "".join("; " + n for n in before["notes"])))
+    out["summary"] = line
+    out["fence_warnings"] = warnings
+    return out
+
+
+def read_fence_states(session, records, params):
+    """The fence state of every Deployment's database, and who/when/which run would write one."""
+    databases = sorted(set(rec["database"] for rec in records))
+    states = _fence_state.read_states(session, databases)
+    row = session.rows(WRITER_QUERY)[0]
+    writer = {"by": row["who"], "at": row["at_utc"], "application": row["app"] or None, "run": params.get("run_id")}
+    return states, writer
+
+
+def predict_fence_states(states, plan):
+    """Check mode: the fence states after the planned re-admissions."""
+    out = dict(states)
+    for dummy, action in plan.actions():
+        if action[0] == "set_fence_record":
+            out[action[1]] = {"comment": _fence_state.render_comment(action[2], action[3]),
+                              "record": action[3], "error": None}
+    return out
+
+
+def lock_readmitted(session, plan, check):
+    """Before re-admitting: wait for any fence of those databases (its advisory lock, for this
+    transaction), then make sure their fence state is still the one the plan was made from."""
+    if check or not plan.readmits:
+        return
+    databases = sorted(set(db for dummy, db, dummy2 in plan.readmits))
+    session.rows("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (str(READMIT_LOCK_TIMEOUT_MS),))
+    session.rows("SELECT pg_catalog.pg_advisory_xact_lock(%s, k)::text FROM"
+                 " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM unnest(%s::text[]) AS d ORDER BY 1) AS keys",
+                 (ADVISORY_LOCK_CLASS, databases))
+    now = _fence_state.read_comments(session, databases)
+    moved = sorted(set(db for dummy, db, comment in plan.readmits if now.get(db) != comment))
+    if moved:
+        raise RuntimeError("the fence state of %s changed while this run was planning (another failover or "
+                           "provision ran meanwhile); nothing was re-admitted, rerun provision to see the new state"
+                           % ", ".join(moved))
+
+
 # ---------------------------------------------------------------------------------------------
 # SQL for actions (sql.Identifier for every name, sql.Literal for secrets).
 
@@ -638,6 +843,8 @@ def action_sql(action):
                        "REVOKE ALL ON SCHEMA {0} FROM {1}").format(ident(action[1]), ident(action[2])), None
     if kind == "drop_role":
         return sql.SQL("DROP ROLE {}").format(ident(action[1])), None
+    if kind == "set_fence_record":
+        return _fence_state.comment_statement(action[1], action[2], action[3]), None
     raise ValueError("unknown action %r" % (kind,))
 
 
@@ -649,6 +856,9 @@ SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolsuper
   FROM pg_catalog.pg_roles r
  WHERE r.rolname = ANY(%s)
 """
+WRITER_QUERY = ("SELECT session_user AS who, pg_catalog.current_setting('application_name') AS app,"
+                " pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at_utc")
+READMIT_LOCK_TIMEOUT_MS = 60000
 PASSWORD_QUERY = "SELECT a.rolname, a.rolpassword FROM pg_catalog.pg_authid a WHERE a.rolname = ANY(%s)"
 DATABASE_QUERY = """
 SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner,
@@ -805,6 +1015,8 @@ def main():
         fence_helper_schema=dict(type="str", default="dataplane_fence"),
         fence_helper_owner_role=dict(type="str", default="dataplane_fence_signaler"),
         decommission_owner=dict(type="str"),
+        readmit_fenced_planes=dict(type="bool", default=False),
+        run_id=dict(type="str"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
@@ -833,10 +1045,12 @@ def main():
                             "the reference grants (GRANT ... WITH INHERIT FALSE, SET FALSE)")
     catalog = read_catalog(session, records, params)
     before_members = read_memberships(session, records)
+    fence_states, fence_writer = read_fence_states(session, records, params)
     plan = plan_deployments(records, catalog, dict(
         create_databases=params["create_databases"], create_login_roles=params["create_login_roles"],
         commander_password=params["commander_password"], decommission_owner=params["decommission_owner"],
-        fence_helper_schema=params["fence_helper_schema"]))
+        fence_helper_schema=params["fence_helper_schema"], fence_states=fence_states,
+        fence_writer=fence_writer, readmit_fenced_planes=params["readmit_fenced_planes"]))
     if plan.problems:
         session.fail("nothing changed, the Deployments cannot be set up:\n- " + "\n- ".join(plan.problems),
                      problems=plan.problems)
@@ -873,6 +1087,7 @@ def main():
         timings["databases_ms"] = int((time.monotonic() - started) * 1000)
         # 2. Everything else in one transaction.
         conn.autocommit = False
+        lock_readmitted(session, plan, check)
         batch = plan.roles + plan.databases
         if batch:
             statements = [action_sql(a) for dummy, a in batch]
@@ -933,10 +1148,12 @@ def main():
     if check:
         after_roles, after_dbs = plan.predicted_roles, plan.predicted_databases
         after_members = _predict_members(before_members, plan, catalog["grantor"])
+        after_states = predict_fence_states(fence_states, plan)
     else:
         after = read_catalog(session, records, params)
         after_roles, after_dbs = after["roles"], after["databases"]
         after_members = read_memberships(session, records)
+        after_states, dummy = read_fence_states(session, records, params)
     session.close()
 
     results = []
@@ -949,13 +1166,22 @@ def main():
         passwords_set = sorted(a[1] for i, a in plan.roles if i == index and a[0] == "set_password")
         if passwords_set:
             before_state["passwords_set"], after_state["passwords_set"] = [], passwords_set
+        fence_after = None
+        if rec["state"] == "present":
+            before_state["fence"] = fence_summary(plan.fence_views.get(index))
+            fence_after = fence_view_of(rec, after_dbs, after_states)
+            after_state["fence"] = fence_summary(fence_after)
         changed = before_state != after_state or bool(per_dep[index])
         any_changed = any_changed or changed
         if changed:
             diff_before[rec["id"]] = before_state
             diff_after[rec["id"]] = after_state
-        results.append({"id": rec["id"], "state": rec["state"], "changed": changed,
-                        "actions": per_dep[index], "before": before_state, "after": after_state})
+        entry = {"id": rec["id"], "state": rec["state"], "changed": changed,
+                 "actions": per_dep[index], "before": before_state, "after": after_state}
+        entry.update(provision_outcome(rec, index, plan, per_dep[index], fence_after, check))
+        for warning in entry.get("fence_warnings") or []:
+            module.warn(warning)
+        results.append(entry)
     helper_changed = bool(helper_result.get("changed"))
     if helper_changed:
         diff_before["fence_helper"] = {"statements": []}

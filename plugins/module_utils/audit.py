@@ -28,6 +28,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_view import fence_view
+
 SIGNAL_ROLE = "pg_signal_backend"
 MIN_OPTIONS_VERSION_NUM = 160000
 HELPER_HINT = "install the fence helper (provision with dataplane_fence_helper: true)"
@@ -46,6 +49,7 @@ CHECKS = (
     "other_members",
     "login_roles",
     "fence_capability",
+    "fence_state",
 )
 ABSENT_CHECKS = ("database_absent", "roles_absent")
 
@@ -114,6 +118,17 @@ PRIVILEGES_QUERY = (
     "AS p(member, role) "
     "JOIN pg_catalog.pg_roles m ON m.rolname = p.member "
     "JOIN pg_catalog.pg_roles r ON r.rolname = p.role")
+
+
+# Per (login role, database): can it connect (any route: PUBLIC, groups, other grantors), and
+# how many sessions it has there (pg_stat_activity shows every role's usename/datname).
+LOGIN_ACCESS_QUERY = (
+    "SELECT p.login, p.db, pg_catalog.has_database_privilege(r.oid, d.oid, 'CONNECT') AS can_connect, "
+    "(SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a "
+    "  WHERE a.usesysid = r.oid AND a.datid = d.oid)::int AS sessions "
+    "FROM ROWS FROM (pg_catalog.unnest(%(logins)s::text[]), pg_catalog.unnest(%(dbs)s::text[])) AS p(login, db) "
+    "JOIN pg_catalog.pg_roles r ON r.rolname = p.login "
+    "JOIN pg_catalog.pg_database d ON d.datname = p.db")
 
 
 class _LoggingReader(object):
@@ -190,10 +205,26 @@ def read_catalog(session, records, helper_schema, helper_status=None):
         facts["privileges"].setdefault(row["member"], {})[row["role"]] = {
             "member": bool(row["is_member"]), "usage": bool(row["has_usage"])}
 
+    read_fence_facts(session, records, facts)
+
     facts["helper"] = None
     if helper_status is not None:
         facts["helper"] = helper_status(session, helper_schema, sorted(killers))
     return facts
+
+
+def read_fence_facts(session, records, facts):
+    """The fence state records of the databases, and per login role whether it can connect and
+    how many sessions it has there. Two queries whatever the number of Deployments."""
+    databases = sorted(set(r["database"] for r in records) & set(facts["databases"]))
+    facts["fence_states"] = dict((db, {"record": e["record"], "error": e["error"]})
+                                 for db, e in fence_state.read_states(session, databases).items())
+    pairs = sorted(set((login, r["database"]) for r in records if r["database"] in facts["databases"]
+                       for login in r["login_roles"].values()))
+    facts["login_access"] = {}
+    for row in session.rows(LOGIN_ACCESS_QUERY, {"logins": [p[0] for p in pairs], "dbs": [p[1] for p in pairs]}):
+        facts["login_access"].setdefault(row["db"], {})[row["login"]] = {
+            "can_connect": bool(row["can_connect"]), "sessions": int(row["sessions"])}
 
 
 # --------------------------------------------------------------------------- comparing
@@ -504,6 +535,54 @@ def _audit_present(record, facts):
     return findings, route
 
 
+def _fence_state_finding(record, facts):
+    """(finding or None, view): which plane is fenced and admitted, and what contradicts it.
+
+    Drift: a damaged record, a record in phase fencing (an interrupted failover), a fenced
+    login role that can connect again or still has sessions in the database, a record that
+    says a login role is admitted while it cannot connect, no plane admitted at all.
+    """
+    dbname = record["database"]
+    database = facts["databases"].get(dbname)
+    if database is None or "fence_states" not in facts:
+        return None, None
+    entry = facts["fence_states"].get(dbname) or {}
+    access = (facts.get("login_access") or {}).get(dbname, {})
+    logins = record["login_roles"]
+    holders = set(login for login in logins.values() if access.get(login, {}).get("can_connect"))
+    public = any(e["grantee"] is None for e in database["connect"])
+    view = fence_view(logins, True, entry.get("record"), entry.get("error"), holders, public)
+    plane_of = dict((login, plane) for plane, login in logins.items())
+    problems = []
+    if view["state"] == "damaged":
+        problems.append("the fence state record cannot be read (%s): which plane is fenced is unknown; "
+                        "repair the database's comment or re-admit explicitly" % view["error"])
+    if view["state"] == "unknown":
+        problems.append("no plane can connect and no fence is recorded (an interrupted failover?)")
+    if view["state"] == "interrupted":
+        problems.append("the record is in phase 'fencing': a failover stopped (or is still running) after "
+                        "revoking CONNECT; rerun the failover to complete it")
+    for login in view["fenced_roles"]:
+        if access.get(login, {}).get("can_connect"):
+            problems.append("%s (plane %s) is fenced but can connect again (CONNECT granted back?); "
+                            "fail over again to fence it" % (login, plane_of.get(login, "?")))
+        if access.get(login, {}).get("sessions"):
+            problems.append("%s (plane %s) is fenced but has %d session(s) in %s"
+                            % (login, plane_of.get(login, "?"), access[login]["sessions"], dbname))
+    if view["source"] == "record":
+        for login in view["admitted_roles"]:
+            if login not in holders and view["state"] != "interrupted":
+                problems.append("the record says %s (plane %s) is admitted, but it cannot connect"
+                                % (login, plane_of.get(login, "?")))
+    for note in view["notes"]:
+        if "names login roles that are not" in note or "record fences nobody" in note:
+            problems.append(note)
+    detail = view["text"]
+    if problems:
+        detail += ": " + "; ".join(problems)
+    return _finding("fence_state", not problems, detail), view
+
+
 def _audit_absent(record, facts):
     findings = []
     if record.get("drop_database"):
@@ -522,10 +601,14 @@ def _audit_absent(record, facts):
 def audit_deployment(record, facts):
     """Findings for one Deployment record (from the deployment_model filter)."""
     state = record.get("state", "present")
+    view = None
     if state == "absent":
         findings, route = _audit_absent(record, facts)
     else:
         findings, route = _audit_present(record, facts)
+        finding, view = _fence_state_finding(record, facts)
+        if finding is not None:
+            findings.append(finding)
     failed = [f for f in findings if not f["ok"]]
     result = {
         "id": record["id"],
@@ -536,6 +619,8 @@ def audit_deployment(record, facts):
         "fence_capable": route is not None if state == "present" else None,
         "fence_route": route,
     }
+    if view is not None:
+        result["fence"] = view
     result["summary"] = summary_line(result)
     return result
 
@@ -549,6 +634,8 @@ def summary_line(result):
     else:
         head = "%s: DRIFT (%d), fence %s" % (result["id"], len(failed), "capable (%s)" % result["fence_route"]
                                              if result["fence_capable"] else "would FAIL")
+    if result.get("fence"):
+        head += "; " + result["fence"]["text"]
     if failed:
         head += ": " + " | ".join("%s: %s" % (f["check"], f["detail"]) for f in failed)
     return head

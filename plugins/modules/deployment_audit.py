@@ -26,7 +26,15 @@ description:
     C(commander_owner_membership) and C(commander_killer_membership) (C(commander_user) is a
     member of the owner and killer roles, with their privileges); C(other_members) (no other
     role gets the owner's or the killer's privileges through INHERIT or SET); C(login_roles) (they exist, can
-    log in, are not superusers and not members of the owner role); C(fence_capability)."
+    log in, are not superusers and not members of the owner role); C(fence_capability);
+    C(fence_state)."
+  - "C(fence_state) reads the fence state record a failover writes into the database's comment
+    (see C(docs/fence-state.md)) and names the admitted and the fenced plane; without a record,
+    one plane that cannot connect while another can is taken as fenced (inferred, no record).
+    It is drift when the record cannot be read, when it is in phase C(fencing) (an interrupted
+    failover), when a fenced login role can connect again (for example CONNECT granted back by
+    hand) or has sessions in the database, when a login role the record admits cannot connect,
+    and when no plane can connect at all."
   - "C(fence_capability) evaluates, for the Deployment's C(commander_user) (whoever the module
     connects as), whether a fence would work: switching CONNECT needs the owner role's
     privileges; terminating the login roles' sessions works either directly (C(commander_user)
@@ -146,10 +154,25 @@ deployments:
       description: How the sessions would be terminated, V(direct), V(helper), or null when the fence would fail.
       type: str
       sample: helper
+    fence:
+      description:
+        - The fence state of a present Deployment whose database exists - C(state) (V(open),
+          V(fenced), V(unknown), V(damaged) or V(interrupted)), C(source) (V(record), V(inferred)
+          or null), C(fenced) and C(admitted) (plane names), C(fenced_roles) and
+          C(admitted_roles), C(phase), C(generation), C(by), C(at), C(run) from the record,
+          C(notes), and C(text), the one-line description the summary ends with.
+      type: dict
+      returned: for present Deployments whose database exists
+      sample:
+        state: fenced
+        source: record
+        fenced: [dp1]
+        admitted: [dp2]
+        text: "fenced: dp1, admitted: dp2 (recorded by commander_user at 2026-11-27T17:02:11Z, run 118)"
     summary:
-      description: One line a person can read.
+      description: One line a person can read, ending with the fence state (the admitted plane).
       type: str
-      sample: "a: OK, fence capable (helper)"
+      sample: "a: OK, fence capable (helper); fenced: dp1, admitted: dp2 (recorded by commander_user at 2026-11-27T17:02:11Z)"
 drift:
   description: Whether any Deployment drifted.
   returned: always
@@ -178,7 +201,7 @@ summary:
   type: list
   elements: str
   sample:
-    - "a: OK, fence capable (helper)"
+    - "a: OK, fence capable (helper); admitted: dp1, dp2"
 server_version:
   description: The server's version (major.minor).
   returned: always

@@ -725,7 +725,7 @@ def change_phrases(actions, memberships):
     order, names = [], {}
     for action in actions:
         kind = action[0]
-        if kind in ("alter_database_owner", "revoke_helper"):
+        if kind in ("alter_database_owner", "revoke_helper", "grant_connect"):
             name = action[2]
         elif kind == "revoke_connect":
             name = "PUBLIC" if action[2] == PUBLIC else action[2]

@@ -57,6 +57,9 @@ def vendor_facts(version=160015, helper=False):
             DP2: {OWNER: _priv(False, False)},
         },
         "helper": None,
+        "fence_states": {DB: {"record": None, "error": None}},
+        "login_access": {DB: {DP1: {"can_connect": True, "sessions": 0},
+                              DP2: {"can_connect": True, "sessions": 0}}},
     }
     if helper:
         facts["helper"] = {"installed": True, "version": "1", "current": True,
@@ -80,7 +83,7 @@ def test_vendor_setup_only_the_fence_fails():
     assert detail(result, "fence_capability") == (
         "a vendor-style fence would fail: commander_user lacks the privileges of dp1_user_a, dp2_user_a; "
         "install the fence helper (provision with dataplane_fence_helper: true)")
-    assert result["summary"].startswith("a: DRIFT (1), fence would FAIL: fence_capability: a vendor-style")
+    assert result["summary"].startswith("a: DRIFT (1), fence would FAIL; admitted: dp1, dp2: fence_capability: a vendor-style")
 
 
 def test_vendor_setup_with_helper_is_clean():
@@ -88,7 +91,7 @@ def test_vendor_setup_with_helper_is_clean():
     assert failed(result) == []
     assert [f["check"] for f in result["findings"]] == [c for c in CHECKS if c != "server_version"]
     assert result["fence_route"] == "helper" and not result["drift"]
-    assert result["summary"] == "a: OK, fence capable (helper)"
+    assert result["summary"] == "a: OK, fence capable (helper); admitted: dp1, dp2"
     # It still tells why the helper is needed.
     assert "a vendor-style fence would fail: commander_user lacks the privileges of dp1_user_a" in \
         detail(result, "fence_capability")
@@ -226,3 +229,53 @@ def test_other_members_of_owner_and_killer():
     assert failed(result) == ["other_members"]
     assert detail(result, "other_members") == (
         "ops is a member of airflow_conn_killer_a (granted by postgres; inherit true, set false, admin false)")
+
+
+# --------------------------------------------------------------------------- fence state
+
+def fenced_facts(record=None, dp1_connect=False, dp1_sessions=0, dp2_connect=True, comment_error=None):
+    """After a failover dp1 -> dp2: dp1 without CONNECT (unless granted back), optionally a record."""
+    facts = vendor_facts(helper=True)
+    connect = facts["databases"][DB]["connect"]
+    if not dp1_connect:
+        connect[:] = [e for e in connect if e["grantee"] != DP1]
+    if not dp2_connect:
+        connect[:] = [e for e in connect if e["grantee"] != DP2]
+    facts["fence_states"][DB] = {"record": record, "error": comment_error}
+    facts["login_access"][DB] = {DP1: {"can_connect": dp1_connect, "sessions": dp1_sessions},
+                                 DP2: {"can_connect": dp2_connect, "sessions": 0}}
+    return facts
+
+
+def a_record(fenced=(DP1,), admitted=(DP2,), phase="complete"):
+    return {"v": 1, "fenced": list(fenced), "admitted": list(admitted), "phase": phase, "generation": 2,
+            "run": "job-9", "by": CMD, "at": "2026-11-27T17:00:00Z", "application": None}
+
+
+def test_recorded_fence_is_clean_and_named():
+    result = audit_deployment(REC, fenced_facts(a_record()))
+    assert failed(result) == []
+    assert result["summary"].startswith("a: OK, fence capable (helper); fenced: dp1, admitted: dp2 (recorded by "
+                                        "commander_user at 2026-11-27T17:00:00Z, run job-9)")
+    assert result["fence"]["source"] == "record"
+
+
+def test_inferred_fence_without_record():
+    result = audit_deployment(REC, fenced_facts(None))
+    assert failed(result) == []
+    assert result["summary"].endswith("fenced: dp1, admitted: dp2 (inferred, no record)")
+
+
+@pytest.mark.parametrize("case,facts,expected", [
+    ("granted back", dict(record=a_record(), dp1_connect=True), "dp1_user_a (plane dp1) is fenced but can connect"),
+    ("sessions", dict(record=a_record(), dp1_sessions=2), "has 2 session(s) in airflow_db_a"),
+    ("admitted cannot connect", dict(record=a_record(), dp2_connect=False), "says dp2_user_a (plane dp2) is admitted"),
+    ("fencing", dict(record=a_record(admitted=(), phase="fencing"), dp2_connect=False), "phase 'fencing'"),
+    ("damaged", dict(record=None, comment_error="not valid JSON"), "cannot be read (not valid JSON)"),
+    ("nobody", dict(record=None, dp2_connect=False), "no plane can connect and no fence is recorded"),
+])
+def test_fence_state_drift(case, facts, expected):
+    result = audit_deployment(REC, fenced_facts(**facts))
+    assert "fence_state" in failed(result), case
+    assert expected in detail(result, "fence_state"), (case, detail(result, "fence_state"))
+    assert result["summary"].startswith("a: DRIFT")

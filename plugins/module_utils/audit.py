@@ -75,6 +75,7 @@ SERVER_QUERY = (
 
 DATABASES_QUERY = (
     "SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner, "
+    "pg_catalog.shobj_description(d.oid, 'pg_database') AS comment, "
     "a.grantee = 0 AS to_public, "
     "CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee) END AS grantee, "
     "pg_catalog.pg_get_userbyid(a.grantor) AS grantor, a.is_grantable "
@@ -167,8 +168,10 @@ def read_catalog(session, records, helper_schema, helper_status=None):
         killers.add(record["killer_role"])
 
     facts["databases"] = {}
+    comments = {}
     for row in session.rows(DATABASES_QUERY, {"names": databases}):
         entry = facts["databases"].setdefault(row["datname"], {"owner": row["owner"], "connect": []})
+        comments[row["datname"]] = row["comment"]
         if row["to_public"] is None:  # no CONNECT entry at all
             continue
         entry["connect"].append({"grantee": row["grantee"], "grantor": row["grantor"],
@@ -205,7 +208,7 @@ def read_catalog(session, records, helper_schema, helper_status=None):
         facts["privileges"].setdefault(row["member"], {})[row["role"]] = {
             "member": bool(row["is_member"]), "usage": bool(row["has_usage"])}
 
-    read_fence_facts(session, records, facts)
+    read_fence_facts(session, records, facts, comments)
 
     facts["helper"] = None
     if helper_status is not None:
@@ -213,12 +216,17 @@ def read_catalog(session, records, helper_schema, helper_status=None):
     return facts
 
 
-def read_fence_facts(session, records, facts):
-    """The fence state records of the databases, and per login role whether it can connect and
-    how many sessions it has there. Two queries whatever the number of Deployments."""
-    databases = sorted(set(r["database"] for r in records) & set(facts["databases"]))
-    facts["fence_states"] = dict((db, {"record": e["record"], "error": e["error"]})
-                                 for db, e in fence_state.read_states(session, databases).items())
+def read_fence_facts(session, records, facts, comments):
+    """The fence state records of the databases (from COMMENTS, {database: comment}), and per
+    login role whether it can connect and how many sessions it has there (one query)."""
+    facts["fence_states"] = {}
+    for database, comment in comments.items():
+        entry = {"record": None, "error": None}
+        try:
+            entry["record"] = fence_state.parse_record(comment)
+        except fence_state.RecordError as exc:
+            entry["error"] = str(exc)
+        facts["fence_states"][database] = entry
     pairs = sorted(set((login, r["database"]) for r in records if r["database"] in facts["databases"]
                        for login in r["login_roles"].values()))
     facts["login_access"] = {}

@@ -181,7 +181,7 @@ def test_seed_plus_helper_is_clean(pg, names, run_module):
         assert failed_checks(dep) == []
         assert dep["fence_route"] == "helper"
         assert "vendor-style fence would fail" in by_check(dep)["fence_capability"]["detail"]
-        assert dep["summary"].endswith("OK, fence capable (helper)")
+        assert dep["summary"].endswith("OK, fence capable (helper); admitted: dp1, dp2")
 
 
 def test_helper_route_really_works(pg, names):
@@ -201,8 +201,9 @@ def test_audit_query_count_does_not_grow(pg16, names, run_module):
     records = seed(pg16, names, ids=("a", "b", "c", "d", "e"), helper_schema=schema)
     one = audit(run_module, pg16, records[:1], helper_schema=schema)
     five = audit(run_module, pg16, records, helper_schema=schema)
-    # SET TRANSACTION, 5 catalog reads, 3 of helper_status(): the same for 1 or 5 (or 200).
-    assert len(one["queries"]) == len(five["queries"]) <= 10
+    # SET TRANSACTION, 6 catalog reads (one for the fence state: access and sessions), 3 of
+    # helper_status(): the same for 1 or 5 (or 200).
+    assert len(one["queries"]) == len(five["queries"]) <= 11
     assert [d["id"] for d in five["deployments"]] == ["a", "b", "c", "d", "e"]
     assert five["drift"] is False
 
@@ -234,7 +235,7 @@ DRIFTS = [
      ["connect_grantees"], "extra CONNECT grantee {extra} (granted by {owner})"),
     ("no_login_holds_connect", ["REVOKE CONNECT ON DATABASE {db} FROM {dp1}",
                                 "REVOKE CONNECT ON DATABASE {db} FROM {dp2}"],
-     ["connect_grantees"], "no login role holds CONNECT ({dp1}, {dp2})"),
+     ["connect_grantees", "fence_state"], "no login role holds CONNECT ({dp1}, {dp2})"),
     ("connect_third_grantor", ["CREATE ROLE {extra} NOLOGIN",
                                "GRANT CONNECT ON DATABASE {db} TO {extra} WITH GRANT OPTION",
                                "SET ROLE {extra}", "GRANT CONNECT ON DATABASE {db} TO {dp1}", "RESET ROLE"],
@@ -300,6 +301,9 @@ def test_one_fenced_plane_is_not_drift(pg, names, run_module):
     [dep] = result["deployments"]
     assert result["drift"] is False, dep["findings"]
     assert "%s fenced (no CONNECT)" % rec["login_roles"]["dp1"] in by_check(dep)["connect_grantees"]["detail"]
+    # no fence state record (a fence made by hand or by version 0.1): inferred, and said so
+    assert dep["summary"].endswith("fenced: dp1, admitted: dp2 (inferred, no record)"), dep["summary"]
+    assert dep["fence"]["source"] == "inferred" and dep["fence"]["admitted"] == ["dp2"]
 
 
 def test_member_of_the_helper_owner_is_drift(pg, names, run_module):
@@ -430,7 +434,7 @@ def test_playbook_clean_server_passes(pg16, names, ansible_playbook, tmp_path):
                             extra_vars=_model_vars(records, names, dataplane_report_dir=str(reports),
                                                    dataplane_audit_helper_schema=schema))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "a: OK, fence capable (helper)" in proc.stdout
+    assert "a: OK, fence capable (helper); admitted: dp1, dp2" in proc.stdout
     report = json.loads((reports / "audit-pg-under-test.json").read_text())
     assert report["drift"] is False and report["deployments"][0]["fence_route"] == "helper"
 

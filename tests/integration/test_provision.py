@@ -433,7 +433,9 @@ def test_playbook_decommission_and_report(pg16, ansible_playbook, tmp_path, name
     inv = inventory(tmp_path, pg16)
     proc = ansible_playbook(PLAYBOOK, extra_vars=extra, inventory=inv)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "%s present changed" % tag in proc.stdout
+    assert "%s: changed: database airflow_db_%s created; roles " % (tag, tag) in proc.stdout, proc.stdout
+    assert "CONNECT granted to dp1_user_%s, dp2_user_%s" % (tag, tag) in proc.stdout
+    assert "| admitted: dp1, dp2" in proc.stdout
     report = json.loads((tmp_path / "reports" / "provision-pg.json").read_text())
     assert report["created_databases"] == ["airflow_db_%s" % tag] and report["deployments"][0]["changed"]
     assert "pw-one-secret" not in json.dumps(report)
@@ -442,7 +444,7 @@ def test_playbook_decommission_and_report(pg16, ansible_playbook, tmp_path, name
     proc = ansible_playbook(PLAYBOOK, extra_vars=extra, inventory=inv)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert recap(proc)["changed"] == 1
-    assert "%s absent changed" % tag in proc.stdout
+    assert "%s (absent): changed: database airflow_db_%s dropped" % (tag, tag) in proc.stdout, proc.stdout
     assert pg16.sql("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", ("%" + tag + "%",)) == []
     assert not db_exists(pg16, "airflow_db_%s" % tag)
     assert role_exists(pg16, commander)

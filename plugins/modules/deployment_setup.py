@@ -32,16 +32,16 @@ description:
     ownership then goes to O(decommission_owner) (default the connecting role). The login roles
     stay unless O(deployments[].drop_login_roles) is set; their C(CONNECT) on a kept database is
     revoked first.
-  - A fence is kept. Before granting C(CONNECT) the module reads the fence state of every existing
+  - "A fence is kept. Before granting C(CONNECT) the module reads the fence state of every existing
     metadata database (the record a failover writes into the database's comment, see
     C(docs/fence-state.md)). When a login role is recorded as fenced, or, without a record, when
     exactly one login role lacks the owner's C(CONNECT) while another holds it (a fence made by
-    version 0.1 or by hand, reported as "inferred, no record"), or when no login role holds it
+    version 0.1 or by hand, reported as C(inferred, no record)), or when no login role holds it
     and C(PUBLIC) has none either, no C(CONNECT) is granted to any of the Deployment's login
     roles; RV(deployments[].summary) says for example C(fenced: dp1, admitted: dp2). A record
     that cannot be read refuses the run before any change. New databases get the reference
     set-up. Only O(readmit_fenced_planes=true) grants C(CONNECT) to every login role of such a
-    Deployment, and it rewrites the record (nobody fenced) in the same transaction.
+    Deployment, and it rewrites the record (nobody fenced) in the same transaction."
   - Every input problem (bad names, missing passwords for roles to create, a missing
     C(commander_user) without O(commander_password), missing databases with
     O(create_databases=false), ...) is reported at once, naming the Deployment, before any change.

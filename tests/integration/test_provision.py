@@ -450,3 +450,70 @@ def test_playbook_decommission_and_report(pg16, ansible_playbook, tmp_path, name
     assert role_exists(pg16, commander)
     proc = ansible_playbook(PLAYBOOK, extra_vars=extra, inventory=inv)
     assert proc.returncode == 0 and recap(proc)["changed"] == 0, proc.stdout
+
+
+def _write_record(server, database, fenced, admitted, phase="complete"):
+    """A fence state record as the fence module writes it (the format of module_utils/fence_state)."""
+    from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
+    record = fence_state.new_record(None, fenced, admitted, phase, "test-run", "commander_user", "2026-11-27T00:00:00Z")
+    server.sql(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+        sql.Identifier(database), sql.Literal(fence_state.render_comment(None, record))))
+    return record
+
+
+def test_module_keeps_a_recorded_fence_and_readmits_only_when_asked(pg16, names, run_module):
+    rec = record(names, "fk")
+    dp1, dp2 = rec["login_roles"]["dp1"], rec["login_roles"]["dp2"]
+    assert not run_module("deployment_setup", setup_args(pg16, [rec], commander_password="cmd-secret-77"))["failed"]
+    pg16.sql(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(sql.Identifier(rec["database"]),
+                                                                     sql.Identifier(dp1)))
+    _write_record(pg16, rec["database"], [dp1], [dp2])
+
+    res = run_module("deployment_setup", setup_args(pg16, [rec]), diff=True)
+    assert not res["failed"], res
+    assert res["changed"] is False and res["queries"] == [], res
+    [dep] = res["deployments"]
+    assert dep["connect_withheld"] == [dp1] and dep["readmitted"] is False
+    assert dep["fence"]["state"] == "fenced" and dep["fence"]["fenced"] == ["dp1"] and dep["fence"]["admitted"] == ["dp2"]
+    assert dep["summary"].startswith("fk: unchanged | fenced: dp1, admitted: dp2 (recorded by commander_user")
+    assert pg16.sql("SELECT has_database_privilege(%s, %s, 'CONNECT')", (dp1, rec["database"]))[0][0] is False
+
+    # check mode + diff of the explicit re-admission: planned, shown, not done
+    res = run_module("deployment_setup", setup_args(pg16, [rec], readmit_fenced_planes=True, run_id="r-1"),
+                     check=True, diff=True)
+    assert not res["failed"] and res["changed"] is True, res
+    assert 'GRANT CONNECT ON DATABASE "%s" TO "%s"' % (rec["database"], dp1) in res["queries"]
+    assert any(q.startswith('COMMENT ON DATABASE "%s" IS ' % rec["database"]) for q in res["queries"])
+    assert res["diff"]["before"]["fk"]["fence"]["fenced"] == ["dp1"]
+    assert res["diff"]["after"]["fk"]["fence"]["state"] == "open"
+    assert pg16.sql("SELECT has_database_privilege(%s, %s, 'CONNECT')", (dp1, rec["database"]))[0][0] is False
+
+    res = run_module("deployment_setup", setup_args(pg16, [rec], readmit_fenced_planes=True, run_id="r-1"))
+    assert not res["failed"] and res["changed"] is True and res["deployments"][0]["readmitted"] is True, res
+    assert pg16.sql("SELECT has_database_privilege(%s, %s, 'CONNECT')", (dp1, rec["database"]))[0][0] is True
+    from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
+    comment = pg16.sql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                       (rec["database"],))[0][0]
+    written = fence_state.parse_record(comment)
+    assert written["fenced"] == [] and written["admitted"] == sorted([dp1, dp2]) and written["phase"] == "complete"
+    assert written["generation"] == 2 and written["run"] == "r-1" and written["by"] == "postgres"
+    again = run_module("deployment_setup", setup_args(pg16, [rec], readmit_fenced_planes=True))
+    assert again["changed"] is False and again["queries"] == [], again
+
+
+def test_module_refuses_a_damaged_record_and_changes_nothing(pg16, names, run_module):
+    rec, newcomer = record(names, "dm"), record(names, "nw")
+    assert not run_module("deployment_setup", setup_args(pg16, [rec], commander_password="cmd-secret-77"))["failed"]
+    pg16.sql(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+        sql.Identifier(rec["database"]), sql.Literal("ops note\ndataplane.postgresql fence state: {\"v\": 1")))
+    res = run_module("deployment_setup", setup_args(pg16, [rec, newcomer]))
+    assert res["failed"] and res["queries"] == [], res
+    assert ("Deployment 'dm': the fence state record in the comment of database %r cannot be read"
+            % rec["database"]) in res["msg"]
+    assert not db_exists(pg16, newcomer["database"]) and not role_exists(pg16, newcomer["owner_role"])
+    # the explicit re-admission replaces it (keeping the operators' line)
+    res = run_module("deployment_setup", setup_args(pg16, [rec], readmit_fenced_planes=True))
+    assert not res["failed"] and res["changed"], res
+    comment = pg16.sql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                       (rec["database"],))[0][0]
+    assert comment.startswith("ops note\ndataplane.postgresql fence state: {") and '"fenced":[]' in comment

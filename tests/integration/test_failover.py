@@ -530,6 +530,11 @@ def test_awx_project_through_ansible_runner(pg16, env, tmp_path):
     artifact = stats["event_data"]["artifact_data"]["dataplane_failover"]["pg"]
     assert sorted(d["name"] for d in artifact["deployments"]) == sorted(chosen)
     assert artifact["mode"] == "controlled" and artifact["verified"] is True
+    # the fence state before and after, by plane, for the next workflow node
+    for dep in artifact["deployments"]:
+        assert dep["fence_before"] is None, dep
+        assert dep["fence_after"]["fenced"] == ["dp1"] and dep["fence_after"]["admitted"] == ["dp2"], dep
+        assert dep["fence_after"]["phase"] == "complete" and dep["fence_after"]["run"] == artifact["run_id"]
     for dep_id in chosen:
         e.assert_active("dp2", dep_id)
     assert e.logins(untouched)["dp1"] == ("admitted", None)

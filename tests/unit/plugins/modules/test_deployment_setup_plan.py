@@ -225,3 +225,35 @@ def test_noinherit_commander_is_warned_about_once():
     catalog["roles"]["commander_user"]["inherit"] = False
     plan = plan_deployments([rec(), rec("b")], dict(catalog, databases={}), options())
     assert len([w for w in plan.warnings if "is NOINHERIT" in w]) == 1
+
+
+# ----------------------------------------------------------------------------- the fence is kept
+
+def fenced_catalog():
+    """The seeded catalog after a failover dp1 -> dp2 (dp1's CONNECT revoked)."""
+    catalog = seeded_catalog()
+    acl = catalog["databases"]["airflow_db_a"]["acl"]
+    acl.discard(("dp1_user_a", "airflow_db_a_owner", "CONNECT", False))
+    return catalog
+
+
+def test_a_fenced_plane_gets_no_connect_and_nothing_is_planned():
+    plan = plan_deployments([rec()], fenced_catalog(), options())
+    assert [a for dummy, a in plan.actions() if a[0] == "grant_connect"] == []
+    assert plan.withheld == {0: ["dp1_user_a"]}
+    assert plan.fence_views[0]["source"] == "inferred" and plan.fence_views[0]["fenced"] == ["dp1"]
+
+
+def test_readmit_grants_and_writes_the_record_in_the_same_plan():
+    writer = {"by": "postgres", "at": "2026-11-27T17:00:00Z", "application": None, "run": "r"}
+    plan = plan_deployments([rec()], fenced_catalog(), options(readmit_fenced_planes=True, fence_writer=writer))
+    kinds = [a[0] for dummy, a in plan.databases]
+    assert kinds == ["grant_connect", "set_fence_record"]
+    assert plan.databases[1][1][3]["admitted"] == ["dp1_user_a", "dp2_user_a"]
+    assert plan.readmits == [(0, "airflow_db_a", None)]
+
+
+def test_a_damaged_record_is_a_problem():
+    states = {"airflow_db_a": {"comment": "x", "record": None, "error": "not valid JSON"}}
+    plan = plan_deployments([rec()], seeded_catalog(), options(fence_states=states))
+    assert len(plan.problems) == 1 and "cannot be read" in plan.problems[0]

@@ -747,8 +747,10 @@ def provision_outcome(rec, index, plan, texts, fence_after, check):
     actions = [a for i, a in plan.actions() if i == index]
     phrases = change_phrases(actions, max(0, len(texts) - len(actions)))
     label = rec["id"] if rec["state"] == "present" else "%s (absent)" % rec["id"]
-    line = "%s: %s" % (label, ("%s: %s" % ("would change" if check else "changed", "; ".join(phrases)))
-                              if phrases else "unchanged")
+    what = "unchanged"
+    if phrases:
+        what = "%s: %s" % ("would change" if check else "changed", "; ".join(phrases))
+    line = "%s: %s" % (label, what)
     out = {"connect_withheld": sorted(plan.withheld.get(index, [])),
            "readmitted": any(i == index for i, dummy, dummy2 in plan.readmits)}
     before = plan.fence_views.get(index)

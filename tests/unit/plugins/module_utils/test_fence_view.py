@@ -33,8 +33,8 @@ def record(fenced=(DP1,), admitted=(DP2,), phase="complete", generation=3):
     ("damaged", dict(error="not valid JSON", holders=[DP1, DP2]), "damaged", None, [], ["dp1", "dp2"], True),
     ("re-admitted record", dict(record=record(fenced=(), admitted=(DP1, DP2)), holders=[DP1, DP2]), "open",
      "record", [], ["dp1", "dp2"], False),
-    ("re-admitted record, one plane revoked since", dict(record=record(fenced=(), admitted=(DP1, DP2)),
-                                                           holders=[DP2]), "fenced", "inferred", ["dp1"], ["dp2"], True),
+    ("re-admitted record, one plane revoked since",
+     dict(record=record(fenced=(), admitted=(DP1, DP2)), holders=[DP2]), "fenced", "inferred", ["dp1"], ["dp2"], True),
 ])
 def test_states(label, kwargs, state, source, fenced, admitted, withhold):
     args = dict(exists=True, record=None, error=None, holders=(), public_connect=False)

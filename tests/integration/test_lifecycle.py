@@ -7,12 +7,27 @@ Failover and audit run as a least-privilege commander login; provision as postgr
 
 import json
 
+import pytest
 from psycopg2 import sql
 
-from test_failover import PROVISION, REPO, env, login, recap  # noqa: F401 (env is a fixture)
+from test_failover import PROVISION, REPO, Env, login, recap
 
 AUDIT = REPO / "playbooks" / "audit.yml"
 RECORD_PREFIX = "dataplane.postgresql fence state: "
+
+
+@pytest.fixture
+def env(names, ansible_playbook, tmp_path):
+    """env(server, count) -> an Env of test_failover: provisioned Deployments, commander login."""
+    made = []
+
+    def make(server, count=2):
+        e = Env(server, names, ansible_playbook, tmp_path, count)
+        made.append(e)
+        return e
+    yield make
+    for e in made:
+        e.sessions.close()
 
 
 def record_of(server, database):

@@ -452,10 +452,10 @@ def test_playbook_decommission_and_report(pg16, ansible_playbook, tmp_path, name
     assert proc.returncode == 0 and recap(proc)["changed"] == 0, proc.stdout
 
 
-def _write_record(server, database, fenced, admitted, phase="complete"):
+def _write_record(server, database, fenced, admitted, phase="complete", run="test-run"):
     """A fence state record as the fence module writes it (the format of module_utils/fence_state)."""
     from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
-    record = fence_state.new_record(None, fenced, admitted, phase, "test-run", "commander_user", "2026-11-27T00:00:00Z")
+    record = fence_state.new_record(None, fenced, admitted, phase, run, "commander_user", "2026-11-27T00:00:00Z")
     server.sql(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
         sql.Identifier(database), sql.Literal(fence_state.render_comment(None, record))))
     return record
@@ -517,3 +517,40 @@ def test_module_refuses_a_damaged_record_and_changes_nothing(pg16, names, run_mo
     comment = pg16.sql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
                        (rec["database"],))[0][0]
     assert comment.startswith("ops note\ndataplane.postgresql fence state: {") and '"fenced":[]' in comment
+
+
+def test_readmission_waits_for_a_running_fence_and_refuses_a_state_that_moved(pg16, names, run_module):
+    """A fence holds its advisory lock while provision wants to re-admit: provision waits for it,
+    sees that the fence state changed meanwhile, and re-admits nothing."""
+    import threading
+    import time
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import ADVISORY_LOCK_CLASS
+    rec = record(names, "rl")
+    dp1, dp2 = rec["login_roles"]["dp1"], rec["login_roles"]["dp2"]
+    assert not run_module("deployment_setup", setup_args(pg16, [rec], commander_password="cmd-secret-77"))["failed"]
+    pg16.sql(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(sql.Identifier(rec["database"]),
+                                                                     sql.Identifier(dp1)))
+    _write_record(pg16, rec["database"], [dp1], [dp2])
+
+    holder = pg16.connect()       # plays the running fence: its session advisory lock
+    holder.cursor().execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (ADVISORY_LOCK_CLASS, rec["database"]))
+    out = {}
+    worker = threading.Thread(target=lambda: out.update(res=run_module(
+        "deployment_setup", setup_args(pg16, [rec], readmit_fenced_planes=True))))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:   # provision is waiting for the lock
+        if pg16.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND classid = %s::oid", (ADVISORY_LOCK_CLASS,))[0][0]:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("provision never waited for the fence's lock")
+    _write_record(pg16, rec["database"], [dp1], [dp2], run="the-other-run")   # the "fence" writes meanwhile
+    holder.cursor().execute("SELECT pg_advisory_unlock_all()")
+    worker.join(90)
+    holder.close()
+    res = out["res"]
+    assert res["failed"], res
+    assert "changed while this run was planning" in res["msg"] and rec["database"] in res["msg"], res["msg"]
+    assert pg16.sql("SELECT has_database_privilege(%s, %s, 'CONNECT')", (dp1, rec["database"]))[0][0] is False

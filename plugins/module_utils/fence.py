@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
 from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
     identifier_problem,
     role_name_problem,
@@ -21,12 +22,17 @@ ADVISORY_LOCK_CLASS = 1685087843
 # SQLSTATE of a lock wait that ran past lock_timeout.
 LOCK_NOT_AVAILABLE = "55P03"
 MIN_FENCE_VERSION = 160000
+# What a fence does when the recorded state of a database changed while it waited for the
+# advisory lock (another fence ran in between).
+ON_STATE_CHANGE = ("fail", "proceed")
+MAX_RUN_ID_LENGTH = 200
 
 
 def deployment_problems(deployments):
     """Problems in the deployments option, each naming the Deployment. Pure."""
     problems = []
     names = set()
+    databases = set()
     for index, dep in enumerate(deployments or ()):
         label = dep.get("name") or "deployments[%d]" % index
         found = []
@@ -35,6 +41,10 @@ def deployment_problems(deployments):
         elif dep["name"] in names:
             found.append("the name is used by more than one Deployment")
         names.add(dep.get("name"))
+        if dep.get("database") and dep["database"] in databases:
+            found.append("database %s is used by more than one Deployment (its fence state record "
+                         "describes one Deployment)" % dep["database"])
+        databases.add(dep.get("database"))
         found.append(identifier_problem(dep.get("database"), "database"))
         found.append(role_name_problem(dep.get("source_role"), "source_role"))
         found.append(role_name_problem(dep.get("destination_role"), "destination_role"))
@@ -91,6 +101,7 @@ def deployment_result(dep):
         "changed": False, "revoked": False, "granted": False, "sessions_terminated": [],
         "sessions_drained": [], "remaining_sessions": [], "time_to_fence_ms": None,
         "verified": False, "connect_still_via": [], "route": None,
+        "state_before": None, "state_after": None, "state_written": False,
     }
 
 
@@ -113,5 +124,98 @@ def failure_summary(results):
                        % (res["destination_role"], res["database"]))
         if not why:
             why.append("not verified")
+        if ((res["connect_still_via"] or res["remaining_sessions"]) and not res["granted"]
+                and res.get("destination_connect") is False):
+            why.append("so %s was not admitted%s" % (
+                res["destination_role"],
+                " (fence state left in phase 'fencing')" if (res.get("state_after") or {}).get("phase") == "fencing"
+                else ""))
         lines.append("Deployment %s: %s" % (res["name"], "; ".join(why)))
     return lines
+
+
+def run_id_problem(run_id):
+    """Why RUN_ID cannot be stored in a fence state record (None when it can). Pure."""
+    if not run_id or not run_id.strip():
+        return "run_id must not be empty"
+    if len(run_id) > MAX_RUN_ID_LENGTH:
+        return "run_id must be at most %d characters" % MAX_RUN_ID_LENGTH
+    if any(ord(ch) < 32 for ch in run_id):
+        return "run_id must not contain control characters (newlines, NUL, ...)"
+    return None
+
+
+def state_key(comment):
+    """What identifies the recorded state of a database comment, to detect a change. Pure.
+
+    The generation when the record is readable; the raw record line when it is damaged;
+    None when there is no record.
+    """
+    try:
+        record = fence_state.parse_record(comment)
+    except fence_state.RecordError:
+        return ("damaged", fence_state.split_comment(comment)[1])
+    return None if record is None else ("generation", record["generation"])
+
+
+def state_change_message(dep, before_comment, after_comment):
+    """Why a fence of DEP stops: its record changed while it waited for the lock. Pure."""
+    def text(comment):
+        try:
+            return fence_state.describe(fence_state.parse_record(comment))
+        except fence_state.RecordError as exc:
+            return "a damaged record (%s)" % exc
+    after = None
+    try:
+        after = fence_state.parse_record(after_comment)
+    except fence_state.RecordError:
+        pass
+    if after is not None:
+        other = "run %s by %s at %s (fenced: %s; admitted: %s; phase %s)" % (
+            after.get("run"), after.get("by"), after.get("at"), ", ".join(after["fenced"]) or "none",
+            ", ".join(after["admitted"]) or "none", after["phase"])
+    else:
+        other = "another run"
+    return ("Deployment %s: the fence state of database %s changed while this fence (%s -> %s) waited for the "
+            "lock: %s wrote it. Before: %s. Now: %s." % (
+                dep["name"], dep["database"], dep["source_role"], dep["destination_role"], other,
+                text(before_comment), text(after_comment)))
+
+
+def record_problem(dep, comment):
+    """The preflight problem of a damaged fence state record (None when it is readable). Pure."""
+    try:
+        fence_state.parse_record(comment)
+    except fence_state.RecordError as exc:
+        return ("%s; the fence state of database %s is unknown, so the fence will not act on it: repair or "
+                "remove the comment line that starts with %r (COMMENT ON DATABASE)"
+                % (exc, dep["database"], fence_state.RECORD_PREFIX.strip()))
+    return None
+
+
+def is_complete_for(record, dep):
+    """The record says DEP's source is fenced and its destination admitted, and the fence finished. Pure."""
+    return (record is not None and record["phase"] == "complete"
+            and dep["source_role"] in record["fenced"] and dep["destination_role"] in record["admitted"])
+
+
+def fenced_roles(record, dep, still_fenced=()):
+    """The fenced list a fence of DEP records: its source, plus roles the previous RECORD listed as
+    fenced that are neither this fence's destination nor able to connect again (STILL_FENCED). Pure."""
+    keep = set(still_fenced)
+    previous = record["fenced"] if record else []
+    return sorted(set([dep["source_role"]] + [r for r in previous
+                                               if r not in (dep["source_role"], dep["destination_role"])
+                                               and r in keep]))
+
+
+def planned_records(record, dep, fenced, run, by, at, application=None):
+    """(fencing, complete): the two records a fence of DEP writes after RECORD. Pure.
+
+    The first goes with the REVOKE (nobody admitted by this record yet), the second with the
+    destination's GRANT.
+    """
+    fencing = fence_state.new_record(record, fenced, [], "fencing", run, by, at, application)
+    complete = fence_state.new_record(fencing, fenced, [dep["destination_role"]], "complete", run, by, at,
+                                      application)
+    return fencing, complete

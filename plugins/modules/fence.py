@@ -36,8 +36,22 @@ description:
   - Fences of the same database are serialized with a session advisory lock on
     (1685087843, C(hashtext(database))), held for the whole call; a second fence waits up to
     O(lock_timeout) seconds for it.
-  - Idempotent; a Deployment that is already fenced, with no source session and the destination
-    admitted, reports C(changed=false).
+  - B(Fence state.) The module records the fence state of each Deployment in the comment of its
+    database (C(COMMENT ON DATABASE), one line; see RV(deployments[].state_after) and the
+    collection's docs/fence-guarantees.md): in the C(REVOKE) transaction a record with the source
+    fenced, nobody admitted and phase V(fencing); in the destination's C(GRANT) transaction the same
+    with the destination admitted and phase V(complete). When the fence does not hold, the record
+    stays in phase V(fencing) and the destination is not admitted. A record that cannot be read
+    fails the preflight of its Deployment.
+  - B(Two fences at once.) The records are read before waiting for the advisory lock and again
+    after getting it. When a record changed in between (another fence ran), the module fails,
+    naming the other run (run id, login, time, what it fenced and admitted), and changes nothing,
+    unless O(on_state_change=proceed).
+  - B(Durability.) The session raises C(synchronous_commit) to V(on) when the server says V(off) or
+    V(local), so every C(REVOKE), C(GRANT) and record is flushed to disk (and sent to synchronous
+    standbys as the server's C(synchronous_standby_names) says) before the module reports it.
+  - Idempotent; a Deployment that is already fenced in this direction, with a complete record, no
+    source session and the destination admitted, reports C(changed=false) and nothing is written.
   - Needs PostgreSQL 16 or newer; on 14 and 15 it fails before any change (the reference setup's
     C(INHERIT FALSE, SET FALSE) memberships, which the helper relies on to mark the roles a killer
     role may terminate without giving it their privileges, do not exist there).
@@ -113,6 +127,21 @@ options:
         holds the lock, and changes nothing. V(0) waits without limit.
     type: float
     default: 120
+  run_id:
+    description:
+      - An identifier of this run, stored in the fence state record and named in the message of a
+        concurrent fence (for example the AWX job id).
+      - Defaults to a fresh random hex string.
+    type: str
+  on_state_change:
+    description:
+      - What to do when the fence state of a database changed while this fence waited for the
+        advisory lock (another fence ran in between).
+      - V(fail) changes nothing and fails, naming the other run.
+      - V(proceed) fences from the new state (and lists the changes in RV(state_changes)).
+    type: str
+    choices: [fail, proceed]
+    default: fail
 notes:
   - Supports check mode; nothing is changed or signalled, and the result says what would be.
   - Terminating a session rolls back its open transaction, but a transaction that already
@@ -249,6 +278,28 @@ deployments:
       description: Why the source role can still connect (C(PUBLIC), group roles, other grantors).
       type: list
       elements: str
+    state_before:
+      description:
+        - The fence state record of the database when the fence began (after the lock), null when
+          there was none. Keys V(v), V(fenced), V(admitted), V(phase), V(generation), V(run), V(by),
+          V(at), V(application).
+      type: dict
+    state_after:
+      description:
+        - The record the database holds afterwards (in check mode, the record that would be written).
+      type: dict
+    state_written:
+      description: Whether a record was (or in check mode would be) written.
+      type: bool
+run_id:
+  description: The run id stored in the records this run wrote.
+  returned: always
+  type: str
+state_changes:
+  description: One message per database whose fence state changed while this run waited for the lock.
+  returned: always
+  type: list
+  elements: str
 time_total_ms:
   description: Milliseconds inside the module from the first statement to the last verification.
   returned: always
@@ -276,6 +327,7 @@ queries:
 """
 
 import time
+import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
@@ -289,11 +341,20 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import 
     ADVISORY_LOCK_CLASS,
     LOCK_NOT_AVAILABLE,
     MIN_FENCE_VERSION,
+    ON_STATE_CHANGE,
     deployment_problems,
     deployment_result,
     failure_summary,
+    fenced_roles,
+    is_complete_for,
+    planned_records,
     preflight_verdict,
+    record_problem,
+    run_id_problem,
+    state_change_message,
+    state_key,
 )
+from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import DEFAULT_SCHEMA
 from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import identifier_problem
 from ansible_collections.dataplane.postgresql.plugins.module_utils import sessions as sess
@@ -314,6 +375,17 @@ _VIA_SQL = """ARRAY(
           OR (x.grantee = s.oid AND (%(extra)s OR x.grantor <> db.datdba))
           OR (x.grantee NOT IN (0, s.oid) AND pg_catalog.pg_has_role(s.oid, x.grantee, 'USAGE'))))"""
 
+# The server's clock, for the fence state record's "at" (UTC, ISO 8601).
+_NOW_SQL = """pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+# Which of the roles a previous record listed as fenced still cannot connect (kept as fenced).
+STILL_FENCED_SQL = """
+SELECT u.database, u.role
+  FROM unnest(%s::text[], %s::text[]) AS u(database, role)
+  JOIN pg_catalog.pg_database db ON db.datname = u.database
+  JOIN pg_catalog.pg_roles r ON r.rolname = u.role
+ WHERE NOT r.rolsuper AND NOT pg_catalog.has_database_privilege(r.oid, db.oid, 'CONNECT')"""
+
 # Membership in the database owner role is checked twice, on purpose with two modes:
 # - preflight refuses a source role that is a member in any way (MEMBER): with SET or ADMIN it
 #   could become the owner from a session elsewhere and grant itself CONNECT back, so CONNECT
@@ -332,13 +404,15 @@ SELECT u.ord,
        pg_catalog.has_database_privilege(t.oid, db.oid, 'CONNECT') AS dst_connect,
        EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(db.datacl, pg_catalog.acldefault('d', db.datdba))) x
                 WHERE x.grantee = s.oid AND x.grantor = db.datdba AND x.privilege_type = 'CONNECT') AS src_owner_entry,
-       CASE WHEN db.oid IS NULL OR s.oid IS NULL THEN ARRAY[]::text[] ELSE %s END AS other_connect
+       CASE WHEN db.oid IS NULL OR s.oid IS NULL THEN ARRAY[]::text[] ELSE %s END AS other_connect,
+       pg_catalog.shobj_description(db.oid, 'pg_database') AS comment,
+       %s AS now_utc
   FROM unnest(%%s::text[], %%s::text[], %%s::text[]) WITH ORDINALITY AS u(database, source, dest, ord)
   LEFT JOIN pg_catalog.pg_database db ON db.datname = u.database
   LEFT JOIN pg_catalog.pg_roles s ON s.rolname = u.source
   LEFT JOIN pg_catalog.pg_roles t ON t.rolname = u.dest
   LEFT JOIN pg_catalog.pg_roles me ON me.rolname = CURRENT_USER
- ORDER BY u.ord""" % (_VIA_SQL % {"extra": "false"})
+ ORDER BY u.ord""" % (_VIA_SQL % {"extra": "false"}, _NOW_SQL)
 
 VERIFY_SQL = """
 SELECT u.ord,
@@ -348,12 +422,13 @@ SELECT u.ord,
        || CASE WHEN pg_catalog.pg_has_role(s.oid, db.datdba, 'USAGE')
                THEN ARRAY['membership in the owner role ' || pg_catalog.pg_get_userbyid(db.datdba)]
                ELSE ARRAY[]::text[] END
-       || %s AS connect_via
+       || %s AS connect_via,
+       %s AS now_utc
   FROM unnest({dbs}::text[], {srcs}::text[], {dsts}::text[]) WITH ORDINALITY AS u(database, source, dest, ord)
   LEFT JOIN pg_catalog.pg_database db ON db.datname = u.database
   LEFT JOIN pg_catalog.pg_roles s ON s.rolname = u.source
   LEFT JOIN pg_catalog.pg_roles t ON t.rolname = u.dest
- ORDER BY u.ord""" % (_VIA_SQL % {"extra": "true"})
+ ORDER BY u.ord""" % (_VIA_SQL % {"extra": "true"}, _NOW_SQL)
 
 
 def ms(seconds):
@@ -372,10 +447,12 @@ class Fence(object):
         self.version = 0
         self.timings = {}
         self.last_mark = None
+        self.state_changes = []
 
     # --- helpers -------------------------------------------------------------------------
     def fail(self, msg, **extra):
         extra.setdefault("deployments", self.results)
+        extra.setdefault("run_id", self.params["run_id"])
         extra.setdefault("time_total_ms", ms(time.monotonic() - self.start) if self.start else 0)
         self.session.fail(msg, **extra)
 
@@ -445,7 +522,9 @@ class Fence(object):
     def run(self):
         params = self.params
         session = self.session
-        login = session.rows("SELECT CURRENT_USER AS u")[0]["u"]
+        me = session.rows("SELECT CURRENT_USER AS u, SESSION_USER AS s,"
+                          " pg_catalog.current_setting('application_name') AS app")[0]
+        login = me["u"]
         self.start = self.last_mark = time.monotonic()
         version = session.version_num()
         self.version = version
@@ -455,10 +534,36 @@ class Fence(object):
                       "SET FALSE), which mark the roles a killer role may terminate without giving it their "
                       "privileges, need the INHERIT/SET options of PostgreSQL 16. Nothing was changed."
                       % version_label(version), server_version=version_label(version))
+        # The recorded states as this run found them, before it waits for another fence's lock.
+        seen = fence_state.read_comments(session, [d["database"] for d in self.deps])
         self.lock()
         self.mark("lock")
         rows, routes, report = self.preflight(login)
         self.mark("preflight")
+        records = []
+        for dep, row, res in zip(self.deps, rows, self.results):
+            problem = record_problem(dep, row["comment"]) if row["db_exists"] else None
+            record = None
+            if problem:
+                entry = [r for r in report if r["name"] == dep["name"]]
+                if entry:
+                    entry[0]["problems"].append(problem)
+                else:
+                    report.append({"name": dep["name"], "problems": [problem]})
+            elif row["db_exists"]:
+                record = fence_state.parse_record(row["comment"])
+            records.append(record)
+            res["state_before"] = res["state_after"] = record
+        changed_states = [i for i, (dep, row) in enumerate(zip(self.deps, rows))
+                          if row["db_exists"] and dep["database"] in seen
+                          and state_key(seen[dep["database"]]) != state_key(row["comment"])]
+        self.state_changes = [state_change_message(self.deps[i], seen[self.deps[i]["database"]], rows[i]["comment"])
+                              for i in changed_states]
+        if self.state_changes and params["on_state_change"] == "fail":
+            self.fail("the fence state changed while this fence waited for another fence of the same database; "
+                      "nothing was changed (set on_state_change=proceed to fence from the new state):\n"
+                      + "\n".join(self.state_changes),
+                      state_changes=self.state_changes, server_version=version_label(version))
         if report:
             self.fail("fence preflight failed, nothing was changed:\n" + "\n".join(
                 "Deployment %s: %s" % (r["name"], "; ".join(r["problems"])) for r in report),
@@ -466,12 +571,21 @@ class Fence(object):
         all_idx = list(range(len(self.deps)))
         revoke_idx = [i for i in all_idx if rows[i]["src_owner_entry"]]
         grant_idx = [i for i in all_idx if not rows[i]["dst_connect"]]
+        # The records to write: every Deployment whose catalog or record is not already the
+        # complete fence in this direction. A Deployment that is gets no write at all.
+        write_idx = [i for i in all_idx if i in set(revoke_idx) or i in set(grant_idx)
+                     or not is_complete_for(records[i], self.deps[i])]
+        still = self.still_fenced([i for i in write_idx if records[i]], records)
+        plans = {}
+        for i in write_idx:
+            dep = self.deps[i]
+            plans[i] = planned_records(records[i], dep, fenced_roles(records[i], dep, still.get(dep["database"], ())),
+                                       params["run_id"], me["s"], rows[i]["now_utc"], me["app"])
         revokes = [sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
             sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["source_role"]))
             for i in revoke_idx]
-        grants = [sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-            sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["destination_role"]))
-            for i in grant_idx]
+        fencing = [fence_state.comment_statement(self.deps[i]["database"], rows[i]["comment"], plans[i][0])
+                   for i in write_idx]
         for i in revoke_idx:
             self.results[i]["revoked"] = True
 
@@ -480,17 +594,30 @@ class Fence(object):
             self.mark("list")
             for i in grant_idx:
                 self.results[i]["granted"] = True
-            for st in revokes + grants:
+            grants = [sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["destination_role"]))
+                for i in grant_idx]
+            completes = [fence_state.comment_statement(self.deps[i]["database"], rows[i]["comment"], plans[i][1])
+                         for i in write_idx]
+            for st in revokes + fencing + grants + completes:
                 session.queries.append(session.render(st))
+            for i in write_idx:
+                self.results[i]["state_after"] = plans[i][1]
+                self.results[i]["state_written"] = True
             for res in self.results:
-                res["changed"] = res["revoked"] or res["granted"] or bool(res["sessions_terminated"])
+                res["changed"] = (res["revoked"] or res["granted"] or res["state_written"]
+                                  or bool(res["sessions_terminated"]))
                 res["verified"] = None
             return
 
-        # 1. all REVOKEs, one implicit transaction, committed before anything is signalled
+        # 1. all REVOKEs and the "fencing" records, one implicit transaction, committed (durably)
+        #    before anything is signalled
         t0 = time.monotonic()
-        if revokes:
-            session.execute(sql.SQL("; ").join(revokes))
+        if revokes or fencing:
+            session.execute(sql.SQL("; ").join(revokes + fencing))
+        for i in write_idx:
+            self.results[i]["state_after"] = plans[i][0]
+            self.results[i]["state_written"] = True
         self.mark("revoke")
         roles = sorted(set(d["source_role"] for d in self.deps))
         gone_at = {}
@@ -529,27 +656,52 @@ class Fence(object):
                 self.results[i]["time_to_fence_ms"] = max(0, ms(gone_at[dep["source_role"]] - t0))
 
         # 4. verify the sources cannot connect (one query), 5. admit the destinations that are fenced,
-        #    and re-read the destinations' privilege in the same round trip
+        #    with the "complete" records in the same transaction, and re-read the privileges
         verify = self.verify()
         fenced = [i for i in all_idx if not verify[i]["src_connect"] and not self.results[i]["remaining_sessions"]]
+        fenced_set = set(fenced)
         for i in all_idx:
             self.results[i]["connect_still_via"] = list(verify[i]["connect_via"] or []) if verify[i]["src_connect"] else []
-        to_grant = [i for i in grant_idx if i in set(fenced)]
-        if to_grant:
+        to_grant = [i for i in grant_idx if i in fenced_set]
+        to_complete = [i for i in write_idx if i in fenced_set]
+        completes = {}
+        for i in to_complete:
+            dep = self.deps[i]
+            completes[i] = fence_state.new_record(plans[i][0], plans[i][0]["fenced"], [dep["destination_role"]],
+                                                  "complete", params["run_id"], me["s"], verify[i]["now_utc"],
+                                                  me["app"])
+        if to_grant or to_complete:
             statement = sql.SQL("; ").join(
                 [sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
                     sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["destination_role"]))
-                 for i in to_grant])
+                 for i in to_grant]
+                + [fence_state.comment_statement(self.deps[i]["database"], rows[i]["comment"], completes[i])
+                   for i in to_complete])
             session.execute(statement)
             for i in to_grant:
                 self.results[i]["granted"] = True
+            for i in to_complete:
+                self.results[i]["state_after"] = completes[i]
             verify = self.verify()
         for i in all_idx:
             res = self.results[i]
             res["destination_connect"] = bool(verify[i]["dst_connect"])
-            res["verified"] = (i in fenced) and bool(verify[i]["dst_connect"])
-            res["changed"] = res["revoked"] or res["granted"] or bool(res["sessions_terminated"])
+            res["verified"] = (i in fenced_set) and bool(verify[i]["dst_connect"])
+            res["changed"] = (res["revoked"] or res["granted"] or res["state_written"]
+                              or bool(res["sessions_terminated"]))
         self.mark("verify_and_grant")
+
+    def still_fenced(self, indexes, records):
+        """{database: roles a previous record listed as fenced (besides this fence's two roles) that
+        still cannot connect}. One query, only when such roles exist."""
+        pairs = sorted(set((self.deps[i]["database"], role) for i in indexes for role in records[i]["fenced"]
+                           if role not in (self.deps[i]["source_role"], self.deps[i]["destination_role"])))
+        if not pairs:
+            return {}
+        out = {}
+        for row in self.session.rows(STILL_FENCED_SQL, ([p[0] for p in pairs], [p[1] for p in pairs])):
+            out.setdefault(row["database"], []).append(row["role"])
+        return out
 
     def mark(self, phase):
         now = time.monotonic()
@@ -579,9 +731,16 @@ def main():
         wait_timeout=dict(type="float", default=10),
         helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
         lock_timeout=dict(type="float", default=120),
+        run_id=dict(type="str"),
+        on_state_change=dict(type="str", choices=list(ON_STATE_CHANGE), default="fail"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if module.params["run_id"] is None:
+        module.params["run_id"] = uuid.uuid4().hex
     problems = deployment_problems(module.params["deployments"])
+    problem = run_id_problem(module.params["run_id"])
+    if problem:
+        problems.append(problem)
     problem = identifier_problem(module.params["helper_schema"], "helper_schema")
     if problem:
         problems.append(problem)
@@ -609,7 +768,8 @@ def main():
     for res in results:
         res.pop("destination_connect", None)
     out = dict(changed=any(r["changed"] for r in results), deployments=results, time_total_ms=total,
-               server_version=version_label(fence.version), timings=fence.timings, queries=fence.session.queries)
+               server_version=version_label(fence.version), timings=fence.timings, queries=fence.session.queries,
+               run_id=module.params["run_id"], state_changes=fence.state_changes)
     if failures:
         module.fail_json(msg="the fence did not hold:\n" + "\n".join(failures), **out)
     module.exit_json(**out)

@@ -81,3 +81,78 @@ def test_helper_inputs_and_body_invariants():
     assert "backend_type" not in FUNCTION_BODY and "state" not in FUNCTION_BODY.replace("pg_stat", "")
     assert "SESSION_USER" in FUNCTION_BODY and "rolsuper" in FUNCTION_BODY
     assert HELPER_VERSION
+
+
+# --- fence state planning (issue 16) -------------------------------------------------------------
+
+from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state as _fs  # noqa: E402
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import (  # noqa: E402
+    fenced_roles,
+    is_complete_for,
+    planned_records,
+    record_problem,
+    run_id_problem,
+    state_change_message,
+    state_key,
+)
+
+
+def _rec(fenced, admitted, phase="complete", generation=2, run="r1"):
+    rec = _fs.new_record(None, fenced, admitted, phase, run, "commander_user", "2026-11-27T17:00:00.000Z", "x")
+    rec["generation"] = generation
+    return rec
+
+
+def _comment(rec):
+    return _fs.render_comment("a note", rec)
+
+
+def test_one_database_per_deployment():
+    problems = deployment_problems([dep("a"), dep("b", database="airflow_db_a")])
+    assert any(p.startswith("Deployment b:") and "more than one Deployment" in p for p in problems)
+
+
+def test_run_id_checks():
+    assert run_id_problem("awx-41") is None
+    assert "empty" in run_id_problem(" ")
+    assert "control" in run_id_problem("a\nb")
+    assert "at most" in run_id_problem("x" * 201)
+
+
+def test_planned_records_fence_first_then_admit():
+    d = dep("a")
+    before = _rec(["dp2_user_a"], ["dp1_user_a"], generation=4)
+    fencing, complete = planned_records(before, d, fenced_roles(before, d), "r2", "commander_user", "t", "app")
+    assert fencing["fenced"] == ["dp1_user_a"] and fencing["admitted"] == [] and fencing["phase"] == "fencing"
+    assert complete["admitted"] == ["dp2_user_a"] and complete["phase"] == "complete"
+    assert (fencing["generation"], complete["generation"]) == (5, 6)
+    assert is_complete_for(complete, d) and not is_complete_for(fencing, d) and not is_complete_for(before, d)
+    assert not is_complete_for(None, d)
+
+
+def test_fenced_list_keeps_only_other_roles_that_are_still_fenced():
+    d = dep("a")
+    before = _rec(["dp1_user_a", "dp3_user_a", "dp4_user_a"], ["dp2_user_a"])
+    assert fenced_roles(before, d, still_fenced=["dp3_user_a"]) == ["dp1_user_a", "dp3_user_a"]
+    back = dep("a", source_role="dp2_user_a", destination_role="dp1_user_a")
+    assert fenced_roles(before, back, still_fenced=["dp1_user_a"]) == ["dp2_user_a"]  # the destination never
+
+
+def test_state_key_and_change_message_name_the_other_run():
+    d = dep("a")
+    old = _comment(_rec(["dp1_user_a"], ["dp2_user_a"], generation=2, run="first"))
+    new = _comment(_rec(["dp2_user_a"], ["dp1_user_a"], generation=4, run="other-run"))
+    assert state_key(None) is None and state_key("plain") is None
+    assert state_key(old) == ("generation", 2) and state_key(old) != state_key(new)
+    assert state_key(_fs.RECORD_PREFIX + "{bad")[0] == "damaged"
+    msg = state_change_message(d, old, new)
+    assert "other-run" in msg and "commander_user" in msg and "2026-11-27T17:00:00.000Z" in msg
+    assert "fenced: dp2_user_a; admitted: dp1_user_a" in msg and "dp1_user_a -> dp2_user_a" in msg
+    assert "Deployment a" in msg and "no fence recorded" in state_change_message(d, None, new)
+
+
+def test_a_damaged_record_is_a_problem():
+    assert record_problem(dep("a"), None) is None
+    assert record_problem(dep("a"), _comment(_rec(["x"], ["y"]))) is None
+    problem = record_problem(dep("a"), _fs.RECORD_PREFIX + "{bad")
+    assert "not valid JSON" in problem and "airflow_db_a" in problem

@@ -40,11 +40,47 @@ def connection_argument_spec():
     return spec
 
 
+# synchronous_commit values that let a COMMIT return before its WAL is flushed to the
+# server's own disk: a crash right after such a commit can lose it although the module
+# reported success. Every session of this collection raises them to "on".
+NOT_DURABLE_COMMIT = ("off", "local")
+
+# One round trip: raise synchronous_commit to "on" for this session when the server (or
+# the role's or database's settings) say "off" or "local"; keep "on", "remote_write" and
+# "remote_apply" as they are (those already flush locally, and follow the server's policy
+# for synchronous standbys). Returns the value in effect.
+DURABLE_COMMIT_SQL = (
+    "SELECT CASE WHEN pg_catalog.current_setting('synchronous_commit') IN ('off', 'local')"
+    " THEN pg_catalog.set_config('synchronous_commit', 'on', false)"
+    " ELSE pg_catalog.current_setting('synchronous_commit') END")
+
+
+def make_durable(conn):
+    """Make every later COMMIT of CONN durable before it returns (see DURABLE_COMMIT_SQL).
+
+    ``local`` is raised too: with synchronous standbys configured, "on" also waits for them,
+    as the server's synchronous_standby_names says. Returns the session's setting now.
+    """
+    cur = conn.cursor()
+    cur.execute(DURABLE_COMMIT_SQL)
+    value = first_value(cur.fetchone())
+    cur.close()
+    if not conn.autocommit:
+        conn.commit()  # a session setting made in a transaction is undone by a rollback
+    return value
+
+
 def connect(module, autocommit=False):
-    """Connect with the module's connection options; fail the module on error."""
+    """Connect with the module's connection options; fail the module on error.
+
+    The session's commits are made durable (make_durable): a module never reports a change
+    that a server crash a moment later could still undo.
+    """
     ensure_required_libs(module)
     params = get_conn_params(module, module.params, warn_db_default=False)
     conn, dummy = connect_to_db(module, params, autocommit=autocommit)
+    if conn is not None:
+        make_durable(conn)
     return conn
 
 

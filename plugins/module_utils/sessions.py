@@ -192,13 +192,13 @@ def current_sessions(session, roles, databases=None):
 
 
 def wait_until_gone(session, roles, databases=None, timeout=10.0, on_new=None, seen_pids=(),
-                    on_poll=None):
+                    on_poll=None, stop=None):
     """Poll pg_stat_activity (one query per poll) until no session of ROLES remains.
 
     ON_NEW(rows) is called with sessions whose pid was not in SEEN_PIDS (for example a client
     that reconnected to another database), so the caller can signal them too. ON_POLL(rows,
-    now) sees every poll's rows. Returns the sessions that remain when TIMEOUT expires
-    (empty when all are gone).
+    now) sees every poll's rows. STOP() true ends the wait early (as if TIMEOUT expired).
+    Returns the sessions that remain when TIMEOUT expires (empty when all are gone).
     """
     deadline = time.monotonic() + max(0.0, float(timeout))
     seen = set(seen_pids)
@@ -214,7 +214,7 @@ def wait_until_gone(session, roles, databases=None, timeout=10.0, on_new=None, s
         if fresh and on_new is not None:
             on_new(fresh)
             seen.update(r["pid"] for r in fresh)
-        if now >= deadline:
+        if now >= deadline or (stop is not None and stop()):
             return rows
         time.sleep(min(delay, max(0.0, deadline - now)))
         delay = min(delay * 2, 0.05)

@@ -295,6 +295,14 @@ run_id:
   description: The run id stored in the records this run wrote.
   returned: always
   type: str
+signals_received:
+  description:
+    - Signals (V(SIGINT), V(SIGTERM), V(SIGHUP)) that arrived after the first C(REVOKE). From that
+      point the module finishes the fence instead of stopping half-way (a signal only cuts a
+      V(controlled) drain short); before it, a signal stops the module with nothing changed.
+  returned: always
+  type: list
+  elements: str
 state_changes:
   description: One message per database whose fence state changed while this run waited for the lock.
   returned: always
@@ -326,6 +334,7 @@ queries:
   elements: str
 """
 
+import signal
 import time
 import uuid
 
@@ -435,6 +444,30 @@ def ms(seconds):
     return int(round(seconds * 1000))
 
 
+# Signals that end a module process when the controller goes away: SIGINT (Ctrl-C reaches the
+# whole process group), SIGTERM (ansible-playbook stopping its workers), SIGHUP (terminal closed).
+SHIELDED_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+class Shield(object):
+    """From the first REVOKE on, the fence finishes instead of dying half-way: a stopped fence
+    leaves neither plane admitted until someone reruns it. A signal then only cuts a controlled
+    drain short (the sessions are terminated at once); the rest is bounded by wait_timeout."""
+
+    def __init__(self):
+        self.received = []
+
+    def arm(self):
+        for signum in SHIELDED_SIGNALS:
+            signal.signal(signum, self.note)
+
+    def note(self, signum, dummy_frame):
+        self.received.append(signal.Signals(signum).name)
+
+    def hit(self):
+        return bool(self.received)
+
+
 class Fence(object):
     def __init__(self, module):
         self.module = module
@@ -448,6 +481,7 @@ class Fence(object):
         self.timings = {}
         self.last_mark = None
         self.state_changes = []
+        self.shield = Shield()
 
     # --- helpers -------------------------------------------------------------------------
     def fail(self, msg, **extra):
@@ -613,6 +647,7 @@ class Fence(object):
         # 1. all REVOKEs and the "fencing" records, one implicit transaction, committed (durably)
         #    before anything is signalled
         t0 = time.monotonic()
+        self.shield.arm()
         if revokes or fencing:
             session.execute(sql.SQL("; ").join(revokes + fencing))
         for i in write_idx:
@@ -631,7 +666,8 @@ class Fence(object):
         # 2. controlled: let sessions end on their own first
         if params["mode"] == "controlled":
             before = sess.current_sessions(session, roles)
-            left = sess.wait_until_gone(session, roles, timeout=params["drain_timeout"], on_poll=on_poll)
+            left = sess.wait_until_gone(session, roles, timeout=params["drain_timeout"], on_poll=on_poll,
+                                        stop=self.shield.hit)
             left_pids = set(r["pid"] for r in left)
             self.record([r for r in before if r["pid"] not in left_pids], "sessions_drained")
             self.mark("drain")
@@ -769,7 +805,8 @@ def main():
         res.pop("destination_connect", None)
     out = dict(changed=any(r["changed"] for r in results), deployments=results, time_total_ms=total,
                server_version=version_label(fence.version), timings=fence.timings, queries=fence.session.queries,
-               run_id=module.params["run_id"], state_changes=fence.state_changes)
+               run_id=module.params["run_id"], state_changes=fence.state_changes,
+               signals_received=fence.shield.received)
     if failures:
         module.fail_json(msg="the fence did not hold:\n" + "\n".join(failures), **out)
     module.exit_json(**out)

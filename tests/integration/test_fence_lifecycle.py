@@ -366,3 +366,42 @@ def test_a_crash_right_after_the_fence_keeps_it(crashable, run_module):
         assert rec is not None and rec["phase"] == "complete" and rec["run"] == "before-crash", rec
         assert not _can_connect(server, dep["dp1"], dep["database"])
         assert _can_connect(server, dep["dp2"], dep["database"])
+
+
+# --- a controller that goes away (issue 16 item 7) ----------------------------------------------------
+
+def test_a_signal_after_the_revoke_finishes_the_fence_instead_of_stopping_it(pg, two_deployments):
+    """SIGTERM (ansible-playbook stopping) or SIGINT (Ctrl-C) during a controlled drain: the module
+    cuts the drain short, terminates, admits the destination and reports the signal, rather than
+    dying with neither plane admitted."""
+    commander, (a, b) = two_deployments
+    stay = Sessions(pg, a["dp1"], a["database"]).open(("idle",))
+    args = fence_args(pg, [a], commander, mode="controlled", drain_timeout=60, run_id="signalled")
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+    module = Path(__file__).resolve().parents[2] / "plugins" / "modules" / "fence.py"
+    proc = subprocess.Popen([sys.executable, str(module), handle.name], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _module_is_polling(pg, commander):
+            time.sleep(0.01)
+        assert _module_is_polling(pg, commander)  # the REVOKE is committed, the drain is running
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.unlink(handle.name)
+        stay.close()
+    res = json.loads(stdout)
+    assert not res.get("failed"), (res, stderr)
+    assert sorted(res["signals_received"]) == ["SIGINT", "SIGTERM"]
+    assert elapsed < 30  # the 60 s drain was cut short
+    [dep] = res["deployments"]
+    assert dep["verified"] and [s["pid"] for s in dep["sessions_terminated"]] == stay.pids()
+    assert _record(pg, a["database"])["phase"] == "complete"
+    assert not _can_connect(pg, a["dp1"], a["database"]) and _can_connect(pg, a["dp2"], a["database"])

@@ -792,7 +792,12 @@ def main():
     try:
         fence.run()
     except Exception as exc:  # the database's own words; whatever committed is in queries
-        fence.fail("fence: %s" % exc)
+        half = [r["name"] for r in fence.results if r["state_written"] and not r["granted"]
+                and (r["state_after"] or {}).get("phase") == "fencing"]
+        fence.fail("fence: %s%s" % (exc, (
+            "\nThe REVOKE and the 'fencing' record of Deployment(s) %s were committed before this error and "
+            "their destination was not admitted by this run: neither plane may be admitted now. Rerun the "
+            "fence to finish." % ", ".join(half)) if half and not module.check_mode else ""))
     total = ms(time.monotonic() - fence.start)
     try:
         fence.session.rows("SELECT pg_catalog.pg_advisory_unlock_all()")

@@ -204,9 +204,8 @@ def fenced_roles(record, dep, still_fenced=()):
     fenced that are neither this fence's destination nor able to connect again (STILL_FENCED). Pure."""
     keep = set(still_fenced)
     previous = record["fenced"] if record else []
-    return sorted(set([dep["source_role"]] + [r for r in previous
-                                               if r not in (dep["source_role"], dep["destination_role"])
-                                               and r in keep]))
+    others = [r for r in previous if r not in (dep["source_role"], dep["destination_role"]) and r in keep]
+    return sorted(set([dep["source_role"]] + others))
 
 
 def planned_records(record, dep, fenced, run, by, at, application=None):

@@ -38,8 +38,8 @@ description:
     O(lock_timeout) seconds for it.
   - B(Fence state.) The module records the fence state of each Deployment in the comment of its
     database (C(COMMENT ON DATABASE), one line; see RV(deployments[].state_after) and the
-    collection's docs/fence-guarantees.md): in the C(REVOKE) transaction a record with the source
-    fenced, nobody admitted and phase V(fencing); in the destination's C(GRANT) transaction the same
+    collection's docs/fence-guarantees.md). The C(REVOKE) transaction writes a record with the source
+    fenced, nobody admitted and phase V(fencing); the destination's C(GRANT) transaction writes the same
     with the destination admitted and phase V(complete). When the fence does not hold, the record
     stays in phase V(fencing) and the destination is not admitted. A record that cannot be read
     fails the preflight of its Deployment.

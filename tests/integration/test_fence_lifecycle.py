@@ -350,8 +350,8 @@ def test_a_crash_right_after_the_fence_keeps_it(crashable, run_module):
     _install_helper(server, run_module, [d["killer"] for d in deps])
     assert server.sql("SHOW synchronous_commit")[0][0] == "off"
     for dep in deps:  # the state a failover dp2 -> dp1 left: the fence below must GRANT to dp2
-        server.sql(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(sql.Identifier(dep["database"]),
-                                                                          sql.Identifier(dep["dp2"])))
+        server.sql(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
+            sql.Identifier(dep["database"]), sql.Identifier(dep["dp2"])))
     server.sql("CHECKPOINT")  # everything before the fence is on disk
     live = Sessions(server, deps[0]["dp1"], deps[0]["database"]).open(("idle", "idle_in_tx"))
     res = run_module("fence", fence_args(server, deps, commander, run_id="before-crash"))

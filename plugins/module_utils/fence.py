@@ -158,8 +158,37 @@ def state_key(comment):
     return None if record is None else ("generation", record["generation"])
 
 
-def state_change_message(dep, before_comment, after_comment):
-    """Why a fence of DEP stops: its record changed while it waited for the lock. Pure."""
+def expected_key(generation):
+    """The state_key() of an expected generation (None: no record expected). Pure."""
+    return None if generation is None else ("generation", generation)
+
+
+def expected_generation_problems(expected, deployments):
+    """Problems in the expected_generations option; returns (problems, {database: int or None}). Pure."""
+    problems, out = [], {}
+    databases = set(d.get("database") for d in deployments or ())
+    for database, value in (expected or {}).items():
+        if database not in databases:
+            problems.append("expected_generations: %s is not the database of any Deployment given" % database)
+            continue
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+            out[database] = None
+            continue
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = None
+        if isinstance(value, bool) or number is None or number < 1 or str(number) != str(value).strip():
+            problems.append("expected_generations: the value for %s must be a generation (a positive integer) "
+                            "or null (no record), got %r" % (database, value))
+            continue
+        out[database] = number
+    return problems, out
+
+
+def state_change_message(dep, before_comment, after_comment, before_text=None):
+    """Why a fence of DEP stops: its record changed while it waited for the lock (or since the
+    caller read it, BEFORE_TEXT describing what the caller expected). Pure."""
     def text(comment):
         try:
             return fence_state.describe(fence_state.parse_record(comment))
@@ -179,7 +208,7 @@ def state_change_message(dep, before_comment, after_comment):
     return ("Deployment %s: the fence state of database %s changed while this fence (%s -> %s) waited for the "
             "lock: %s wrote it. Before: %s. Now: %s." % (
                 dep["name"], dep["database"], dep["source_role"], dep["destination_role"], other,
-                text(before_comment), text(after_comment)))
+                before_text or text(before_comment), text(after_comment)))
 
 
 def record_problem(dep, comment):

@@ -142,6 +142,15 @@ options:
     type: str
     choices: [fail, proceed]
     default: fail
+  expected_generations:
+    description:
+      - The fence state the caller saw earlier, as C({database: generation}) (null for "no record"),
+        for example the RV(deployments[].state_before) generations of a check-mode run (the
+        failover role's preflight).
+      - For the databases listed, the module compares the record it finds once it holds the lock
+        with these instead of with its own read before the lock, so a fence that ran between the
+        caller's read and this run is caught as well; O(on_state_change) decides what happens.
+    type: dict
 notes:
   - Supports check mode; nothing is changed or signalled, and the result says what would be.
   - Terminating a session rolls back its open transaction, but a transaction that already
@@ -352,6 +361,8 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import 
     MIN_FENCE_VERSION,
     ON_STATE_CHANGE,
     deployment_problems,
+    expected_generation_problems,
+    expected_key,
     deployment_result,
     failure_summary,
     fenced_roles,
@@ -482,6 +493,7 @@ class Fence(object):
         self.last_mark = None
         self.state_changes = []
         self.shield = Shield()
+        self.expected = {}
 
     # --- helpers -------------------------------------------------------------------------
     def fail(self, msg, **extra):
@@ -588,11 +600,19 @@ class Fence(object):
                 record = fence_state.parse_record(row["comment"])
             records.append(record)
             res["state_before"] = res["state_after"] = record
-        changed_states = [i for i, (dep, row) in enumerate(zip(self.deps, rows))
-                          if row["db_exists"] and dep["database"] in seen
-                          and state_key(seen[dep["database"]]) != state_key(row["comment"])]
-        self.state_changes = [state_change_message(self.deps[i], seen[self.deps[i]["database"]], rows[i]["comment"])
-                              for i in changed_states]
+        expected = self.expected
+        for i, (dep, row) in enumerate(zip(self.deps, rows)):
+            if not row["db_exists"]:
+                continue
+            if dep["database"] in expected:
+                want = expected[dep["database"]]
+                if expected_key(want) != state_key(row["comment"]):
+                    self.state_changes.append(state_change_message(
+                        dep, None, row["comment"],
+                        before_text="generation %s, as the caller read it (expected_generations)" % want
+                        if want is not None else "no fence recorded, as the caller read it (expected_generations)"))
+            elif dep["database"] in seen and state_key(seen[dep["database"]]) != state_key(row["comment"]):
+                self.state_changes.append(state_change_message(dep, seen[dep["database"]], row["comment"]))
         if self.state_changes and params["on_state_change"] == "fail":
             self.fail("the fence state changed while this fence waited for another fence of the same database; "
                       "nothing was changed (set on_state_change=proceed to fence from the new state):\n"
@@ -769,6 +789,7 @@ def main():
         lock_timeout=dict(type="float", default=120),
         run_id=dict(type="str"),
         on_state_change=dict(type="str", choices=list(ON_STATE_CHANGE), default="fail"),
+        expected_generations=dict(type="dict"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if module.params["run_id"] is None:
@@ -777,6 +798,9 @@ def main():
     problem = run_id_problem(module.params["run_id"])
     if problem:
         problems.append(problem)
+    found, expected = expected_generation_problems(module.params["expected_generations"],
+                                                   module.params["deployments"])
+    problems.extend(found)
     problem = identifier_problem(module.params["helper_schema"], "helper_schema")
     if problem:
         problems.append(problem)
@@ -788,6 +812,7 @@ def main():
                          problems=problems, queries=[])
 
     fence = Fence(module)
+    fence.expected = expected
     fence.session = Session(module, connect(module, autocommit=True))
     try:
         fence.run()

@@ -405,3 +405,32 @@ def test_a_signal_after_the_revoke_finishes_the_fence_instead_of_stopping_it(pg,
     assert dep["verified"] and [s["pid"] for s in dep["sessions_terminated"]] == stay.pids()
     assert _record(pg, a["database"])["phase"] == "complete"
     assert not _can_connect(pg, a["dp1"], a["database"]) and _can_connect(pg, a["dp2"], a["database"])
+
+
+def test_expected_generations_catch_a_fence_that_ran_since_the_callers_read(pg, two_deployments, run_module):
+    """The failover role's pattern: a check-mode preflight, then the fence. Another fence that runs
+    in between (not while this one waits for the lock) is caught through expected_generations."""
+    commander, (a, b) = two_deployments
+    args = fence_args(pg, [a, b], commander)
+    planned = run_module("fence", args, check=True)
+    assert not planned["failed"], planned
+    expected = dict((d["database"], (d["state_before"] or {}).get("generation")) for d in planned["deployments"])
+    assert expected == {a["database"]: None, b["database"]: None}
+    other = run_module("fence", dict(_swap(args), run_id="the-other-one"))
+    assert not other["failed"], other
+    acl = _datacl_all(pg, [a, b])
+    res = run_module("fence", dict(args, expected_generations=expected))
+    assert res["failed"] and "the-other-one" in res["msg"] and "expected_generations" in res["msg"], res
+    assert res["queries"] == [] and _datacl_all(pg, [a, b]) == acl
+    assert _can_connect(pg, a["dp1"], a["database"]) and not _can_connect(pg, a["dp2"], a["database"])
+    # with the generations the caller sees now, the fence goes ahead
+    now = dict((d["database"], _record(pg, d["database"])["generation"]) for d in (a, b))
+    ok = run_module("fence", dict(args, expected_generations=now))
+    assert not ok["failed"] and all(d["verified"] for d in ok["deployments"]), ok
+    bad = run_module("fence", dict(args, expected_generations={"not_a_database": 1}))
+    assert bad["failed"] and "not the database of any Deployment" in bad["msg"]
+
+
+def _datacl_all(server, deps):
+    return [server.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (d["database"],))[0][0]
+            for d in deps]

@@ -156,3 +156,16 @@ def test_a_damaged_record_is_a_problem():
     assert record_problem(dep("a"), _comment(_rec(["x"], ["y"]))) is None
     problem = record_problem(dep("a"), _fs.RECORD_PREFIX + "{bad")
     assert "not valid JSON" in problem and "airflow_db_a" in problem
+
+
+def test_expected_generations_are_checked():
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import (
+        expected_generation_problems, expected_key)
+    deps = [dep("a"), dep("b")]
+    problems, out = expected_generation_problems({"airflow_db_a": 4, "airflow_db_b": None}, deps)
+    assert problems == [] and out == {"airflow_db_a": 4, "airflow_db_b": None}
+    assert expected_generation_problems({"airflow_db_a": "4"}, deps)[1] == {"airflow_db_a": 4}
+    for bad in (0, -1, "x", True, 2.5):
+        assert "positive integer" in expected_generation_problems({"airflow_db_a": bad}, deps)[0][0]
+    assert "not the database" in expected_generation_problems({"other": 1}, deps)[0][0]
+    assert expected_key(None) is None and expected_key(3) == ("generation", 3)

@@ -144,7 +144,8 @@ options:
     default: fail
   expected_generations:
     description:
-      - The fence state the caller saw earlier, as C({database: generation}) (null for "no record"),
+      - The fence state the caller saw earlier, a dictionary that maps a database name to the record
+        generation it saw there (null for "no record"),
         for example the RV(deployments[].state_before) generations of a check-mode run (the
         failover role's preflight).
       - For the databases listed, the module compares the record it finds once it holds the lock

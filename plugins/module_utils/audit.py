@@ -49,6 +49,7 @@ CHECKS = (
     "other_members",
     "login_roles",
     "fence_capability",
+    "fence_helper",
     "fence_state",
 )
 ABSENT_CHECKS = ("database_absent", "roles_absent")
@@ -149,8 +150,11 @@ class _LoggingReader(object):
         return getattr(self._session, name)
 
 
-def read_catalog(session, records, helper_schema, helper_status=None):
-    """Read the facts for every record; a fixed number of queries whatever the count."""
+def read_catalog(session, records, helper_schema, helper_status=None, helper_owner_role=None):
+    """Read the facts for every record; a fixed number of queries whatever the count.
+
+    HELPER_STATUS (fence_helper.helper_status) is called once, for the killer roles of the
+    present records, with HELPER_OWNER_ROLE as the owner the helper should have."""
     session = _LoggingReader(session)
     facts = {"helper_schema": helper_schema}
     row = session.rows(SERVER_QUERY)[0]
@@ -212,7 +216,7 @@ def read_catalog(session, records, helper_schema, helper_status=None):
 
     facts["helper"] = None
     if helper_status is not None:
-        facts["helper"] = helper_status(session, helper_schema, sorted(killers))
+        facts["helper"] = _read_helper(session, records, helper_schema, helper_status, helper_owner_role)
     return facts
 
 
@@ -233,6 +237,15 @@ def read_fence_facts(session, records, facts, comments):
     for row in session.rows(LOGIN_ACCESS_QUERY, {"logins": [p[0] for p in pairs], "dbs": [p[1] for p in pairs]}):
         facts["login_access"].setdefault(row["db"], {})[row["login"]] = {
             "can_connect": bool(row["can_connect"]), "sessions": int(row["sessions"])}
+
+
+def _read_helper(session, records, helper_schema, helper_status, helper_owner_role):
+    """The fence helper's status for the killer roles of the present records (the registry may
+    hold exactly those)."""
+    killers = sorted(set(r["killer_role"] for r in records if r.get("state", "present") == "present"))
+    if helper_owner_role:
+        return helper_status(session, helper_schema, killers, helper_owner_role)
+    return helper_status(session, helper_schema, killers)
 
 
 # --------------------------------------------------------------------------- comparing
@@ -336,6 +349,10 @@ def _helper_route(facts, record):
         reasons.append("the fence helper is not granted to %s" % killer)
     if killer not in roles:
         reasons.append("killer role %s does not exist" % killer)
+    elif roles[killer]["login"]:
+        reasons.append("killer role %s can log in, and the fence helper refuses killer roles that can" % killer)
+    elif helper.get("registered", {}).get(killer) is False:
+        reasons.append("killer role %s is not registered with the fence helper; re-run provision" % killer)
     elif not (roles.get(commander, {}).get("super") or _privilege(facts, commander, killer)["usage"]):
         reasons.append("%s lacks the privileges of %s" % (commander, killer))
     for login in record["login_roles"].values():
@@ -540,6 +557,7 @@ def _audit_present(record, facts):
                    "(REVOKE %s FROM %s)" % (", ".join(helper["owner_members"]), helper.get("owner_role"),
                                             helper.get("owner_role"), ", ".join(helper["owner_members"])))
     findings.append(_finding("fence_capability", ok, detail))
+    findings.append(_helper_integrity_finding(facts, killer))
     return findings, route
 
 
@@ -589,6 +607,30 @@ def _fence_state_finding(record, facts):
     if problems:
         detail += ": " + "; ".join(problems)
     return _finding("fence_state", not problems, detail), view
+
+
+def _helper_integrity_finding(facts, killer):
+    """Every part of the installed fence helper, compared with what fence_helper installs:
+    function (owner, body, settings), ACLs of the function, schema and registry, other objects
+    in the schema, the owner role (attributes, memberships both ways) and the registry entries.
+    Not installed is not drift here (fence_capability says whether the fence needs it)."""
+    helper = facts.get("helper") or {}
+    schema = facts.get("helper_schema")
+    if not helper.get("installed"):
+        return _finding("fence_helper", True, "no fence helper installed in schema %s" % schema)
+    per_killer = helper.get("killer_problems") or {}
+    theirs = set(p for k, ps in per_killer.items() if k != killer for p in ps)
+    # the helper is shared: its problems concern every Deployment, except those of other killer roles
+    problems = [p for p in helper.get("problems") or [] if p not in theirs]
+    if problems:
+        return _finding("fence_helper", False, "the fence helper in schema %s differs from what "
+                        "dataplane.postgresql.fence_helper installs (provision repairs it): %s"
+                        % (schema, "; ".join(problems)))
+    detail = "the fence helper in schema %s (version %s) is intact" % (schema, helper.get("version"))
+    if helper.get("registered") and not helper.get("registry_readable"):
+        detail += ("; its registry of killer roles cannot be read as %s (run the audit as an admin to "
+                   "check it)" % facts.get("connected_as"))
+    return _finding("fence_helper", True, detail)
 
 
 def _audit_absent(record, facts):

@@ -7,13 +7,17 @@ killer role a bare membership, which PostgreSQL does not accept as a reason to t
 anything. The helper is a ``SECURITY DEFINER`` function owned by a NOLOGIN role that holds
 ``pg_signal_backend`` (and ``pg_read_all_stats``, so it can report every column). It
 terminates only sessions of roles *directly granted to* the killer role named by the
-caller, and only when the caller's ``session_user`` has the privileges of that killer role.
+caller, only when that killer role is in the helper's registry (a table in the helper's
+schema that only the installer writes, keyed by role oid and name) and only when the
+caller's ``session_user`` has the privileges of that killer role.
 
 Interface (shared with the provisioning and audit contributors):
 
-- ``ensure_helper(session, schema, owner_role, killer_roles, state, check_mode)``
-  converges the helper inside the session's current transaction and never commits.
-- ``helper_status(session, schema, killer_roles)`` is read-only.
+- ``ensure_helper(session, schema, owner_role, killer_roles, state, check_mode, exact=False)``
+  converges every part of the helper inside the session's current transaction and never
+  commits.
+- ``helper_status(session, schema, killer_roles, owner_role)`` is read-only; its
+  ``problems`` list names every part that differs from what ``ensure_helper`` installs.
 
 See docs/fence-helper.md for the security model.
 """
@@ -31,26 +35,50 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers i
 DEFAULT_SCHEMA = "dataplane_fence"
 DEFAULT_OWNER_ROLE = "dataplane_fence_signaler"
 FUNCTION_NAME = "terminate_member_sessions"
-HELPER_VERSION = "1"
+REGISTRY_TABLE = "killer_roles"
+HELPER_VERSION = "2"
 COMMENT_PREFIX = "dataplane.postgresql fence helper version "
 ARGUMENT_TYPES = "name, name[], name[], boolean"
+# what pg_get_function_arguments() / pg_get_function_result() read for the installed function
+FUNCTION_ARGUMENTS = ("p_killer name, p_roles name[] DEFAULT NULL::name[], "
+                      "p_databases name[] DEFAULT NULL::name[], p_signal boolean DEFAULT true")
+FUNCTION_RESULT = ("TABLE(pid integer, usename name, datname name, application_name text, "
+                   "client_addr inet, backend_start timestamp with time zone, terminated boolean)")
 OWNER_GRANTED_ROLES = ("pg_signal_backend", "pg_read_all_stats")
 SEARCH_PATH_SETTING = "search_path=pg_catalog, pg_temp"
+OWNER_FLAGS = ("CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS")
+# attributes that disqualify a role from being registered as a killer role
+KILLER_DISQUALIFIERS = (("rolcanlogin", "it can log in (a killer role is NOLOGIN)"),
+                        ("rolsuper", "it is a superuser"),
+                        ("rolcreaterole", "it has CREATEROLE"),
+                        ("rolreplication", "it has REPLICATION"),
+                        ("rolbypassrls", "it has BYPASSRLS"))
 
-# The function body. Everything is schema-qualified and search_path is pinned, so a
+# The function body; {registry} is replaced by the registry table's qualified, quoted name
+# (built with sql.Identifier). Everything is schema-qualified and search_path is pinned, so a
 # temporary object named like a catalog cannot stand in for it. No filter on state or
-# backend_type (those read NULL for rows the owner could not see without
-# pg_read_all_stats); the membership join decides. EXISTS (not JOIN) because 16+ keeps
-# one pg_auth_members row per grantor. The stats snapshot is cleared first so a caller
-# that read pg_stat_activity earlier in its transaction does not get stale rows.
+# backend_type (those read NULL for rows the owner could not see without pg_read_all_stats);
+# the membership join decides. EXISTS (not JOIN) because 16+ keeps one pg_auth_members row per
+# grantor. The killer must be registered by oid AND name (a dropped and re-created role, or a
+# reused oid, is not registered) and must not be able to log in. The stats snapshot is cleared
+# first so a caller that read pg_stat_activity earlier in its transaction does not get stale rows.
 FUNCTION_BODY = """
 DECLARE
   v_killer oid;
+  v_login boolean;
 BEGIN
-  SELECT r.oid INTO v_killer FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) p_killer;
+  SELECT r.oid, r.rolcanlogin INTO v_killer, v_login
+    FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) p_killer;
   IF v_killer IS NULL THEN
     RAISE EXCEPTION 'fence helper: role % does not exist', pg_catalog.quote_ident(p_killer)
       USING ERRCODE = '42704';
+  END IF;
+  IF v_login OR NOT EXISTS (SELECT 1 FROM {registry} k
+                             WHERE k.role_oid OPERATOR(pg_catalog.=) v_killer
+                               AND k.role_name OPERATOR(pg_catalog.=) p_killer) THEN
+    RAISE EXCEPTION 'fence helper: permission denied: role % is not a registered killer role',
+      pg_catalog.quote_ident(p_killer)
+      USING ERRCODE = '42501';
   END IF;
   IF NOT pg_catalog.pg_has_role(SESSION_USER, v_killer, 'USAGE') THEN
     RAISE EXCEPTION 'fence helper: permission denied: % does not have the privileges of role %',
@@ -106,54 +134,82 @@ def function_signature(schema):
     return sql.SQL("{}({})").format(function_ident(schema), sql.SQL(ARGUMENT_TYPES))
 
 
-def create_function_statement(schema):
+def registry_ident(schema):
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(REGISTRY_TABLE))
+
+
+def function_body(session, schema):
+    """The body text for SCHEMA: the registry's name is quoted by sql.Identifier."""
+    return FUNCTION_BODY.replace("{registry}", session.render(registry_ident(schema)))
+
+
+def create_function_statement(session, schema):
     return sql.SQL(
         "CREATE OR REPLACE FUNCTION {fn}(p_killer name, p_roles name[] DEFAULT NULL, "
         "p_databases name[] DEFAULT NULL, p_signal boolean DEFAULT true) "
         "RETURNS TABLE (pid integer, usename name, datname name, application_name text, "
         "client_addr inet, backend_start timestamptz, terminated boolean) "
-        "LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
-        "AS {body}").format(fn=function_ident(schema), body=sql.Literal(FUNCTION_BODY))
+        "LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT SECURITY DEFINER "
+        "SET search_path = pg_catalog, pg_temp "
+        "AS {body}").format(fn=function_ident(schema), body=sql.Literal(function_body(session, schema)))
 
 
-def _read_state(session, schema, owner_role):
-    """One query: what exists now."""
-    rows = session.rows(
-        "SELECT "
-        " (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = %(schema)s) AS nsp_oid,"
-        " (SELECT pg_catalog.pg_get_userbyid(n.nspowner) FROM pg_catalog.pg_namespace n"
-        "   WHERE n.nspname = %(schema)s) AS nsp_owner,"
-        " (SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n,"
-        "   pg_catalog.aclexplode(COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) x"
-        "   WHERE n.nspname = %(schema)s AND x.grantee = 0)) AS nsp_public,"
-        " (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = %(owner)s) AS owner_oid,"
-        " (SELECT r.rolcanlogin FROM pg_catalog.pg_roles r WHERE r.rolname = %(owner)s) AS owner_login,"
-        " (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = %(owner)s) AS owner_super,"
-        " (SELECT r.rolinherit FROM pg_catalog.pg_roles r WHERE r.rolname = %(owner)s) AS owner_inherit,"
-        " (SELECT ARRAY[r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls]"
-        "   FROM pg_catalog.pg_roles r WHERE r.rolname = %(owner)s) AS owner_flags,"
-        " pg_catalog.current_setting('server_version_num')::int AS version_num",
-        {"schema": schema, "owner": owner_role})
-    state = rows[0]
-    state["owner_members"] = owner_members(session, state["owner_oid"])
-    state["functions"] = []
-    state["foreign_objects"] = 0
-    if state["nsp_oid"] is not None:
-        state["foreign_objects"] = session.rows(
-            "SELECT (SELECT count(*) FROM pg_catalog.pg_class c WHERE c.relnamespace = %(n)s)"
-            " + (SELECT count(*) FROM pg_catalog.pg_proc p WHERE p.pronamespace = %(n)s AND p.proname <> %(f)s)"
-            " + (SELECT count(*) FROM pg_catalog.pg_type t WHERE t.typnamespace = %(n)s) AS n",
-            {"n": state["nsp_oid"], "f": FUNCTION_NAME})[0]["n"]
-        state["functions"] = session.rows(
-            "SELECT p.oid, pg_catalog.pg_get_function_identity_arguments(p.oid) AS args,"
-            " p.prosrc, p.prosecdef, p.proconfig, pg_catalog.pg_get_userbyid(p.proowner) AS owner,"
-            " pg_catalog.obj_description(p.oid, 'pg_proc') AS comment,"
-            " EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(p.proacl,"
-            "   pg_catalog.acldefault('f', p.proowner))) x WHERE x.grantee = 0) AS public_execute"
-            " FROM pg_catalog.pg_proc p WHERE p.pronamespace = %s AND p.proname = %s",
-            (state["nsp_oid"], FUNCTION_NAME))
-    return state
+def create_registry_statements(schema, owner):
+    reg = registry_ident(schema)
+    return [sql.SQL("CREATE TABLE {} (role_oid pg_catalog.oid NOT NULL, role_name pg_catalog.name NOT NULL, "
+                    "PRIMARY KEY (role_oid, role_name))").format(reg),
+            sql.SQL("ALTER TABLE {} OWNER TO {}").format(reg, owner),
+            sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC").format(reg)]
 
+
+# --------------------------------------------------------------------------- reading
+
+def _acl_json(acl_expr, kind, owner_expr):
+    return ("(SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
+            "'grantee', CASE WHEN x.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(x.grantee) END,"
+            "'grantor', pg_catalog.pg_get_userbyid(x.grantor), 'privilege', x.privilege_type,"
+            "'grantable', x.is_grantable))"
+            " FROM pg_catalog.aclexplode(COALESCE(%s, pg_catalog.acldefault('%s', %s))) x)"
+            % (acl_expr, kind, owner_expr))
+
+
+# Every object in the helper's schema, except the implicit ones (row types of relations, array
+# and multirange types), with the catalog it lives in.
+SCHEMA_OBJECTS_SQL = (
+    "SELECT pg_catalog.json_agg(pg_catalog.json_build_object('catalog', o.cat, 'oid', o.oid, 'name', o.name,"
+    " 'kind', o.kind, 'relid', o.relid, 'what', pg_catalog.pg_describe_object(o.cat::pg_catalog.regclass, o.oid, 0))"
+    " ORDER BY o.cat, o.name) FROM ("
+    " SELECT 'pg_class' AS cat, c.oid, c.relname::text AS name, c.relkind::text AS kind,"
+    "   (SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid = c.oid) AS relid"
+    "   FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid"
+    " UNION ALL SELECT 'pg_proc', p.oid, p.proname::text, p.prokind::text, NULL"
+    "   FROM pg_catalog.pg_proc p WHERE p.pronamespace = n.oid"
+    " UNION ALL SELECT 'pg_type', t.oid, t.typname::text, t.typtype::text, NULL"
+    "   FROM pg_catalog.pg_type t WHERE t.typnamespace = n.oid AND t.typrelid = 0 AND t.typtype <> 'm'"
+    "    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type e WHERE e.typarray = t.oid)"
+    " UNION ALL SELECT 'pg_operator', x.oid, x.oprname::text, '', NULL FROM pg_catalog.pg_operator x"
+    "   WHERE x.oprnamespace = n.oid"
+    " UNION ALL SELECT 'pg_collation', x.oid, x.collname::text, '', NULL FROM pg_catalog.pg_collation x"
+    "   WHERE x.collnamespace = n.oid"
+    " UNION ALL SELECT 'pg_conversion', x.oid, x.conname::text, '', NULL FROM pg_catalog.pg_conversion x"
+    "   WHERE x.connamespace = n.oid"
+    " UNION ALL SELECT 'pg_opclass', x.oid, x.opcname::text, '', NULL FROM pg_catalog.pg_opclass x"
+    "   WHERE x.opcnamespace = n.oid"
+    " UNION ALL SELECT 'pg_opfamily', x.oid, x.opfname::text, '', NULL FROM pg_catalog.pg_opfamily x"
+    "   WHERE x.opfnamespace = n.oid"
+    " UNION ALL SELECT 'pg_ts_config', x.oid, x.cfgname::text, '', NULL FROM pg_catalog.pg_ts_config x"
+    "   WHERE x.cfgnamespace = n.oid"
+    " UNION ALL SELECT 'pg_ts_dict', x.oid, x.dictname::text, '', NULL FROM pg_catalog.pg_ts_dict x"
+    "   WHERE x.dictnamespace = n.oid"
+    " UNION ALL SELECT 'pg_ts_parser', x.oid, x.prsname::text, '', NULL FROM pg_catalog.pg_ts_parser x"
+    "   WHERE x.prsnamespace = n.oid"
+    " UNION ALL SELECT 'pg_ts_template', x.oid, x.tmplname::text, '', NULL FROM pg_catalog.pg_ts_template x"
+    "   WHERE x.tmplnamespace = n.oid"
+    " UNION ALL SELECT 'pg_statistic_ext', x.oid, x.stxname::text, '', NULL FROM pg_catalog.pg_statistic_ext x"
+    "   WHERE x.stxnamespace = n.oid"
+    " UNION ALL SELECT 'pg_extension', x.oid, x.extname::text, '', NULL FROM pg_catalog.pg_extension x"
+    "   WHERE x.extnamespace = n.oid"
+    ") o")
 
 # Roles that could act as the owner role, and so redefine the SECURITY DEFINER function: any
 # non-superuser member, whatever its INHERIT/SET/ADMIN options (an ADMIN-only member can grant
@@ -162,48 +218,118 @@ def _read_state(session, schema, owner_role):
 # the owner gives it nothing more (the case of a CREATEROLE installer on 16+, which gets ADMIN on
 # the roles it creates). Direct rows only: pg_has_role(..., 'MEMBER WITH ADMIN OPTION') would
 # also count ADMIN that reaches the member through the owner itself.
+_EXCUSED = ("(SELECT pg_catalog.count(DISTINCT a.roleid) FROM pg_catalog.pg_auth_members a"
+            " JOIN pg_catalog.pg_roles g ON g.oid = a.roleid"
+            " WHERE a.member = m.oid AND a.admin_option AND g.rolname = ANY (%(granted)s::text[]))"
+            " = pg_catalog.cardinality(%(granted)s::text[])")
 OWNER_MEMBERS_SQL = (
-    "SELECT m.rolname FROM pg_catalog.pg_roles m"
-    " WHERE m.oid <> %(owner)s AND NOT m.rolsuper"
-    "   AND pg_catalog.pg_has_role(m.oid, %(owner)s, 'MEMBER')"
-    "   AND NOT (" + " AND ".join(
-        "EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles g ON g.oid = a.roleid"
-        " WHERE a.member = m.oid AND a.admin_option AND g.rolname = '%s')" % g for g in OWNER_GRANTED_ROLES) + ")"
-    " ORDER BY 1")
-
-OWNER_FLAGS = ("CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS")
-
-
-def owner_members(session, owner_oid):
-    """Non-superuser roles that could act as the owner role (should be none)."""
-    if owner_oid is None:
-        return []
-    return [r["rolname"] for r in session.rows(OWNER_MEMBERS_SQL, {"owner": owner_oid})]
+    "SELECT pg_catalog.json_agg(m.rolname ORDER BY m.rolname) FROM pg_catalog.pg_roles m"
+    " WHERE m.oid <> o.oid AND NOT m.rolsuper AND pg_catalog.pg_has_role(m.oid, o.oid, 'MEMBER')"
+    "   AND NOT " + _EXCUSED)
+# The direct rows that make someone a member of the owner (the excused members' rows stay).
+OWNER_MEMBER_ROWS_SQL = (
+    "SELECT pg_catalog.json_agg(pg_catalog.json_build_object('member', m.rolname,"
+    " 'grantor', pg_catalog.pg_get_userbyid(a.grantor), 'super', m.rolsuper) ORDER BY m.rolname)"
+    " FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles m ON m.oid = a.member"
+    " WHERE a.roleid = o.oid AND NOT m.rolsuper AND NOT " + _EXCUSED)
 
 
-def drop_function_statement(session, fn_oid):
-    """DROP FUNCTION by catalog oid, as a DO block: PostgreSQL itself writes the quoted
-    signature (oid::regprocedure) when the block runs, so no name read from the catalog is
-    pasted into SQL text; the oid is the only value, and it goes in as a literal."""
-    body = sql.SQL("BEGIN EXECUTE pg_catalog.format('DROP FUNCTION %s', "
-                   "{}::pg_catalog.oid::pg_catalog.regprocedure); END").format(sql.Literal(str(int(fn_oid))))
-    return sql.SQL("DO {}").format(sql.Literal(session.render(body)))
+def _held_sql(new16):
+    return ("SELECT pg_catalog.json_agg(pg_catalog.json_build_object('role', g.rolname,"
+            " 'grantor', pg_catalog.pg_get_userbyid(a.grantor), 'admin_option', a.admin_option,"
+            " 'inherit_option', " + ("a.inherit_option" if new16 else "true") + ") ORDER BY g.rolname)"
+            " FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles g ON g.oid = a.roleid"
+            " WHERE a.member = o.oid")
+
+
+def _inspect_sql(new16):
+    return (
+        "SELECT n.oid AS nsp_oid, pg_catalog.pg_get_userbyid(n.nspowner) AS nsp_owner,"
+        " CASE WHEN n.oid IS NOT NULL THEN " + _acl_json("n.nspacl", "n", "n.nspowner") + " END AS nsp_acl,"
+        " o.oid AS owner_oid, o.rolcanlogin AS owner_login, o.rolsuper AS owner_super,"
+        " o.rolinherit AS owner_inherit,"
+        " ARRAY[o.rolcreaterole, o.rolcreatedb, o.rolreplication, o.rolbypassrls] AS owner_flags,"
+        " CASE WHEN o.oid IS NOT NULL THEN (" + OWNER_MEMBERS_SQL + ") END AS owner_members,"
+        " CASE WHEN o.oid IS NOT NULL THEN (" + OWNER_MEMBER_ROWS_SQL + ") END AS owner_member_rows,"
+        " CASE WHEN o.oid IS NOT NULL THEN (" + _held_sql(new16) + ") END AS owner_holds,"
+        " CASE WHEN n.oid IS NOT NULL THEN (" + SCHEMA_OBJECTS_SQL + ") END AS objects,"
+        " (SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
+        "   'oid', p.oid, 'args', pg_catalog.pg_get_function_identity_arguments(p.oid),"
+        "   'arguments', pg_catalog.pg_get_function_arguments(p.oid),"
+        "   'result', pg_catalog.pg_get_function_result(p.oid),"
+        "   'prosrc', p.prosrc, 'secdef', p.prosecdef, 'config', p.proconfig, 'strict', p.proisstrict,"
+        "   'volatile', p.provolatile, 'language', l.lanname, 'kind', p.prokind,"
+        "   'owner', pg_catalog.pg_get_userbyid(p.proowner),"
+        "   'owner_can_signal', pg_catalog.pg_has_role(p.proowner, 'pg_signal_backend', 'USAGE'),"
+        "   'comment', pg_catalog.obj_description(p.oid, 'pg_proc'),"
+        "   'acl', " + _acl_json("p.proacl", "f", "p.proowner") + ","
+        "   'usable', (SELECT pg_catalog.json_object_agg(k.rolname,"
+        "       pg_catalog.has_function_privilege(k.oid, p.oid, 'EXECUTE')"
+        "       AND pg_catalog.has_schema_privilege(k.oid, n.oid, 'USAGE'))"
+        "     FROM pg_catalog.pg_roles k WHERE k.rolname = ANY (%(killers)s::text[])))"
+        "   ORDER BY p.oid)"
+        "   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang"
+        "  WHERE p.pronamespace = n.oid AND p.proname = %(fn)s) AS functions,"
+        " (SELECT pg_catalog.json_build_object('oid', c.oid, 'kind', c.relkind,"
+        "   'owner', pg_catalog.pg_get_userbyid(c.relowner),"
+        "   'columns', (SELECT pg_catalog.json_agg(pg_catalog.format('%%s %%s', a.attname,"
+        "                 pg_catalog.format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)"
+        "               FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
+        "                AND NOT a.attisdropped),"
+        "   'constraints', (SELECT pg_catalog.json_agg(x.contype::text || ':' || COALESCE(x.conkey::text, '{}') ORDER BY 1)"
+        "                   FROM pg_catalog.pg_constraint x WHERE x.conrelid = c.oid AND x.contype <> 'n'),"
+        "   'plain', NOT (c.relrowsecurity OR c.relforcerowsecurity OR c.relhasrules OR c.relhastriggers"
+        "                 OR c.relhassubclass OR c.relispartition),"
+        "   'readable', pg_catalog.has_table_privilege(c.oid, 'SELECT'),"
+        "   'acl', " + _acl_json("c.relacl", "r", "c.relowner") + ")"
+        "   FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid AND c.relname = %(registry)s) AS registry,"
+        " (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('name', k.rolname, 'oid', k.oid,"
+        "   'login', k.rolcanlogin, 'super', k.rolsuper, 'createrole', k.rolcreaterole,"
+        "   'replication', k.rolreplication, 'bypassrls', k.rolbypassrls))"
+        "   FROM pg_catalog.pg_roles k WHERE k.rolname = ANY (%(killers)s::text[])) AS killers,"
+        " pg_catalog.current_setting('server_version_num')::int AS version_num"
+        " FROM (SELECT 1) AS one"
+        " LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s"
+        " LEFT JOIN pg_catalog.pg_roles o ON o.rolname = %(owner)s")
+
+
+REGISTRY_COLUMNS = ["role_oid oid", "role_name name"]
+
+
+def _registry_shape_ok(reg):
+    return (reg is not None and reg["kind"] == "r" and reg["plain"]
+            and list(reg["columns"] or []) == REGISTRY_COLUMNS and list(reg["constraints"] or []) == ["p:{1,2}"])
+
+
+def _read_registry(session, schema):
+    """The registry's entries with what each oid is now (NULL columns for a dropped role)."""
+    return session.rows(sql.SQL(
+        "SELECT DISTINCT k.role_oid::bigint AS role_oid, k.role_name::text AS role_name, r.rolname AS rolname,"
+        " r.rolcanlogin, r.rolsuper, r.rolcreaterole, r.rolreplication, r.rolbypassrls"
+        " FROM {} k LEFT JOIN pg_catalog.pg_roles r ON r.oid = k.role_oid ORDER BY 2, 1").format(
+            registry_ident(schema)))
+
+
+def inspect(session, schema, owner_role, killer_roles):
+    """Read everything about the helper in (at most) two queries."""
+    version = session.rows("SELECT pg_catalog.current_setting('server_version_num')::int AS v")[0]["v"]
+    state = session.rows(_inspect_sql(version >= 160000), {
+        "schema": schema, "owner": owner_role, "killers": list(killer_roles), "fn": FUNCTION_NAME,
+        "registry": REGISTRY_TABLE, "granted": list(OWNER_GRANTED_ROLES)})[0]
+    for key in ("nsp_acl", "owner_members", "owner_member_rows", "owner_holds", "objects", "functions", "killers"):
+        state[key] = state[key] or []
+    state["fn"] = _our_function(state["functions"])
+    state["entries"] = None  # registry entries; None when missing, malformed or not readable
+    reg = state["registry"]
+    if _registry_shape_ok(reg) and reg["readable"]:
+        state["entries"] = _read_registry(session, schema)
+    return state
 
 
 def _version_from_comment(comment):
     if comment and comment.startswith(COMMENT_PREFIX):
         return comment[len(COMMENT_PREFIX):].strip()
     return None
-
-
-def _is_current(fn, owner_role):
-    return (fn is not None
-            and _version_from_comment(fn["comment"]) == HELPER_VERSION
-            and (fn["prosrc"] or "").strip() == FUNCTION_BODY.strip()
-            and bool(fn["prosecdef"])
-            and SEARCH_PATH_SETTING in (fn["proconfig"] or [])
-            and fn["owner"] == owner_role
-            and not fn["public_execute"])
 
 
 def _our_function(functions):
@@ -213,22 +339,257 @@ def _our_function(functions):
     return None
 
 
-def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE, killer_roles=(),
-                  state="present", check_mode=False):
-    """Install, update or remove the helper inside the current transaction (no commit).
+# --------------------------------------------------------------------------- comparing
 
-    Returns {"changed", "statements", "version", "missing_roles"}. Input problems and
-    missing killer roles are reported with session.fail (which rolls the transaction back)
-    before any change; in check mode missing killer roles are only listed in
-    "missing_roles" (a caller may be about to create them in the same run).
+def _function_problems(session, schema, fn, owner_role):
+    """What differs in the function itself (empty when it is this collection's)."""
+    if fn is None:
+        return ["the function %s does not exist" % session.render(function_signature(schema))]
+    problems = []
+    version = _version_from_comment(fn["comment"])
+    if version != HELPER_VERSION:
+        problems.append("its version is %s, this collection installs %s" % (version, HELPER_VERSION))
+    elif (fn["prosrc"] or "").strip() != function_body(session, schema).strip():
+        problems.append("its body differs from this collection's")
+    if fn["language"] != "plpgsql" or fn["kind"] != "f":
+        problems.append("it is a %s routine in language %s (expected a plpgsql function)"
+                        % (fn["kind"], fn["language"]))
+    if not fn["secdef"]:
+        problems.append("it is not SECURITY DEFINER")
+    if list(fn["config"] or []) != [SEARCH_PATH_SETTING]:
+        problems.append("its settings are %s (expected exactly %s)" % (fn["config"], SEARCH_PATH_SETTING))
+    if fn["strict"] or fn["volatile"] != "v":
+        volatility = {"i": "IMMUTABLE", "s": "STABLE"}.get(fn["volatile"], "VOLATILE")
+        problems.append("it is %s%s (expected VOLATILE CALLED ON NULL INPUT)"
+                        % ("STRICT " if fn["strict"] else "", volatility))
+    if fn["arguments"] != FUNCTION_ARGUMENTS:
+        problems.append("its arguments are (%s), expected (%s)" % (fn["arguments"], FUNCTION_ARGUMENTS))
+    if fn["result"] != FUNCTION_RESULT:
+        problems.append("it returns %s, expected %s" % (fn["result"], FUNCTION_RESULT))
+    if fn["owner"] != owner_role:
+        problems.append("it is owned by %s, expected %s" % (fn["owner"], owner_role))
+    return problems
+
+
+def _acl_problems(what, acl, owner, allowed, privilege):
+    """ACL entries other than the owner's own and PRIVILEGE (without grant option, granted by the
+    owner) for each role in ALLOWED."""
+    problems = []
+    for entry in acl or []:
+        grantee = entry["grantee"]
+        if grantee == owner and entry["grantor"] == owner:
+            continue
+        if (grantee in allowed and entry["privilege"] == privilege and not entry["grantable"]
+                and entry["grantor"] == owner):
+            continue
+        problems.append("%s grants %s%s to %s (granted by %s)" % (
+            what, entry["privilege"], " WITH GRANT OPTION" if entry["grantable"] else "",
+            grantee or "PUBLIC", entry["grantor"]))
+    return problems
+
+
+def _disqualified(row):
+    """Why a role (a pg_roles-like row) may not be a killer role; None when it may."""
+    reasons = [why for column, why in KILLER_DISQUALIFIERS if row.get(column)]
+    return "; ".join(reasons) or None
+
+
+def _entry_verdicts(entries, owner_role):
+    """(kept, dropped): registry entries that name the role they were made for and that may be
+    killer roles, and the others with why."""
+    kept, dropped = [], []
+    for entry in entries or []:
+        if entry["rolname"] is None:
+            dropped.append((entry, "role oid %s no longer exists" % entry["role_oid"]))
+        elif entry["rolname"] != entry["role_name"]:
+            dropped.append((entry, "role oid %s is now named %s" % (entry["role_oid"], entry["rolname"])))
+        elif entry["role_name"] == owner_role:
+            dropped.append((entry, "it is the helper's owner role"))
+        elif _disqualified(entry):
+            dropped.append((entry, _disqualified(entry)))
+        else:
+            kept.append(entry)
+    return kept, dropped
+
+
+def _foreign_objects(state):
+    """Objects in the schema that are not the helper's (its function or registry table)."""
+    reg = state["registry"]
+    reg_ok = _registry_shape_ok(reg)
+    out = []
+    for obj in state["objects"]:
+        if obj["catalog"] == "pg_proc" and obj["name"] == FUNCTION_NAME:
+            continue  # the function and its overloads are handled on their own
+        if obj["catalog"] == "pg_class" and obj["name"] == REGISTRY_TABLE and reg_ok:
+            continue
+        if (obj["catalog"] == "pg_class" and obj["kind"] == "i" and obj["name"] == REGISTRY_TABLE + "_pkey"
+                and reg_ok and obj["relid"] == reg["oid"]):
+            continue  # the registry's primary key
+        out.append(obj)
+    return out
+
+
+def _owner_problems(state, owner_role):
+    problems = []
+    if state["owner_oid"] is None:
+        return ["the owner role %s does not exist" % owner_role]
+    attrs = (["LOGIN"] if state["owner_login"] else []) + (["SUPERUSER"] if state["owner_super"] else [])
+    attrs += [flag for flag, on in zip(OWNER_FLAGS, state["owner_flags"] or ()) if on]
+    if attrs:
+        problems.append("the owner role %s has %s" % (owner_role, ", ".join(attrs)))
+    holds = state["owner_holds"]
+    for row in holds:
+        if row["role"] not in OWNER_GRANTED_ROLES:
+            problems.append("the owner role %s is a member of %s (granted by %s)"
+                            % (owner_role, row["role"], row["grantor"]))
+        elif row["admin_option"]:
+            problems.append("the owner role %s holds %s WITH ADMIN OPTION (granted by %s)"
+                            % (owner_role, row["role"], row["grantor"]))
+    for granted in OWNER_GRANTED_ROLES:
+        if not any(r["role"] == granted and r["inherit_option"] for r in holds):
+            problems.append("the owner role %s does not hold %s with INHERIT" % (owner_role, granted))
+    if state["owner_members"]:
+        problems.append("role(s) %s can act as the owner role %s (members of it) and so could redefine "
+                        "the helper" % (", ".join(state["owner_members"]), owner_role))
+    return problems
+
+
+def status_problems(session, schema, owner_role, killer_roles, state):
+    """Every difference from what ensure_helper installs (for killer roles KILLER_ROLES), each
+    naming what is wrong. Empty when the helper is exactly this collection's."""
+    fn = state["fn"]
+    problems = ["function: %s" % p for p in _function_problems(session, schema, fn, owner_role)]
+    for other in state["functions"]:
+        if other is not fn:
+            problems.append("an overload %s(%s) exists next to the function (calls become ambiguous)"
+                            % (FUNCTION_NAME, other["args"]))
+    if state["nsp_oid"] is None:
+        return ["schema %s does not exist" % schema]
+    if state["nsp_owner"] != owner_role:
+        problems.append("schema %s is owned by %s, expected %s" % (schema, state["nsp_owner"], owner_role))
+    allowed = set(killer_roles)
+    if fn is not None:
+        problems += _acl_problems("the function", fn["acl"], fn["owner"], allowed, "EXECUTE")
+    problems += _acl_problems("schema %s" % schema, state["nsp_acl"], state["nsp_owner"], allowed, "USAGE")
+    reg = state["registry"]
+    if reg is None:
+        problems.append("the registry table %s.%s does not exist" % (schema, REGISTRY_TABLE))
+    else:
+        if not _registry_shape_ok(reg):
+            problems.append("the registry %s.%s is not this collection's table (kind %s, columns %s, "
+                            "constraints %s, or it has row security, rules, triggers or inheritance)"
+                            % (schema, REGISTRY_TABLE, reg["kind"], ", ".join(reg["columns"] or []),
+                               ", ".join(reg["constraints"] or []) or "none"))
+        if reg["owner"] != owner_role:
+            problems.append("the registry is owned by %s, expected %s" % (reg["owner"], owner_role))
+        problems += _acl_problems("the registry", reg["acl"], reg["owner"], set(), None)
+    for obj in _foreign_objects(state):
+        problems.append("schema %s holds another object: %s" % (schema, obj["what"]))
+    problems += _owner_problems(state, owner_role)
+    if state["entries"] is not None:
+        kept, dropped = _entry_verdicts(state["entries"], owner_role)
+        for entry, why in dropped:
+            if entry["role_name"] in allowed:
+                continue  # about one killer role: in killer_problems
+            problems.append("the registry lists %s (oid %s), which may not be a killer role: %s"
+                            % (entry["role_name"], entry["role_oid"], why))
+        for entry in kept:
+            if entry["role_name"] not in allowed:
+                problems.append("the registry lists %s, which is not a killer role of any Deployment given"
+                                % entry["role_name"])
+    return problems + sum(killer_problems(state, killer_roles).values(), [])
+
+
+def killer_problems(state, killer_roles):
+    """{killer role: [problems that concern only it]}: not registered, may not be a killer role."""
+    out = dict((k, []) for k in killer_roles)
+    if state["entries"] is not None:
+        kept, dropped = _entry_verdicts(state["entries"], None)
+        for entry, why in dropped:
+            if entry["role_name"] in out:
+                out[entry["role_name"]].append("the registry lists %s (oid %s), which may not be a killer role: %s"
+                                               % (entry["role_name"], entry["role_oid"], why))
+        registered = set(e["role_name"] for e in kept)
+        for killer in killer_roles:
+            if killer not in registered:
+                out[killer].append("killer role %s is not registered" % killer)
+    for row in state["killers"]:
+        why = _disqualified({"rolcanlogin": row["login"], "rolsuper": row["super"],
+                             "rolcreaterole": row["createrole"], "rolreplication": row["replication"],
+                             "rolbypassrls": row["bypassrls"]})
+        if why and row["name"] in out:
+            out[row["name"]].append("killer role %s may not be a killer role: %s" % (row["name"], why))
+    return out
+
+
+# --------------------------------------------------------------------------- changing
+
+DROP_KINDS = {
+    ("pg_class", "v"): ("VIEW", "regclass"), ("pg_class", "m"): ("MATERIALIZED VIEW", "regclass"),
+    ("pg_proc", "f"): ("FUNCTION", "regprocedure"), ("pg_proc", "w"): ("FUNCTION", "regprocedure"),
+    ("pg_proc", "p"): ("PROCEDURE", "regprocedure"), ("pg_proc", "a"): ("AGGREGATE", "regprocedure"),
+    ("pg_class", "r"): ("TABLE", "regclass"), ("pg_class", "p"): ("TABLE", "regclass"),
+    ("pg_class", "f"): ("FOREIGN TABLE", "regclass"), ("pg_class", "S"): ("SEQUENCE", "regclass"),
+    ("pg_class", "c"): ("TYPE", "regclass"), ("pg_type", "d"): ("DOMAIN", "regtype"),
+    ("pg_type", "e"): ("TYPE", "regtype"), ("pg_type", "r"): ("TYPE", "regtype"),
+    ("pg_type", "b"): ("TYPE", "regtype"), ("pg_type", "p"): ("TYPE", "regtype"),
+    ("pg_class", "i"): ("INDEX", "regclass"), ("pg_class", "I"): ("INDEX", "regclass"),
+}
+DROP_ORDER = ("VIEW", "MATERIALIZED VIEW", "FUNCTION", "PROCEDURE", "AGGREGATE", "TABLE", "FOREIGN TABLE",
+              "SEQUENCE", "TYPE", "DOMAIN", "INDEX")
+
+
+def drop_object_statement(session, catalog, fn_oid, keyword, regtype):
+    """DROP an object by catalog oid, as a DO block: PostgreSQL itself writes the quoted name
+    (oid::regclass, ::regprocedure, ::regtype) when the block runs, so no name read from the
+    catalog is pasted into SQL text; the oid is the only value and goes in as a literal. The
+    object may already be gone (an index dropped with its table): then nothing happens."""
+    body = sql.SQL("BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.{cat} WHERE oid = {oid}::pg_catalog.oid) THEN "
+                   "EXECUTE pg_catalog.format('DROP {kw} %s', {oid}::pg_catalog.oid::pg_catalog.{reg}); "
+                   "END IF; END").format(cat=sql.Identifier(catalog), kw=sql.SQL(keyword),
+                                         oid=sql.Literal(str(int(fn_oid))), reg=sql.SQL(regtype))
+    return sql.SQL("DO {}").format(sql.Literal(session.render(body)))
+
+
+def drop_function_statement(session, fn_oid):
+    return drop_object_statement(session, "pg_proc", fn_oid, "FUNCTION", "regprocedure")
+
+
+def _reset_acl_statements(on, acl, owner):
+    """REVOKE everything from every grantee but the owner (CASCADE takes grant chains along)."""
+    grantees = []
+    for entry in acl or []:
+        grantee = entry["grantee"]
+        if grantee == owner and entry["grantor"] == owner:
+            continue
+        if grantee not in grantees:
+            grantees.append(grantee)
+    if not grantees:
+        return []
+    names = sql.SQL(", ").join(sql.SQL("PUBLIC") if g is None else sql.Identifier(g) for g in grantees)
+    return [sql.SQL("REVOKE ALL ON {} FROM {} CASCADE").format(on, names)]
+
+
+def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE, killer_roles=(),
+                  state="present", check_mode=False, exact=False, unregister=()):
+    """Install, update, repair or remove the helper inside the current transaction (no commit).
+
+    Registers KILLER_ROLES. With EXACT the registry (and so the grants) become exactly
+    KILLER_ROLES; without it other registered killer roles stay, except entries for roles that
+    were dropped, renamed or may not be killer roles (they are always removed) and the roles in
+    UNREGISTER (a caller about to drop them, e.g. provisioning decommissioning a Deployment).
+
+    Returns {"changed", "statements", "version", "missing_roles", "unregistered"}. Input
+    problems, missing killer roles (outside check mode) and roles that may not be killer roles
+    are reported with session.fail (which rolls the transaction back) before any change.
     """
     killer_roles = list(dict.fromkeys(killer_roles or ()))
     problems = helper_problems(schema, owner_role, killer_roles)
     if problems:
         session.fail("invalid fence helper options: " + "; ".join(problems), problems=problems)
     statements = []
-    current = _read_state(session, schema, owner_role)
-    fn = _our_function(current["functions"])
+    current = inspect(session, schema, owner_role, killer_roles)
+    fn = current["fn"]
 
     if state == "absent":
         if current["nsp_oid"] is not None:
@@ -237,36 +598,45 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
             statements.append(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner_role)))
         _run(session, statements, check_mode)
         return {"changed": bool(statements), "statements": [session.render(s) for s in statements],
-                "version": None, "missing_roles": []}
+                "version": None, "missing_roles": [], "unregistered": []}
 
-    missing = []
-    if killer_roles:
-        found = set(r["rolname"] for r in session.rows(
-            "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY (%s::text[])", (killer_roles,)))
-        missing = [k for k in killer_roles if k not in found]
+    found = dict((r["name"], r) for r in current["killers"])
+    missing = [k for k in killer_roles if k not in found]
     if missing and not check_mode:
         session.fail("fence helper: killer role(s) do not exist: %s" % ", ".join(missing),
                      missing_roles=missing)
     # in check mode a caller (provisioning) may not have created the killer roles yet: plan
     # the grants and report them as missing instead of failing
+    refused = []
+    for name in killer_roles:
+        row = found.get(name)
+        why = row and _disqualified({"rolcanlogin": row["login"], "rolsuper": row["super"],
+                                     "rolcreaterole": row["createrole"], "rolreplication": row["replication"],
+                                     "rolbypassrls": row["bypassrls"]})
+        if why:
+            refused.append("%s (%s)" % (name, why))
+    if refused:
+        session.fail("fence helper: refusing to register as killer role(s): %s; a killer role is a NOLOGIN role "
+                     "without SUPERUSER, CREATEROLE, REPLICATION or BYPASSRLS; nothing was changed"
+                     % "; ".join(refused), refused_roles=refused)
     if current["owner_super"]:
         session.fail("fence helper: owner role %s is a superuser; the helper's owner must be an "
-                     "unprivileged NOLOGIN role" % owner_role)
+                     "unprivileged NOLOGIN role; nothing was changed" % owner_role)
 
-    if current["owner_members"]:
-        members = current["owner_members"]
-        session.fail("fence helper: role(s) %s can act as the owner role %s (they are members of it), and so "
-                     "could redefine the helper and terminate any non-superuser session; nothing was changed. "
-                     "Remove the membership (REVOKE %s FROM %s) and run again"
-                     % (", ".join(members), owner_role, owner_role, ", ".join(members)),
-                     owner_members=members)
-
-    if current["foreign_objects"]:
-        session.fail("fence helper: schema %s already holds %d other object(s); the helper needs a schema of "
-                     "its own (its owner role owns the schema)" % (schema, current["foreign_objects"]))
+    ours = fn is not None or current["registry"] is not None
+    foreign = _foreign_objects(current)
+    if foreign and not ours:
+        session.fail("fence helper: schema %s already holds %d other object(s) (%s); the helper needs a schema "
+                     "of its own (its owner role owns the schema); nothing was changed"
+                     % (schema, len(foreign), "; ".join(o["what"] for o in foreign)))
+    undroppable = [o for o in foreign if (o["catalog"], o["kind"]) not in DROP_KINDS]
+    if undroppable:
+        session.fail("fence helper: schema %s holds object(s) this module does not remove: %s; drop them and run "
+                     "again; nothing was changed" % (schema, "; ".join(o["what"] for o in undroppable)))
 
     owner = sql.Identifier(owner_role)
     new16 = current["version_num"] >= 160000
+    # --- the owner role: attributes, what it holds, who holds it
     if current["owner_oid"] is None:
         statements.append(sql.SQL("CREATE ROLE {} NOLOGIN INHERIT NOCREATEROLE NOCREATEDB NOREPLICATION "
                                   "NOBYPASSRLS").format(owner))
@@ -278,75 +648,144 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
             statements.append(sql.SQL("ALTER ROLE {} {}").format(owner, sql.SQL(" ".join(attributes))))
         if not current["owner_inherit"] and not new16:
             statements.append(sql.SQL("ALTER ROLE {} INHERIT").format(owner))
-        fixes, need_grants = _owner_membership_plan(session, current["owner_oid"], owner, new16)
+        fixes, need_grants = _owner_membership_plan(current["owner_holds"], owner, new16)
         statements += fixes
+        for row in current["owner_member_rows"]:
+            by = sql.SQL(" GRANTED BY {}").format(sql.Identifier(row["grantor"])) if new16 else sql.SQL("")
+            statements.append(sql.SQL("REVOKE {} FROM {}{} CASCADE").format(owner, sql.Identifier(row["member"]), by))
     for granted in need_grants:
         if new16:
             statements.append(sql.SQL("GRANT {} TO {} WITH INHERIT TRUE").format(sql.Identifier(granted), owner))
         else:
             statements.append(sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), owner))
 
+    # --- the registry: who stays registered (decided first: it decides who may hold the grants)
+    reg = current["registry"]
+    entries = current["entries"]
+    reg_broken = reg is not None and not _registry_shape_ok(reg)
+    if reg is None or reg_broken:
+        entries = []
+    elif entries is None:
+        session.fail("fence helper: cannot read the registry %s.%s as %s; run as a superuser or a role that can "
+                     "act as %s; nothing was changed"
+                     % (schema, REGISTRY_TABLE, session.rows("SELECT current_user AS u")[0]["u"], owner_role))
+    kept, dropped = _entry_verdicts(entries, owner_role)
+    unregister = set(unregister or ()) - set(killer_roles)
+    if exact:
+        dropped += [(e, "not in killer_roles") for e in kept if e["role_name"] not in killer_roles]
+        kept = [e for e in kept if e["role_name"] in killer_roles]
+    dropped += [(e, "unregistered") for e in kept if e["role_name"] in unregister]
+    kept = [e for e in kept if e["role_name"] not in unregister]
+    registered = set(e["role_name"] for e in kept)
+    accepted = set(killer_roles) | registered
+
+    # --- the schema and what is in it
     schema_id = sql.Identifier(schema)
+    nsp_grant = sorted(accepted)
     if current["nsp_oid"] is None:
         statements.append(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(schema_id, owner))
         statements.append(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema_id))
     else:
         if current["nsp_owner"] != owner_role:
             statements.append(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema_id, owner))
-        if current["nsp_public"]:
-            statements.append(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema_id))
-
-    signature = function_signature(schema)
+        if _acl_problems("", current["nsp_acl"], current["nsp_owner"], accepted, "USAGE"):
+            statements += _reset_acl_statements(sql.SQL("SCHEMA {}").format(schema_id), current["nsp_acl"],
+                                                current["nsp_owner"])
+        else:
+            held = _granted(current["nsp_acl"], current["nsp_owner"], "USAGE")
+            nsp_grant = [k for k in nsp_grant if k not in held]
+    for keyword in DROP_ORDER:
+        for obj in foreign:
+            kw, regtype = DROP_KINDS[(obj["catalog"], obj["kind"])]
+            if kw == keyword:
+                statements.append(drop_object_statement(session, obj["catalog"], obj["oid"], kw, regtype))
     for other in current["functions"]:
-        if other is not fn:  # an older signature: an upgrade replaces it
+        if other is not fn:  # an overload or an older signature
             statements.append(drop_function_statement(session, other["oid"]))
-    if not _is_current(fn, owner_role):
-        statements.append(create_function_statement(schema))
+
+    reg_ident = registry_ident(schema)
+    if reg_broken:
+        statements.append(drop_object_statement(session, "pg_class", reg["oid"],
+                                                "VIEW" if reg["kind"] == "v" else "TABLE", "regclass"))
+    if reg is None or reg_broken:
+        statements += create_registry_statements(schema, owner)
+    else:
+        if reg["owner"] != owner_role:
+            statements.append(sql.SQL("ALTER TABLE {} OWNER TO {}").format(reg_ident, owner))
+        if _acl_problems("", reg["acl"], reg["owner"], set(), None):
+            statements += _reset_acl_statements(sql.SQL("TABLE {}").format(reg_ident), reg["acl"], reg["owner"])
+    if dropped:
+        statements.append(sql.SQL(
+            "DELETE FROM {reg} k USING ROWS FROM (pg_catalog.unnest({oids}::pg_catalog.oid[]),"
+            " pg_catalog.unnest({names}::pg_catalog.name[])) AS d(o, n) WHERE k.role_oid = d.o AND k.role_name = d.n").format(
+                reg=reg_ident, oids=sql.Literal([str(e["role_oid"]) for e, why in dropped]),
+                names=sql.Literal([e["role_name"] for e, why in dropped])))
+    to_register = [k for k in killer_roles if k not in registered]
+    if to_register:
+        statements.append(sql.SQL(
+            "INSERT INTO {} (role_oid, role_name) SELECT r.oid, r.rolname FROM pg_catalog.pg_roles r"
+            " WHERE r.rolname = ANY ({}::pg_catalog.name[]) ON CONFLICT DO NOTHING").format(
+                reg_ident, sql.Literal(to_register)))
+
+    # --- the function
+    signature = function_signature(schema)
+    fn_grant = sorted(accepted)
+    fn_problems = _function_problems(session, schema, fn, owner_role)
+    if fn is not None and (fn["result"] != FUNCTION_RESULT or fn["kind"] != "f"):
+        statements.append(drop_function_statement(session, fn["oid"]))  # CREATE OR REPLACE cannot change these
+        fn = None
+    if fn is None:
+        statements.append(create_function_statement(session, schema))
         statements.append(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(signature, owner))
         statements.append(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(signature))
         statements.append(sql.SQL("COMMENT ON FUNCTION {} IS {}").format(
             signature, sql.Literal(COMMENT_PREFIX + HELPER_VERSION)))
+    else:
+        if [p for p in fn_problems if not p.startswith("it is owned by")]:
+            statements.append(create_function_statement(session, schema))
+        if fn["owner"] != owner_role:
+            statements.append(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(signature, owner))
+        if _acl_problems("", fn["acl"], fn["owner"], accepted, "EXECUTE"):
+            statements += _reset_acl_statements(sql.SQL("FUNCTION {}").format(signature), fn["acl"], fn["owner"])
+        else:
+            held = _granted(fn["acl"], fn["owner"], "EXECUTE")
+            fn_grant = [k for k in fn_grant if k not in held]
+        if _version_from_comment(fn["comment"]) != HELPER_VERSION:
+            statements.append(sql.SQL("COMMENT ON FUNCTION {} IS {}").format(
+                signature, sql.Literal(COMMENT_PREFIX + HELPER_VERSION)))
 
-    need_use = killer_roles
-    if fn is not None and current["nsp_oid"] is not None and killer_roles:
-        rows = session.rows(
-            "SELECT k.rolname,"
-            " EXISTS (SELECT 1 FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) x"
-            "   WHERE p.oid = %s AND x.grantee = k.oid AND x.privilege_type = 'EXECUTE') AS exec,"
-            " EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) x"
-            "   WHERE n.oid = %s AND x.grantee = k.oid AND x.privilege_type = 'USAGE') AS usage"
-            " FROM pg_catalog.pg_roles k WHERE k.rolname = ANY (%s::text[])",
-            (fn["oid"], current["nsp_oid"], killer_roles))
-        ok = set(r["rolname"] for r in rows if r["exec"] and r["usage"])
-        need_use = [k for k in killer_roles if k not in ok]
-    if need_use:
-        grantees = sql.SQL(", ").join(sql.Identifier(k) for k in need_use)
-        statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema_id, grantees))
-        statements.append(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(signature, grantees))
+    # --- use: USAGE + EXECUTE for the accepted killer roles (taken from everyone else above)
+    if nsp_grant:
+        statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            schema_id, sql.SQL(", ").join(sql.Identifier(k) for k in nsp_grant)))
+    if fn_grant:
+        statements.append(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
+            signature, sql.SQL(", ").join(sql.Identifier(k) for k in fn_grant)))
 
     _run(session, statements, check_mode)
     return {"changed": bool(statements), "statements": [session.render(s) for s in statements],
-            "version": HELPER_VERSION, "missing_roles": missing}
+            "version": HELPER_VERSION, "missing_roles": missing,
+            "unregistered": sorted(set(e["role_name"] for e, why in dropped))}
 
 
-def _owner_membership_plan(session, owner_oid, owner, new16):
+def _granted(acl, owner, privilege):
+    return [e["grantee"] for e in acl or [] if e["grantee"] and e["privilege"] == privilege
+            and not e["grantable"] and e["grantor"] == owner]
+
+
+def _owner_membership_plan(holds, owner, new16):
     """(statements, roles to grant) that leave the owner holding its two predefined roles,
     directly and with INHERIT, and nothing else: no other role (it would widen what the helper
-    runs as) and no ADMIN on them (it would pass on to the owner's members). One query."""
-    rows = session.rows(
-        "SELECT g.rolname AS role, pg_catalog.pg_get_userbyid(a.grantor) AS grantor, a.admin_option, "
-        + ("a.inherit_option" if new16 else "true") + " AS inherit_option"
-        " FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles g ON g.oid = a.roleid"
-        " WHERE a.member = %s ORDER BY 1, 2", (owner_oid,))
+    runs as) and no ADMIN on them (it would pass on to the owner's members)."""
     statements = []
-    for row in rows:
+    for row in holds:
         by = sql.SQL(" GRANTED BY {}").format(sql.Identifier(row["grantor"])) if new16 else sql.SQL("")
         if row["role"] not in OWNER_GRANTED_ROLES:
             statements.append(sql.SQL("REVOKE {} FROM {}{}").format(sql.Identifier(row["role"]), owner, by))
         elif row["admin_option"]:
             statements.append(sql.SQL("REVOKE ADMIN OPTION FOR {} FROM {}{}").format(
                 sql.Identifier(row["role"]), owner, by))
-    held = set(r["role"] for r in rows if r["inherit_option"])
+    held = set(r["role"] for r in holds if r["inherit_option"])
     return statements, [g for g in OWNER_GRANTED_ROLES if g not in held]
 
 
@@ -357,45 +796,53 @@ def _run(session, statements, check_mode):
         session.execute(statement)
 
 
-def helper_status(session, schema=DEFAULT_SCHEMA, killer_roles=()):
-    """Read-only: is the helper installed, current, and usable by each killer role?
+def owner_members(session, owner_oid):
+    """Non-superuser roles that could act as the owner role (should be none)."""
+    if owner_oid is None:
+        return []
+    rows = session.rows("SELECT (" + OWNER_MEMBERS_SQL + ") AS m FROM pg_catalog.pg_roles o WHERE o.oid = %(owner)s",
+                        {"owner": owner_oid, "granted": list(OWNER_GRANTED_ROLES)})
+    return (rows[0]["m"] or []) if rows else []
 
-    Besides the keys of the shared interface, "function" (qualified signature) and
-    "owner_members" (non-superuser roles that could act as the owner role and so redefine
-    the function; should be empty).
+
+def helper_status(session, schema=DEFAULT_SCHEMA, killer_roles=(), owner_role=DEFAULT_OWNER_ROLE):
+    """Read-only: is the helper installed, current, intact, and usable by each killer role?
+
+    Keys: installed, version, current (the function is this collection's, owned by OWNER_ROLE),
+    owner_role (the function's actual owner), owner_can_signal, usable_by (per killer role:
+    EXECUTE, USAGE, an owner that can signal, and registered when the registry is readable),
+    function (qualified signature), owner_members (roles that could act as the owner role),
+    registered (per killer role: true/false, or null when the registry cannot be read as this
+    login), registry_readable, problems (every part that differs from what ensure_helper
+    installs for these killer roles; each names what is wrong), killer_problems (the problems
+    that concern one killer role only, per killer role; also in problems).
     """
     killer_roles = list(dict.fromkeys(killer_roles or ()))
     out = {"installed": False, "version": None, "current": False, "owner_role": None,
            "owner_can_signal": False, "usable_by": dict((k, False) for k in killer_roles),
-           "function": None, "owner_members": []}
-    nsp = session.rows("SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = %s", (schema,))
-    if not nsp:
-        return out
-    nsp_oid = nsp[0]["oid"]
-    fns = session.rows(
-        "SELECT p.oid, pg_catalog.pg_get_function_identity_arguments(p.oid) AS args,"
-        " p.prosrc, p.prosecdef, p.proconfig, pg_catalog.pg_get_userbyid(p.proowner) AS owner,"
-        " pg_catalog.obj_description(p.oid, 'pg_proc') AS comment,"
-        " EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(p.proacl,"
-        "   pg_catalog.acldefault('f', p.proowner))) x WHERE x.grantee = 0) AS public_execute,"
-        " pg_catalog.pg_has_role(p.proowner, 'pg_signal_backend', 'USAGE') AS can_signal, p.proowner"
-        " FROM pg_catalog.pg_proc p WHERE p.pronamespace = %s AND p.proname = %s",
-        (nsp_oid, FUNCTION_NAME))
-    fn = _our_function(fns)
+           "function": None, "owner_members": [], "registered": dict((k, None) for k in killer_roles),
+           "registry_readable": False, "problems": [], "killer_problems": {}}
+    state = inspect(session, schema, owner_role, killer_roles)
+    fn = state["fn"]
+    out["owner_members"] = state["owner_members"]
     if fn is None:
         return out
-    # roles that could act as the owner (and so redefine the function): should be none
-    out["owner_members"] = owner_members(session, fn["proowner"])
+    problems = status_problems(session, schema, owner_role, killer_roles, state)
+    out["problems"] = problems
+    out["killer_problems"] = killer_problems(state, killer_roles)
+    registered = None
+    if state["entries"] is not None:
+        kept, dummy = _entry_verdicts(state["entries"], owner_role)
+        registered = set(e["role_name"] for e in kept)
+        out["registry_readable"] = True
+    for killer in killer_roles:
+        out["registered"][killer] = None if registered is None else killer in registered
     out.update(installed=True, version=_version_from_comment(fn["comment"]),
-               owner_role=fn["owner"], owner_can_signal=bool(fn["can_signal"]),
-               current=_is_current(fn, fn["owner"]),
+               owner_role=fn["owner"], owner_can_signal=bool(fn["owner_can_signal"]),
+               current=not _function_problems(session, schema, fn, owner_role),
                function=session.render(function_signature(schema)))
-    if killer_roles:
-        rows = session.rows(
-            "SELECT k.rolname, pg_catalog.has_function_privilege(k.oid, %s::oid, 'EXECUTE')"
-            " AND pg_catalog.has_schema_privilege(k.oid, %s::oid, 'USAGE') AS usable"
-            " FROM pg_catalog.pg_roles k WHERE k.rolname = ANY (%s::text[])",
-            (fn["oid"], nsp_oid, killer_roles))
-        for row in rows:
-            out["usable_by"][row["rolname"]] = bool(row["usable"]) and out["owner_can_signal"]
+    usable = fn["usable"] or {}
+    for killer in killer_roles:
+        out["usable_by"][killer] = (bool(usable.get(killer)) and out["owner_can_signal"]
+                                    and out["registered"][killer] is not False)
     return out

@@ -27,7 +27,17 @@ description:
     member of the owner and killer roles, with their privileges); C(other_members) (no other
     role gets the owner's or the killer's privileges through INHERIT or SET); C(login_roles) (they exist, can
     log in, are not superusers and not members of the owner role); C(fence_capability);
-    C(fence_state)."
+    C(fence_state); C(fence_helper) (every part of an installed fence helper is what
+    M(dataplane.postgresql.fence_helper) installs, see below)."
+  - "C(fence_helper) compares the function (owner with O(helper_owner_role), body, language,
+    C(SECURITY DEFINER), exact settings, arguments, result), every ACL entry of the function, its
+    schema and its registry of killer roles (only the present Deployments' killer roles hold
+    C(EXECUTE) and C(USAGE); nobody holds anything on the registry), overloads and other objects in
+    the schema, the owner role's attributes and memberships in both directions, and the registry
+    entries (dropped or renamed roles, roles that may not be killer roles, roles that are not the
+    killer role of any present Deployment given: pass every Deployment of the server). The
+    registry's entries are only read when the login may read it (an admin); as C(commander_user)
+    the finding says they were not checked."
   - "C(fence_state) reads the fence state record a failover writes into the database's comment
     (see C(docs/fence-state.md)) and names the admitted and the fenced plane; without a record,
     one plane that cannot connect while another can is taken as fenced (inferred, no record).
@@ -75,6 +85,11 @@ options:
       - Schema of the fence helper function, in the database the module connects to (O(login_db)).
     type: str
     default: dataplane_fence
+  helper_owner_role:
+    description:
+      - The role that should own the fence helper (its function, schema and registry).
+    type: str
+    default: dataplane_fence_signaler
 notes:
   - Supports PostgreSQL 16, 17 and 18; older servers are audited with a C(server_version) finding.
 seealso:
@@ -213,12 +228,13 @@ connected_as:
   type: str
   sample: commander_user
 helper:
-  description: The fence helper's status in O(helper_schema) (installed, version, current, owner_role, owner_can_signal, usable_by).
+  description: The fence helper's status in O(helper_schema) (installed, version, current, owner_role, owner_can_signal,
+    usable_by, owner_members, registered, registry_readable, problems).
   returned: always
   type: dict
   sample:
     installed: true
-    version: "1"
+    version: "2"
     current: true
     owner_role: dataplane_fence_signaler
     owner_can_signal: true
@@ -251,6 +267,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.database impo
     version_label,
 )
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import (
+    DEFAULT_OWNER_ROLE,
     DEFAULT_SCHEMA,
     helper_status,
 )
@@ -303,6 +320,7 @@ def main():
     argument_spec.update(
         deployments=dict(type="list", elements="dict", required=True),
         helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
+        helper_owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     records = module.params["deployments"]
@@ -315,6 +333,9 @@ def main():
     schema_problem = identifier_problem(module.params["helper_schema"], "helper_schema")
     if schema_problem:
         problems.append(schema_problem)
+    owner_problem = role_name_problem(module.params["helper_owner_role"], "helper_owner_role")
+    if owner_problem:
+        problems.append(owner_problem)
     if problems:
         module.fail_json(msg="invalid deployments: " + "; ".join(problems), problems=problems,
                          changed=False, queries=[])
@@ -327,7 +348,8 @@ def main():
         # One consistent snapshot, and the server refuses any write in it.
         session.cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         session.queries.append("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        facts = read_catalog(session, records, module.params["helper_schema"], helper_status)
+        facts = read_catalog(session, records, module.params["helper_schema"], helper_status,
+                             helper_owner_role=module.params["helper_owner_role"])
     except Exception as exc:  # a driver error: report it with what ran
         session.fail("audit failed while reading the catalog: %s" % exc)
     finally:

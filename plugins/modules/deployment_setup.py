@@ -500,6 +500,7 @@ class Plan(object):
         self.decommission = []   # (dep index, action) run after memberships and helper
         self.grants = []         # (dep index, grant dict) for memberships.converge_grants
         self.helper_killers = []
+        self.helper_unregister = []  # killer roles of decommissioned Deployments (fence helper registry)
         self.predicted_roles = {}
         self.predicted_databases = {}
         self.new_roles = set()
@@ -644,6 +645,7 @@ def plan_deployments(records, catalog, options):
             if catalog.get("helper_schema_exists"):
                 plan.decommission.append((index, ("revoke_helper", options.get("fence_helper_schema"),
                                                   rec["killer_role"])))
+                plan.helper_unregister.append(rec["killer_role"])
             plan.decommission.append((index, ("drop_role", rec["killer_role"])))
             del roles[rec["killer_role"]]
         if rec["owner_role"] in roles:
@@ -1114,7 +1116,7 @@ def main():
                 session.queries.extend(membership_result.get("statements") or [])
         _attribute_statements(session.queries[first:], records, per_dep)
 
-        if params["fence_helper"] and plan.helper_killers:
+        if params["fence_helper"] and (plan.helper_killers or plan.helper_unregister):
             first = len(session.queries)
             helper_result = _ensure_helper(session, params, plan, check)
             for text in helper_result.get("statements") or []:
@@ -1203,8 +1205,9 @@ def main():
 
 def _ensure_helper(session, params, plan, check):
     # In check mode ensure_helper plans the grants for killer roles this run would create.
+    # The killer roles of decommissioned Deployments leave the helper's registry in the same run.
     return _fence_helper.ensure_helper(session, params["fence_helper_schema"], params["fence_helper_owner_role"],
-                                       plan.helper_killers, "present", check)
+                                       plan.helper_killers, "present", check, unregister=plan.helper_unregister)
 
 
 def _attribute_statements(texts, records, per_dep):

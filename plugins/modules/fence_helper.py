@@ -21,9 +21,21 @@ description:
     superuser's session and never its own, and only when the caller's session user has the
     privileges of that killer role. Its C(search_path) is pinned to C(pg_catalog, pg_temp) and
     every name in it is schema-qualified.
-  - C(EXECUTE) on the function and C(USAGE) on the schema are revoked from C(PUBLIC) and granted
-    to each role in O(killer_roles). Grants to other roles are left alone. They give nothing,
-    because a caller must also have the privileges of the killer role it names.
+  - The helper accepts a killer role only when it is in the helper's registry, a table
+    C(<schema>.killer_roles) owned by O(owner_role) on which nobody holds any privilege. The module
+    registers each role in O(killer_roles) by its oid and name, so a role that is dropped and
+    created again under the same name is not registered until the module runs again. A role that
+    can log in, or has C(SUPERUSER), C(CREATEROLE), C(REPLICATION) or C(BYPASSRLS), is refused
+    as a killer role (nothing is changed).
+  - C(EXECUTE) on the function and C(USAGE) on the schema are held by exactly the registered
+    killer roles; any other privilege on the function, the schema or the registry (C(PUBLIC), other
+    roles, grant options, C(CREATE)) is revoked.
+  - Every part of the helper is compared and repaired in one transaction, namely the function's owner,
+    body, language, C(SECURITY DEFINER), exact settings (C(proconfig)), arguments and result;
+    overloads and any other object in the schema (dropped; the module refuses, changing nothing,
+    to take over a schema that holds other objects and no helper); the owner role's attributes,
+    the roles it holds and the roles that hold it; registry entries for roles that were dropped,
+    renamed, or may not be killer roles.
   - The function body is versioned (a comment on the function carries the version); a newer
     collection replaces an older body.
   - Installing needs a superuser (or a role with C(ADMIN) on C(pg_signal_backend) and
@@ -57,15 +69,23 @@ options:
         C(pg_read_all_stats). Created when missing; C(LOGIN), C(CREATEROLE), C(CREATEDB),
         C(REPLICATION) and C(BYPASSRLS) are taken away if someone added them, and so are any
         other role granted to it and the C(ADMIN) option on the two predefined roles.
-      - The module fails, and changes nothing, when a non-superuser role is a member of it (any
-        membership, also C(ADMIN) only), because such a role could redefine the function. A role
-        holding C(ADMIN) on both predefined roles by memberships of its own is not counted, since it
-        could grant them to itself.
+      - Memberships of other roles in it (any membership, also C(ADMIN) only, per grantor) are revoked,
+        because such a role could redefine the function. A role holding C(ADMIN) on both predefined
+        roles by memberships of its own is left alone, since it could grant them to itself.
+      - A C(SUPERUSER) owner role is refused (nothing is changed).
     type: str
     default: dataplane_fence_signaler
+  exact_killer_roles:
+    description:
+      - With V(false), O(killer_roles) are registered and other registered killer roles stay
+        (so Deployments can be provisioned one at a time).
+      - With V(true), the registry and the grants become exactly O(killer_roles); every other role is
+        unregistered and loses C(EXECUTE) and C(USAGE).
+    type: bool
+    default: false
   state:
     description:
-      - V(present) installs or updates the helper and grants its use to O(killer_roles).
+      - V(present) installs, updates or repairs the helper and registers O(killer_roles).
       - V(absent) drops the schema (with the function) and the owner role.
     type: str
     choices: [present, absent]
@@ -110,9 +130,15 @@ version:
   description: The helper version installed by this collection (null with O(state=absent)).
   returned: always
   type: str
-  sample: "1"
+  sample: "2"
 missing_roles:
   description: Killer roles that do not exist (only in check mode; otherwise the module fails).
+  returned: always
+  type: list
+  elements: str
+unregistered:
+  description: Roles removed from the registry by this run (dropped, renamed, not allowed as killer
+    roles, or, with O(exact_killer_roles), not in O(killer_roles)).
   returned: always
   type: list
   elements: str
@@ -147,6 +173,22 @@ status:
         Should be empty.
       type: list
       elements: str
+    registered:
+      description: For each killer role, whether it is in the registry (null when the registry cannot be
+        read by the login).
+      type: dict
+    registry_readable:
+      description: Whether the login could read the registry.
+      type: bool
+    problems:
+      description: Every part of the helper that differs from what this module installs for
+        O(killer_roles), each naming what is wrong. Empty after a successful run.
+      type: list
+      elements: str
+    killer_problems:
+      description: Per killer role, the problems of RV(status.problems) that concern only that role
+        (not registered, may not be a killer role).
+      type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -171,6 +213,7 @@ def main():
         schema=dict(type="str", default=DEFAULT_SCHEMA),
         owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE),
         state=dict(type="str", choices=["present", "absent"], default="present"),
+        exact_killer_roles=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -181,8 +224,8 @@ def main():
     session = Session(module, connect(module, autocommit=False))
     try:
         result = ensure_helper(session, params["schema"], params["owner_role"], params["killer_roles"],
-                               params["state"], module.check_mode)
-        status = helper_status(session, params["schema"], params["killer_roles"])
+                               params["state"], module.check_mode, exact=params["exact_killer_roles"])
+        status = helper_status(session, params["schema"], params["killer_roles"], params["owner_role"])
         if module.check_mode:
             session.conn.rollback()
         else:
@@ -191,7 +234,8 @@ def main():
         session.fail("fence helper: %s" % exc)
     session.close()
     module.exit_json(changed=result["changed"], statements=result["statements"], queries=session.queries,
-                     version=result["version"], status=status, missing_roles=result["missing_roles"])
+                     version=result["version"], status=status, missing_roles=result["missing_roles"],
+                     unregistered=result["unregistered"])
 
 
 if __name__ == "__main__":

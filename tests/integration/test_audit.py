@@ -114,6 +114,9 @@ def catalog(server):
 
 def audit(run_module, server, records, user="postgres", **extra):
     args = dict(server.login_args(user), deployments=records)
+    if extra.get("helper_schema") and records and "helper_owner_role" not in extra:
+        # install_helper's owner: names("fence_signaler"), the same per-test suffix as the commander
+        extra["helper_owner_role"] = records[0]["commander_user"].replace("commander_user", "fence_signaler", 1)
     args.update(extra)
     before = catalog(server)
     result = run_module("deployment_audit", args)
@@ -251,7 +254,9 @@ DRIFTS = [
     ("owner_wrong", ["CREATE ROLE {extra} NOLOGIN", "ALTER DATABASE {db} OWNER TO {extra}"],
      ["database_owner", "fence_capability"], "owned by {extra}, expected {owner}"),
     ("owner_login", ["ALTER ROLE {owner} LOGIN"], ["owner_role"], "{owner} has LOGIN"),
-    ("killer_login", ["ALTER ROLE {killer} LOGIN"], ["killer_role"], "{killer} has LOGIN"),
+    # the helper refuses a killer role that can log in, and the fence_helper finding names it
+    ("killer_login", ["ALTER ROLE {killer} LOGIN"], ["fence_capability", "fence_helper", "killer_role"],
+     "{killer} has LOGIN"),
     ("killer_inherit_attr", ["ALTER ROLE {killer} INHERIT"], ["killer_role"], "has INHERIT"),
     ("login_superuser", ["ALTER ROLE {dp1} SUPERUSER"],
      ["fence_capability", "login_roles"], "{dp1} is a SUPERUSER"),
@@ -318,8 +323,9 @@ def test_member_of_the_helper_owner_is_drift(pg, names, run_module):
     result = audit(run_module, pg, records, user=records[0]["commander_user"], helper_schema=schema)
     assert result["drifted"] == ["a", "b"] and result["fence_capable"] is True, result["summary"]
     for dep in result["deployments"]:
-        assert failed_checks(dep) == ["fence_capability"] and dep["fence_route"] == "helper"
+        assert failed_checks(dep) == ["fence_capability", "fence_helper"] and dep["fence_route"] == "helper"
         assert "%s can act as its owner role" % sneaky in by_check(dep)["fence_capability"]["detail"]
+        assert "role(s) %s can act as the owner role" % sneaky in by_check(dep)["fence_helper"]["detail"]
 
 
 def test_over_grant_gives_direct_route(pg16, names, run_module):
@@ -432,7 +438,8 @@ def test_playbook_clean_server_passes(pg16, names, ansible_playbook, tmp_path):
     reports = tmp_path / "reports"
     proc = ansible_playbook("dataplane.postgresql.audit", inventory=_inventory(tmp_path, pg16, records[0]["commander_user"]),
                             extra_vars=_model_vars(records, names, dataplane_report_dir=str(reports),
-                                                   dataplane_audit_helper_schema=schema))
+                                                   dataplane_audit_helper_schema=schema,
+                                                   dataplane_audit_helper_owner_role=names("fence_signaler")))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "a: OK, fence capable (helper); admitted: dp1, dp2" in proc.stdout
     report = json.loads((reports / "audit-pg-under-test.json").read_text())

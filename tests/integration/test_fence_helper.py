@@ -119,10 +119,11 @@ def test_upgrade_drops_an_old_signature_by_oid(pg, names, deployment_pair, run_m
     assert res["status"]["current"] and _helper(pg, run_module, schema, owner, [a["killer"]])["changed"] is False
 
 
-def test_members_of_the_owner_role_are_refused(pg, names, deployment_pair, run_module):
-    """A role that could act as the owner could redefine the helper: ensure fails and changes
-    nothing, the status names it (the audit reports it), and removing the membership fixes it.
-    An ADMIN-only member counts: on 16+ it can grant itself SET. Extra owner attributes are removed."""
+def test_members_of_the_owner_role_are_revoked(pg, names, deployment_pair, run_module):
+    """A role that could act as the owner could redefine the helper: the status names it and ensure
+    revokes the membership (per grantor). An ADMIN-only member counts: on 16+ it can grant itself
+    SET. ADMIN that reaches a member through the owner does not excuse it. Extra owner attributes,
+    other roles and ADMIN on the predefined roles are removed."""
     commander, (a, b) = deployment_pair
     schema, owner = names("fence"), names("signaler")
     _helper(pg, run_module, schema, owner, [a["killer"]])
@@ -136,32 +137,23 @@ def test_members_of_the_owner_role_are_refused(pg, names, deployment_pair, run_m
     sneaky = names("sneaky")
     pg.sql(sql.SQL("CREATE ROLE {} LOGIN").format(i(sneaky)))
     pg.sql(sql.SQL("GRANT {} TO {} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE").format(i(owner), i(sneaky)))
-    pg.sql(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(i(schema), i(b["killer"])))
-    for check in (True, False):
-        res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]], check=check)
-        assert res["failed"] and sneaky in res["msg"] and "REVOKE" in res["msg"], res
-        assert res["owner_members"] == [sneaky]
-    # nothing changed: b's killer still lacks EXECUTE
-    assert not pg.sql(sql.SQL("SELECT has_function_privilege({}, {}, 'EXECUTE')").format(
-        sql.Literal(b["killer"]), sql.Literal("%s.terminate_member_sessions(%s)" % (schema, FN_ARGS))))[0][0]
-    pg.sql(sql.SQL("REVOKE {} FROM {}").format(i(owner), i(sneaky)))
-    res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
-    assert not res["failed"] and res["status"]["owner_members"] == []
+    checked = _helper(pg, run_module, schema, owner, [a["killer"]], check=True)
+    assert checked["status"]["owner_members"] == [sneaky], checked
+    assert any(sneaky in p and "act as the owner" in p for p in checked["status"]["problems"]), checked
+    assert any(q.startswith("REVOKE") and sneaky in q for q in checked["statements"]), checked
+    res = _helper(pg, run_module, schema, owner, [a["killer"]])
+    assert not res["failed"] and res["status"]["owner_members"] == [] and res["status"]["problems"] == [], res
+    assert not pg.sql("SELECT pg_has_role(%s, %s, 'MEMBER')", (sneaky, owner))[0][0]
 
-    # ADMIN that reaches a member through the owner does not excuse it (pg_has_role's
-    # 'MEMBER WITH ADMIN OPTION' would count it); the owner's ADMIN and any other role it was
-    # given are taken away, so it holds exactly its two predefined roles
     pg.sql(sql.SQL("GRANT pg_signal_backend, pg_read_all_stats TO {} WITH ADMIN OPTION").format(i(owner)))
     pg.sql(sql.SQL("GRANT pg_monitor TO {}").format(i(owner)))
     pg.sql(sql.SQL("GRANT {} TO {}").format(i(owner), i(sneaky)))
-    res = _helper(pg, run_module, schema, owner, [a["killer"]])
-    assert res["failed"] and res["owner_members"] == [sneaky], res
-    pg.sql(sql.SQL("REVOKE {} FROM {}").format(i(owner), i(sneaky)))
     res = _helper(pg, run_module, schema, owner, [a["killer"]])
     assert not res["failed"] and res["changed"], res
     held = pg.sql("SELECT g.rolname, a.admin_option FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid "
                   "WHERE a.member = %s::regrole ORDER BY 1", (owner,))
     assert held == [("pg_read_all_stats", False), ("pg_signal_backend", False)], held
+    assert not pg.sql("SELECT pg_has_role(%s, %s, 'MEMBER')", (sneaky, owner))[0][0]
     assert _helper(pg, run_module, schema, owner, [a["killer"]])["changed"] is False
 
 
@@ -308,3 +300,155 @@ def test_helper_refuses_a_shared_schema(pg, names, run_module):
     res = _helper(pg, run_module, "public", owner, [])
     assert res["failed"] and "schema of its own" in res["msg"]
     pg.sql(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+# --------------------------------------------------------------------------- the registry
+
+def _fn(schema):
+    return sql.SQL("{}.terminate_member_sessions(" + FN_ARGS + ")").format(sql.Identifier(schema))
+
+
+def _registry(server, schema):
+    return server.sql(sql.SQL("SELECT role_name::text FROM {}.killer_roles ORDER BY 1").format(sql.Identifier(schema)))
+
+
+def _refused(server, user, schema, killer):
+    with pytest.raises(psycopg2.Error) as err:
+        _call(server.connect(user), schema, killer)
+    return str(err.value)
+
+
+def test_only_registered_killer_roles_terminate(pg, names, deployment_pair, run_module):
+    """Neither a stray EXECUTE grant nor commander_user naming itself (or another role it has) as the
+    killer terminates anything, even with a bare membership in the victim's role: the helper accepts
+    only killer roles the installer registered. The registered killer still works."""
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    i = sql.Identifier
+    _helper(pg, run_module, schema, owner, [a["killer"]])
+    assert [r[0] for r in _registry(pg, schema)] == [a["killer"]]
+    victim = Sessions(pg, b["dp1"], b["database"]).open(("idle", "idle_in_tx"))
+    mine = Sessions(pg, a["dp1"], a["database"]).open(("idle",))
+    outsider = names("outsider")
+    try:
+        pg.sql(sql.SQL("CREATE ROLE {} LOGIN").format(i(outsider)))
+        # a stray grant: EXECUTE + USAGE, and a bare membership in the victim's login role
+        pg.sql(sql.SQL("GRANT USAGE ON SCHEMA {s} TO {o}; GRANT EXECUTE ON FUNCTION {f} TO {o}; "
+                       "GRANT {v} TO {o} WITH INHERIT FALSE, SET FALSE").format(
+                           s=i(schema), f=_fn(schema), o=i(outsider), v=i(b["dp1"])))
+        assert "not a registered killer role" in _refused(pg, outsider, schema, outsider)
+        # commander_user naming itself, with the same bare membership
+        pg.sql(sql.SQL("GRANT {} TO {} WITH INHERIT FALSE, SET FALSE").format(i(b["dp1"]), i(commander)))
+        assert "not a registered killer role" in _refused(pg, commander, schema, commander)
+        # commander_user naming another role it has the privileges of (the owner role) given the victim
+        pg.sql(sql.SQL("GRANT {} TO {} WITH INHERIT FALSE, SET FALSE").format(i(b["dp1"]), i(a["owner"])))
+        assert pg.sql("SELECT pg_has_role(%s, %s, 'USAGE')", (commander, a["owner"]))[0][0]
+        assert "not a registered killer role" in _refused(pg, commander, schema, a["owner"])
+        # b's killer role exists, holds the victim, commander has it, but it was never registered
+        pg.sql(sql.SQL("GRANT USAGE ON SCHEMA {s} TO {k}; GRANT EXECUTE ON FUNCTION {f} TO {k}").format(
+            s=i(schema), f=_fn(schema), k=i(b["killer"])))
+        assert "not a registered killer role" in _refused(pg, commander, schema, b["killer"])
+        assert _alive(pg, victim.pids()) == sorted(victim.pids())
+        # the audit (as an admin) names the stray grants; ensure takes them away
+        status = _helper(pg, run_module, schema, owner, [a["killer"]], check=True)["status"]
+        assert any(outsider in p and "EXECUTE" in p for p in status["problems"]), status
+        assert status["registered"] == {a["killer"]: True}
+        res = _helper(pg, run_module, schema, owner, [a["killer"]])
+        assert not res["failed"] and res["status"]["problems"] == [], res
+        assert not pg.sql(sql.SQL("SELECT has_function_privilege({}, {}::regprocedure, 'EXECUTE')").format(
+            sql.Literal(outsider), sql.Literal(pg.sql(sql.SQL("SELECT {}::regprocedure::text").format(
+                sql.Literal(_fn(schema).as_string(pg.connect()))))[0][0])))[0][0]
+        # control: the registered killer terminates its own Deployment's sessions only
+        done = _call(pg.connect(commander), schema, a["killer"])
+        assert sorted(r[0] for r in done) == mine.pids()
+        assert _wait_gone(pg, mine.pids()) == [] and _alive(pg, victim.pids()) == sorted(victim.pids())
+    finally:
+        victim.close()
+        mine.close()
+
+
+def test_a_recreated_killer_role_is_not_registered(pg, names, deployment_pair, run_module):
+    """The registry is keyed by oid and name: a killer role dropped and created again under the same
+    name (with the grants given back by hand) is refused until the installer registers it again;
+    the stale entry is removed then."""
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    i = sql.Identifier
+    _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
+    old_oid = pg.sql("SELECT %s::regrole::oid", (b["killer"],))[0][0]
+    pg.sql(sql.SQL("REVOKE ALL ON FUNCTION {f} FROM {k}; REVOKE ALL ON SCHEMA {s} FROM {k}; DROP ROLE {k}; "
+                   "CREATE ROLE {k} NOLOGIN NOINHERIT; GRANT {d} TO {k} WITH INHERIT FALSE, SET FALSE; "
+                   "GRANT {k} TO {c}; GRANT USAGE ON SCHEMA {s} TO {k}; GRANT EXECUTE ON FUNCTION {f} TO {k}")
+           .format(f=_fn(schema), s=i(schema), k=i(b["killer"]), d=i(b["dp1"]), c=i(commander)))
+    victim = Sessions(pg, b["dp1"], b["database"]).open(("idle",))
+    try:
+        assert "not a registered killer role" in _refused(pg, commander, schema, b["killer"])
+        assert _alive(pg, victim.pids()) == victim.pids()
+        status = _helper(pg, run_module, schema, owner, [a["killer"]], check=True)["status"]
+        assert any("oid %s no longer exists" % old_oid in p for p in status["problems"]), status
+        res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
+        assert not res["failed"] and res["unregistered"] == [b["killer"]], res
+        assert res["status"]["problems"] == [] and res["status"]["registered"][b["killer"]] is True
+        rows = _call(pg.connect(commander), schema, b["killer"])
+        assert [r[0] for r in rows] == victim.pids() and _wait_gone(pg, victim.pids()) == []
+    finally:
+        victim.close()
+
+
+def test_exact_killer_roles_unregisters_the_others(pg16, names, run_module):
+    commander = names("commander_user")
+    deps = [make_deployment(names, "a"), make_deployment(names, "b")]
+    setup_deployments(pg16, deps, commander)
+    schema, owner = names("fence"), names("signaler")
+    a, b = deps
+    first = _helper(pg16, run_module, schema, owner, [a["killer"]])
+    assert not first["failed"], first
+    res = _helper(pg16, run_module, schema, owner, [b["killer"]])  # additive by default
+    assert [r[0] for r in _registry(pg16, schema)] == sorted([a["killer"], b["killer"]])
+    res = run_module("fence_helper", dict(pg16.login_args(), schema=schema, owner_role=owner,
+                                          killer_roles=[b["killer"]], exact_killer_roles=True))
+    assert not res["failed"] and res["unregistered"] == [a["killer"]], res
+    assert [r[0] for r in _registry(pg16, schema)] == [b["killer"]]
+    assert not pg16.sql("SELECT has_schema_privilege(%s, %s, 'USAGE')", (a["killer"], schema))[0][0]
+    assert run_module("fence_helper", dict(pg16.login_args(), schema=schema, owner_role=owner,
+                                           killer_roles=[b["killer"]], exact_killer_roles=True))["changed"] is False
+
+
+def test_login_and_privileged_roles_are_refused_as_killers(pg, names, deployment_pair, run_module):
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    assert not _helper(pg, run_module, schema, owner, [a["killer"]])["failed"]
+    before = _registry(pg, schema)
+    for bad in (commander, a["dp1"]):
+        res = _helper(pg, run_module, schema, owner, [a["killer"], bad])
+        assert res["failed"] and bad in res["msg"] and "can log in" in res["msg"], res
+    creator = names("creator")
+    pg.sql(sql.SQL("CREATE ROLE {} NOLOGIN CREATEROLE").format(sql.Identifier(creator)))
+    res = _helper(pg, run_module, schema, owner, [creator])
+    assert res["failed"] and "CREATEROLE" in res["msg"], res
+    assert _registry(pg, schema) == before
+
+
+def test_upgrade_from_the_0_1_helper_converges(pg, names, deployment_pair, run_module):
+    """A helper installed by 0.1 (version 1, no registry) is upgraded in one run: registry created,
+    killer roles registered, body replaced; the audit is clean after, a rerun changes nothing, and
+    the fence works through it."""
+    from helper_v1 import install_v1
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    install_v1(pg.connect(), schema, owner, [a["killer"], b["killer"]])
+    checked = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]], check=True)
+    assert checked["changed"] and checked["status"]["version"] == "1" and not checked["status"]["current"]
+    assert any("registry table" in p for p in checked["status"]["problems"]), checked["status"]
+    assert pg.sql("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace", (schema,))[0][0] == 0
+    res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
+    assert not res["failed"] and res["status"]["current"] and res["status"]["version"] == "2", res
+    assert res["status"]["problems"] == [] and all(res["status"]["usable_by"].values()), res["status"]
+    assert [r[0] for r in _registry(pg, schema)] == sorted([a["killer"], b["killer"]])
+    assert _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])["changed"] is False
+    live = Sessions(pg, a["dp1"], a["database"]).open(("idle",))
+    try:
+        rows = _call(pg.connect(commander), schema, a["killer"])
+        assert [r[0] for r in rows] == live.pids() and _wait_gone(pg, live.pids()) == []
+    finally:
+        live.close()

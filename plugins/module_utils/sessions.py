@@ -135,6 +135,57 @@ def termination_routes(session, pairs, schema=DEFAULT_SCHEMA, helper=None):
             item["problem"] = "; ".join(problems)
         else:
             item["route"] = "helper"
+    # A login that is not an admin cannot read the helper's registry (helper_status says
+    # "registered": null): ask the helper itself, list-only, so that an unregistered killer
+    # role fails the preflight instead of the termination step after the REVOKE.
+    unknown = sorted(set(i["killer"] for i in out if i["route"] == "helper"
+                         and (helper or {}).get("registered", {}).get(i["killer"]) is None))
+    for killer, problem in probe_helper(session, unknown, schema).items():
+        for item in out:
+            if item["route"] == "helper" and item["killer"] == killer:
+                item["route"], item["problem"] = None, problem
+    return out
+
+
+def _helper_probe_statement(killers, schema):
+    # p_roles = '{}' lists nothing, p_signal = false signals nothing: only the helper's own
+    # checks (killer exists, registered, not LOGIN, caller has its privileges) run.
+    return sql.SQL(
+        "SELECT count(t.pid) FROM unnest({killers}::name[]) AS k(killer)"
+        " CROSS JOIN LATERAL {schema}.{fn}(k.killer, ARRAY[]::name[], NULL::name[], false) AS t").format(
+            killers=sql.Literal(list(killers)), schema=sql.Identifier(schema), fn=sql.Identifier(FUNCTION_NAME))
+
+
+def probe_helper(session, killers, schema=DEFAULT_SCHEMA):
+    """{killer: problem} for the KILLERS the fence helper refuses (empty when it accepts all).
+
+    One list-only call for all of them; only when it fails, one call per killer to tell which.
+    Changes nothing. In a transaction, each call runs under a savepoint so a refusal does not
+    abort the caller's transaction."""
+    if not killers:
+        return {}
+
+    def attempt(names):
+        in_tx = not session.conn.autocommit
+        if in_tx:
+            session.cursor.execute("SAVEPOINT dataplane_helper_probe")
+        try:
+            session.rows(_helper_probe_statement(names, schema))
+        except Exception as exc:  # the helper's refusal, in the database's own words
+            if in_tx:
+                session.cursor.execute("ROLLBACK TO SAVEPOINT dataplane_helper_probe")
+            return str(getattr(exc, "diag", None) and exc.diag.message_primary or exc).strip()
+        if in_tx:
+            session.cursor.execute("RELEASE SAVEPOINT dataplane_helper_probe")
+        return None
+
+    if attempt(killers) is None:
+        return {}
+    out = {}
+    for killer in killers:
+        problem = attempt([killer])
+        if problem:
+            out[killer] = "the fence helper refuses killer role %s: %s" % (killer, problem)
     return out
 
 

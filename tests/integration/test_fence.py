@@ -449,3 +449,31 @@ def test_a_damaged_record_fails_the_preflight_of_its_deployment(pg, two_deployme
         assert _pids_of(pg, a["dp1"]) == live.pids()
     finally:
         live.close()
+
+
+def test_an_unregistered_killer_fails_the_preflight_as_commander(pg, names, run_module):
+    """commander_user cannot read the helper's registry: the preflight asks the helper itself
+    (list-only), so a killer role that only holds a stray EXECUTE grant stops the fence before
+    the REVOKE instead of failing at the termination step with neither plane admitted."""
+    commander = names("commander_user")
+    a, b = make_deployment(names, "a"), make_deployment(names, "b")
+    setup_deployments(pg, [a, b], commander)
+    _install_helper(pg, run_module, [a["killer"]])  # b's killer is not registered
+    i = psycopg2.sql.Identifier
+    pg.sql(psycopg2.sql.SQL("GRANT USAGE ON SCHEMA dataplane_fence TO {k}; "
+                            "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA dataplane_fence TO {k}").format(
+                                k=i(b["killer"])))
+    live = Sessions(pg, b["dp1"], b["database"]).open(("idle",))
+    try:
+        res = run_module("fence", fence_args(pg, [a, b], commander))
+        assert res["failed"], res
+        assert [r["name"] for r in res["preflight"]] == ["b"], res["preflight"]
+        problems = " ".join(res["preflight"][0]["problems"])
+        assert "refuses killer role %s" % b["killer"] in problems and "registered" in problems, problems
+        assert _pids_of(pg, b["dp1"]) == live.pids()
+        assert b["dp1"] in _datacl(pg, b["database"]) and a["dp1"] in _datacl(pg, a["database"])
+        # the registered Deployment alone fences
+        res = run_module("fence", fence_args(pg, [a], commander))
+        assert not res["failed"] and res["deployments"][0]["verified"], res
+    finally:
+        live.close()

@@ -22,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import sql
 from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
     identifier_problem,
@@ -160,15 +161,21 @@ def _read_state(session, schema, owner_role):
 # itself SET, measured on 16). A member that holds ADMIN *directly* (its own pg_auth_members
 # rows) on every role the owner holds is left out: it could grant itself those roles anyway, so
 # the owner gives it nothing more (the case of a CREATEROLE installer on 16+, which gets ADMIN on
-# the roles it creates). Direct rows only: pg_has_role(..., 'MEMBER WITH ADMIN OPTION') would
-# also count ADMIN that reaches the member through the owner itself.
+# the roles it creates), and so is one that has that ADMIN through a role whose privileges it
+# has while it does not inherit the owner's (a managed admin and its provider group such as
+# rds_superuser). Not pg_has_role(..., 'MEMBER WITH ADMIN OPTION'): that would also count ADMIN
+# that reaches the member through the owner itself.
 OWNER_MEMBERS_SQL = (
     "SELECT m.rolname FROM pg_catalog.pg_roles m"
     " WHERE m.oid <> %(owner)s AND NOT m.rolsuper"
     "   AND pg_catalog.pg_has_role(m.oid, %(owner)s, 'MEMBER')"
     "   AND NOT (" + " AND ".join(
         "EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles g ON g.oid = a.roleid"
-        " WHERE a.member = m.oid AND a.admin_option AND g.rolname = '%s')" % g for g in OWNER_GRANTED_ROLES) + ")"
+        " WHERE a.admin_option AND g.rolname = '%s' AND (a.member = m.oid"
+        # managed PostgreSQL: the ADMIN comes through a provider group (rds_superuser, ...), and
+        # not through the owner role, since the member does not inherit the owner's privileges
+        "  OR (a.member <> %%(owner)s AND pg_catalog.pg_has_role(m.oid, a.member, 'USAGE')"
+        "      AND NOT pg_catalog.pg_has_role(m.oid, %%(owner)s, 'USAGE'))))" % g for g in OWNER_GRANTED_ROLES) + ")"
     " ORDER BY 1")
 
 OWNER_FLAGS = ("CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS")
@@ -286,6 +293,7 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
         else:
             statements.append(sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), owner))
 
+    role_part = len(statements)
     schema_id = sql.Identifier(schema)
     if current["nsp_oid"] is None:
         statements.append(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(schema_id, owner))
@@ -324,6 +332,12 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
         statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema_id, grantees))
         statements.append(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(signature, grantees))
 
+    if len(statements) > role_part:
+        # A non-superuser admin (managed PostgreSQL) borrows the owner role for the rest of the
+        # transaction: CREATE SCHEMA ... AUTHORIZATION / ALTER FUNCTION ... OWNER TO need SET.
+        for dummy, grant, back in role_checks.borrow_statements(
+                session, [owner_role], [owner_role] if current["owner_oid"] is None else []):
+            statements = statements[:role_part] + [grant] + statements[role_part:] + [back]
     _run(session, statements, check_mode)
     return {"changed": bool(statements), "statements": [session.render(s) for s in statements],
             "version": HELPER_VERSION, "missing_roles": missing}

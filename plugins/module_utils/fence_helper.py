@@ -26,6 +26,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import sql
 from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
     identifier_problem,
@@ -216,11 +217,17 @@ SCHEMA_OBJECTS_SQL = (
 # itself SET, measured on 16). A member that holds ADMIN *directly* (its own pg_auth_members
 # rows) on every role the owner holds is left out: it could grant itself those roles anyway, so
 # the owner gives it nothing more (the case of a CREATEROLE installer on 16+, which gets ADMIN on
-# the roles it creates). Direct rows only: pg_has_role(..., 'MEMBER WITH ADMIN OPTION') would
-# also count ADMIN that reaches the member through the owner itself.
+# the roles it creates), and so is one that has that ADMIN through a role whose privileges it
+# has while it does not inherit the owner's (a managed admin and its provider group such as
+# rds_superuser). Not pg_has_role(..., 'MEMBER WITH ADMIN OPTION'): that would also count ADMIN
+# that reaches the member through the owner itself.
 _EXCUSED = ("(SELECT pg_catalog.count(DISTINCT a.roleid) FROM pg_catalog.pg_auth_members a"
             " JOIN pg_catalog.pg_roles g ON g.oid = a.roleid"
-            " WHERE a.member = m.oid AND a.admin_option AND g.rolname = ANY (%(granted)s::text[]))"
+            " WHERE a.admin_option AND g.rolname = ANY (%(granted)s::text[]) AND (a.member = m.oid"
+            # managed PostgreSQL: the ADMIN comes through a provider group (rds_superuser, ...), not
+            # through the owner role, since the member does not inherit the owner's privileges
+            "  OR (a.member <> o.oid AND pg_catalog.pg_has_role(m.oid, a.member, 'USAGE')"
+            "      AND NOT pg_catalog.pg_has_role(m.oid, o.oid, 'USAGE'))))"
             " = pg_catalog.cardinality(%(granted)s::text[])")
 OWNER_MEMBERS_SQL = (
     "SELECT pg_catalog.json_agg(m.rolname ORDER BY m.rolname) FROM pg_catalog.pg_roles m"
@@ -308,6 +315,22 @@ def _read_registry(session, schema):
         " r.rolcanlogin, r.rolsuper, r.rolcreaterole, r.rolreplication, r.rolbypassrls"
         " FROM {} k LEFT JOIN pg_catalog.pg_roles r ON r.oid = k.role_oid ORDER BY 2, 1").format(
             registry_ident(schema)))
+
+
+def _read_registry_as_owner(session, schema, owner_role):
+    """The registry's entries for a non-superuser admin (managed PostgreSQL) that cannot read the
+    table: it borrows the owner role for the read (role_checks.borrow_statements) and gives it
+    back at once, in the same transaction. None when there is nothing to borrow (a superuser, or
+    an admin that already acts as the owner and still cannot read)."""
+    borrowed = role_checks.borrow_statements(session, [owner_role])
+    if not borrowed:
+        return None
+    for dummy, grant, back in borrowed:
+        session.execute(grant, log=False)
+    entries = _read_registry(session, schema)
+    for dummy, grant, back in borrowed:
+        session.execute(back, log=False)
+    return entries
 
 
 def inspect(session, schema, owner_role, killer_roles):
@@ -666,6 +689,8 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
     if reg is None or reg_broken:
         entries = []
     elif entries is None:
+        entries = _read_registry_as_owner(session, schema, owner_role)
+    if entries is None and not (reg is None or reg_broken):
         session.fail("fence helper: cannot read the registry %s.%s as %s; run as a superuser or a role that can "
                      "act as %s; nothing was changed"
                      % (schema, REGISTRY_TABLE, session.rows("SELECT current_user AS u")[0]["u"], owner_role))
@@ -679,6 +704,7 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
     registered = set(e["role_name"] for e in kept)
     accepted = set(killer_roles) | registered
 
+    role_part = len(statements)
     # --- the schema and what is in it
     schema_id = sql.Identifier(schema)
     nsp_grant = sorted(accepted)
@@ -762,6 +788,12 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
         statements.append(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
             signature, sql.SQL(", ").join(sql.Identifier(k) for k in fn_grant)))
 
+    if len(statements) > role_part:
+        # A non-superuser admin (managed PostgreSQL) borrows the owner role for the rest of the
+        # transaction: CREATE SCHEMA ... AUTHORIZATION / ALTER FUNCTION ... OWNER TO need SET.
+        for dummy, grant, back in role_checks.borrow_statements(
+                session, [owner_role], [owner_role] if current["owner_oid"] is None else []):
+            statements = statements[:role_part] + [grant] + statements[role_part:] + [back]
     _run(session, statements, check_mode)
     return {"changed": bool(statements), "statements": [session.render(s) for s in statements],
             "version": HELPER_VERSION, "missing_roles": missing,

@@ -53,7 +53,8 @@ author:
 requirements:
   - psycopg2 on the managed node
   - PostgreSQL 16 or newer (the C(INHERIT) and C(SET) membership options)
-  - a superuser login (creating roles and databases, installing the fence helper)
+  - a superuser login, or a managed-service admin (C(CREATEROLE CREATEDB), ADMIN OPTION on
+    C(pg_signal_backend) and C(pg_read_all_stats) for the fence helper); see docs/managed-postgresql.md
 extends_documentation_fragment:
   - dataplane.postgresql.connection
 attributes:
@@ -174,8 +175,19 @@ options:
         O(readmit_fenced_planes) rewrites.
     type: str
 notes:
-  - Run as a superuser. C(GRANT)s are recorded with grantor C(postgres) (PostgreSQL records any
-    superuser that way), exactly as when the reference SQL is run by a superuser.
+  - Run as a superuser or as a managed-service admin (Amazon RDS/Aurora, Cloud SQL, Azure Flexible
+    Server). A superuser's C(GRANT)s are recorded with grantor C(postgres) (PostgreSQL records any
+    superuser that way), exactly as when the reference SQL is run by a superuser; a non-superuser
+    admin's with itself as grantor. Where PostgreSQL 16 requires C(SET ROLE) on a role (new database
+    or helper owner), a non-superuser admin grants itself that role for the transaction and
+    revokes it before C(COMMIT).
+  - Every name is checked against the server before any change - a superuser, C(CREATEROLE),
+    C(BYPASSRLS) or C(REPLICATION) role, a member of one or of a predefined role, the fence
+    helper's owner role, C(commander_user), or a role or database visibly belonging to another
+    Deployment is refused, naming the Deployment, the name and why. What the admin lacks is
+    named too (C(CREATEDB), ADMIN OPTION on a role, ...).
+  - C(CREATE DATABASE) cannot run in a transaction - if a later step fails, the message lists the
+    databases that stayed (also in RV(created_databases)).
   - Objects owned by the owner role inside a kept database (or by a login role to drop) make
     C(DROP ROLE) fail; the whole transaction is then rolled back. Reassign them first, or drop
     the database.
@@ -340,6 +352,10 @@ except ImportError:  # pragma: no cover - reported when needed
 from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state as _fence_state
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import ADVISORY_LOCK_CLASS
 from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_view as _fence_view
+try:
+    from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks as _role_checks
+except ImportError:  # pragma: no cover - reported when needed
+    _role_checks = None
 
 PUBLIC = ""  # grantee of PUBLIC ACL entries
 PRIVILEGE_LETTERS = {"CONNECT": "c", "CREATE": "C", "TEMPORARY": "T"}
@@ -849,6 +865,8 @@ def action_sql(action):
         return sql.SQL("DROP ROLE {}").format(ident(action[1])), None
     if kind == "set_fence_record":
         return _fence_state.comment_statement(action[1], action[2], action[3]), None
+    if kind == "sql":
+        return action[1], None
     raise ValueError("unknown action %r" % (kind,))
 
 
@@ -1038,6 +1056,8 @@ def main():
                          problems=problems, queries=[])
     if _memberships is None:
         module.fail_json(msg="module_utils memberships is missing from this collection", queries=[])
+    if _role_checks is None:
+        module.fail_json(msg="module_utils role_checks is missing from this collection", queries=[])
     if params["fence_helper"] and _fence_helper is None:
         module.fail_json(msg="module_utils fence_helper is missing from this collection", queries=[])
 
@@ -1055,17 +1075,58 @@ def main():
         commander_password=params["commander_password"], decommission_owner=params["decommission_owner"],
         fence_helper_schema=params["fence_helper_schema"], fence_states=fence_states,
         fence_writer=fence_writer, readmit_fenced_planes=params["readmit_fenced_planes"]))
-    if plan.problems:
-        session.fail("nothing changed, the Deployments cannot be set up:\n- " + "\n- ".join(plan.problems),
-                     problems=plan.problems)
-    for warning in plan.warnings:
+    # Least privilege: every name the model resolves, and what a non-superuser admin needs,
+    # checked against the server before anything changes (role_checks).
+    facts = _role_checks.read_facts(session, records, params["fence_helper_owner_role"])
+    problems = _role_checks.name_problems(records, facts, {"helper_owner": params["fence_helper_owner_role"]})
+    problems += plan.problems
+    borrowed = _borrowed_owners(records, plan, params["decommission_owner"])
+    needs = _role_checks.plan_needs(plan.actions(), [g for dummy, g in plan.grants], before_members,
+                                    catalog["grantor"], plan.new_roles, params["fence_helper"],
+                                    params["fence_helper_owner_role"] in facts["roles"])
+    for role in borrowed:
+        if role not in plan.new_roles:
+            needs["admin_on"].setdefault(role, "act as it for the database's owner and CONNECT changes "
+                                               "(SET and INHERIT borrowed for the transaction)")
+    needs["helper_schema"] = bool(params["fence_helper"] and plan.helper_killers and not catalog["helper_schema_exists"])
+    needs["borrowed"] = borrowed
+    # A non-superuser admin may DROP only a database it owns: one it cannot act as the owner of
+    # is handed to it first, in a short transaction borrowing the owner role (handover).
+    handover = [] if facts["acting"]["superuser"] else [
+        (a[1], facts["databases"][a[1]]["owner"]) for dummy, a in plan.autocommit
+        if a[0] == "drop_database" and a[1] in facts["databases"] and not facts["databases"][a[1]]["acting_owns"]]
+    for db, owner in handover:
+        needs["admin_on"].setdefault(owner, "hand database %s to the connecting role before DROP DATABASE" % db)
+    problems += _role_checks.admin_problems(facts, needs)
+    if problems:
+        session.fail("nothing changed, the Deployments cannot be set up:\n- " + "\n- ".join(problems),
+                     problems=problems)
+    if params["fence_helper"] and plan.helper_killers:
+        # The helper's own refusals (owner role a superuser or with members, foreign objects in
+        # its schema, ...) come before CREATE DATABASE too: a dry run plans it and changes nothing.
+        _ensure_helper(session, params, plan, True)
+    for warning in plan.warnings + _role_checks.commander_warnings(records, facts):
         module.warn(warning)
 
+    created, dropped, handed = [], [], []
+    plain_fail = session.fail
+
+    def fail_naming_what_stayed(msg, **extra):
+        # Any failure from here on: CREATE/DROP DATABASE cannot be rolled back, so say what stayed.
+        extra.setdefault("created_databases", created)
+        extra.setdefault("dropped_databases", dropped)
+        if (created or dropped or handed) and _what_stayed(created, dropped, handed) not in msg:
+            msg = "%s\n%s" % (msg, _what_stayed(created, dropped, handed))
+        plain_fail(msg, **extra)
+    session.fail = fail_naming_what_stayed
+
     per_dep = dict((i, []) for i in range(len(records)))
-    created, dropped = [], []
     membership_result = {}
     helper_result = {}
     try:
+        if handover:
+            _hand_over_databases(session, handover, check)
+            handed.extend(db for db, dummy in handover if not check)
         # 1. CREATE/DROP DATABASE cannot run in a transaction block: one statement each,
         #    spread over a few connections when there are many (the server does the work).
         texts = [session.render(action_sql(a)[0]) for dummy, a in plan.autocommit]
@@ -1080,7 +1141,7 @@ def main():
                 if ok:
                     (created if action[0] == "create_database" else dropped).append(action[1])
             if errors:
-                session.fail("nothing else changed: %s" % "; ".join(errors),
+                session.fail("%s; nothing else changed: %s" % (_what_stayed(created, dropped, handed), "; ".join(errors)),
                              created_databases=created, dropped_databases=dropped)
         for (index, action), text, ok in zip(plan.autocommit, texts, done):
             if check:
@@ -1093,6 +1154,9 @@ def main():
         conn.autocommit = False
         lock_readmitted(session, plan, check)
         batch = plan.roles + plan.databases
+        conn.cursor().execute("SET LOCAL createrole_self_grant = ''")  # only ADMIN on roles we create
+        borrows = _role_checks.borrow_statements(session, borrowed, plan.new_roles)
+        batch = plan.roles + [(None, ("sql", grant)) for dummy, grant, dummy2 in borrows] + plan.databases
         if batch:
             statements = [action_sql(a) for dummy, a in batch]
             if check:
@@ -1104,7 +1168,8 @@ def main():
             else:
                 texts = run_batched(session, statements)
             for (index, dummy), text in zip(batch, texts):
-                per_dep[index].append(text)
+                if index is not None:
+                    per_dep[index].append(text)
 
         grants = [g for dummy, g in plan.grants]
         first = len(session.queries)
@@ -1132,6 +1197,13 @@ def main():
                 texts = run_batched(session, statements)
             for (index, dummy), text in zip(plan.decommission, texts):
                 per_dep[index].append(text)
+        dropped_roles = set(a[1] for dummy, a in plan.decommission if a[0] == "drop_role")
+        restore = [back for role, dummy, back in borrows if role not in dropped_roles]
+        if restore:
+            if check:
+                session.queries.extend(session.render(s) for s in restore)
+            else:
+                run_batched(session, [(s, None) for s in restore])
 
         if check:
             conn.rollback()
@@ -1139,8 +1211,8 @@ def main():
             conn.commit()
         timings["transaction_ms"] = int((time.monotonic() - started) * 1000) - timings["databases_ms"]
     except Exception as exc:  # roll back and report what was attempted
-        session.fail("deployment set-up failed, transaction rolled back (databases created or dropped "
-                     "before the error stay so): %s" % exc,
+        session.fail("deployment set-up failed, transaction rolled back; %s: %s"
+                     % (_what_stayed(created, dropped, handed), to_native(exc).strip()),
                      created_databases=created, dropped_databases=dropped)
 
     for grant in membership_result.get("unconverged") or []:
@@ -1201,6 +1273,49 @@ def main():
     if module._diff:
         result["diff"] = {"before": diff_before, "after": diff_after}
     module.exit_json(**result)
+
+
+def _what_stayed(created, dropped, handed=()):
+    """The exact changes that stay after a failure (CREATE/DROP DATABASE cannot be rolled back)."""
+    parts = []
+    if handed:
+        parts.append("database(s) handed to the connecting role for DROP DATABASE: %s" % ", ".join(handed))
+    if created:
+        parts.append("database(s) created and left in place: %s (owned by the connecting role; rerun to finish, "
+                     "or DROP them)" % ", ".join(created))
+    if dropped:
+        parts.append("database(s) dropped: %s" % ", ".join(dropped))
+    return "; ".join(parts) if parts else "nothing stayed changed"
+
+
+def _hand_over_databases(session, handover, check):
+    """Managed PostgreSQL: make the connecting admin the owner of each database it is to drop,
+    borrowing the current owner role for one committed transaction (given back inside it)."""
+    borrows = _role_checks.borrow_statements(session, [owner for dummy, owner in handover])
+    statements = [grant for dummy, grant, dummy2 in borrows]
+    statements += [sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(db)) for db, dummy in handover]
+    statements += [back for dummy, dummy2, back in borrows]
+    if check:
+        session.queries.extend(session.render(s) for s in statements)
+        return
+    session.conn.autocommit = False
+    for statement in statements:
+        session.execute(statement)
+    session.conn.commit()
+    session.conn.autocommit = True
+
+
+def _borrowed_owners(records, plan, decommission_owner):
+    """Roles a non-superuser admin must act as in the transaction: the owner role of every
+    Deployment whose database changes owner (SET is needed for ALTER DATABASE ... OWNER TO) or
+    CONNECT (the owner's privileges), and a decommission_owner that is not the admin itself."""
+    roles = set()
+    for index, action in plan.databases + plan.decommission:
+        if action[0] in ("alter_database_owner", "revoke_connect", "grant_connect", "set_fence_record"):
+            roles.add(records[index]["owner_role"])
+            if action[0] == "alter_database_owner" and records[index]["state"] != "present" and decommission_owner:
+                roles.add(decommission_owner)
+    return sorted(roles)
 
 
 def _ensure_helper(session, params, plan, check):

@@ -39,7 +39,10 @@ description:
   - The function body is versioned (a comment on the function carries the version); a newer
     collection replaces an older body.
   - Installing needs a superuser (or a role with C(ADMIN) on C(pg_signal_backend) and
-    C(pg_read_all_stats) and C(CREATEROLE)); using it needs only the reference grants.
+    C(pg_read_all_stats), C(CREATEROLE) and C(CREATE) on the database, such as the admin of
+    Amazon RDS/Aurora, Cloud SQL or Azure Flexible Server; it grants itself the owner role for the
+    transaction where PostgreSQL 16 asks for C(SET ROLE), and revokes it before C(COMMIT));
+    using it needs only the reference grants.
   - Works on PostgreSQL 14 to 18 (the function does not depend on the 16 membership options).
   - Everything runs in one transaction, committed at the end (nothing in check mode).
 version_added: 0.1.0
@@ -71,7 +74,9 @@ options:
         other role granted to it and the C(ADMIN) option on the two predefined roles.
       - Memberships of other roles in it (any membership, also C(ADMIN) only, per grantor) are revoked,
         because such a role could redefine the function. A role holding C(ADMIN) on both predefined
-        roles by memberships of its own is left alone, since it could grant them to itself.
+        roles by memberships of its own, or through a role whose privileges it has while it does not
+        inherit the owner role's (a managed-service admin and its provider group), is left alone,
+        since it could grant them to itself.
       - A C(SUPERUSER) owner role is refused (nothing is changed).
     type: str
     default: dataplane_fence_signaler

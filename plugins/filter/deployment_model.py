@@ -29,7 +29,7 @@ options:
   templates:
     description:
       - Name templates with C({id}) and C({plane}) placeholders, keys C(database_name),
-        C(owner_role_name), C(killer_role_name), C(login_role_name).
+        C(owner_role_name), C(killer_role_name), C(login_role_name), C(schema_role_name).
     type: dict
   commander_user:
     description: The orchestrator login.
@@ -39,6 +39,16 @@ options:
     description: If set, return only these Deployment ids (each must exist).
     type: list
     elements: str
+  object_privileges:
+    description:
+      - Whether the Deployments get the shared schema role (C(dataplane_object_privileges)).
+      - V(false) sets C(schema_role) to V(null) in every record.
+    type: bool
+    default: true
+  airflow_schema:
+    description: The schema of Airflow's tables (C(dataplane_airflow_schema)); an item may say C(airflow_schema).
+    type: str
+    default: public
 """
 
 EXAMPLES = r"""
@@ -64,10 +74,11 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment_mo
 
 
 def deployment_model(deployments, planes=None, templates=None, commander_user="commander_user",
-                     selected_ids=None):
+                     selected_ids=None, object_privileges=True, airflow_schema="public"):
     try:
         return expand_deployments(deployments, planes=planes, templates=templates,
-                                  commander_user=commander_user, selected_ids=selected_ids)
+                                  commander_user=commander_user, selected_ids=selected_ids,
+                                  object_privileges=object_privileges, airflow_schema=airflow_schema)
     except DeploymentModelError as exc:
         raise AnsibleFilterError(str(exc))
 

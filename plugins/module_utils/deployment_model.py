@@ -11,12 +11,14 @@ variables into one record per Deployment with all names resolved::
      "login_roles": {"dp1": "dp1_user_a", "dp2": "dp2_user_a"},
      "passwords": {"dp1": "...", "dp2": "..."},          # only the planes given
      "commander_user": "commander_user",
-     "update_password": False, "drop_database": False, "drop_login_roles": False}
+     "update_password": False, "drop_database": False, "drop_login_roles": False,
+     "schema_role": "airflow_db_a_schema",   # None with object_privileges=False
+     "airflow_schema": "public"}
 
 Name templates use ``{id}`` and ``{plane}`` placeholders (plain substitution, no format
 mini-language). Every item may override any name with the variable's name without the
 ``dataplane_`` prefix (``database_name``, ``owner_role_name``, ``killer_role_name``,
-``login_role_name``) or give ``login_role_names: {dp1: ..., dp2: ...}`` outright.
+``login_role_name``, ``schema_role_name``, and ``airflow_schema``) or give ``login_role_names: {dp1: ..., dp2: ...}`` outright.
 
 All problems are collected and raised together (``DeploymentModelError``), naming the item,
 before anything reaches a server.
@@ -36,11 +38,14 @@ DEFAULT_TEMPLATES = {
     "owner_role_name": "airflow_db_{id}_owner",
     "killer_role_name": "airflow_conn_killer_{id}",
     "login_role_name": "{plane}_user_{id}",
+    "schema_role_name": "airflow_db_{id}_schema",
 }
+DEFAULT_AIRFLOW_SCHEMA = "public"
 DEFAULT_PLANES = ("dp1", "dp2")
 DEFAULT_COMMANDER = "commander_user"
 ITEM_KEYS = frozenset(["id", "state", "passwords", "login_role_names", "update_password",
-                       "drop_database", "drop_login_roles", "commander_user"]) | frozenset(DEFAULT_TEMPLATES)
+                       "drop_database", "drop_login_roles", "commander_user",
+                       "airflow_schema"]) | frozenset(DEFAULT_TEMPLATES)
 
 
 class DeploymentModelError(ValueError):
@@ -72,11 +77,16 @@ def _as_bool(value, default=False):
 
 
 def expand_deployments(deployments, planes=DEFAULT_PLANES, templates=None,
-                       commander_user=DEFAULT_COMMANDER, selected_ids=None):
+                       commander_user=DEFAULT_COMMANDER, selected_ids=None,
+                       object_privileges=True, airflow_schema=DEFAULT_AIRFLOW_SCHEMA):
     """Return the list of Deployment records; raise DeploymentModelError listing every problem.
 
     ``selected_ids``: if given, only those ids are returned (each must exist).
+    ``object_privileges``: False leaves Airflow's objects to the platform: ``schema_role``
+    is then None in every record.
     """
+    object_privileges = _as_bool(object_privileges, True)
+    airflow_schema = DEFAULT_AIRFLOW_SCHEMA if airflow_schema in (None, "") else str(airflow_schema)
     names = dict(DEFAULT_TEMPLATES)
     names.update(dict((k, v) for k, v in (templates or {}).items() if v not in (None, "")))
     planes = [str(p) for p in (planes or DEFAULT_PLANES)]
@@ -137,6 +147,8 @@ def expand_deployments(deployments, planes=DEFAULT_PLANES, templates=None,
             "update_password": _as_bool(item.get("update_password")),
             "drop_database": _as_bool(item.get("drop_database")),
             "drop_login_roles": _as_bool(item.get("drop_login_roles")),
+            "schema_role": name_for("schema_role_name") if object_privileges else None,
+            "airflow_schema": str(item.get("airflow_schema") or airflow_schema),
         }
         explicit_logins = item.get("login_role_names") or {}
         if not isinstance(explicit_logins, dict):
@@ -165,13 +177,22 @@ def expand_deployments(deployments, planes=DEFAULT_PLANES, templates=None,
                            for p, n in sorted(record["login_roles"].items())]
                         + [role_name_problem(record["commander_user"], "commander_user")]
                         if p)
+        if record["schema_role"] is not None:
+            problem = role_name_problem(record["schema_role"], "schema role name")
+            if problem:
+                problems.append("%s: %s" % (label, problem))
+        problem = identifier_problem(record["airflow_schema"], "airflow schema name")
+        if problem or record["airflow_schema"].lower().startswith("pg_"):
+            problems.append("%s: %s" % (label, problem or "airflow schema name %r starts with 'pg_', which "
+                                        "PostgreSQL reserves for system schemas" % record["airflow_schema"]))
         if record["database"] == "postgres" or record["database"].startswith("template"):
             problems.append("%s: database %r is a system database" % (label, record["database"]))
 
         # A name must belong to one Deployment and one purpose only.
         for purpose, name in ([("database", record["database"])]
                               + [("role", record["owner_role"]), ("role", record["killer_role"])]
-                              + [("role", n) for n in record["login_roles"].values()]):
+                              + [("role", n) for n in record["login_roles"].values()]
+                              + ([("role", record["schema_role"])] if record["schema_role"] else [])):
             key = (purpose, name)
             if key in owners_of_name and owners_of_name[key] != dep_id:
                 problems.append("%s: %s name %r is also used by id %r"
@@ -179,7 +200,8 @@ def expand_deployments(deployments, planes=DEFAULT_PLANES, templates=None,
             elif key in owners_of_name and purpose == "role":
                 problems.append("%s: role name %r is used twice in this Deployment" % (label, name))
             owners_of_name[key] = dep_id
-        if record["commander_user"] in [record["owner_role"], record["killer_role"]] + list(record["login_roles"].values()):
+        if record["commander_user"] in ([record["owner_role"], record["killer_role"], record["schema_role"]]
+                                        + list(record["login_roles"].values())):
             problems.append("%s: commander_user %r collides with a Deployment role" % (label, record["commander_user"]))
         records.append(record)
 

@@ -42,6 +42,19 @@ description:
     that cannot be read refuses the run before any change. New databases get the reference
     set-up. Only O(readmit_fenced_planes=true) grants C(CONNECT) to every login role of such a
     Deployment, and it rewrites the record (nobody fenced) in the same transaction."
+  - B(Shared schema role.) For every present Deployment with O(deployments[].schema_role) set
+    (the default of the C(deployment_model) filter, C(dataplane_object_privileges)), a C(NOLOGIN)
+    role without attributes exists, every login role is its member C(WITH INHERIT FALSE, SET TRUE,
+    ADMIN FALSE) and has it as its role in the metadata database
+    (C(ALTER ROLE <login> IN DATABASE <db> SET role = '<schema role>')), and it holds C(USAGE) and
+    C(CREATE) on O(deployments[].airflow_schema). So Airflow's objects belong to the schema role,
+    whichever plane created them. It is never a member of the owner or killer role and never
+    granted to C(commander_user) (such grants are revoked). The schema privileges need one short
+    connection to each metadata database; roles, memberships and role settings are converged in
+    one transaction after the reference set-up. Objects owned by a login role are only reported
+    (a warning), unless O(reassign_owned) hands them to the schema role. With V(absent) its
+    objects in a kept database go to O(decommission_owner), the login roles' role setting is reset
+    and the schema role dropped.
   - Every input problem (bad names, missing passwords for roles to create, a missing
     C(commander_user) without O(commander_password), missing databases with
     O(create_databases=false), ...) is reported at once, naming the Deployment, before any change.
@@ -124,6 +137,16 @@ options:
         description: With V(absent), drop the login roles too.
         type: bool
         default: false
+      schema_role:
+        description:
+          - The shared schema role (NOLOGIN) that owns Airflow's objects; both login roles are its
+            members and have it as their role in the database.
+          - Omitted or V(null) (C(dataplane_object_privileges=false)) - no schema role is managed.
+        type: str
+      airflow_schema:
+        description: The schema that holds Airflow's tables; the schema role gets C(USAGE) and C(CREATE) on it.
+        type: str
+        default: public
   create_databases:
     description: Create missing metadata databases; if false a missing database is an error.
     type: bool
@@ -153,6 +176,15 @@ options:
     description: NOLOGIN role owning the fence helper function (it holds C(pg_signal_backend)).
     type: str
     default: dataplane_fence_signaler
+  reassign_owned:
+    description:
+      - Hand the objects a login role owns in its metadata database to the schema role
+        (C(REASSIGN OWNED BY <login roles> TO <schema role>), in that database only).
+      - Refused, with nothing changed in that database, when a login role also owns a database
+        or tablespace (C(REASSIGN OWNED) would move it too).
+      - V(false) only warns, naming the objects.
+    type: bool
+    default: false
   decommission_owner:
     description:
       - New owner of the database of an V(absent) Deployment that is kept (the owner role is dropped).
@@ -356,6 +388,9 @@ try:
     from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks as _role_checks
 except ImportError:  # pragma: no cover - reported when needed
     _role_checks = None
+    from ansible_collections.dataplane.postgresql.plugins.module_utils import schema_role as _schema_role
+except ImportError:  # pragma: no cover - reported when needed
+    _schema_role = None
 
 PUBLIC = ""  # grantee of PUBLIC ACL entries
 PRIVILEGE_LETTERS = {"CONNECT": "c", "CREATE": "C", "TEMPORARY": "T"}
@@ -1029,7 +1064,10 @@ def main():
             update_password=dict(type="bool", default=False, no_log=False),
             drop_database=dict(type="bool", default=False),
             drop_login_roles=dict(type="bool", default=False),
+            schema_role=dict(type="str"),
+            airflow_schema=dict(type="str", default="public"),
         )),
+        reassign_owned=dict(type="bool", default=False),
         create_databases=dict(type="bool", default=True),
         create_login_roles=dict(type="bool", default=True),
         commander_password=dict(type="str", no_log=True),
@@ -1051,6 +1089,8 @@ def main():
         records.append(rec)
 
     problems = input_problems(records, params)
+    if _schema_role is not None:
+        problems.extend(_schema_role.record_problems(records))
     if problems:
         module.fail_json(msg="invalid deployments, nothing changed:\n- " + "\n- ".join(problems),
                          problems=problems, queries=[])
@@ -1219,8 +1259,19 @@ def main():
         module.warn("membership %s -> %s did not converge (another grantor recorded?)"
                     % (grant.get("group"), grant.get("target_role")))
 
-    # Results from the catalog: before/after per Deployment.
+    # The shared schema role (Airflow's objects), after the reference set-up.
     conn.autocommit = True
+    schema_result = {}
+    if _schema_role is not None and any(_schema_role.wanted(r) for r in records):
+        schema_result = _schema_role.converge(
+            module, session, records, dict(reassign_owned=params["reassign_owned"], dropped_databases=dropped,
+                                           decommission_owner=params["decommission_owner"]), check, sql, _memberships)
+        for warning in schema_result["warnings"]:
+            module.warn(warning)
+        for index, texts in schema_result["per_deployment"].items():
+            per_dep[index].extend(texts)
+
+    # Results from the catalog: before/after per Deployment.
     if check:
         after_roles, after_dbs = plan.predicted_roles, plan.predicted_databases
         after_members = _predict_members(before_members, plan, catalog["grantor"])
@@ -1239,6 +1290,9 @@ def main():
         before_state = deployment_state(rec, catalog["roles"], catalog["databases"], before_members)
         after_state = deployment_state(rec, after_roles, after_dbs, after_members)
         # Passwords are not part of the compared state: a password set shows in the diff as such.
+        if index in (schema_result.get("before") or {}):
+            before_state["schema_role"] = schema_result["before"][index]
+            after_state["schema_role"] = schema_result["after"][index]
         passwords_set = sorted(a[1] for i, a in plan.roles if i == index and a[0] == "set_password")
         if passwords_set:
             before_state["passwords_set"], after_state["passwords_set"] = [], passwords_set

@@ -1,0 +1,500 @@
+# Copyright: dataplane.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The shared schema role: Airflow works (migrations included) the same on either plane.
+
+Per Deployment a NOLOGIN role (``airflow_db_{id}_schema`` by default) owns Airflow's objects
+and holds USAGE and CREATE on the Airflow schema (``public`` by default). Every login role is
+a member ``WITH INHERIT FALSE, SET TRUE, ADMIN FALSE`` and has it as its role in the metadata
+database (``ALTER ROLE <login> IN DATABASE <db> SET role = '<schema role>'``), so whatever
+plane runs ``airflow db migrate`` creates objects owned by the schema role, which the other
+plane can use and migrate after a failover.
+
+Why SET TRUE and INHERIT FALSE: the per-database role setting needs SET (PostgreSQL checks
+it when the session starts); without INHERIT, a session that leaves the schema role
+(``SET ROLE NONE``) has no privilege on Airflow's objects and cannot create any in the
+schema, so it fails loudly instead of creating objects owned by one plane's login role.
+``RESET ROLE`` and ``DISCARD ALL`` (poolers) go back to the schema role. The schema role is
+never a member of the owner or killer role and never granted to ``commander_user``: the
+orchestrator keeps no access to Airflow's data.
+
+This file has the pure planning (unit-tested without a server) and the few functions that
+run it (``converge``), used by the deployment_setup module. Role, membership and role setting
+statements use the module's connection; the schema privileges (and the optional hand-over
+of objects owned by a login role) need one short connection to each metadata database.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.module_utils.common.text.converters import to_native
+
+MEMBERSHIP_OPTIONS = {"inherit_option": False, "set_option": True, "admin_option": False}
+# Attributes the schema role must not have (pg_roles column -> keyword that clears it).
+FORBIDDEN_ATTRIBUTES = (("rolcanlogin", "NOLOGIN"), ("rolsuper", "NOSUPERUSER"), ("rolcreatedb", "NOCREATEDB"),
+                        ("rolcreaterole", "NOCREATEROLE"), ("rolreplication", "NOREPLICATION"),
+                        ("rolbypassrls", "NOBYPASSRLS"))
+SCHEMA_PRIVILEGES = ("USAGE", "CREATE")
+
+
+def wanted(record):
+    """Whether RECORD (a deployment_model record) asks for a schema role."""
+    return bool(record.get("schema_role"))
+
+
+def setting_value(setconfig, name="role"):
+    """The value of NAME in a pg_db_role_setting.setconfig array, or None."""
+    prefix = name + "="
+    for item in setconfig or ():
+        if item.startswith(prefix):
+            return item[len(prefix):]
+    return None
+
+
+def effective_role_setting(rows, login, database):
+    """The role a LOGIN's session in DATABASE starts as: the database-specific setting wins
+    over the login's global one. ROWS: [{rolname, datname (None = all databases), setconfig}]."""
+    specific = [r for r in rows if r["rolname"] == login and r.get("datname") == database]
+    general = [r for r in rows if r["rolname"] == login and r.get("datname") is None]
+    for group in (specific, general):
+        for row in group:
+            value = setting_value(row.get("setconfig"))
+            if value is not None:
+                return value
+    return None
+
+
+def grants_for(record):
+    """The membership grants (memberships.converge_grants format) the schema role needs:
+    every login role a member with MEMBERSHIP_OPTIONS; never a member of the owner or killer
+    role, never granted to commander_user (those are revoked when PostgreSQL shows them)."""
+    schema_role = record["schema_role"]
+    grants = []
+    for plane in sorted(record["login_roles"]):
+        grant = {"group": schema_role, "target_role": record["login_roles"][plane],
+                 "granted_by": None, "state": "present"}
+        grant.update(MEMBERSHIP_OPTIONS)
+        grants.append(grant)
+    return grants
+
+
+def forbidden_pairs(record):
+    """(group, member) memberships that must not exist."""
+    schema_role = record["schema_role"]
+    return [(record["owner_role"], schema_role), (record["killer_role"], schema_role),
+            (schema_role, record["commander_user"])]
+
+
+def plan_shared(records, catalog, check_mode):
+    """Statements on shared catalogs (roles, role settings) for the present RECORDS. Pure.
+
+    catalog: {"roles": {name: {pg_roles attribute columns}}, "settings": [{rolname, datname,
+    setconfig}], "databases": set of names that exist (or will, in check mode)}.
+    Returns [(record index, ("create_role"|"alter_role"|"set_role_setting", ...))].
+    """
+    actions = []
+    for index, rec in enumerate(records):
+        if rec.get("state", "present") != "present" or not wanted(rec):
+            continue
+        name = rec["schema_role"]
+        current = catalog["roles"].get(name)
+        if current is None:
+            actions.append((index, ("create_role", name)))
+        else:
+            fixes = [word for column, word in FORBIDDEN_ATTRIBUTES if current.get(column)]
+            if fixes:
+                actions.append((index, ("alter_role", name, fixes)))
+        for plane in sorted(rec["login_roles"]):
+            login = rec["login_roles"][plane]
+            found = effective_role_setting(catalog["settings"], login, rec["database"])
+            specific = [r for r in catalog["settings"] if r["rolname"] == login and r.get("datname") == rec["database"]]
+            if found != name or not any(setting_value(r.get("setconfig")) == name for r in specific):
+                actions.append((index, ("set_role_setting", login, rec["database"], name)))
+    return actions
+
+
+def plan_database(record, facts, reassign_owned):
+    """Statements to run inside RECORD's database. Pure.
+
+    facts: {"schema_exists": bool, "privileges": set of privilege names the schema role holds
+    directly on the schema, "owned": {login: [object descriptions]}, "shared_owned":
+    {login: [descriptions]}} or None when the database does not exist yet (check mode).
+    Returns (actions, problems, warnings).
+    """
+    schema, role = record["airflow_schema"], record["schema_role"]
+    actions, problems, warnings = [], [], []
+    if facts is None or not facts["schema_exists"]:
+        if facts is not None or schema != "public":  # a new database has schema public
+            actions.append(("create_schema", schema))
+        missing = list(SCHEMA_PRIVILEGES)
+    else:
+        missing = [p for p in SCHEMA_PRIVILEGES if p not in facts["privileges"]]
+    if missing:
+        actions.append(("grant_schema", schema, role, missing))
+    owned = dict((k, v) for k, v in ((facts or {}).get("owned") or {}).items() if v)
+    if owned:
+        described = "; ".join("%s owns %d: %s" % (login, len(objs), ", ".join(objs[:10])
+                                                   + (", ..." if len(objs) > 10 else ""))
+                              for login, objs in sorted(owned.items()))
+        if not reassign_owned:
+            warnings.append("Deployment %r: objects in %s are owned by a login role, so the other plane "
+                            "cannot use or migrate them (%s); set dataplane_schema_reassign_owned "
+                            "(reassign_owned) to hand them to %s" % (record["id"], record["database"],
+                                                                     described, role))
+        else:
+            shared = dict((k, v) for k, v in ((facts or {}).get("shared_owned") or {}).items() if v)
+            if shared:
+                problems.append("Deployment %r: cannot hand the objects of %s to %s with REASSIGN OWNED: "
+                                "the login role(s) also own shared objects (%s), which it would move too"
+                                % (record["id"], ", ".join(sorted(owned)), role,
+                                   "; ".join("%s: %s" % (k, ", ".join(v)) for k, v in sorted(shared.items()))))
+            else:
+                actions.append(("reassign_owned", sorted(owned), role))
+    return actions, problems, warnings
+
+
+def action_sql(sql, action):
+    """The composed statement for one action (names quoted, never interpolated)."""
+    kind = action[0]
+    ident = sql.Identifier
+    if kind == "create_role":
+        return sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(action[1]))
+    if kind == "alter_role":
+        return sql.SQL("ALTER ROLE {} " + " ".join(action[2])).format(ident(action[1]))
+    if kind == "set_role_setting":
+        return sql.SQL("ALTER ROLE {} IN DATABASE {} SET role = {}").format(
+            ident(action[1]), ident(action[2]), sql.Literal(action[3]))
+    if kind == "reset_role_setting":
+        return sql.SQL("ALTER ROLE {} IN DATABASE {} RESET role").format(ident(action[1]), ident(action[2]))
+    if kind == "create_schema":
+        return sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident(action[1]))
+    if kind == "grant_schema":
+        return sql.SQL("GRANT {} ON SCHEMA {} TO {}").format(
+            sql.SQL(", ").join(sql.SQL(p) for p in action[3] if p in SCHEMA_PRIVILEGES),
+            ident(action[1]), ident(action[2]))
+    if kind == "reassign_owned":
+        return sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+            sql.SQL(", ").join(ident(n) for n in action[1]), ident(action[2]))
+    if kind == "drop_owned":
+        return sql.SQL("DROP OWNED BY {}").format(ident(action[1]))
+    if kind == "drop_role":
+        return sql.SQL("DROP ROLE {}").format(ident(action[1]))
+    raise ValueError("unknown schema role action %r" % (kind,))
+
+
+def state_of(record, catalog, db_facts, memberships):
+    """What diff mode shows for RECORD's schema role."""
+    name = record.get("schema_role")
+    role = catalog["roles"].get(name)
+    logins = [record["login_roles"][p] for p in sorted(record["login_roles"])]
+    members = sorted("%s (inherit %s, set %s, admin %s)" % (
+        r["member"], _flag(r.get("inherit_option")), _flag(r.get("set_option")), _flag(r.get("admin_option")))
+        for r in memberships if r["group"] == name)
+    return {
+        "name": name,
+        "exists": role is not None,
+        "attributes": sorted(w for c, w in FORBIDDEN_ATTRIBUTES if role and role.get(c)),
+        "members": members,
+        "role_settings": dict((login, effective_role_setting(catalog["settings"], login, record["database"]))
+                              for login in logins),
+        "schema": record.get("airflow_schema"),
+        "schema_privileges": sorted((db_facts or {}).get("privileges") or []),
+    }
+
+
+def _flag(value):
+    return "?" if value is None else ("true" if value else "false")
+
+
+# --------------------------------------------------------------------------- server side
+
+ROLES_QUERY = """
+SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication,
+       r.rolbypassrls
+  FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%s)
+"""
+SETTINGS_QUERY = """
+SELECT r.rolname, d.datname, s.setconfig
+  FROM pg_catalog.pg_db_role_setting s
+  JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
+  LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+ WHERE r.rolname = ANY(%s) AND (s.setdatabase = 0 OR d.datname = ANY(%s))
+"""
+DATABASES_QUERY = "SELECT d.datname FROM pg_catalog.pg_database d WHERE d.datname = ANY(%s)"
+# Inside one metadata database: the schema, the schema role's direct privileges on it, and
+# what the login roles own here (pg_shdepend, deptype 'o') and in shared catalogs (dbid 0).
+SCHEMA_QUERY = """
+SELECT n.oid IS NOT NULL AS schema_exists,
+       COALESCE((SELECT pg_catalog.array_agg(DISTINCT a.privilege_type::text)
+                   FROM pg_catalog.aclexplode(COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
+                   JOIN pg_catalog.pg_roles g ON g.oid = a.grantee
+                  WHERE g.rolname = %(role)s), '{}') AS privileges
+  FROM (SELECT 1) AS one
+  LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s
+"""
+OWNED_QUERY = """
+SELECT r.rolname, (sd.dbid = 0) AS shared,
+       pg_catalog.pg_describe_object(sd.classid, sd.objid, sd.objsubid) AS object
+  FROM pg_catalog.pg_shdepend sd
+  JOIN pg_catalog.pg_roles r ON r.oid = sd.refobjid
+ WHERE sd.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND sd.deptype = 'o'
+   AND r.rolname = ANY(%(logins)s)
+   AND sd.dbid IN (0, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()))
+ ORDER BY 1, 3
+"""
+
+
+def connect_database(module, database):
+    """A new connection to DATABASE with the module's connection options (not autocommit)."""
+    from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
+        connect_to_db,
+        get_conn_params,
+    )
+    params = dict(module.params)
+    params["login_db"] = database
+    conn, dummy = connect_to_db(module, get_conn_params(module, params, warn_db_default=False), autocommit=False)
+    return conn
+
+
+def _rows(cursor, statement, params=None):
+    cursor.execute(statement, params)
+    names = [c[0] for c in cursor.description]
+    return [dict(r) if isinstance(r, dict) else dict(zip(names, r)) for r in cursor.fetchall()]
+
+
+def read_shared(session, records):
+    logins = sorted(set(n for r in records for n in r["login_roles"].values()))
+    roles = dict((row["rolname"], row) for row in session.rows(
+        ROLES_QUERY, (sorted(set(r["schema_role"] for r in records if wanted(r))),)))
+    settings = session.rows(SETTINGS_QUERY, (logins, sorted(set(r["database"] for r in records))))
+    databases = set(row["datname"] for row in session.rows(
+        DATABASES_QUERY, (sorted(set(r["database"] for r in records)),)))
+    return {"roles": roles, "settings": settings, "databases": databases}
+
+
+def read_database(cursor, record):
+    facts = _rows(cursor, SCHEMA_QUERY, {"role": record["schema_role"], "schema": record["airflow_schema"]})[0]
+    owned, shared = {}, {}
+    logins = [record["login_roles"][p] for p in sorted(record["login_roles"])]
+    for row in _rows(cursor, OWNED_QUERY, {"logins": logins}):
+        (shared if row["shared"] else owned).setdefault(row["rolname"], []).append(row["object"])
+    return {"schema_exists": bool(facts["schema_exists"]), "privileges": set(facts["privileges"] or []),
+            "owned": owned, "shared_owned": shared}
+
+
+def converge(module, session, records, options, check_mode, sql, memberships):
+    """Converge the schema role of every record; the caller's session is in autocommit.
+
+    options: reassign_owned (bool), decommission_owner (str or None: the connecting role),
+    dropped_databases (names the caller dropped). Returns a dict with changed, statements,
+    per_deployment ({index: [texts]}), before/after ({index: state}), warnings.
+    Fails the module (through session.fail) on any error.
+    """
+    present = [(i, r) for i, r in enumerate(records) if r.get("state", "present") == "present" and wanted(r)]
+    absent = [(i, r) for i, r in enumerate(records) if r.get("state") == "absent" and wanted(r)]
+    out = {"changed": False, "statements": [], "per_deployment": {}, "before": {}, "after": {}, "warnings": []}
+    if not present and not absent:
+        return out
+    texts_of = out["per_deployment"]
+
+    def log(index, text):
+        texts_of.setdefault(index, []).append(text)
+        out["statements"].append(text)
+
+    conn = session.conn
+    catalog = read_shared(session, records)
+    before_members = memberships.read_memberships(session, sorted(set(r["schema_role"] for dummy, r in present + absent)))
+    db_facts = {}
+
+    # 1. Shared catalogs (roles, memberships, role settings): one transaction.
+    conn.autocommit = False
+    try:
+        shared_actions = plan_shared([r if (i, r) in present else dict(r, state="absent")
+                                      for i, r in enumerate(records)], catalog, check_mode)
+        for index, action in shared_actions:
+            if action[0] == "set_role_setting" and action[2] not in catalog["databases"] and not check_mode:
+                continue  # the caller failed to create it; reported by the caller
+            stmt = action_sql(sql, action)
+            log(index, session.render(stmt))
+            if not check_mode:
+                session.cursor.execute(stmt)
+        grants = []
+        for index, rec in present:
+            grants.extend(grants_for(rec))
+            for group, member in forbidden_pairs(rec):
+                grants.append({"group": group, "target_role": member, "state": "absent", "granted_by": None,
+                               "inherit_option": None, "set_option": None, "admin_option": None})
+        first = len(session.queries)
+        result = memberships.converge_grants(session, grants, check_mode, fail_on_missing=not check_mode) \
+            if grants else {"statements": []}
+        for text in result.get("statements") or []:
+            for index, rec in present:
+                if sql.Identifier(rec["schema_role"]).as_string(conn) in text:
+                    log(index, text)
+                    break
+        del session.queries[first:]  # logged above, per Deployment
+        for remaining in result.get("remaining") or []:
+            out["warnings"].append("membership %s -> %s is still held through grantor(s) %s; revoke it as them"
+                                   % (remaining["target_role"], remaining["group"], ", ".join(remaining["grantors"])))
+        if check_mode:
+            conn.rollback()
+        else:
+            conn.commit()
+    except Exception as exc:
+        session.fail("schema role set-up failed, its transaction was rolled back: %s" % to_native(exc))
+
+    # 2. Inside each metadata database: schema privileges, optional hand-over, decommission.
+    problems = []
+    for index, rec in present + absent:
+        database = rec["database"]
+        if database not in catalog["databases"]:
+            if rec.get("state", "present") == "present":
+                for action in plan_database(rec, None, options.get("reassign_owned"))[0]:
+                    log(index, session.render(action_sql(sql, action)))
+            continue
+        if database in (options.get("dropped_databases") or ()):
+            continue
+        try:
+            dbconn = connect_database(module, database)
+        except Exception as exc:  # connect_to_db normally fails the module itself
+            problems.append("Deployment %r: cannot connect to %s: %s" % (rec["id"], database, exc))
+            continue
+        try:
+            cursor = dbconn.cursor()
+            if rec.get("state", "present") == "present":
+                facts = db_facts[index] = read_database(cursor, rec)
+                actions, found, warnings = plan_database(rec, facts, options.get("reassign_owned"))
+                out["warnings"].extend(warnings)
+                if found:
+                    problems.extend(found)
+                    continue
+            else:
+                exists = catalog["roles"].get(rec["schema_role"]) is not None
+                if not exists:
+                    continue
+                new_owner = options.get("decommission_owner") or _rows(cursor, "SELECT current_user AS u")[0]["u"]
+                actions = [("reassign_owned", [rec["schema_role"]], new_owner), ("drop_owned", rec["schema_role"])]
+            for action in actions:
+                stmt = action_sql(sql, action)
+                log(index, session.render(stmt))
+                if not check_mode:
+                    cursor.execute(stmt)
+            if check_mode:
+                dbconn.rollback()
+            else:
+                dbconn.commit()
+            if rec.get("state", "present") == "present" and actions and not check_mode:
+                db_facts[index] = read_database(cursor, rec)
+                dbconn.rollback()
+        except Exception as exc:
+            problems.append("Deployment %r: in database %s: %s" % (rec["id"], database, to_native(exc).strip()))
+        finally:
+            dbconn.close()
+    if problems:
+        session.fail("schema role set-up failed (changes in other databases stay, a rerun converges):\n- "
+                     + "\n- ".join(problems), problems=problems)
+
+    # 3. Decommission: reset the kept login roles' setting, then drop the schema role.
+    conn.autocommit = False
+    try:
+        for index, rec in absent:
+            if catalog["roles"].get(rec["schema_role"]) is None:
+                continue
+            actions = []
+            if rec["database"] in catalog["databases"] and rec["database"] not in (options.get("dropped_databases") or ()):
+                for plane in sorted(rec["login_roles"]):
+                    login = rec["login_roles"][plane]
+                    if (not rec.get("drop_login_roles")
+                            and any(r["rolname"] == login and r.get("datname") == rec["database"]
+                                    and setting_value(r.get("setconfig")) is not None for r in catalog["settings"])):
+                        actions.append(("reset_role_setting", login, rec["database"]))
+            actions.append(("drop_role", rec["schema_role"]))
+            for action in actions:
+                stmt = action_sql(sql, action)
+                log(index, session.render(stmt))
+                if not check_mode:
+                    session.cursor.execute(stmt)
+        if check_mode:
+            conn.rollback()
+        else:
+            conn.commit()
+    except Exception as exc:
+        session.fail("dropping the schema role failed, its transaction was rolled back: %s" % to_native(exc))
+    conn.autocommit = True
+
+    # Before and after, per Deployment (after = predicted in check mode).
+    if check_mode:
+        after_catalog, after_members = _predict(catalog, records, present, absent), _predict_members(
+            before_members, present, absent)
+    else:
+        after_catalog = read_shared(session, records)
+        after_members = memberships.read_memberships(
+            session, sorted(set(r["schema_role"] for dummy, r in present + absent)))
+    for index, rec in present + absent:
+        before = state_of(rec, catalog, _before_facts(db_facts.get(index), texts_of.get(index)), before_members)
+        after = state_of(rec, after_catalog, _after_facts(rec, db_facts.get(index), texts_of.get(index), check_mode),
+                         after_members)
+        out["before"][index], out["after"][index] = before, after
+    out["changed"] = bool(out["statements"])
+    session.queries.extend(out["statements"])
+    return out
+
+
+def _before_facts(facts, texts):
+    return facts
+
+
+def _after_facts(rec, facts, texts, check_mode):
+    if not check_mode or rec.get("state", "present") != "present":
+        return facts if rec.get("state", "present") == "present" else None
+    return {"privileges": set(SCHEMA_PRIVILEGES)}
+
+
+def _predict(catalog, records, present, absent):
+    roles = dict(catalog["roles"])
+    settings = [dict(s) for s in catalog["settings"]]
+    for dummy, rec in present:
+        roles[rec["schema_role"]] = {}
+        for login in rec["login_roles"].values():
+            settings = [s for s in settings if not (s["rolname"] == login and s.get("datname") == rec["database"])]
+            settings.append({"rolname": login, "datname": rec["database"], "setconfig": ["role=" + rec["schema_role"]]})
+    for dummy, rec in absent:
+        roles.pop(rec["schema_role"], None)
+        for login in rec["login_roles"].values():
+            settings = [s for s in settings if not (s["rolname"] == login and s.get("datname") == rec["database"])]
+    return {"roles": roles, "settings": settings, "databases": catalog["databases"]}
+
+
+def _predict_members(rows, present, absent):
+    gone = set(r["schema_role"] for dummy, r in absent)
+    out = [dict(r) for r in rows if r["group"] not in gone and r["member"] not in gone]
+    for dummy, rec in present:
+        for grant in grants_for(rec):
+            out = [r for r in out if not (r["group"] == grant["group"] and r["member"] == grant["target_role"])]
+            out.append({"group": grant["group"], "member": grant["target_role"], "inherit_option": False,
+                        "set_option": True, "admin_option": False})
+        out = [r for r in out if (r["group"], r["member"]) not in set(forbidden_pairs(rec))]
+    return out
+
+
+def record_problems(records):
+    """Input problems of the schema role keys (names PostgreSQL would refuse or truncate). Pure."""
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
+        identifier_problem,
+        role_name_problem,
+    )
+    problems = []
+    for index, rec in enumerate(records):
+        if not wanted(rec):
+            continue
+        label = "deployments[%d] (id %r)" % (index, rec.get("id"))
+        found = [role_name_problem(rec["schema_role"], "schema role name"),
+                 identifier_problem(rec.get("airflow_schema"), "airflow schema name")]
+        if not found[1] and str(rec.get("airflow_schema")).lower().startswith("pg_"):
+            found.append("airflow schema name %r starts with 'pg_', which PostgreSQL reserves" % rec["airflow_schema"])
+        others = [rec.get("owner_role"), rec.get("killer_role"), rec.get("commander_user")] + list(
+            (rec.get("login_roles") or {}).values())
+        if rec["schema_role"] in others:
+            found.append("schema role %r is also another role of the Deployment" % rec["schema_role"])
+        problems.extend("%s: %s" % (label, p) for p in found if p)
+    return problems

@@ -90,6 +90,21 @@ options:
       - The role that should own the fence helper (its function, schema and registry).
     type: str
     default: dataplane_fence_signaler
+  parity:
+    description:
+      - "Also check plane parity (whether every plane can use and migrate Airflow's objects), with
+        the checks C(schema_role) (it exists, C(NOLOGIN) without attributes, a member of no role,
+        its members exactly the login roles, with C(SET)), C(role_settings) (each login role
+        starts as the schema role in the database), C(object_owners) (every object in the
+        database is owned by the schema role; without a schema role, none by a login role) and
+        C(plane_privileges) (no login role holds privileges on objects, or memberships, that
+        another lacks)."
+      - The checks use the records' C(schema_role) (V(null) when C(dataplane_object_privileges) is
+        false: then only C(object_owners) and C(plane_privileges), for login roles).
+      - They read shared catalogs (C(pg_shdepend), C(pg_db_role_setting)) over the same connection;
+        only to name the objects of a database that drifted does the module connect to it.
+    type: bool
+    default: true
 notes:
   - Supports PostgreSQL 16, 17 and 18; older servers are audited with a C(server_version) finding.
 seealso:
@@ -259,7 +274,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import (
     audit_deployments,
     read_catalog,
+    summary_line,
 )
+from ansible_collections.dataplane.postgresql.plugins.module_utils import parity as _parity
+from ansible_collections.dataplane.postgresql.plugins.module_utils.schema_role import connect_database
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
     Session,
     connect,
@@ -321,6 +339,7 @@ def main():
         deployments=dict(type="list", elements="dict", required=True),
         helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
         helper_owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE),
+        parity=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     records = module.params["deployments"]
@@ -350,6 +369,11 @@ def main():
         session.queries.append("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         facts = read_catalog(session, records, module.params["helper_schema"], helper_status,
                              helper_owner_role=module.params["helper_owner_role"])
+        parity_facts = None
+        if module.params["parity"]:
+            parity_facts = _parity.read_facts(session, records, facts["server_version_num"])
+            session.queries.extend(q.strip() for q in (_parity.ROLES_QUERY, _parity.SETTINGS_QUERY,
+                                                       _parity.SHDEPEND_QUERY))
     except Exception as exc:  # a driver error: report it with what ran
         session.fail("audit failed while reading the catalog: %s" % exc)
     finally:
@@ -360,6 +384,12 @@ def main():
     session.close()
 
     results, overall = audit_deployments(records, facts)
+    if parity_facts is not None:
+        # Object names live in each database's catalog: read them only where something drifted.
+        wanted = _parity.flagged_objects(parity_facts, [r for r in records if r["state"] == "present"])
+        names = _parity.describe_objects(lambda db: connect_database(module, db), wanted) if wanted else {}
+        session.queries.extend(_parity.DESCRIBE_QUERY.strip() for dummy in wanted)
+        results, overall = _parity.merge_findings(results, records, parity_facts, names, summary_line)
     version = facts["server_version_num"]
     if version < 160000:
         module.warn("PostgreSQL %s cannot record the INHERIT/SET membership options the model needs "

@@ -96,6 +96,11 @@ options:
           - The Deployment's connection-terminator role. Used through the fence helper when the
             login cannot terminate the source role's sessions directly.
         type: str
+      schema_role:
+        description:
+          - The Deployment's shared schema role (owner of Airflow's objects), for O(parity); the
+            destination must then start as this role in the database.
+        type: str
   mode:
     description:
       - V(forced) terminates the source sessions at once.
@@ -120,6 +125,18 @@ options:
         module connects to.
     type: str
     default: dataplane_fence
+  parity:
+    description:
+      - Plane parity in the preflight, read from shared catalogs in the same connection (one
+        query per catalog for all Deployments).
+      - V(refuse) fails the preflight, changing nothing, when the destination could not use or
+        migrate what the source could - the source owns objects in the database, holds privileges
+        on objects or memberships the destination lacks, or the destination would not start as
+        the schema role (or as the same role as the source).
+      - V(warn) reports the same as warnings and fences anyway; V(ignore) does not look.
+    type: str
+    choices: [ignore, warn, refuse]
+    default: ignore
   lock_timeout:
     description:
       - Seconds to wait for another fence of the same database (which holds the advisory lock)
@@ -245,6 +262,13 @@ deployments:
     route:
       description: How sessions were terminated, V(direct) or V(helper).
       type: str
+    parity:
+      description:
+        - With O(parity) V(warn) or V(refuse), why the destination could not use or migrate what
+          the source could (empty when it can).
+      returned: when O(parity) is not V(ignore)
+      type: list
+      elements: str
     sessions_terminated:
       description: The source sessions that were signalled (listed, in check mode).
       type: list
@@ -377,8 +401,12 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import 
 )
 from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import DEFAULT_SCHEMA
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import identifier_problem
+from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
+    identifier_problem,
+    role_name_problem,
+)
 from ansible_collections.dataplane.postgresql.plugins.module_utils import sessions as sess
+from ansible_collections.dataplane.postgresql.plugins.module_utils import parity as _parity
 
 # CONNECT entries that let ROLE (oid expression s.oid) connect to database db, other than the
 # owner's direct grant to it, which the REVOKE removes. EXTRA adds that one too (verification).
@@ -541,9 +569,20 @@ class Fence(object):
         routes = sess.termination_routes(self.session, [(d["source_role"], d.get("killer_role")) for d in self.deps],
                                          schema=self.params["helper_schema"])
         report = []
+        parity_facts = None
+        if self.params["parity"] != "ignore":
+            parity_facts = _parity.read_facts(self.session, [_parity.fence_record(d) for d in self.deps], self.version)
         for dep, row, route, res in zip(self.deps, rows, routes, self.results):
             res["route"] = route["route"]
             problems = preflight_verdict(dep, row, route, login)
+            if parity_facts is not None:
+                found = _parity.preflight_problems(_parity.fence_record(dep), parity_facts,
+                                                   dep["source_role"], dep["destination_role"])
+                res["parity"] = found
+                if self.params["parity"] == "refuse":
+                    problems.extend("parity: " + p for p in found)
+                for problem in found if self.params["parity"] == "warn" else ():
+                    self.module.warn("Deployment %s: parity: %s" % (dep["name"], problem))
             if problems:
                 report.append({"name": dep["name"], "problems": problems})
         return rows, routes, report
@@ -782,7 +821,9 @@ def main():
             source_role=dict(type="str", required=True),
             destination_role=dict(type="str", required=True),
             killer_role=dict(type="str"),
+            schema_role=dict(type="str"),
         )),
+        parity=dict(type="str", choices=["ignore", "warn", "refuse"], default="ignore"),
         mode=dict(type="str", choices=["forced", "controlled"], default="forced"),
         drain_timeout=dict(type="float", default=60),
         wait_timeout=dict(type="float", default=10),
@@ -803,6 +844,9 @@ def main():
                                                    module.params["deployments"])
     problems.extend(found)
     problem = identifier_problem(module.params["helper_schema"], "helper_schema")
+    for dep in module.params["deployments"]:
+        if dep.get("schema_role") is not None and role_name_problem(dep["schema_role"], "schema_role"):
+            problems.append("Deployment %s: %s" % (dep.get("name"), role_name_problem(dep["schema_role"], "schema_role")))
     if problem:
         problems.append(problem)
     for key in ("drain_timeout", "wait_timeout", "lock_timeout"):

@@ -224,7 +224,7 @@ def audit_findings(record, facts, names=None):
     return findings
 
 
-def preflight_problems(record, facts, source, destination):
+def preflight_problems(record, facts, source, destination, names=None):
     """Why DESTINATION (a login role) could not use or migrate what SOURCE could, in RECORD's
     database (list of str, empty when it can). Pure."""
     db = record["database"]
@@ -250,11 +250,12 @@ def preflight_problems(record, facts, source, destination):
     owned = [o for o in _objects(facts, db, "o") if o["role"] == source]
     if owned:
         problems.append("%s owns objects in %s that %s could neither use nor migrate: %s"
-                        % (source, db, destination, _describe(owned)))
+                        % (source, db, destination, _describe(owned, names)))
     extra = sorted(_acl_keys(facts, db, source) - _acl_keys(facts, db, destination))
     if extra:
         problems.append("%s holds privileges on %d object(s) in %s that %s lacks (%s)" % (
-            source, len(extra), db, destination, ", ".join("%s %s" % e for e in extra[:SAMPLE])))
+            source, len(extra), db, destination,
+            ", ".join("%s %s" % (c, (names or {}).get((db, c, k), k)) for c, k in extra[:SAMPLE])))
     return problems
 
 
@@ -275,17 +276,22 @@ def flagged_objects(findings_facts, records):
 
 DESCRIBE_QUERY = """
 SELECT x.class, x.key,
-       pg_catalog.pg_describe_object(x.class::pg_catalog.regclass::oid, pg_catalog.split_part(x.key, '.', 1)::oid,
-                                     COALESCE(NULLIF(pg_catalog.split_part(x.key, '.', 2), ''), '0')::int) AS name
+       pg_catalog.pg_describe_object(o.classid, o.objid, o.objsubid) AS name,
+       COALESCE((pg_catalog.pg_identify_object(o.classid, o.objid, o.objsubid)).schema
+                ~ '^pg_(toast_)?temp_[0-9]+$', false) AS temporary
   FROM unnest(%(classes)s::text[], %(keys)s::text[]) AS x(class, key)
+ CROSS JOIN LATERAL (SELECT x.class::pg_catalog.regclass::oid AS classid,
+                            pg_catalog.split_part(x.key, '.', 1)::oid AS objid,
+                            COALESCE(NULLIF(pg_catalog.split_part(x.key, '.', 2), ''), '0')::int AS objsubid) AS o
 """
 
 
 def describe_objects(connect_database, wanted):
     """Name the objects WANTED ({database: [(class, key)]}) with one short connection to each of
     those databases (only the drifted ones). CONNECT_DATABASE(name) returns a DB-API connection.
-    Returns {(database, class, key): name}; a database that cannot be reached is skipped."""
-    names = {}
+    Returns ({(database, class, key): name}, set of such keys that are temporary objects); a
+    database that cannot be reached is skipped (its objects stay unnamed and count)."""
+    names, temporary = {}, set()
     for database, items in sorted(wanted.items()):
         try:
             conn = connect_database(database)
@@ -295,14 +301,43 @@ def describe_objects(connect_database, wanted):
             cur = conn.cursor()
             cur.execute(DESCRIBE_QUERY, {"classes": [c for c, k in items], "keys": [k for c, k in items]})
             for row in cur.fetchall():
-                row = row if not isinstance(row, dict) else (row["class"], row["key"], row["name"])
+                if isinstance(row, dict):
+                    row = (row["class"], row["key"], row["name"], row["temporary"])
                 if row[2]:
                     names[(database, row[0], row[1])] = row[2]
+                if row[3]:
+                    temporary.add((database, row[0], row[1]))
         except Exception:
             pass
         finally:
             conn.close()
-    return names
+    return names, temporary
+
+
+def without_temporary(facts, temporary):
+    """FACTS without the TEMPORARY objects ({(database, class, key)}): a session's temporary
+    tables go with the session (the fence ends it), so they are no parity drift."""
+    if not temporary:
+        return facts
+    out = dict(facts)
+    out["objects"] = []
+    for o in facts["objects"]:
+        keep = [k for k in o["objects"] if (o["database"], o["class"], k) not in temporary]
+        dropped = len(o["objects"]) - len(keep)
+        if dropped and o["count"] - dropped > 0:
+            out["objects"].append(dict(o, objects=keep, count=o["count"] - dropped))
+        elif not dropped:
+            out["objects"].append(o)
+    return out
+
+
+def resolve(facts, records, connect_database):
+    """(facts without temporary objects, names) after naming the flagged objects of RECORDS."""
+    wanted = flagged_objects(facts, records)
+    if not wanted:
+        return facts, {}
+    names, temporary = describe_objects(connect_database, wanted)
+    return without_temporary(facts, temporary), names
 
 
 def merge_findings(results, records, facts, names, summary_line):

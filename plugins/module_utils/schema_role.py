@@ -244,15 +244,19 @@ SELECT r.rolname, (sd.dbid = 0) AS shared,
 """
 
 
-def connect_database(module, database):
-    """A new connection to DATABASE with the module's connection options (not autocommit)."""
+def connect_database(module, database, fail=True):
+    """A new connection to DATABASE with the module's connection options (not autocommit).
+    FAIL False: raise RuntimeError instead of failing the module when it cannot connect."""
     from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
         connect_to_db,
         get_conn_params,
     )
     params = dict(module.params)
     params["login_db"] = database
-    conn, dummy = connect_to_db(module, get_conn_params(module, params, warn_db_default=False), autocommit=False)
+    conn, error = connect_to_db(module, get_conn_params(module, params, warn_db_default=False), autocommit=False,
+                                fail_on_conn=fail)
+    if conn is None:
+        raise RuntimeError("cannot connect to database %s: %s" % (database, error))
     return conn
 
 

@@ -386,9 +386,10 @@ def main():
     results, overall = audit_deployments(records, facts)
     if parity_facts is not None:
         # Object names live in each database's catalog: read them only where something drifted.
-        wanted = _parity.flagged_objects(parity_facts, [r for r in records if r["state"] == "present"])
-        names = _parity.describe_objects(lambda db: connect_database(module, db), wanted) if wanted else {}
-        session.queries.extend(_parity.DESCRIBE_QUERY.strip() for dummy in wanted)
+        # Temporary objects of live sessions are left out (they end with their session).
+        present = [r for r in records if r["state"] == "present"]
+        session.queries.extend(_parity.DESCRIBE_QUERY.strip() for dummy in _parity.flagged_objects(parity_facts, present))
+        parity_facts, names = _parity.resolve(parity_facts, present, lambda db: connect_database(module, db, fail=False))
         results, overall = _parity.merge_findings(results, records, parity_facts, names, summary_line)
     version = facts["server_version_num"]
     if version < 160000:

@@ -407,6 +407,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers i
 )
 from ansible_collections.dataplane.postgresql.plugins.module_utils import sessions as sess
 from ansible_collections.dataplane.postgresql.plugins.module_utils import parity as _parity
+from ansible_collections.dataplane.postgresql.plugins.module_utils.schema_role import connect_database
 
 # CONNECT entries that let ROLE (oid expression s.oid) connect to database db, other than the
 # owner's direct grant to it, which the REVOKE removes. EXTRA adds that one too (verification).
@@ -571,13 +572,18 @@ class Fence(object):
         report = []
         parity_facts = None
         if self.params["parity"] != "ignore":
-            parity_facts = _parity.read_facts(self.session, [_parity.fence_record(d) for d in self.deps], self.version)
+            records = [_parity.fence_record(d) for d in self.deps]
+            parity_facts = _parity.read_facts(self.session, records, self.version)
+            # Only where objects look out of place: connect to that database to leave out the
+            # temporary objects of live sessions (the fence ends them).
+            parity_facts, names = _parity.resolve(parity_facts, records,
+                                                  lambda db: connect_database(self.module, db, fail=False))
         for dep, row, route, res in zip(self.deps, rows, routes, self.results):
             res["route"] = route["route"]
             problems = preflight_verdict(dep, row, route, login)
             if parity_facts is not None:
                 found = _parity.preflight_problems(_parity.fence_record(dep), parity_facts,
-                                                   dep["source_role"], dep["destination_role"])
+                                                   dep["source_role"], dep["destination_role"], names)
                 res["parity"] = found
                 if self.params["parity"] == "refuse":
                     problems.extend("parity: " + p for p in found)

@@ -48,6 +48,22 @@ GRANT {killer} TO commander_user;
 """.format(owner=owner, killer=killer, db=db, dp1=dp1, dp2=dp2)
 
 
+def schema_role_sql(dep_id):
+    """The shared schema role that dataplane_object_privileges (default true) adds to the
+    reference setup, as docs/airflow-objects.md gives it by hand (without the schema grant,
+    which runs in the Deployment's database)."""
+    def q(name):
+        return '"%s"' % name.replace('"', '""')
+    schema, db = q("airflow_db_%s_schema" % dep_id), q("airflow_db_%s" % dep_id)
+    dp1, dp2 = q("dp1_user_%s" % dep_id), q("dp2_user_%s" % dep_id)
+    return """
+CREATE ROLE {schema} NOLOGIN;
+GRANT {schema} TO {dp1}, {dp2} WITH INHERIT FALSE, SET TRUE;
+ALTER ROLE {dp1} IN DATABASE {db} SET role = {lit};
+ALTER ROLE {dp2} IN DATABASE {db} SET role = {lit};
+""".format(schema=schema, db=db, dp1=dp1, dp2=dp2, lit="'%s'" % ("airflow_db_%s_schema" % dep_id).replace("'", "''"))
+
+
 def snapshot(server):
     """The catalog facts the acceptance compares (fence helper objects left out)."""
     conn = server.connect()
@@ -123,7 +139,11 @@ def test_playbook_matches_seed_sql_exactly(fresh_pair, ansible_playbook, tmp_pat
         cur.execute('CREATE DATABASE "airflow_db_%s"' % dep_id)
     for dep_id in SEED_IDS:
         cur.execute(seed_sql(dep_id))
+        cur.execute(schema_role_sql(dep_id))
     conn.close()
+    for dep_id in SEED_IDS:
+        by_hand.sql('GRANT USAGE, CREATE ON SCHEMA public TO "airflow_db_%s_schema"' % dep_id,
+                    dbname="airflow_db_%s" % dep_id)
 
     inv = inventory(tmp_path, by_playbook)
     extra = {"dataplane_deployments": deployments(SEED_IDS), "dataplane_commander_password": "commander-secret"}

@@ -372,8 +372,8 @@ def main():
         parity_facts = None
         if module.params["parity"]:
             parity_facts = _parity.read_facts(session, records, facts["server_version_num"])
-            session.queries.extend(q.strip() for q in (_parity.ROLES_QUERY, _parity.SETTINGS_QUERY,
-                                                       _parity.SHDEPEND_QUERY))
+            session.queries.extend(q.strip() for q in (_parity.ROLES_QUERY, _parity.MEMBERSHIPS_QUERY_16,
+                                                       _parity.SETTINGS_QUERY, _parity.SHDEPEND_QUERY))
     except Exception as exc:  # a driver error: report it with what ran
         session.fail("audit failed while reading the catalog: %s" % exc)
     finally:

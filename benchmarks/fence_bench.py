@@ -14,7 +14,12 @@ transaction with an uncommitted INSERT; active pg_sleep), then
 2. fences back (dp2 -> dp1) with the module, re-opens the sessions as dp1 and fences again
    with ``ansible-playbook`` running a one-task playbook, and reports its wall time.
 
-Usage: .venv/bin/python benchmarks/fence_bench.py [--deployments 200] [--sessions 3] [--version 16]
+With ``--parity`` every Deployment also gets the shared schema role (memberships, role
+settings, ``--tables`` tables it owns, 60 by default, like Airflow's schema), the sessions run
+as the schema role, and the fence runs with ``parity=refuse``; check mode runs twice first,
+without and with the parity check, to show what the check costs in the preflight.
+
+Usage: .venv/bin/python benchmarks/fence_bench.py [--deployments 200] [--sessions 3] [--version 16] [--parity]
 Exit status 0 only when every Deployment was verified fenced in both runs.
 """
 
@@ -54,7 +59,8 @@ class Bench(object):
         self.base = benchlib.make_work_dir("dataplane-fence-bench-")
         self.port = benchlib.free_port()
         self.deps = [dict(id="%03d" % n, database="airflow_db_%03d" % n, owner="airflow_db_%03d_owner" % n,
-                          killer="airflow_conn_killer_%03d" % n, dp1="dp1_user_%03d" % n, dp2="dp2_user_%03d" % n)
+                          killer="airflow_conn_killer_%03d" % n, dp1="dp1_user_%03d" % n, dp2="dp2_user_%03d" % n,
+                          schema="airflow_db_%03d_schema" % n)
                      for n in range(args.deployments)]
         self.live = []
 
@@ -82,12 +88,26 @@ class Bench(object):
             cur.execute(sql.SQL("CREATE ROLE {} LOGIN; CREATE ROLE {} LOGIN").format(
                 sql.Identifier(dep["dp1"]), sql.Identifier(dep["dp2"])))
             cur.execute(sql.SQL("; ").join(reference_setup_statements(dep, COMMANDER)))
+            if self.args.parity:  # the shared schema role, as the deployments role provisions it
+                ident = dict((k, sql.Identifier(v)) for k, v in dep.items())
+                cur.execute(sql.SQL("CREATE ROLE {schema} NOLOGIN; "
+                                    "GRANT {schema} TO {dp1}, {dp2} WITH INHERIT FALSE, SET TRUE; "
+                                    "ALTER ROLE {dp1} IN DATABASE {database} SET role = {lit}; "
+                                    "ALTER ROLE {dp2} IN DATABASE {database} SET role = {lit}").format(
+                                        lit=sql.Literal(dep["schema"]), **ident))
         conn.close()
         for dep in self.deps:
             db = self.connect(dbname=dep["database"])
             db.autocommit = True
-            db.cursor().execute(sql.SQL("CREATE TABLE t (src text); ALTER TABLE t OWNER TO {0}; GRANT ALL ON t TO {1}")
-                                .format(sql.Identifier(dep["owner"]), sql.Identifier(dep["dp1"])))
+            if self.args.parity:
+                db.cursor().execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {0}; SET ROLE {0}; "
+                                            "CREATE TABLE t (src text)").format(sql.Identifier(dep["schema"]))
+                                    + sql.SQL("").join(sql.SQL("; CREATE TABLE {} (id serial PRIMARY KEY, v text)")
+                                                       .format(sql.Identifier("airflow_%02d" % i))
+                                                       for i in range(self.args.tables)))
+            else:
+                db.cursor().execute(sql.SQL("CREATE TABLE t (src text); ALTER TABLE t OWNER TO {0}; GRANT ALL ON t TO {1}")
+                                    .format(sql.Identifier(dep["owner"]), sql.Identifier(dep["dp1"])))
             db.close()
         benchlib.run_module("fence_helper", dict(self.login("postgres"), killer_roles=[d["killer"] for d in self.deps]))
 
@@ -123,10 +143,12 @@ class Bench(object):
                 pass
         self.live = []
 
-    def fence_args(self, src="dp1", dst="dp2"):
-        return dict(self.login(self.args.login), deployments=[
+    def fence_args(self, src="dp1", dst="dp2", parity=None):
+        parity = parity or ("refuse" if self.args.parity else "ignore")
+        return dict(self.login(self.args.login), parity=parity, deployments=[
             dict(name=d["id"], database=d["database"], source_role=d[src], destination_role=d[dst],
-                 killer_role=d["killer"]) for d in self.deps])
+                 killer_role=d["killer"], schema_role=d["schema"] if self.args.parity else None)
+            for d in self.deps])
 
     def sessions_left(self, role_key):
         conn = self.connect()
@@ -173,6 +195,9 @@ def main():
     parser.add_argument("--sessions", type=int, default=3)
     parser.add_argument("--version", type=int, default=16)
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--parity", action="store_true",
+                        help="shared schema role per Deployment and the fence's parity check (parity=refuse)")
+    parser.add_argument("--tables", type=int, default=60, help="with --parity: tables per database")
     parser.add_argument("--login", default=COMMANDER,
                         help="role the fence connects as (default commander_user; postgres for comparison)")
     args = parser.parse_args()
@@ -188,8 +213,14 @@ def main():
 
         opened = bench.open_sessions("dp1")
         print("opened %d sessions as the dp1 login roles" % opened)
+        if args.parity:
+            wall, checked = benchlib.run_module("fence", bench.fence_args(parity="ignore"), check_mode=True)
+            summarize("check, no parity", checked, wall)
+            figures["check_preflight_ms_without_parity"] = checked["timings"].get("preflight_ms")
         wall, checked = benchlib.run_module("fence", bench.fence_args(), check_mode=True)
         summarize("check mode", checked, wall)
+        ok &= not checked.get("failed")
+        figures["check_preflight_ms"] = checked["timings"].get("preflight_ms")
         wall, result = benchlib.run_module("fence", bench.fence_args())
         ok &= summarize("module", result, wall)
         ok &= bench.sessions_left("dp1") == 0

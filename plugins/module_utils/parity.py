@@ -63,12 +63,14 @@ SELECT r.rolname, d.datname, s.setconfig
  WHERE r.rolname = ANY(%(logins)s) AND (s.setdatabase = 0 OR d.datname = ANY(%(databases)s))
 """
 # Owners of every object in the Deployments' databases, and the ACL mentions of the login and
-# schema roles there: one scan of pg_shdepend's (dbid, ...) index per database.
+# schema roles there: one scan of pg_shdepend's (dbid, ...) index per database. The objects a
+# schema role owns are only counted (the healthy case: nothing to name, little to transfer).
 SHDEPEND_QUERY = """
 SELECT d.datname, r.rolname, sd.deptype::text AS deptype, sd.classid::pg_catalog.regclass::text AS class,
        pg_catalog.count(*) AS n,
        (pg_catalog.array_agg(sd.objid::text || CASE WHEN sd.objsubid <> 0 THEN '.' || sd.objsubid::text ELSE '' END
-                             ORDER BY sd.objid, sd.objsubid)) AS objects
+                             ORDER BY sd.objid, sd.objsubid)
+          FILTER (WHERE sd.deptype = 'a' OR NOT r.rolname = ANY(%(schema_roles)s))) AS objects
   FROM pg_catalog.pg_database d
   JOIN pg_catalog.pg_shdepend sd ON sd.dbid = d.oid
   JOIN pg_catalog.pg_roles r ON r.oid = sd.refobjid
@@ -99,9 +101,9 @@ def read_facts(session, records, version_num=160000):
     facts["memberships"] = session.rows(query, {"roles": roles, "schema_roles": schema_roles})
     facts["settings"] = [dict(r, setconfig=list(r["setconfig"] or [])) for r in
                          session.rows(SETTINGS_QUERY, {"logins": logins, "databases": databases})]
-    for row in session.rows(SHDEPEND_QUERY, {"databases": databases, "roles": roles}):
+    for row in session.rows(SHDEPEND_QUERY, {"databases": databases, "roles": roles, "schema_roles": schema_roles}):
         facts["objects"].append({"database": row["datname"], "role": row["rolname"], "deptype": row["deptype"],
-                                 "class": row["class"], "count": int(row["n"]), "objects": list(row["objects"])})
+                                 "class": row["class"], "count": int(row["n"]), "objects": list(row["objects"] or [])})
     return facts
 
 

@@ -132,7 +132,7 @@ def _describe(entries, names=None):
     for o in sorted(entries, key=lambda e: (e["role"], e["class"])):
         shown = [(names or {}).get((o["database"], o["class"], k), k) for k in o["objects"][:SAMPLE]]
         more = ", ..." if o["count"] > SAMPLE else ""
-        parts.append("%d in %s (%s%s)" % (o["count"], o["class"], ", ".join(shown), more))
+        parts.append("%d in %s" % (o["count"], o["class"]) + (" (%s%s)" % (", ".join(shown), more) if shown else ""))
     return "; ".join(parts)
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Run the test suites. `all` (what `make test` and CI run) = units, integration, molecule,
-# lint, sanity, galaxy, clone. Each suite must run something: a suite that finds nothing to
-# run fails.
+# Run the test suites. `all` (what `make test` and CI run) = units, integration, airflow,
+# molecule, lint, sanity, galaxy, clone. Each suite must run something: a suite that finds
+# nothing to run fails.
 #
-#   bash scripts/run_tests.sh [all | units | integration | molecule | lint | sanity | galaxy | clone]...
+#   bash scripts/run_tests.sh [all | units | integration | airflow | molecule | lint | sanity | galaxy | clone]...
 #
 # Every requested suite runs even when an earlier one failed, so one run shows every
 # problem; the exit status is non-zero if any suite failed. Each suite's wall time is
@@ -15,7 +15,7 @@ ROOT=$(pwd)
 export PATH="$ROOT/.venv/bin:$PATH" LC_ALL=C.UTF-8 ANSIBLE_NOCOLOR=1
 [ -t 1 ] || export NO_COLOR=1   # ansible-lint and Molecule colour their output even in a log
 PY="$ROOT/.venv/bin/python"
-ALL_SUITES=(units integration molecule lint sanity galaxy clone)
+ALL_SUITES=(units integration airflow molecule lint sanity galaxy clone)
 SUITES=("$@")
 [ "${SUITES[0]:-all}" = all ] && SUITES=("${ALL_SUITES[@]}")
 
@@ -38,6 +38,13 @@ run_units() {
 run_integration() {
     banner "integration tests (real PostgreSQL 15, 16, 17, 18)"
     run_pytest tests/integration -q
+}
+
+# Real Apache Airflow against both planes (tests/airflow); its venv is built once under .cache/.
+run_airflow() {
+    banner "Apache Airflow end-to-end (real apache-airflow-core, PostgreSQL 16)"
+    bash scripts/airflow_venv.sh >/dev/null
+    run_pytest tests/airflow -q
 }
 
 run_molecule() {

@@ -238,8 +238,8 @@ def preflight_problems(record, facts, source, destination, names=None):
         problems.append("%s would not start as the schema role %s in %s (role setting: %s)"
                         % (destination, schema_role, db, dst_setting or "none"))
     elif not schema_role and src_setting != dst_setting:
-        problems.append("%s starts as %s in %s, %s as %s" % (source, src_setting or "itself", db, destination,
-                                                               dst_setting or "itself"))
+        problems.append("%s starts as %s in %s, %s as %s"
+                        % (source, src_setting or "itself", db, destination, dst_setting or "itself"))
     src_groups = _memberships_of(facts, source)
     dst_groups = _memberships_of(facts, destination)
     for group, row in sorted(src_groups.items()):

@@ -133,9 +133,9 @@ def plan_database(record, facts, reassign_owned):
         actions.append(("grant_schema", schema, role, missing))
     owned = dict((k, v) for k, v in ((facts or {}).get("owned") or {}).items() if v)
     if owned:
-        described = "; ".join("%s owns %d: %s" % (login, len(objs), ", ".join(objs[:10])
-                                                   + (", ..." if len(objs) > 10 else ""))
-                              for login, objs in sorted(owned.items()))
+        described = "; ".join(
+            "%s owns %d: %s%s" % (login, len(objs), ", ".join(objs[:10]), ", ..." if len(objs) > 10 else "")
+            for login, objs in sorted(owned.items()))
         if not reassign_owned:
             warnings.append("Deployment %r: objects in %s are owned by a login role, so the other plane "
                             "cannot use or migrate them (%s); set dataplane_schema_reassign_owned "

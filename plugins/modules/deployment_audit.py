@@ -99,8 +99,8 @@ options:
         database is owned by the schema role; without a schema role, none by a login role) and
         C(plane_privileges) (no login role holds privileges on objects, or memberships, that
         another lacks)."
-      - The checks use the records' C(schema_role) (V(null) when C(dataplane_object_privileges) is
-        false: then only C(object_owners) and C(plane_privileges), for login roles).
+      - The checks use the records' C(schema_role). It is V(null) when C(dataplane_object_privileges) is
+        false, and then only C(object_owners) and C(plane_privileges) run, for the login roles.
       - They read shared catalogs (C(pg_shdepend), C(pg_db_role_setting)) over the same connection;
         only to name the objects of a database that drifted does the module connect to it.
     type: bool

@@ -66,8 +66,8 @@ def airflow_venv():
                           timeout=1800, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     venv = Path(proc.stdout.strip().splitlines()[-1])
-    print("\nairflow venv %s ready in %.1f s (%s)" % (venv, time.monotonic() - started,
-                                                     proc.stderr.strip().splitlines()[0]))
+    print("\nairflow venv %s ready in %.1f s (%s)"
+          % (venv, time.monotonic() - started, proc.stderr.strip().splitlines()[0]))
     return venv
 
 

@@ -269,7 +269,10 @@ deployments:
       type: list
       elements: str
     before:
-      description: Roles, memberships, database owner and ACL before.
+      description:
+        - Roles, memberships, database owner and ACL before; with O(deployments[].schema_role),
+          also C(schema_role) (whether it exists, forbidden attributes, its members with their
+          options, each login role's role setting in the database, the schema privileges).
       type: dict
     after:
       description:

@@ -391,6 +391,7 @@ try:
     from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks as _role_checks
 except ImportError:  # pragma: no cover - reported when needed
     _role_checks = None
+try:
     from ansible_collections.dataplane.postgresql.plugins.module_utils import schema_role as _schema_role
 except ImportError:  # pragma: no cover - reported when needed
     _schema_role = None

@@ -694,11 +694,15 @@ def summary_line(result):
 def audit_deployments(records, facts):
     """Audit every record; return (per-Deployment results, overall summary dict)."""
     results = [audit_deployment(r, facts) for r in records]
-    present = [r for r in results if r["state"] == "present"]
-    overall = {
+    return results, overall_summary(results)
+
+
+def overall_summary(results):
+    """The overall verdict of per-Deployment audit RESULTS. Pure."""
+    present = [r for r in results if r.get("state", "present") == "present"]
+    return {
         "drift": any(r["drift"] for r in results),
         "drifted": [r["id"] for r in results if r["drift"]],
         "fence_capable": all(r["fence_capable"] for r in present),
         "fence_incapable": [r["id"] for r in present if not r["fence_capable"]],
     }
-    return results, overall

@@ -24,6 +24,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import overall_summary
 from ansible_collections.dataplane.postgresql.plugins.module_utils.schema_role import (
     MEMBERSHIP_OPTIONS,
     effective_role_setting,
@@ -373,14 +374,7 @@ def merge_findings(results, records, facts, names, summary_line):
         result["findings"].extend(audit_findings(record, facts, names))
         result["drift"] = any(not f["ok"] for f in result["findings"])
         result["summary"] = summary_line(result)
-    present = [r for r in results if r.get("state", "present") == "present"]
-    overall = {
-        "drift": any(r["drift"] for r in results),
-        "drifted": [r["id"] for r in results if r["drift"]],
-        "fence_capable": all(r["fence_capable"] for r in present),
-        "fence_incapable": [r["id"] for r in present if not r["fence_capable"]],
-    }
-    return results, overall
+    return results, overall_summary(results)
 
 
 def fence_record(dep):

@@ -38,13 +38,18 @@ ROLES_QUERY = """
 SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication, r.rolbypassrls
   FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(roles)s)
 """
+# On 16+ a CREATEROLE admin that creates a role gets an ADMIN-only row on it (no INHERIT, no
+# SET): the managed-PostgreSQL provisioning admin's row on the schema role. It gives nothing the
+# admin's CREATEROLE does not already give, so it is not counted as a member.
 MEMBERSHIPS_QUERY_16 = """
 SELECT g.rolname AS "group", m.rolname AS member, pg_catalog.bool_or(am.inherit_option) AS inherit_option,
        pg_catalog.bool_or(am.set_option) AS set_option, pg_catalog.bool_or(am.admin_option) AS admin_option
   FROM pg_catalog.pg_auth_members am
   JOIN pg_catalog.pg_roles g ON g.oid = am.roleid
   JOIN pg_catalog.pg_roles m ON m.oid = am.member
- WHERE m.rolname = ANY(%(roles)s) OR g.rolname = ANY(%(schema_roles)s)
+ WHERE (m.rolname = ANY(%(roles)s) OR g.rolname = ANY(%(schema_roles)s))
+   AND NOT (g.rolname = ANY(%(schema_roles)s) AND m.rolcreaterole AND NOT m.rolsuper
+            AND am.admin_option AND NOT am.inherit_option AND NOT am.set_option)
  GROUP BY 1, 2
 """
 MEMBERSHIPS_QUERY_15 = """

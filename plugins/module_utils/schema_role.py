@@ -348,56 +348,22 @@ def converge(module, session, records, options, check_mode, sql, memberships):
         session.fail("schema role set-up failed, its transaction was rolled back: %s" % to_native(exc))
 
     # 2. Inside each metadata database: schema privileges, optional hand-over, decommission.
-    problems = []
-    for index, rec in present + absent:
-        database = rec["database"]
-        if database not in catalog["databases"]:
-            if rec.get("state", "present") == "present":
-                for action in plan_database(rec, None, options.get("reassign_owned"))[0]:
-                    log(index, session.render(action_sql(sql, action)))
-            continue
-        if database in (options.get("dropped_databases") or ()):
-            continue
-        try:
-            dbconn = connect_database(module, database)
-        except Exception as exc:  # connect_to_db normally fails the module itself
-            problems.append("Deployment %r: cannot connect to %s: %s" % (rec["id"], database, exc))
-            continue
-        try:
-            cursor = dbconn.cursor()
-            if rec.get("state", "present") == "present":
-                facts = db_facts[index] = read_database(cursor, rec)
-                actions, found, warnings = plan_database(rec, facts, options.get("reassign_owned"))
-                out["warnings"].extend(warnings)
-                if found:
-                    problems.extend(found)
-                    continue
-            else:
-                exists = catalog["roles"].get(rec["schema_role"]) is not None
-                if not exists:
-                    continue
-                new_owner = options.get("decommission_owner") or _rows(cursor, "SELECT current_user AS u")[0]["u"]
-                actions = [("reassign_owned", [rec["schema_role"]], new_owner), ("drop_owned", rec["schema_role"])]
-            for action in actions:
-                stmt = action_sql(sql, action)
-                log(index, session.render(stmt))
-                if not check_mode:
-                    cursor.execute(stmt)
-            if check_mode:
-                dbconn.rollback()
-            else:
-                dbconn.commit()
-            if rec.get("state", "present") == "present" and actions and not check_mode:
-                db_facts[index] = read_database(cursor, rec)
-                dbconn.rollback()
-        except Exception as exc:
-            problems.append("Deployment %r: in database %s: %s" % (rec["id"], database, to_native(exc).strip()))
-        finally:
-            dbconn.close()
+    # A non-superuser admin (managed PostgreSQL) can neither connect to a metadata database
+    # (CONNECT is the planes' and the owner's only) nor grant on its schema or reassign the
+    # schema role's objects: it borrows the owner and schema roles (WITH INHERIT, SET; it holds
+    # ADMIN on them) in a committed transaction for this step, and gives them back afterwards,
+    # also when the step fails.
+    borrowed = _borrow(session, [r for dummy, r in present + absent
+                                 if r["database"] in catalog["databases"]
+                                 and r["database"] not in (options.get("dropped_databases") or ())], check_mode)
+    try:
+        problems = _converge_databases(module, session, present, absent, catalog, options, check_mode, sql,
+                                       db_facts, log, out["warnings"])
+    finally:
+        _give_back(session, borrowed)
     if problems:
         session.fail("schema role set-up failed (changes in other databases stay, a rerun converges):\n- "
                      + "\n- ".join(problems), problems=problems)
-
     # 3. Decommission: reset the kept login roles' setting, then drop the schema role.
     conn.autocommit = False
     try:
@@ -442,6 +408,91 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     out["changed"] = bool(out["statements"])
     session.queries.extend(out["statements"])
     return out
+
+
+
+def _converge_databases(module, session, present, absent, catalog, options, check_mode, sql, db_facts, log,
+                        warnings_out):
+    """Step 2 of converge, one short connection per metadata database. Returns the problems
+    (and adds warnings to WARNINGS_OUT)."""
+    problems = []
+    for index, rec in present + absent:
+        database = rec["database"]
+        if database not in catalog["databases"]:
+            if rec.get("state", "present") == "present":
+                for action in plan_database(rec, None, options.get("reassign_owned"))[0]:
+                    log(index, session.render(action_sql(sql, action)))
+            continue
+        if database in (options.get("dropped_databases") or ()):
+            continue
+        try:
+            dbconn = connect_database(module, database)
+        except Exception as exc:  # connect_to_db normally fails the module itself
+            problems.append("Deployment %r: cannot connect to %s: %s" % (rec["id"], database, exc))
+            continue
+        try:
+            cursor = dbconn.cursor()
+            if rec.get("state", "present") == "present":
+                facts = db_facts[index] = read_database(cursor, rec)
+                actions, found, warnings = plan_database(rec, facts, options.get("reassign_owned"))
+                warnings_out.extend(warnings)
+                if found:
+                    problems.extend(found)
+                    continue
+            else:
+                exists = catalog["roles"].get(rec["schema_role"]) is not None
+                if not exists:
+                    continue
+                new_owner = options.get("decommission_owner") or _rows(cursor, "SELECT current_user AS u")[0]["u"]
+                actions = [("reassign_owned", [rec["schema_role"]], new_owner), ("drop_owned", rec["schema_role"])]
+            for action in actions:
+                stmt = action_sql(sql, action)
+                log(index, session.render(stmt))
+                if not check_mode:
+                    cursor.execute(stmt)
+            if check_mode:
+                dbconn.rollback()
+            else:
+                dbconn.commit()
+            if rec.get("state", "present") == "present" and actions and not check_mode:
+                db_facts[index] = read_database(cursor, rec)
+                dbconn.rollback()
+        except Exception as exc:
+            problems.append("Deployment %r: in database %s: %s" % (rec["id"], database, to_native(exc).strip()))
+        finally:
+            dbconn.close()
+    return problems
+
+
+def _borrow(session, records, check_mode):
+    """Let a non-superuser admin act as the owner and schema roles of RECORDS (committed, so the
+    connections to their databases see it). Returns what to give back; nothing for a superuser.
+    In check mode the schema role may not exist yet: only the owner roles are borrowed then."""
+    from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks
+    names = set()
+    for rec in records:
+        names.add(rec["owner_role"])
+        if rec.get("schema_role"):
+            names.add(rec["schema_role"])
+    existing = set(r["rolname"] for r in session.rows(
+        "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY (%s::text[])", (sorted(names),)))
+    pairs = role_checks.borrow_statements(session, sorted(names & existing))
+    for dummy, grant, back in pairs:
+        session.cursor.execute(grant)
+    _commit(session.conn)
+    return pairs
+
+
+def _give_back(session, pairs):
+    for dummy, grant, back in pairs:
+        session.cursor.execute(back)
+    _commit(session.conn)
+
+
+def _commit(conn):
+    """Commit what the connection did since its last commit (nothing to do in autocommit)."""
+    if not conn.autocommit:
+        conn.commit()
 
 
 def _before_facts(facts, texts):

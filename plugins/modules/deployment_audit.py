@@ -88,6 +88,7 @@ options:
   helper_owner_role:
     description:
       - The role that should own the fence helper (its function, schema and registry).
+    version_added: 0.2.0
     type: str
     default: dataplane_fence_signaler
   parity:
@@ -103,6 +104,7 @@ options:
         false, and then only C(object_owners) and C(plane_privileges) run, for the login roles.
       - They read shared catalogs (C(pg_shdepend), C(pg_db_role_setting)) over the same connection;
         only to name the objects of a database that drifted does the module connect to it.
+    version_added: 0.2.0
     type: bool
     default: true
 notes:

@@ -183,6 +183,7 @@ options:
       - Refused, with nothing changed in that database, when a login role also owns a database
         or tablespace (C(REASSIGN OWNED) would move it too).
       - V(false) only warns, naming the objects.
+    version_added: 0.2.0
     type: bool
     default: false
   decommission_owner:
@@ -199,12 +200,14 @@ options:
         and refuses when the fence state changed since it was read.
       - The failover playbook's failback is the normal way to move a Deployment back; this is for
         returning to the both-planes-admitted reference state on purpose.
+    version_added: 0.2.0
     type: bool
     default: false
   run_id:
     description:
       - An id of this run (for example the AWX job id), written into a fence state record that
         O(readmit_fenced_planes) rewrites.
+    version_added: 0.2.0
     type: str
 notes:
   - Run as a superuser or as a managed-service admin (Amazon RDS/Aurora, Cloud SQL, Azure Flexible

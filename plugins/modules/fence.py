@@ -134,6 +134,7 @@ options:
         on objects or memberships the destination lacks, or the destination would not start as
         the schema role (or as the same role as the source).
       - V(warn) reports the same as warnings and fences anyway; V(ignore) does not look.
+    version_added: 0.2.0
     type: str
     choices: [ignore, warn, refuse]
     default: ignore
@@ -149,6 +150,7 @@ options:
       - An identifier of this run, stored in the fence state record and named in the message of a
         concurrent fence (for example the AWX job id).
       - Defaults to a fresh random hex string.
+    version_added: 0.2.0
     type: str
   on_state_change:
     description:
@@ -156,6 +158,7 @@ options:
         advisory lock (another fence ran in between).
       - V(fail) changes nothing and fails, naming the other run.
       - V(proceed) fences from the new state (and lists the changes in RV(state_changes)).
+    version_added: 0.2.0
     type: str
     choices: [fail, proceed]
     default: fail
@@ -168,6 +171,7 @@ options:
       - For the databases listed, the module compares the record it finds once it holds the lock
         with these instead of with its own read before the lock, so a fence that ran between the
         caller's read and this run is caught as well; O(on_state_change) decides what happens.
+    version_added: 0.2.0
     type: dict
 notes:
   - Supports check mode; nothing is changed or signalled, and the result says what would be.

@@ -86,6 +86,7 @@ options:
         (so Deployments can be provisioned one at a time).
       - With V(true), the registry and the grants become exactly O(killer_roles); every other role is
         unregistered and loses C(EXECUTE) and C(USAGE).
+    version_added: 0.2.0
     type: bool
     default: false
   state:

@@ -87,6 +87,7 @@ options:
         V(false), warn, leave those roles out (also from RV(groups) and RV(target_roles)) and
         go on with the others.
       - A O(granted_by) role that does not exist always fails.
+    version_added: 0.2.0
     type: bool
     default: true
   session_role:
@@ -95,6 +96,7 @@ options:
         the statements then run, and are recorded, as that role. The login role must be allowed
         to C(SET ROLE) to it.
       - The name is validated first (not empty, no NUL, at most 63 bytes).
+    version_added: 0.2.0
     type: str
   trust_input:
     description:
@@ -103,6 +105,7 @@ options:
         community.postgresql's check and message.
       - Names are always passed to PostgreSQL as quoted identifiers, so V(true) (the default)
         is safe here; the option exists for compatibility.
+    version_added: 0.2.0
     type: bool
     default: true
   login_db:

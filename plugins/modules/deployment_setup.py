@@ -576,7 +576,7 @@ def plan_deployments(records, catalog, options):
 
     catalog: {"acting_user": str, "roles": {name: {"login", "inherit", "password"}},
               "databases": {name: {"owner": str, "acl": set of (grantee, grantor, priv, grantable)}},
-              "helper_schema_exists": bool}
+              "helper_schema_exists": bool, "helper_grantees": set of role names}
     options: create_databases, create_login_roles, commander_password, decommission_owner, fence_helper.
     Actions are tuples: (create_role, name, attrs, secret|None), (alter_role, name, attrs),
     (set_password, name, secret), (create_database, db), (drop_database, db),
@@ -701,8 +701,9 @@ def plan_deployments(records, catalog, options):
             db["owner"] = new_owner
         if rec["killer_role"] in roles:
             if catalog.get("helper_schema_exists"):
-                plan.decommission.append((index, ("revoke_helper", options.get("fence_helper_schema"),
-                                                  rec["killer_role"])))
+                if rec["killer_role"] in catalog.get("helper_grantees", (rec["killer_role"],)):
+                    plan.decommission.append((index, ("revoke_helper", options.get("fence_helper_schema"),
+                                                      rec["killer_role"])))
                 plan.helper_unregister.append(rec["killer_role"])
             plan.decommission.append((index, ("drop_role", rec["killer_role"])))
             del roles[rec["killer_role"]]
@@ -939,7 +940,16 @@ SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner,
 INFO_QUERY = """
 SELECT current_user AS acting_user, r.rolsuper AS superuser,
        (SELECT b.rolname FROM pg_catalog.pg_roles b WHERE b.oid = 10) AS bootstrap_superuser,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = %s) AS helper_schema_exists
+       EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = %(schema)s) AS helper_schema_exists,
+       -- roles holding a privilege on the helper's schema or its functions (a killer role that
+       -- holds none needs no REVOKE before it is dropped, which a managed admin may not run)
+       ARRAY(SELECT DISTINCT ge.rolname
+               FROM pg_catalog.pg_namespace n
+               LEFT JOIN pg_catalog.pg_proc p ON p.pronamespace = n.oid
+               CROSS JOIN LATERAL (SELECT x.grantee FROM pg_catalog.aclexplode(n.nspacl) x
+                                   UNION SELECT y.grantee FROM pg_catalog.aclexplode(p.proacl) y) g
+               JOIN pg_catalog.pg_roles ge ON ge.oid = g.grantee
+              WHERE n.nspname = %(schema)s)::text[] AS helper_grantees
   FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
 """
 
@@ -950,7 +960,7 @@ def record_role_names(rec):
 
 def read_catalog(session, records, params):
     role_names = sorted(set(n for rec in records for n in record_role_names(rec)))
-    info = session.rows(INFO_QUERY, (params["fence_helper_schema"],))[0]
+    info = session.rows(INFO_QUERY, {"schema": params["fence_helper_schema"]})[0]
     roles = {}
     for row in session.rows(ROLE_QUERY, (role_names,)):
         roles[row["rolname"]] = {"login": row["rolcanlogin"], "inherit": row["rolinherit"],
@@ -968,7 +978,8 @@ def read_catalog(session, records, params):
             # PostgreSQL records a superuser's GRANT of a role as granted by the bootstrap superuser.
             "grantor": info["bootstrap_superuser"] if info["superuser"] else info["acting_user"],
             "roles": roles,
-            "databases": databases, "helper_schema_exists": info["helper_schema_exists"]}
+            "databases": databases, "helper_schema_exists": info["helper_schema_exists"],
+            "helper_grantees": set(info["helper_grantees"] or ())}
 
 
 def membership_key(row):

@@ -502,3 +502,29 @@ def test_privileged_commander_is_warned_not_refused(server, names, run_module):
     res = run_module("deployment_setup", setup_args(server, [rec], fence_helper=False))
     assert not res["failed"], res
     assert "commander_user %r holds CREATEROLE" % commander in json.dumps(res), sorted(res)
+
+
+def test_managed_admin_decommission_beside_a_superusers_helper(pg16, names, run_module):
+    """A superuser installed the fence helper for another Deployment; a managed admin that
+    provisioned without the helper decommissions its own Deployment: its killer role holds no
+    grant on the helper, so no REVOKE on the helper's schema (which it may not use) is planned."""
+    server = pg16
+    schema = names("fence")
+    other_killer = names("killer_other")
+    server.sql(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(other_killer)))
+    res = run_module("fence_helper", dict(server.login_args(), killer_roles=[other_killer], schema=schema,
+                                          owner_role=names("signaler")))
+    assert not res["failed"], res
+    admin = create_managed_admin(server, names("rds_admin"), "rds")
+    rec = record(names, "z", names("cmd"))
+    assert not run_module("deployment_setup", setup_args(server, [rec], user=admin, commander_password="cmd-secret-77",
+                                                         fence_helper=False, fence_helper_schema=schema))["failed"]
+    full = setup_args(server, [dict(rec, state="absent", drop_database=True, drop_login_roles=True)], user=admin,
+                      fence_helper=False, fence_helper_schema=schema)
+    res = run_module("deployment_setup", full)
+    assert not res["failed"] and res["dropped_databases"] == [rec["database"]], res.get("msg")
+    assert not any(schema in q for q in res["queries"]), res["queries"]
+    assert server.sql("SELECT 1 FROM pg_roles WHERE rolname = %s", (rec["killer_role"],)) == []
+    # the other Deployment's killer keeps its use of the helper
+    assert server.sql("SELECT count(*) FROM pg_namespace n, aclexplode(n.nspacl) x JOIN pg_roles r"
+                      " ON r.oid = x.grantee WHERE n.nspname = %s AND r.rolname = %s", (schema, other_killer)) == [(1,)]

@@ -410,7 +410,6 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     return out
 
 
-
 def _converge_databases(module, session, present, absent, catalog, options, check_mode, sql, db_facts, log,
                         warnings_out):
     """Step 2 of converge, one short connection per metadata database. Returns the problems

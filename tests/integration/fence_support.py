@@ -133,3 +133,20 @@ class Sessions(object):
                 conn.close()
             except Exception:
                 pass
+
+
+def install_helper(server, run_module, killers):
+    """Install the fence helper as postgres for KILLERS; fail the test if that fails."""
+    res = run_module("fence_helper", dict(server.login_args(), killer_roles=killers))
+    assert not res["failed"], res
+    return res
+
+
+def can_connect(server, user, dbname):
+    """A real login attempt: True when admitted, False when CONNECT is refused."""
+    try:
+        server.connect(user, dbname).close()
+        return True
+    except psycopg2.OperationalError as exc:
+        assert "permission denied for database" in str(exc)
+        return False

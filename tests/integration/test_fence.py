@@ -7,21 +7,8 @@ import psycopg2
 import pytest
 
 from fence_support import Sessions, fence_args, make_deployment, setup_deployments
-
-
-def _install_helper(server, run_module, killers):
-    res = run_module("fence_helper", dict(server.login_args(), killer_roles=killers))
-    assert not res["failed"], res
-    return res
-
-
-def _can_connect(server, user, dbname):
-    try:
-        server.connect(user, dbname).close()
-        return True
-    except psycopg2.OperationalError as exc:
-        assert "permission denied for database" in str(exc)
-        return False
+from fence_support import can_connect as _can_connect
+from fence_support import install_helper as _install_helper
 
 
 @pytest.fixture

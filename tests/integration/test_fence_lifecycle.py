@@ -22,23 +22,10 @@ from psycopg2 import sql
 
 from conftest import PG_SCRIPT, PgServer, free_port
 from fence_support import Sessions, fence_args, make_deployment, setup_deployments
+from fence_support import can_connect as _can_connect
+from fence_support import install_helper as _install_helper
 from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import ADVISORY_LOCK_CLASS
-
-
-def _install_helper(server, run_module, killers):
-    res = run_module("fence_helper", dict(server.login_args(), killer_roles=killers))
-    assert not res["failed"], res
-
-
-def _can_connect(server, user, dbname):
-    """A real login attempt."""
-    try:
-        server.connect(user, dbname).close()
-        return True
-    except psycopg2.OperationalError as exc:
-        assert "permission denied for database" in str(exc)
-        return False
 
 
 def _has_connect(server, role, db):

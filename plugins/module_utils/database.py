@@ -12,6 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from contextlib import contextmanager
+
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
@@ -84,6 +86,31 @@ def connect(module, autocommit=False):
     return conn
 
 
+def connect_database(module, database, fail=True):
+    """A new connection to DATABASE with the module's connection options (not autocommit),
+    for work that must happen inside another database than ``login_db``.
+    FAIL False: raise RuntimeError instead of failing the module when it cannot connect."""
+    params = dict(module.params)
+    params["login_db"] = database
+    conn, error = connect_to_db(module, get_conn_params(module, params, warn_db_default=False), autocommit=False,
+                                fail_on_conn=fail)
+    if conn is None:
+        raise RuntimeError("cannot connect to database %s: %s" % (database, error))
+    return conn
+
+
+def database_session(module, database, fail=True):
+    """A ``Session`` over a new connection to DATABASE (see connect_database)."""
+    return Session(module, connect_database(module, database, fail=fail))
+
+
+def as_session(connection_or_session, module=None):
+    """A ``Session`` for a DB-API connection (a ``Session`` is returned as it is)."""
+    if isinstance(connection_or_session, Session):
+        return connection_or_session
+    return Session(module, connection_or_session)
+
+
 def server_version_num(conn):
     cur = conn.cursor()
     cur.execute("SELECT pg_catalog.current_setting('server_version_num')::int")
@@ -141,6 +168,50 @@ class Session(object):
         if log:
             self.queries.append(text)
         return text
+
+    def execute_many(self, statements, log=True):
+        """Run STATEMENTS (composed or text) in one round trip; log them (each as text) once
+        they all ran. Returns their texts."""
+        texts = [self.render(statement) for statement in statements]
+        if texts:
+            self.cursor.execute(sql.SQL("; ").join(
+                statement if hasattr(statement, "as_string") else sql.SQL(statement) for statement in statements))
+            if log:
+                self.queries.extend(texts)
+        return texts
+
+    def set_role(self, role):
+        """``SET ROLE`` to ROLE (quoted as an identifier; not logged). Raises the driver's
+        error when the server refuses it."""
+        self.cursor.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+
+    def commit(self):
+        """Commit what the connection did since its last commit (nothing in autocommit)."""
+        if not self.conn.autocommit:
+            self.conn.commit()
+
+    def rollback(self):
+        if not self.conn.autocommit:
+            self.conn.rollback()
+
+    def end_transaction(self, check_mode):
+        """Roll back in check mode, else commit."""
+        if check_mode:
+            self.rollback()
+        else:
+            self.commit()
+
+    @contextmanager
+    def transaction(self, check_mode, failure):
+        """Run the block in one transaction (autocommit off), ended by ``end_transaction``.
+        An error in it rolls back and fails the module with FAILURE, a message with one
+        ``%s`` for the error."""
+        self.conn.autocommit = False
+        try:
+            yield self
+            self.end_transaction(check_mode)
+        except Exception as exc:  # psycopg error: the server's reason
+            self.fail(failure % to_native(exc))
 
     def version_num(self):
         return server_version_num(self.conn)

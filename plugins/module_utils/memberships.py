@@ -31,6 +31,7 @@ __metaclass__ = type
 
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
+    MIN_SERVER_VERSION_NUM,
     sql,
     version_label,
 )
@@ -38,11 +39,13 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers i
     identifier_problem,
     role_name_problem,
 )
+from ansible_collections.dataplane.postgresql.plugins.module_utils.results import refusal_message
 
-OPTIONS_VERSION_NUM = 160000
 OPTION_NAMES = ("inherit_option", "set_option", "admin_option")
 GRANT_KEYS = ("group", "target_role") + OPTION_NAMES + ("granted_by", "state")
 STATES = ("present", "absent")
+# What a refusal of membership input names (results.refusal_message).
+REFUSED = "membership request"
 # Option keyword in GRANT ... WITH <keyword> TRUE|FALSE (PostgreSQL 16+).
 _OPTION_KEYWORDS = (("inherit_option", "INHERIT"), ("set_option", "SET"), ("admin_option", "ADMIN"))
 # How many names a summary message lists before it says "and N more".
@@ -130,7 +133,7 @@ def grant_problems(grants, server_version_num, allow_predefined_groups=False):
         if grant["state"] == "present" and (grant["inherit_option"] is not None
                                             or grant["set_option"] is not None):
             needs_16.append(_label(grant))
-    if needs_16 and server_version_num is not None and server_version_num < OPTIONS_VERSION_NUM:
+    if needs_16 and server_version_num is not None and server_version_num < MIN_SERVER_VERSION_NUM:
         problems.append(
             "PostgreSQL %s does not support the INHERIT and SET membership options: "
             "inherit_option and set_option need PostgreSQL 16 or newer (requested for %s). "
@@ -157,7 +160,7 @@ def _grant_statement(grant, options, server_version_num):
     """GRANT group TO member [WITH ...] [GRANTED BY ...] for OPTIONS {name: bool}."""
     parts = [sql.SQL("GRANT {} TO {}").format(sql.Identifier(grant["group"]),
                                               sql.Identifier(grant["target_role"]))]
-    if server_version_num >= OPTIONS_VERSION_NUM:
+    if server_version_num >= MIN_SERVER_VERSION_NUM:
         clauses = [sql.SQL(keyword) + sql.SQL(" TRUE" if options[name] else " FALSE")
                    for name, keyword in _OPTION_KEYWORDS if name in options]
         if clauses:
@@ -173,7 +176,7 @@ def _revoke_statement(grant, server_version_num, admin_only=False):
     head = "REVOKE ADMIN OPTION FOR {} FROM {}" if admin_only else "REVOKE {} FROM {}"
     parts = [sql.SQL(head).format(sql.Identifier(grant["group"]), sql.Identifier(grant["target_role"]))]
     # PostgreSQL < 16 keeps no per-grantor rows and refuses GRANTED BY from non-superusers.
-    if grant["granted_by"] is not None and server_version_num >= OPTIONS_VERSION_NUM:
+    if grant["granted_by"] is not None and server_version_num >= MIN_SERVER_VERSION_NUM:
         parts.append(sql.SQL(" GRANTED BY {}").format(sql.Identifier(grant["granted_by"])))
     return sql.Composed(parts)
 
@@ -211,7 +214,7 @@ def _plan(current_rows, grants, server_version_num, acting_grantor, member_inher
     by the effective options of every grantor's rows, ``absent`` removes every grantor's row.
     """
     member_inherit = member_inherit or {}
-    per_grantor = server_version_num >= OPTIONS_VERSION_NUM
+    per_grantor = server_version_num >= MIN_SERVER_VERSION_NUM
     index = _index(current_rows)
     statements = []
     actions = []
@@ -371,7 +374,7 @@ def _grantor_view(row):
 def unconverged(grants, after_rows, server_version_num, acting_grantor, any_grantor=False):
     """Grants the AFTER_ROWS do not satisfy (for a warning: e.g. PostgreSQL recorded another
     grantor than expected, or another grantor's row keeps an option true). Pure."""
-    per_grantor = server_version_num >= OPTIONS_VERSION_NUM
+    per_grantor = server_version_num >= MIN_SERVER_VERSION_NUM
     index = _index(after_rows)
     out = []
     for raw in grants:
@@ -508,8 +511,7 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
     version = context["version_num"]
     problems = grant_problems(grants, version, allow_predefined_groups=allow_predefined_groups)
     if problems:
-        session.fail("Invalid membership request: %s" % "; ".join(problems), problems=problems,
-                     server_version=version_label(version))
+        session.fail(refusal_message(REFUSED, problems), problems=problems, server_version=version_label(version))
     missing = [name for name in names if name not in context["roles"]]
     skipped = []
     if missing and skip_missing:
@@ -532,15 +534,15 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
                                            any_grantor=any_grantor)
     pairs = set((g["group"], g["target_role"]) for g in grants)
     before = rows_for_pairs(current, pairs)
-    texts = [session.render(s) for s in statements]
     if not statements:
-        after = before
+        texts, after = [], before
     elif check_mode:
-        after = rows_for_pairs(predicted, pairs)
+        texts, after = [session.render(s) for s in statements], rows_for_pairs(predicted, pairs)
     else:
         try:
-            session.cursor.execute(sql.SQL("; ").join(statements))
+            texts = session.execute_many(statements)
         except Exception as exc:  # psycopg error: report it with the statements tried
+            texts = [session.render(s) for s in statements]
             hint = ""
             if any_grantor and any(kind == "revoke" for dummy, dummy2, kind in actions) and any(
                     " GRANTED BY " in text and text.startswith("REVOKE ") for text in texts):
@@ -549,7 +551,6 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
             session.fail("Changing memberships failed, transaction rolled back: %s%s"
                          % (to_native(getattr(exc, "pgerror", None) or exc).strip(), hint),
                          statements=texts)
-        session.queries.extend(texts)
         after = rows_for_pairs(read_memberships(session, names), pairs)
     remaining = []
     reported = set()

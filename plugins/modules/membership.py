@@ -13,42 +13,25 @@ version_added: 0.1.0
 description:
   - Grants or revokes membership of roles (O(groups)) to other roles (O(target_roles)) and
     manages the membership options C(INHERIT), C(SET) and C(ADMIN) that PostgreSQL 16 added.
-  - B(Compatibility promise.) This module is a drop-in superset of
-    M(community.postgresql.postgresql_membership) (4.x). Every option and alias of that module
-    (O(groups), O(target_roles), O(fail_on_role), O(state) V(present)/V(absent)/V(exact),
-    O(session_role), O(trust_input), O(login_db) and its alias C(db), the connection options)
-    is accepted with the same meaning, and for the same input the same return values come
-    back (RV(queries), RV(groups), RV(target_roles), RV(state), RV(granted), RV(revoked)).
-    Replacing the module name in a task is enough. Everything else (O(inherit_option),
-    O(set_option), O(admin_option), O(granted_by), O(grants), the per-grantor detail in
-    RV(memberships), RV(remaining), diff mode) is an addition.
-  - Differences on purpose, where upstream 4.x misbehaves; B(none changes the result of a
-    task that upstream runs correctly.) Names are always quoted as identifiers, so a name
-    containing a double quote works instead of breaking the statement. A group or target role
-    named twice is handled once. V(absent) on PostgreSQL 16+ removes the membership whoever
-    granted it (upstream's C(REVOKE) only removes the connecting role's row, reports a change
-    and leaves the member in the group). Check mode predicts the result instead of running the
-    statements in a transaction that is rolled back. As upstream, C(null) for O(groups) or
-    O(target_roles) is an error.
+  - A drop-in superset of M(community.postgresql.postgresql_membership) (4.x) - its options,
+    aliases and return values mean the same; replacing the module name in a task is enough.
+    Everything else (O(inherit_option), O(set_option), O(admin_option), O(granted_by),
+    O(grants), RV(memberships), RV(remaining), diff mode) is an addition.
   - B(Grantors, PostgreSQL 16+.) PostgreSQL keeps one row in C(pg_auth_members) per group,
     member and grantor; what a member may do is the OR of the options across its rows.
-    B(Without) O(granted_by), the module handles the membership as a whole, as upstream does.
-    V(present) is satisfied when the member already has the requested options through the rows
-    of any grantor (no second row is added and nothing changes); otherwise the row of the
-    connecting role (as PostgreSQL records it, see RV(acting_grantor)) is created or updated.
-    V(absent) (and V(exact) for the groups it removes) revokes every grantor's row. B(With)
-    O(granted_by), only the rows of that grantor are compared and converged, and the rows of
-    other grantors are left alone (V(absent) then reports them in RV(remaining)). See the examples.
+    B(Without) O(granted_by) the membership is handled as a whole, as upstream does: V(present)
+    is satisfied by the rows of any grantor, else the row of the connecting role (see
+    RV(acting_grantor)) is created or updated; V(absent) (and V(exact) for the groups it
+    removes) revokes every grantor's row. B(With) O(granted_by) only that grantor's rows are
+    converged; other grantors' rows are left alone (V(absent) reports them in RV(remaining)).
   - Whether something changed is decided by comparing C(pg_auth_members) before and after,
     never from command tags (PostgreSQL answers C(GRANT ROLE) for no-ops too).
-  - Either O(groups) x O(target_roles) with one set of options, or a list of O(grants),
-    each with its own options; all of them are converged in one call, over one connection,
-    in one transaction. Everything is validated first (names, server version, that every
-    role exists); on any problem nothing is changed.
-  - On PostgreSQL 14 and 15 plain membership, O(state) and O(admin_option) work like upstream,
-    but the module fails before any change if O(inherit_option) or O(set_option) is requested,
-    naming the server version. Those servers keep one row per group and member whoever
-    granted it, so the grantor is not part of the comparison there.
+  - All memberships of a call are converged over one connection, in one transaction.
+    Everything is validated first (names, server version, that every role exists); on any
+    problem nothing is changed.
+  - On PostgreSQL 14 and 15 plain membership, O(state) and O(admin_option) work like upstream
+    (one row per group and member, whoever granted it); O(inherit_option) and O(set_option)
+    fail before any change, naming the server version.
 author:
   - dataplane.postgresql contributors (@dataplane)
 extends_documentation_fragment:
@@ -138,12 +121,10 @@ options:
     description:
       - The grantor whose rows are managed (C(GRANTED BY)). The connecting role must be
         allowed to act as it (PostgreSQL requires that the grantor holds C(ADMIN) on the group).
-      - When omitted, the membership is handled as a whole (see the description). An existing
-        membership by any grantor that already has the requested options satisfies V(present),
-        and V(absent) removes every grantor's row. New rows and option changes go to the row of
-        the connecting role; PostgreSQL records grants made by any superuser as granted by the
-        bootstrap superuser (usually C(postgres)). A non-superuser that holds C(ADMIN) only
-        through another role should name that role here.
+      - When omitted, the membership is handled as a whole (see the description); new rows and
+        option changes go to the row of the connecting role, which PostgreSQL records as the
+        bootstrap superuser (usually C(postgres)) for any superuser. A non-superuser that holds
+        C(ADMIN) only through another role should name that role here.
     type: str
   state:
     description:
@@ -196,6 +177,13 @@ options:
         type: str
         choices: [present, absent]
 notes:
+  - Deliberate differences from upstream, none of which changes the result of a task that
+    upstream runs correctly, are explained in C(docs/membership.md) of the collection - names
+    are always quoted identifiers, a name given twice is handled once, V(absent) on 16+ removes
+    every grantor's row, check mode predicts instead of rolling back, C(null) O(groups) or
+    O(target_roles) is an error.
+  - Refused input fails with C(membership request refused, nothing was changed) followed by
+    one sentence per problem, also listed in C(problems).
   - Role names are used exactly as given in O(grants) (case and hyphens are kept; they are
     always quoted). Names that are empty, contain NUL, are longer than 63 bytes, start with
     C(pg_) (except existing predefined roles as groups) or are reserved (C(public)) are
@@ -246,17 +234,9 @@ EXAMPLES = r"""
     granted_by: team_admin
     set_option: false
 
-- name: Let the connection-terminator role be a bare member of both login roles
-  dataplane.postgresql.membership:
-    groups: [dp1_user_a, dp2_user_a]
-    target_roles: airflow_conn_killer_a
-    inherit_option: false
-    set_option: false
-    login_host: db.example.com
-    login_user: postgres
-
 - name: Many memberships with their own options in one transaction
   dataplane.postgresql.membership:
+    login_host: db.example.com
     grants:
       - {group: airflow_db_a_owner, target_role: commander_user}
       - {group: airflow_conn_killer_a, target_role: commander_user, inherit_option: true, set_option: true}
@@ -391,228 +371,23 @@ acting_grantor:
   returned: success
   type: str
   sample: postgres
+timings:
+  description: Wall milliseconds of the call (C(total_ms)) and of its phases (C(connect_ms),
+    C(converge_ms)).
+  returned: success
+  type: dict
+  version_added: 0.2.0
+  sample: {total_ms: 48, connect_ms: 12, converge_ms: 35}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_native
-from ansible_collections.community.postgresql.plugins.module_utils.database import check_input
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
-    Session,
-    connect,
-    connection_argument_spec,
-    sql,
-    version_label,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import identifier_problem
-from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import (
-    converge_grants,
-    grant_problems,
-    normalize_grant,
-)
-
-_DEFAULTED_KEYS = ("inherit_option", "set_option", "admin_option", "granted_by", "state")
-
-
-def argument_spec():
-    spec = connection_argument_spec()
-    # community.postgresql.postgresql_membership's name for it; kept here for drop-in use
-    # whatever the shared connection options do with the alias.
-    spec["login_db"] = dict(type="str", default="postgres", aliases=["db"])
-    spec.update(
-        groups=dict(type="list", elements="str", aliases=["group", "source_role", "source_roles"]),
-        target_roles=dict(type="list", elements="str", aliases=["target_role", "user", "users"]),
-        fail_on_role=dict(type="bool", default=True),
-        session_role=dict(type="str"),
-        trust_input=dict(type="bool", default=True),
-        inherit_option=dict(type="bool"),
-        set_option=dict(type="bool"),
-        admin_option=dict(type="bool"),
-        granted_by=dict(type="str"),
-        state=dict(type="str", choices=["present", "absent", "exact"], default="present"),
-        grants=dict(type="list", elements="dict", options=dict(
-            group=dict(type="str", required=True),
-            target_role=dict(type="str", required=True),
-            inherit_option=dict(type="bool"),
-            set_option=dict(type="bool"),
-            admin_option=dict(type="bool"),
-            granted_by=dict(type="str"),
-            state=dict(type="str", choices=["present", "absent"]),
-        )),
-    )
-    return spec
-
-
-def _stripped(names):
-    return [name.strip() for name in names or []]
-
-
-def _unique(names):
-    out = []
-    for name in names:
-        if name not in out:
-            out.append(name)
-    return out
-
-
-def requested_grants(params):
-    """The grant dicts the module's parameters ask for (state exact asks for present)."""
-    defaults = dict((key, params.get(key)) for key in _DEFAULTED_KEYS)
-    if defaults["state"] == "exact":
-        defaults["state"] = "present"
-    if params.get("grants") is not None:
-        return [normalize_grant(item, defaults) for item in params["grants"]]
-    out = []
-    for group in _unique(_stripped(params.get("groups"))):
-        for member in _unique(_stripped(params.get("target_roles"))):
-            out.append(normalize_grant({"group": group, "target_role": member}, defaults))
-    return out
-
-
-def _diff_view(rows):
-    view = {}
-    for row in rows:
-        key = "%s in %s" % (row["member"], row["group"])
-        view.setdefault(key, {})[row["grantor"] or ""] = dict(
-            (name, row[name]) for name in ("inherit_option", "set_option", "admin_option"))
-    return view
-
-
-def _null_problems(module):
-    """groups/target_roles given as null: an error (required_one_of counts the key)."""
-    problems = []
-    if module.params.get("grants") is None:
-        for name in ("groups", "target_roles"):
-            if module.params.get(name) is None:
-                problems.append("%s must be a list of role names (an empty list is allowed), not null" % name)
-    return problems
-
-
-def _names_to_check(params, grants):
-    names = list(params.get("groups") or []) + list(params.get("target_roles") or [])
-    for value in [params.get("session_role"), params.get("granted_by")]:
-        if value is not None:
-            names.append(value)
-    for grant in params.get("grants") or []:
-        names.extend(grant[key] for key in ("group", "target_role", "granted_by") if grant.get(key) is not None)
-    return names
-
-
-def _switch_role(module, session, role):
-    """SET ROLE to ROLE, quoted as an identifier; fail (nothing changed) if refused."""
-    try:
-        session.cursor.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
-    except Exception as exc:  # psycopg error: the server's reason
-        session.fail("Could not switch role: %s" % to_native(getattr(exc, "pgerror", None) or exc).strip(),
-                     queries=[])
-
-
-def _by_group(actions, kinds, groups=None):
-    """{group: [target roles]} of ACTIONS of KINDS, each member once, in order; GROUPS
-    pre-seeds keys (community.postgresql reports every group for present/absent)."""
-    out = dict((group, []) for group in groups or [])
-    for group, member, kind in actions:
-        if kind in kinds:
-            members = out.setdefault(group, [])
-            if member not in members:
-                members.append(member)
-    return out
+from ansible_collections.dataplane.postgresql.plugins.module_utils import membership_request
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        supports_check_mode=True,
-        mutually_exclusive=[["groups", "grants"], ["target_roles", "grants"]],
-        required_together=[["groups", "target_roles"]],
-        required_one_of=[["groups", "grants"]],
-    )
-    params = module.params
-    state = params["state"]
-    session_role = params.get("session_role")
-    problems = _null_problems(module)
-    if params.get("grants") is not None and state == "exact":
-        problems.append("state=exact works with groups and target_roles, not with grants")
-    if problems:
-        module.fail_json(msg="Invalid membership request: %s" % "; ".join(problems), problems=problems, queries=[])
-    grants = requested_grants(params)
-    if not params["trust_input"]:
-        # community.postgresql's check and message, before anything else, as upstream does
-        check_input(module, _names_to_check(params, grants))
-    # Names and option types first: a bad name fails without even connecting.
-    problems = grant_problems(grants, None, allow_predefined_groups=True)
-    if session_role is not None:
-        problem = identifier_problem(session_role, "session_role")
-        if problem:
-            problems.append(problem)
-    if problems:
-        module.fail_json(msg="Invalid membership request: %s" % "; ".join(problems),
-                         problems=problems, queries=[])
-
-    # community.postgresql's connect_to_db would run SET ROLE with the name pasted into the
-    # statement: keep session_role away from it and switch role here, quoted.
-    params["session_role"] = None
-    conn = connect(module, autocommit=False)
-    params["session_role"] = session_role
-    session = Session(module, conn)
-    if session_role is not None:
-        _switch_role(module, session, session_role)
-    exact = state == "exact"
-    if params.get("grants") is not None:
-        group_list = _unique(g["group"] for g in grants)
-        member_list = _unique(g["target_role"] for g in grants)
-    else:
-        group_list = _stripped(params["groups"])
-        member_list = _stripped(params["target_roles"])
-    result = converge_grants(session, grants, module.check_mode, any_grantor=True,
-                             skip_missing=not params["fail_on_role"],
-                             exact_members=_unique(member_list) if exact else None,
-                             exact_granted_by=params.get("granted_by") if exact else None,
-                             allow_predefined_groups=True)
-    if module.check_mode:
-        conn.rollback()
-    else:
-        conn.commit()
-    session.close()
-
-    skipped = sorted(set(n for n in result["missing_roles"]
-                         if any(n in (g["group"], g["target_role"]) for g in result["skipped"])))
-    for name in skipped:
-        module.warn("Role %s does not exist, pass" % name)
-    group_list = [g for g in group_list if g not in skipped]
-    member_list = [m for m in member_list if m not in skipped]
-    actions = result["actions"]
-    output = dict(
-        changed=result["changed"],
-        queries=result["statements"],
-        state=state,
-        groups=group_list,
-        target_roles=member_list,
-        memberships=result["memberships"],
-        remaining=result["remaining"],
-        server_version=version_label(result["server_version_num"]),
-        acting_grantor=result["acting_grantor"],
-    )
-    grant_kinds, revoke_kinds = ("grant", "revoke_admin"), ("revoke",)
-    if params.get("grants") is not None:
-        output["granted"] = _by_group(actions, grant_kinds)
-        output["revoked"] = _by_group(actions, revoke_kinds)
-    elif state == "present":
-        output["granted"] = _by_group(actions, grant_kinds, group_list)
-    elif state == "absent":
-        output["revoked"] = _by_group(actions, revoke_kinds, group_list)
-    else:
-        output["granted"] = _by_group(actions, grant_kinds)
-        output["revoked"] = _by_group(actions, revoke_kinds)
-    if state == "absent" and any(params.get(n) is not None for n in ("inherit_option", "set_option", "admin_option")):
-        module.warn("inherit_option, set_option and admin_option have no effect with state=absent")
-    if result["unconverged"]:
-        module.warn("These memberships do not have the requested options after the run, because of "
-                    "rows of other grantors or because PostgreSQL recorded another grantor (set granted_by "
-                    "to manage one grantor's rows; see the memberships return value): %s"
-                    % ", ".join("%s -> %s" % (g["group"], g["target_role"]) for g in result["unconverged"]))
-    if module._diff:
-        output["diff"] = dict(before=_diff_view(result["before"]), after=_diff_view(result["after"]))
-    module.exit_json(**output)
+    module = AnsibleModule(argument_spec=membership_request.argument_spec(), supports_check_mode=True,
+                           **membership_request.CONSTRAINTS)
+    membership_request.run(module)
 
 
 if __name__ == "__main__":

@@ -391,3 +391,39 @@ def test_input_errors_before_connecting(run_module):
     assert res["failed"] is True and "session_role" in res["msg"] and "64 bytes" in res["msg"]
     res = run_module("membership", dict(base, groups=['x"; DROP ROLE y; --'], target_roles=["m"], trust_input=False))
     assert res["failed"] is True and "potentially dangerous" in res["msg"]
+
+
+def test_refusals_use_the_shared_format(run_module):
+    # nothing listens on port 1: refused before connecting, in results.refusal_message's format
+    base = dict(login_host="127.0.0.1", login_port=1)
+    res = run_module("membership", dict(base, groups=None, target_roles=None))
+    assert res["failed"] is True and res["queries"] == []
+    assert res["msg"].startswith("membership request refused, nothing was changed: ")
+    assert res["problems"] == ["groups must be a list of role names (an empty list is allowed), not null",
+                               "target_roles must be a list of role names (an empty list is allowed), not null"]
+    res = run_module("membership", dict(base, groups=["pg_nonsense_x", "g"], target_roles=["g", "s" * 64]))
+    assert res["failed"] is True and res["msg"].startswith("membership request refused, nothing was changed: ")
+    assert len(res["problems"]) >= 2 and all(p in res["msg"] for p in res["problems"])
+
+
+def test_pg15_options_refused_in_the_shared_format(pg15, names, run_module):
+    g, m = names("grp"), names("member")
+    create_roles(pg15, g, m)
+    res = membership(run_module, pg15, groups=[g], target_roles=[m], set_option=False)
+    assert res["failed"] is True and res["queries"] == [] and res["server_version"].startswith("15.")
+    assert res["msg"].startswith("membership request refused, nothing was changed: PostgreSQL 15.")
+    assert catalog(pg15, names) == []
+
+
+def test_timings_and_session_role_through_session(pg, names, run_module):
+    g, m, acting = names("grp"), names("member"), names("acting")
+    create_roles(pg, g, m, acting + " LOGIN CREATEROLE")
+    pg.sql("GRANT %s TO %s WITH ADMIN TRUE" % (q(g), q(acting)))
+    res = membership(run_module, pg, groups=[g], target_roles=[m], session_role=acting)
+    assert not res["failed"], res
+    assert res["changed"] and res["acting_grantor"] == acting
+    assert catalog(pg, names) == [(g, acting, "postgres", True, True, True), (g, m, acting, True, True, False)]
+    timings = res["timings"]
+    assert set(timings) == {"total_ms", "connect_ms", "converge_ms"}
+    assert all(isinstance(v, int) and v >= 0 for v in timings.values())
+    assert timings["total_ms"] >= timings["connect_ms"]

@@ -29,10 +29,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
+    MIN_SERVER_VERSION_NUM,
+    version_label,
+)
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_view import fence_view
 
 SIGNAL_ROLE = "pg_signal_backend"
-MIN_OPTIONS_VERSION_NUM = 160000
 HELPER_HINT = "install the fence helper (provision with dataplane_fence_helper: true)"
 
 CHECKS = (
@@ -53,10 +56,6 @@ CHECKS = (
     "fence_state",
 )
 ABSENT_CHECKS = ("database_absent", "roles_absent")
-
-
-def _version_label(num):
-    return "%d.%d" % (num // 10000, num % 10000)
 
 
 def _quote_list(names):
@@ -186,7 +185,7 @@ def read_catalog(session, records, helper_schema, helper_status=None, helper_own
         facts["roles"][row["rolname"]] = {"super": bool(row["rolsuper"]), "login": bool(row["rolcanlogin"]),
                                           "inherit": bool(row["rolinherit"])}
 
-    query = MEMBERSHIPS_QUERY_16 if facts["server_version_num"] >= MIN_OPTIONS_VERSION_NUM else MEMBERSHIPS_QUERY_15
+    query = MEMBERSHIPS_QUERY_16 if facts["server_version_num"] >= MIN_SERVER_VERSION_NUM else MEMBERSHIPS_QUERY_15
     facts["memberships"] = session.rows(query, {"members": sorted(killers | commanders),
                                                 "groups": sorted(role_names)})
 
@@ -376,11 +375,11 @@ def _audit_present(record, facts):
     logins = [record["login_roles"][p] for p in sorted(record["login_roles"])]
     fence_blockers = []
 
-    if version < MIN_OPTIONS_VERSION_NUM:
+    if version < MIN_SERVER_VERSION_NUM:
         findings.append(_finding("server_version", False,
                                  "PostgreSQL %s cannot record the INHERIT/SET membership options "
                                  "(needs PostgreSQL 16 or newer): the killer role's memberships "
-                                 "cannot be least-privilege" % _version_label(version)))
+                                 "cannot be least-privilege" % version_label(version)))
 
     database = facts["databases"].get(dbname)
     if database is None:
@@ -456,7 +455,7 @@ def _audit_present(record, facts):
             if not mine:
                 problems.append("%s is not granted to %s" % (login, killer))
                 continue
-            if version >= MIN_OPTIONS_VERSION_NUM:
+            if version >= MIN_SERVER_VERSION_NUM:
                 bad = [m for m in mine if m["inherit_option"] or m["set_option"] or m["admin_option"]]
                 if bad:
                     problems.append("%s granted with %s (must be INHERIT FALSE, SET FALSE)"
@@ -464,9 +463,9 @@ def _audit_present(record, facts):
         others = [m for m in rows if m["group"] not in logins]
         if others:
             problems.append("unexpected memberships: %s" % "; ".join(_describe_membership(m) for m in others))
-        if version < MIN_OPTIONS_VERSION_NUM:
+        if version < MIN_SERVER_VERSION_NUM:
             problems.append("PostgreSQL %s has no INHERIT/SET membership options (needs 16)"
-                            % _version_label(version))
+                            % version_label(version))
         if problems:
             findings.append(_finding("killer_memberships", False, "; ".join(problems)))
         else:

@@ -25,6 +25,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import overall_summary
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import MIN_SERVER_VERSION_NUM, as_session
 from ansible_collections.dataplane.postgresql.plugins.module_utils.schema_role import (
     MEMBERSHIP_OPTIONS,
     effective_role_setting,
@@ -91,7 +92,7 @@ def _logins(record):
     return [record["login_roles"][p] for p in sorted(record["login_roles"])]
 
 
-def read_facts(session, records, version_num=160000):
+def read_facts(session, records, version_num=MIN_SERVER_VERSION_NUM):
     """The parity facts of RECORDS (present ones), in four queries whatever their number."""
     records = [r for r in records if r.get("state", "present") == "present"]
     logins = sorted(set(n for r in records for n in _logins(r)))
@@ -103,7 +104,7 @@ def read_facts(session, records, version_num=160000):
         return facts
     for row in session.rows(ROLES_QUERY, {"roles": roles}):
         facts["roles"][row["rolname"]] = dict((a, bool(row[a])) for a in ATTRIBUTES)
-    query = MEMBERSHIPS_QUERY_16 if version_num >= 160000 else MEMBERSHIPS_QUERY_15
+    query = MEMBERSHIPS_QUERY_16 if version_num >= MIN_SERVER_VERSION_NUM else MEMBERSHIPS_QUERY_15
     facts["memberships"] = session.rows(query, {"roles": roles, "schema_roles": schema_roles})
     facts["settings"] = [dict(r, setconfig=list(r["setconfig"] or [])) for r in
                          session.rows(SETTINGS_QUERY, {"logins": logins, "databases": databases})]
@@ -318,29 +319,28 @@ SELECT x.class, x.key,
 
 def describe_objects(connect_database, wanted):
     """Name the objects WANTED ({database: [(class, key)]}) with one short connection to each of
-    those databases (only the drifted ones). CONNECT_DATABASE(name) returns a DB-API connection.
-    Returns ({(database, class, key): name}, set of such keys that are temporary objects); a
-    database that cannot be reached is skipped (its objects stay unnamed and count)."""
+    those databases (only the drifted ones). CONNECT_DATABASE(name) returns a database.Session
+    (database.database_session) or a DB-API connection. Returns ({(database, class, key): name},
+    set of such keys that are temporary objects); a database that cannot be reached is skipped
+    (its objects stay unnamed and count)."""
     names, temporary = {}, set()
     for database, items in sorted(wanted.items()):
         try:
-            conn = connect_database(database)
+            session = as_session(connect_database(database))
         except Exception:  # naming is a courtesy: the findings stand without it
             continue
         try:
-            cur = conn.cursor()
-            cur.execute(DESCRIBE_QUERY, {"classes": [c for c, k in items], "keys": [k for c, k in items]})
-            for row in cur.fetchall():
-                if isinstance(row, dict):
-                    row = (row["class"], row["key"], row["name"], row["temporary"])
-                if row[2]:
-                    names[(database, row[0], row[1])] = row[2]
-                if row[3]:
-                    temporary.add((database, row[0], row[1]))
+            for row in session.rows(DESCRIBE_QUERY, {"classes": [c for c, k in items],
+                                                     "keys": [k for c, k in items]}):
+                key = (database, row["class"], row["key"])
+                if row["name"]:
+                    names[key] = row["name"]
+                if row["temporary"]:
+                    temporary.add(key)
         except Exception:
             pass
         finally:
-            conn.close()
+            session.close()
     return names, temporary
 
 

@@ -28,6 +28,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (  # noqa: F401
+    connect_database,  # pylint: disable=unused-import  (fence and deployment_audit import it from here)
+    database_session,
+)
 
 MEMBERSHIP_OPTIONS = {"inherit_option": False, "set_option": True, "admin_option": False}
 # Attributes the schema role must not have (pg_roles column -> keyword that clears it).
@@ -244,28 +248,6 @@ SELECT r.rolname, (sd.dbid = 0) AS shared,
 """
 
 
-def connect_database(module, database, fail=True):
-    """A new connection to DATABASE with the module's connection options (not autocommit).
-    FAIL False: raise RuntimeError instead of failing the module when it cannot connect."""
-    from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-        connect_to_db,
-        get_conn_params,
-    )
-    params = dict(module.params)
-    params["login_db"] = database
-    conn, error = connect_to_db(module, get_conn_params(module, params, warn_db_default=False), autocommit=False,
-                                fail_on_conn=fail)
-    if conn is None:
-        raise RuntimeError("cannot connect to database %s: %s" % (database, error))
-    return conn
-
-
-def _rows(cursor, statement, params=None):
-    cursor.execute(statement, params)
-    names = [c[0] for c in cursor.description]
-    return [dict(r) if isinstance(r, dict) else dict(zip(names, r)) for r in cursor.fetchall()]
-
-
 def read_shared(session, records):
     logins = sorted(set(n for r in records for n in r["login_roles"].values()))
     roles = dict((row["rolname"], row) for row in session.rows(
@@ -276,11 +258,12 @@ def read_shared(session, records):
     return {"roles": roles, "settings": settings, "databases": databases}
 
 
-def read_database(cursor, record):
-    facts = _rows(cursor, SCHEMA_QUERY, {"role": record["schema_role"], "schema": record["airflow_schema"]})[0]
+def read_database(db_session, record):
+    """The facts plan_database needs, read over a Session connected to RECORD's database."""
+    facts = db_session.rows(SCHEMA_QUERY, {"role": record["schema_role"], "schema": record["airflow_schema"]})[0]
     owned, shared = {}, {}
     logins = [record["login_roles"][p] for p in sorted(record["login_roles"])]
-    for row in _rows(cursor, OWNED_QUERY, {"logins": logins}):
+    for row in db_session.rows(OWNED_QUERY, {"logins": logins}):
         (shared if row["shared"] else owned).setdefault(row["rolname"], []).append(row["object"])
     return {"schema_exists": bool(facts["schema_exists"]), "privileges": set(facts["privileges"] or []),
             "owned": owned, "shared_owned": shared}
@@ -305,23 +288,18 @@ def converge(module, session, records, options, check_mode, sql, memberships):
         texts_of.setdefault(index, []).append(text)
         out["statements"].append(text)
 
-    conn = session.conn
     catalog = read_shared(session, records)
     before_members = memberships.read_memberships(session, sorted(set(r["schema_role"] for dummy, r in present + absent)))
     db_facts = {}
 
     # 1. Shared catalogs (roles, memberships, role settings): one transaction.
-    conn.autocommit = False
-    try:
+    with session.transaction(check_mode, "schema role set-up failed, its transaction was rolled back: %s"):
         shared_actions = plan_shared([r if (i, r) in present else dict(r, state="absent")
                                       for i, r in enumerate(records)], catalog, check_mode)
         for index, action in shared_actions:
             if action[0] == "set_role_setting" and action[2] not in catalog["databases"] and not check_mode:
                 continue  # the caller failed to create it; reported by the caller
-            stmt = action_sql(sql, action)
-            log(index, session.render(stmt))
-            if not check_mode:
-                session.cursor.execute(stmt)
+            _run(session, check_mode, action_sql(sql, action), log, index)
         grants = []
         for index, rec in present:
             grants.extend(grants_for(rec))
@@ -333,19 +311,13 @@ def converge(module, session, records, options, check_mode, sql, memberships):
             if grants else {"statements": []}
         for text in result.get("statements") or []:
             for index, rec in present:
-                if sql.Identifier(rec["schema_role"]).as_string(conn) in text:
+                if session.render(sql.Identifier(rec["schema_role"])) in text:
                     log(index, text)
                     break
         del session.queries[first:]  # logged above, per Deployment
         for remaining in result.get("remaining") or []:
             out["warnings"].append("membership %s -> %s is still held through grantor(s) %s; revoke it as them"
                                    % (remaining["target_role"], remaining["group"], ", ".join(remaining["grantors"])))
-        if check_mode:
-            conn.rollback()
-        else:
-            conn.commit()
-    except Exception as exc:
-        session.fail("schema role set-up failed, its transaction was rolled back: %s" % to_native(exc))
 
     # 2. Inside each metadata database: schema privileges, optional hand-over, decommission.
     # A non-superuser admin (managed PostgreSQL) can neither connect to a metadata database
@@ -365,8 +337,7 @@ def converge(module, session, records, options, check_mode, sql, memberships):
         session.fail("schema role set-up failed (changes in other databases stay, a rerun converges):\n- "
                      + "\n- ".join(problems), problems=problems)
     # 3. Decommission: reset the kept login roles' setting, then drop the schema role.
-    conn.autocommit = False
-    try:
+    with session.transaction(check_mode, "dropping the schema role failed, its transaction was rolled back: %s"):
         for index, rec in absent:
             if catalog["roles"].get(rec["schema_role"]) is None:
                 continue
@@ -380,17 +351,8 @@ def converge(module, session, records, options, check_mode, sql, memberships):
                         actions.append(("reset_role_setting", login, rec["database"]))
             actions.append(("drop_role", rec["schema_role"]))
             for action in actions:
-                stmt = action_sql(sql, action)
-                log(index, session.render(stmt))
-                if not check_mode:
-                    session.cursor.execute(stmt)
-        if check_mode:
-            conn.rollback()
-        else:
-            conn.commit()
-    except Exception as exc:
-        session.fail("dropping the schema role failed, its transaction was rolled back: %s" % to_native(exc))
-    conn.autocommit = True
+                _run(session, check_mode, action_sql(sql, action), log, index)
+    session.conn.autocommit = True
 
     # Before and after, per Deployment (after = predicted in check mode).
     if check_mode:
@@ -425,14 +387,13 @@ def _converge_databases(module, session, present, absent, catalog, options, chec
         if database in (options.get("dropped_databases") or ()):
             continue
         try:
-            dbconn = connect_database(module, database)
+            db_session = database_session(module, database)
         except Exception as exc:  # connect_to_db normally fails the module itself
             problems.append("Deployment %r: cannot connect to %s: %s" % (rec["id"], database, exc))
             continue
         try:
-            cursor = dbconn.cursor()
             if rec.get("state", "present") == "present":
-                facts = db_facts[index] = read_database(cursor, rec)
+                facts = db_facts[index] = read_database(db_session, rec)
                 actions, found, warnings = plan_database(rec, facts, options.get("reassign_owned"))
                 warnings_out.extend(warnings)
                 if found:
@@ -442,24 +403,18 @@ def _converge_databases(module, session, present, absent, catalog, options, chec
                 exists = catalog["roles"].get(rec["schema_role"]) is not None
                 if not exists:
                     continue
-                new_owner = options.get("decommission_owner") or _rows(cursor, "SELECT current_user AS u")[0]["u"]
+                new_owner = options.get("decommission_owner") or db_session.rows("SELECT current_user AS u")[0]["u"]
                 actions = [("reassign_owned", [rec["schema_role"]], new_owner), ("drop_owned", rec["schema_role"])]
             for action in actions:
-                stmt = action_sql(sql, action)
-                log(index, session.render(stmt))
-                if not check_mode:
-                    cursor.execute(stmt)
-            if check_mode:
-                dbconn.rollback()
-            else:
-                dbconn.commit()
+                _run(db_session, check_mode, action_sql(sql, action), log, index)
+            db_session.end_transaction(check_mode)
             if rec.get("state", "present") == "present" and actions and not check_mode:
-                db_facts[index] = read_database(cursor, rec)
-                dbconn.rollback()
+                db_facts[index] = read_database(db_session, rec)
+                db_session.rollback()
         except Exception as exc:
             problems.append("Deployment %r: in database %s: %s" % (rec["id"], database, to_native(exc).strip()))
         finally:
-            dbconn.close()
+            db_session.close()
     return problems
 
 
@@ -477,21 +432,21 @@ def _borrow(session, records, check_mode):
         "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY (%s::text[])", (sorted(names),)))
     pairs = role_checks.borrow_statements(session, sorted(names & existing))
     for dummy, grant, back in pairs:
-        session.cursor.execute(grant)
-    _commit(session.conn)
+        session.execute(grant, log=False)
+    session.commit()
     return pairs
 
 
 def _give_back(session, pairs):
     for dummy, grant, back in pairs:
-        session.cursor.execute(back)
-    _commit(session.conn)
+        session.execute(back, log=False)
+    session.commit()
 
 
-def _commit(conn):
-    """Commit what the connection did since its last commit (nothing to do in autocommit)."""
-    if not conn.autocommit:
-        conn.commit()
+def _run(session, check_mode, statement, log, index):
+    """Run STATEMENT (not in check mode) and LOG(INDEX, its text); the text stays out of the
+    session's queries (converge adds them per Deployment)."""
+    log(index, session.render(statement) if check_mode else session.execute(statement, log=False))
 
 
 def _before_facts(facts, texts):

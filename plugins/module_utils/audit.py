@@ -90,25 +90,19 @@ ROLES_QUERY = (
     "SELECT r.rolname, r.rolsuper, r.rolcanlogin, r.rolinherit "
     "FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(names)s)")
 
-MEMBERSHIPS_QUERY_16 = (
+# One row per grantor; PostgreSQL < 16 has no inherit_option / set_option columns (NULL).
+_MEMBERSHIPS_QUERY = (
     "SELECT g.rolname AS \"group\", m.rolname AS member, gr.rolname AS grantor, "
-    "am.admin_option, am.inherit_option, am.set_option "
+    "am.admin_option, {options} "
     "FROM pg_catalog.pg_auth_members am "
     "JOIN pg_catalog.pg_roles g ON g.oid = am.roleid "
     "JOIN pg_catalog.pg_roles m ON m.oid = am.member "
     "LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = am.grantor "
     "WHERE m.rolname = ANY(%(members)s) OR g.rolname = ANY(%(groups)s) "
     "ORDER BY 1, 2, 3")
-
-MEMBERSHIPS_QUERY_15 = (
-    "SELECT g.rolname AS \"group\", m.rolname AS member, gr.rolname AS grantor, "
-    "am.admin_option, NULL::boolean AS inherit_option, NULL::boolean AS set_option "
-    "FROM pg_catalog.pg_auth_members am "
-    "JOIN pg_catalog.pg_roles g ON g.oid = am.roleid "
-    "JOIN pg_catalog.pg_roles m ON m.oid = am.member "
-    "LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = am.grantor "
-    "WHERE m.rolname = ANY(%(members)s) OR g.rolname = ANY(%(groups)s) "
-    "ORDER BY 1, 2, 3")
+MEMBERSHIPS_QUERY_16 = _MEMBERSHIPS_QUERY.format(options="am.inherit_option, am.set_option")
+MEMBERSHIPS_QUERY_15 = _MEMBERSHIPS_QUERY.format(options="NULL::boolean AS inherit_option, "
+                                                         "NULL::boolean AS set_option")
 
 # pg_has_role() by oid: existing roles only (by name it raises for a missing role).
 PRIVILEGES_QUERY = (

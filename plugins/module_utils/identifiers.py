@@ -44,6 +44,14 @@ def role_name_problem(name, kind="role name"):
     return None
 
 
+def name_listing(names, limit):
+    """NAMES for a message: the first LIMIT joined with commas, then "and N more"."""
+    names = list(names)
+    if len(names) > limit:
+        return "%s and %d more" % (", ".join(names[:limit]), len(names) - limit)
+    return ", ".join(names)
+
+
 def collect_problems(checks):
     """Run (checker, name, kind) triples and return the list of problems found."""
     problems = []

@@ -37,6 +37,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.database impo
 )
 from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
     identifier_problem,
+    name_listing,
     role_name_problem,
 )
 from ansible_collections.dataplane.postgresql.plugins.module_utils.results import refusal_message
@@ -75,11 +76,7 @@ def _label(grant):
 
 
 def _listing(items):
-    items = list(items)
-    shown = ", ".join(items[:_LIST_LIMIT])
-    if len(items) > _LIST_LIMIT:
-        shown += " and %d more" % (len(items) - _LIST_LIMIT)
-    return shown
+    return name_listing(items, _LIST_LIMIT)
 
 
 def grant_problems(grants, server_version_num, allow_predefined_groups=False):

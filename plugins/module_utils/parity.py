@@ -28,6 +28,8 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import 
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import MIN_SERVER_VERSION_NUM, as_session
 from ansible_collections.dataplane.postgresql.plugins.module_utils.schema_role import (
     MEMBERSHIP_OPTIONS,
+    ROLES_QUERY,
+    SETTINGS_QUERY,
     effective_role_setting,
 )
 
@@ -35,10 +37,6 @@ CHECKS = ("schema_role", "role_settings", "object_owners", "plane_privileges")
 ATTRIBUTES = ("rolcanlogin", "rolsuper", "rolcreatedb", "rolcreaterole", "rolreplication", "rolbypassrls")
 SAMPLE = 20  # object ids kept per (database, role, class) for naming
 
-ROLES_QUERY = """
-SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication, r.rolbypassrls
-  FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(roles)s)
-"""
 # On 16+ a CREATEROLE admin that creates a role gets an ADMIN-only row on it (no INHERIT, no
 # SET): the managed-PostgreSQL provisioning admin's row on the schema role. It gives nothing the
 # admin's CREATEROLE does not already give, so it is not counted as a member.
@@ -61,13 +59,6 @@ SELECT g.rolname AS "group", m.rolname AS member, NULL::boolean AS inherit_optio
   JOIN pg_catalog.pg_roles m ON m.oid = am.member
  WHERE m.rolname = ANY(%(roles)s) OR g.rolname = ANY(%(schema_roles)s)
  GROUP BY 1, 2
-"""
-SETTINGS_QUERY = """
-SELECT r.rolname, d.datname, s.setconfig
-  FROM pg_catalog.pg_db_role_setting s
-  JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
-  LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
- WHERE r.rolname = ANY(%(logins)s) AND (s.setdatabase = 0 OR d.datname = ANY(%(databases)s))
 """
 # Owners of every object in the Deployments' databases, and the ACL mentions of the login and
 # schema roles there: one scan of pg_shdepend's (dbid, ...) index per database. Grouping by role

@@ -29,6 +29,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import sql
+from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import name_listing
 
 PRIVILEGED_ATTRIBUTES = (("rolsuper", "SUPERUSER"), ("rolcreaterole", "CREATEROLE"),
                          ("rolbypassrls", "BYPASSRLS"), ("rolreplication", "REPLICATION"))
@@ -116,11 +117,8 @@ def _privileged(fact):
     return [word for column, word in PRIVILEGED_ATTRIBUTES if fact.get(column)]
 
 
-def _listing(names, limit=10):
-    names = list(names)
-    if len(names) > limit:
-        return "%s and %d more" % (", ".join(names[:limit]), len(names) - limit)
-    return ", ".join(names)
+def _listing(names):
+    return name_listing(names, 10)
 
 
 def name_problems(records, facts, options):

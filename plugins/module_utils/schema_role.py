@@ -28,10 +28,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.module_utils.common.text.converters import to_native
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (  # noqa: F401
-    connect_database,  # pylint: disable=unused-import  (fence and deployment_audit import it from here)
-    database_session,
-)
+from ansible_collections.dataplane.postgresql.plugins.module_utils import database as _database
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import database_session
 
 MEMBERSHIP_OPTIONS = {"inherit_option": False, "set_option": True, "admin_option": False}
 # Attributes the schema role must not have (pg_roles column -> keyword that clears it).
@@ -39,6 +37,8 @@ FORBIDDEN_ATTRIBUTES = (("rolcanlogin", "NOLOGIN"), ("rolsuper", "NOSUPERUSER"),
                         ("rolcreaterole", "NOCREATEROLE"), ("rolreplication", "NOREPLICATION"),
                         ("rolbypassrls", "NOBYPASSRLS"))
 SCHEMA_PRIVILEGES = ("USAGE", "CREATE")
+# The fence and deployment_audit modules import it from here (parity.resolve's connector).
+connect_database = _database.connect_database
 
 
 def wanted(record):
@@ -212,17 +212,18 @@ def _flag(value):
 
 # --------------------------------------------------------------------------- server side
 
+# The attributes of ROLES, and the role settings of LOGINS (everywhere and in DATABASES); the
+# parity checks (parity.py) read the same.
 ROLES_QUERY = """
-SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication,
-       r.rolbypassrls
-  FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%s)
+SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication, r.rolbypassrls
+  FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(roles)s)
 """
 SETTINGS_QUERY = """
 SELECT r.rolname, d.datname, s.setconfig
   FROM pg_catalog.pg_db_role_setting s
   JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
   LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
- WHERE r.rolname = ANY(%s) AND (s.setdatabase = 0 OR d.datname = ANY(%s))
+ WHERE r.rolname = ANY(%(logins)s) AND (s.setdatabase = 0 OR d.datname = ANY(%(databases)s))
 """
 DATABASES_QUERY = "SELECT d.datname FROM pg_catalog.pg_database d WHERE d.datname = ANY(%s)"
 # Inside one metadata database: the schema, the schema role's direct privileges on it, and
@@ -251,8 +252,8 @@ SELECT r.rolname, (sd.dbid = 0) AS shared,
 def read_shared(session, records):
     logins = sorted(set(n for r in records for n in r["login_roles"].values()))
     roles = dict((row["rolname"], row) for row in session.rows(
-        ROLES_QUERY, (sorted(set(r["schema_role"] for r in records if wanted(r))),)))
-    settings = session.rows(SETTINGS_QUERY, (logins, sorted(set(r["database"] for r in records))))
+        ROLES_QUERY, {"roles": sorted(set(r["schema_role"] for r in records if wanted(r)))}))
+    settings = session.rows(SETTINGS_QUERY, {"logins": logins, "databases": sorted(set(r["database"] for r in records))})
     databases = set(row["datname"] for row in session.rows(
         DATABASES_QUERY, (sorted(set(r["database"] for r in records)),)))
     return {"roles": roles, "settings": settings, "databases": databases}

@@ -19,7 +19,7 @@ description:
     O(grants), RV(memberships), RV(remaining), diff mode) is an addition.
   - B(Grantors, PostgreSQL 16+.) PostgreSQL keeps one row in C(pg_auth_members) per group,
     member and grantor; what a member may do is the OR of the options across its rows.
-    B(Without) O(granted_by) the membership is handled as a whole, as upstream does: V(present)
+    B(Without) O(granted_by) the membership is handled as a whole, as upstream does; V(present)
     is satisfied by the rows of any grantor, else the row of the connecting role (see
     RV(acting_grantor)) is created or updated; V(absent) (and V(exact) for the groups it
     removes) revokes every grantor's row. B(With) O(granted_by) only that grantor's rows are

@@ -17,6 +17,7 @@ Not a test: it prints wall times and exits 0 when every run behaved as expected.
 import argparse
 
 import benchlib
+from psycopg2 import sql
 
 
 def rows_checksum(conn, tag):
@@ -44,9 +45,9 @@ def main():
         groups = ["Bench-Grp_%04d" % i for i in range(n_groups)]
         members = ["bench_member_%d" % i for i in range(args.members)]
         for name in groups:
-            cur.execute('CREATE ROLE "%s" LOGIN' % name)
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
         for name in members:
-            cur.execute('CREATE ROLE "%s" NOLOGIN NOINHERIT' % name)
+            cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN NOINHERIT").format(sql.Identifier(name)))
 
         module_args = dict(login_host="127.0.0.1", login_port=port, login_user="postgres",
                            grants=[dict(group=g, target_role=m, inherit_option=False, set_option=False)
@@ -65,7 +66,8 @@ def main():
 
         drifted = groups[::10]
         for name in drifted:
-            cur.execute('GRANT "%s" TO "%s" WITH INHERIT TRUE' % (name, members[0]))
+            cur.execute(sql.SQL("GRANT {} TO {} WITH INHERIT TRUE").format(sql.Identifier(name),
+                                                                            sql.Identifier(members[0])))
         check_t, check = benchlib.run_module("membership", module_args, check_mode=True)
         assert check["changed"] and len(check["queries"]) == len(drifted)
         assert rows_checksum(conn, "Bench-Grp_") == (total, total - len(drifted))

@@ -19,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.community.postgresql.plugins.module_utils.database import check_input
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
     Session,
     connect,
@@ -179,7 +180,6 @@ def _validate(module):
     grants = requested_grants(params)
     if not params["trust_input"]:
         # community.postgresql's check and message, before anything else, as upstream does
-        from ansible_collections.community.postgresql.plugins.module_utils.database import check_input
         check_input(module, names_to_check(params))
     # Names and option types first: a bad name fails without even connecting.
     problems = grant_problems(grants, None, allow_predefined_groups=True)

@@ -1,0 +1,90 @@
+"""The transaction bookkeeping of database.Session (what it commits, rolls back and logs).
+
+No PostgreSQL decision is imitated here: the fake connection only records what the Session
+asks of it. What the server does with the statements is covered by the integration tests
+(test_membership.py, test_schema_role.py)."""
+
+import pytest
+
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session, as_session
+
+
+class Failed(Exception):
+    pass
+
+
+class FakeModule(object):
+    def fail_json(self, **kw):
+        raise Failed(kw)
+
+
+class FakeCursor(object):
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, statement, params=None):
+        if self.conn.refuse:
+            raise RuntimeError(self.conn.refuse)
+        self.conn.sent.append(statement)
+
+    def close(self):
+        pass
+
+
+class FakeConn(object):
+    def __init__(self, autocommit=False, refuse=None):
+        self.autocommit, self.refuse = autocommit, refuse
+        self.sent, self.ended = [], []
+
+    def cursor(self):
+        return FakeCursor(self)
+
+    def commit(self):
+        self.ended.append("commit")
+
+    def rollback(self):
+        self.ended.append("rollback")
+
+    def close(self):
+        self.ended.append("close")
+
+
+def test_end_transaction_rolls_back_in_check_mode_else_commits():
+    conn = FakeConn()
+    session = Session(FakeModule(), conn)
+    session.end_transaction(True)
+    session.end_transaction(False)
+    assert conn.ended == ["rollback", "commit"]
+    conn.autocommit = True
+    session.end_transaction(False)
+    session.end_transaction(True)
+    assert conn.ended == ["rollback", "commit"]  # nothing to end in autocommit
+
+
+def test_transaction_turns_autocommit_off_and_ends_the_block():
+    conn = FakeConn(autocommit=True)
+    session = Session(FakeModule(), conn)
+    with session.transaction(False, "failed: %s"):
+        assert conn.autocommit is False
+        session.execute("SELECT 1", log=False)
+    assert conn.sent == ["SELECT 1"] and conn.ended == ["commit"] and session.queries == []
+
+
+def test_transaction_error_rolls_back_and_fails_with_the_message():
+    conn = FakeConn(refuse="permission denied")
+    session = Session(FakeModule(), conn)
+    with pytest.raises(Failed) as failed:
+        with session.transaction(False, "step failed, rolled back: %s"):
+            session.execute("GRANT x TO y")
+    assert conn.ended == ["rollback"]
+    assert failed.value.args[0]["msg"] == "step failed, rolled back: permission denied"
+    assert session.queries == []
+
+
+def test_as_session_wraps_a_connection_once():
+    conn = FakeConn()
+    session = as_session(conn)
+    assert isinstance(session, Session) and session.conn is conn
+    assert as_session(session) is session
+    session.close()
+    assert conn.ended == ["close"]

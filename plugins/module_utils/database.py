@@ -174,8 +174,9 @@ class Session(object):
         they all ran. Returns their texts."""
         texts = [self.render(statement) for statement in statements]
         if texts:
-            self.cursor.execute(sql.SQL("; ").join(
-                statement if hasattr(statement, "as_string") else sql.SQL(statement) for statement in statements))
+            # The texts are the statements as the driver composed them (identifiers quoted by
+            # sql.Identifier); sent without parameters, nothing in them is interpreted again.
+            self.cursor.execute("; ".join(texts))
             if log:
                 self.queries.extend(texts)
         return texts

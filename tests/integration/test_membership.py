@@ -427,3 +427,18 @@ def test_timings_and_session_role_through_session(pg, names, run_module):
     assert set(timings) == {"total_ms", "connect_ms", "converge_ms"}
     assert all(isinstance(v, int) and v >= 0 for v in timings.values())
     assert timings["total_ms"] >= timings["connect_ms"]
+
+
+def test_names_with_percent_semicolon_and_quotes_in_one_round_trip(pg16, names, run_module):
+    # several statements go to the server in one execute: names that look like placeholders or
+    # statement ends must stay names
+    g1, g2, m = names('pct%s;"g'), names("pct%(x)s'; g"), names("m%%")
+    create_roles(pg16, (g1, ""), (g2, ""), (m, ""))
+    args = dict(grants=[dict(group=g1, target_role=m, set_option=False), dict(group=g2, target_role=m)])
+    res = membership(run_module, pg16, **args)
+    assert not res["failed"], res
+    assert res["queries"] == ['GRANT %s TO %s WITH SET FALSE' % (q(g1), q(m)), 'GRANT %s TO %s' % (q(g2), q(m))]
+    assert catalog(pg16, names) == sorted([(g1, m, "postgres", True, False, False),
+                                           (g2, m, "postgres", True, True, False)])
+    again = membership(run_module, pg16, **args)
+    assert again["changed"] is False and again["queries"] == []

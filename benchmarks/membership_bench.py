@@ -66,8 +66,8 @@ def main():
 
         drifted = groups[::10]
         for name in drifted:
-            cur.execute(sql.SQL("GRANT {} TO {} WITH INHERIT TRUE").format(sql.Identifier(name),
-                                                                            sql.Identifier(members[0])))
+            grant = sql.SQL("GRANT {} TO {} WITH INHERIT TRUE")
+            cur.execute(grant.format(sql.Identifier(name), sql.Identifier(members[0])))
         check_t, check = benchlib.run_module("membership", module_args, check_mode=True)
         assert check["changed"] and len(check["queries"]) == len(drifted)
         assert rows_checksum(conn, "Bench-Grp_") == (total, total - len(drifted))

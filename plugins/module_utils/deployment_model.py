@@ -6,13 +6,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import (  # noqa: F401
-    DEFAULT_AIRFLOW_SCHEMA,
-    DEFAULT_COMMANDER,
-    DEFAULT_PLANES,
-    DEFAULT_TEMPLATES,
-    ITEM_KEYS,
-    DeploymentModelError,
-    expand_deployments,
-    render_template,
-)
+from ansible_collections.dataplane.postgresql.plugins.module_utils import deployment as _deployment
+
+DEFAULT_AIRFLOW_SCHEMA = _deployment.DEFAULT_AIRFLOW_SCHEMA
+DEFAULT_COMMANDER = _deployment.DEFAULT_COMMANDER
+DEFAULT_PLANES = _deployment.DEFAULT_PLANES
+DEFAULT_TEMPLATES = _deployment.DEFAULT_TEMPLATES
+ITEM_KEYS = _deployment.ITEM_KEYS
+DeploymentModelError = _deployment.DeploymentModelError
+expand_deployments = _deployment.expand_deployments
+render_template = _deployment.render_template

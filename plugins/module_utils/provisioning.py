@@ -147,8 +147,8 @@ class GrantConnect(_action("GrantConnect", "grant_connect", "database grantee", 
         return self.grantee
 
     def statement(self):
-        return (sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(self.database),
-                                                                    sql.Identifier(self.grantee)), None)
+        statement = sql.SQL("GRANT CONNECT ON DATABASE {} TO {}")
+        return statement.format(sql.Identifier(self.database), sql.Identifier(self.grantee)), None
 
 
 class RevokeHelper(_action("RevokeHelper", "revoke_helper", "schema role",
@@ -297,8 +297,8 @@ def plan_deployments(records, catalog, options):
         if current is None:
             roles[name] = dict(attrs, password=None)
             plan.new_roles.add(name)
-            plan.roles.append(Step(index, CreateRole(name, dict(attrs),
-                                                  secret(password) if password is not None else None)))
+            secret_text = secret(password) if password is not None else None
+            plan.roles.append(Step(index, CreateRole(name, dict(attrs), secret_text)))
         elif any(current.get(k) != v for k, v in attrs.items()):
             current.update(attrs)
             plan.roles.append(Step(index, AlterRole(name, dict(attrs))))
@@ -377,12 +377,12 @@ def plan_deployments(records, catalog, options):
         plan.databases.extend(Step(index, a) for a in plan.record_actions.pop(index, []))
         for plane, login in sorted(rec["login_roles"].items()):
             plan.grants.append(Step(index, {"group": login, "target_role": rec["killer_role"],
-                                        "inherit_option": False, "set_option": False, "admin_option": None,
-                                        "granted_by": None, "state": "present"}))
+                                            "inherit_option": False, "set_option": False, "admin_option": None,
+                                            "granted_by": None, "state": "present"}))
         for group in (owner, rec["killer_role"]):
             plan.grants.append(Step(index, {"group": group, "target_role": commander,
-                                        "inherit_option": None, "set_option": None, "admin_option": None,
-                                        "granted_by": None, "state": "present"}))
+                                            "inherit_option": None, "set_option": None, "admin_option": None,
+                                            "granted_by": None, "state": "present"}))
         plan.helper_killers.append(rec["killer_role"])
 
     new_owner = options.get("decommission_owner") or acting
@@ -403,7 +403,7 @@ def plan_deployments(records, catalog, options):
             if catalog.get("helper_schema_exists"):
                 if rec["killer_role"] in catalog.get("helper_grantees", (rec["killer_role"],)):
                     plan.decommission.append(Step(index, RevokeHelper(options.get("helper_schema"),
-                                                                     rec["killer_role"])))
+                                                                      rec["killer_role"])))
                 plan.helper_unregister.append(rec["killer_role"])
             plan.decommission.append(Step(index, DropRole(rec["killer_role"])))
             del roles[rec["killer_role"]]

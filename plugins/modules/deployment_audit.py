@@ -249,7 +249,7 @@ timings:
   version_added: 0.2.0
   sample: {read_ms: 70, compare_ms: 15, total_ms: 85}
 elapsed_ms:
-  description: The same as RV(timings.total_ms) (the name of version 0.1).
+  description: The same as C(total_ms) of RV(timings) (the name of version 0.1).
   returned: always
   type: int
   sample: 85

@@ -195,8 +195,6 @@ def record_problems(records, source="deployments", label=None, other=None):
             problems.append("%s: a password is given for unknown plane %r" % (where, plane))
         problems.extend("%s: %s" % (where, p) for p in name_problems(_record_fields(rec)))
         database = rec["database"]
-        if database == "postgres" or str(database).startswith("template"):
-            problems.append("%s: database %r is a system database" % (where, database))
 
         # A name belongs to one Deployment and one purpose only (a decommission would
         # otherwise destroy another Deployment's roles or database).
@@ -211,7 +209,23 @@ def record_problems(records, source="deployments", label=None, other=None):
             elif key in owners_of_name:
                 problems.append("%s: role name %r is used twice in this Deployment" % (where, name))
             owners_of_name[key] = index
-        if rec.get("commander_user") in roles:
+        if rec.get("schema_role") and rec["schema_role"] == rec.get("commander_user"):
+            problems.append("%s: commander_user %r collides with a Deployment role (the schema role)"
+                            % (where, rec["schema_role"]))
+    return problems
+
+
+def model_problems(records, label):
+    """What the model refuses on top of record_problems (the modules leave these names to the
+    server checks of role_checks, which say what the existing object is): a system database,
+    and commander_user as one of the Deployment's roles. Pure."""
+    problems = []
+    for index, rec in enumerate(records):
+        where = label(index, rec)
+        if rec["database"] == "postgres" or rec["database"].startswith("template"):
+            problems.append("%s: database %r is a system database" % (where, rec["database"]))
+        roles = [rec["owner_role"], rec["killer_role"]] + list(rec["login_roles"].values())
+        if rec["commander_user"] in roles:
             problems.append("%s: commander_user %r collides with a Deployment role" % (where, rec["commander_user"]))
     return problems
 
@@ -372,11 +386,11 @@ def expand_deployments(deployments, planes=DEFAULT_PLANES, templates=None,
         records.append(record)
         item_of_record.append(index)
 
-    # The resolved names: the same validator the modules run on their input.
-    problems.extend(record_problems(
-        records, "dataplane_deployments",
-        label=lambda i, rec: _item_label(item_of_record[i], rec),
-        other=lambda i, rec: "id %r" % rec["id"]))
+    # The resolved names: the same validator the modules run on their input, and the model's own.
+    label = lambda i, rec: _item_label(item_of_record[i], rec)  # noqa: E731
+    problems.extend(record_problems(records, "dataplane_deployments", label=label,
+                                    other=lambda i, rec: "id %r" % rec["id"]))
+    problems.extend(model_problems(records, label))
 
     if selected_ids is not None:
         wanted = [str(i) for i in selected_ids]

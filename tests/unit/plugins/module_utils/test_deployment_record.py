@@ -39,16 +39,20 @@ def test_missing_names_are_reported_with_every_other_problem():
 
 def test_model_rules_apply_to_module_input_too():
     text = "\n".join(dep.record_problems([
-        record("a", database="postgres"),
-        record("b", commander_user="airflow_db_b_owner"),
         record("c", schema_role="dp1_user_c"),
         record("d", airflow_schema="pg_catalog"),
         record("e", state="gone")]))
-    assert "deployments[0] (id 'a'): database 'postgres' is a system database" in text
-    assert "deployments[1] (id 'b'): commander_user 'airflow_db_b_owner' collides with a Deployment role" in text
-    assert "deployments[2] (id 'c'): role name 'dp1_user_c' is used twice in this Deployment" in text
-    assert "deployments[3] (id 'd'): airflow schema name 'pg_catalog' starts with 'pg_'" in text
-    assert "deployments[4] (id 'e'): state must be present or absent, got 'gone'" in text
+    assert "deployments[0] (id 'c'): role name 'dp1_user_c' is used twice in this Deployment" in text
+    assert "deployments[1] (id 'd'): airflow schema name 'pg_catalog' starts with 'pg_'" in text
+    assert "deployments[2] (id 'e'): state must be present or absent, got 'gone'" in text
+
+
+def test_system_database_and_commander_role_are_left_to_the_server_checks_of_the_modules():
+    records = [record("a", database="postgres"), record("b", commander_user="airflow_db_b_owner")]
+    assert dep.record_problems(records) == []  # role_checks names them against the server
+    text = "\n".join(dep.model_problems(records, lambda i, rec: "item %d" % i))
+    assert "item 0: database 'postgres' is a system database" in text
+    assert "item 1: commander_user 'airflow_db_b_owner' collides with a Deployment role" in text
 
 
 def test_name_problems_for_other_request_shapes():

@@ -439,6 +439,10 @@ class Provisioning(object):
             after_roles, after_dbs = plan.predicted_roles, plan.predicted_databases
             after_members = _p.predict_members(self.before_members, plan, catalog["grantor"])
             after_states = _p.predict_fence_states(self.fence_states, plan)
+        elif not session.queries:
+            # Nothing ran (a rerun with nothing to do): the catalog read before is the state after.
+            after_roles, after_dbs = catalog["roles"], catalog["databases"]
+            after_members, after_states = self.before_members, self.fence_states
         else:
             after = read_catalog(session, self.records, self.params)
             after_roles, after_dbs = after["roles"], after["databases"]

@@ -387,7 +387,9 @@ def expand_deployments(deployments, planes=DEFAULT_PLANES, templates=None,
         item_of_record.append(index)
 
     # The resolved names: the same validator the modules run on their input, and the model's own.
-    label = lambda i, rec: _item_label(item_of_record[i], rec)  # noqa: E731
+    def label(i, rec):
+        return _item_label(item_of_record[i], rec)
+
     problems.extend(record_problems(records, "dataplane_deployments", label=label,
                                     other=lambda i, rec: "id %r" % rec["id"]))
     problems.extend(model_problems(records, label))

@@ -10,11 +10,15 @@ Three timings, wall clock:
             CREATE DATABASE per Deployment, then the vendor's SQL per Deployment;
   fresh     `ansible-playbook dataplane.postgresql.provision` on another fresh server
             (fence helper included, as by default);
-  rerun     the same playbook again, nothing to change (changed=0 is checked).
+  rerun     the same playbook again, nothing to change (changed=0 is checked);
+  rerun_module  the deployment_setup module alone, run as Ansible runs it, with the records
+            the role passes, nothing to change: the process's wall time and the module's own
+            ``timings`` (where a rerun spends its time; the rest of ``rerun`` is Ansible and
+            the role's other tasks).
 Each timed phase starts on its own fresh server after os.sync(); with --runs > 1 the order
 of psql and ansible alternates. The timings are dominated by CREATE DATABASE, i.e. by disk
 write-back, so on a shared machine compare runs taken close together.
-Targets (issue 5): fresh <= 1.3 x psql, rerun <= 3 s. Prints one JSON line and writes it
+Targets: fresh <= 1.3 x psql (issue 5), rerun <= 2 s (issue 13). Prints one JSON line and writes it
 to benchmarks/results/provision-<count>.json.
 """
 
@@ -96,6 +100,15 @@ def count_catalog(info, count):
     assert databases == count and killer_rows == 2 * count, (databases, killer_rows)
 
 
+def module_args(info, vars_path):
+    """What the deployments role passes deployment_setup, for the module run on its own."""
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import expand_deployments
+    variables = json.loads(Path(vars_path).read_text())
+    return dict(login_host=info["host"], login_port=info["port"], login_user=info["user"], login_db="postgres",
+                deployments=expand_deployments(variables["dataplane_deployments"]),
+                commander_password=variables["dataplane_commander_password"])
+
+
 def measure_psql(args, root, run, script, vars_path, results):
     base = root / ("psql%d" % run)
     info = benchlib.start_postgresql(args.version, base, attempts=3)
@@ -124,6 +137,10 @@ def measure_ansible(args, root, run, script, vars_path, results):
         rerun, changed = run_playbook(vars_path, inventory)
         assert changed == 0, "rerun reported changed=%s" % changed
         results["rerun_s"].append(round(rerun, 3))
+        module_s, result = benchlib.run_module("deployment_setup", module_args(info, vars_path))
+        assert result["changed"] is False, "module rerun reported a change"
+        results["rerun_module_s"].append(round(module_s, 3))
+        results["rerun_module_timings"].append(result["timings"])
     finally:
         benchlib.stop_postgresql(base)
         shutil.rmtree(base, ignore_errors=True)
@@ -137,7 +154,8 @@ def main():
     args = parser.parse_args()
 
     root = benchlib.make_work_dir()
-    results = {"count": args.count, "version": args.version, "psql_s": [], "fresh_s": [], "rerun_s": []}
+    results = {"count": args.count, "version": args.version, "load_average": os.getloadavg()[0],
+               "psql_s": [], "fresh_s": [], "rerun_s": [], "rerun_module_s": [], "rerun_module_timings": []}
     try:
         script = root / "seed.sql"
         script.write_text(psql_script(args.count))
@@ -158,8 +176,9 @@ def main():
     results.update(best_psql_s=best["psql"], best_fresh_s=best["fresh"], best_rerun_s=best["rerun"],
                    fresh_over_psql=round(best["fresh"] / best["psql"], 2),
                    fresh_over_psql_per_run=[round(f / p, 2) for f, p in zip(results["fresh_s"], results["psql_s"])],
-                   targets={"fresh_over_psql": 1.3, "rerun_s": 3.0},
-                   met=best["fresh"] <= 1.3 * best["psql"] and best["rerun"] <= 3.0)
+                   load_average_after=os.getloadavg()[0],
+                   targets={"fresh_over_psql": 1.3, "rerun_s": 2.0},
+                   met=best["fresh"] <= 1.3 * best["psql"] and best["rerun"] <= 2.0)
     out_dir = benchlib.REPO / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / ("provision-%d.json" % args.count)).write_text(json.dumps(results, indent=2) + "\n")

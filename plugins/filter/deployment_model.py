@@ -14,7 +14,10 @@ description:
     Deployment (database, owner role, killer role, one login role per plane, passwords).
   - Fails, naming the item, on a missing or duplicate id, an unknown plane, a name PostgreSQL
     would truncate (over 63 bytes) or reject (C(pg_) prefix, reserved names, NUL), and names
-    shared by two Deployments.
+    shared by two Deployments. The resolved records go through the same check as the input of
+    M(dataplane.postgresql.deployment_setup) and M(dataplane.postgresql.deployment_audit).
+  - Every parameter defaults to the reference set-up (the roles' defaults); V(null) or an empty
+    value means the default too.
 options:
   _input:
     description: The C(dataplane_deployments) list.
@@ -30,6 +33,8 @@ options:
     description:
       - Name templates with C({id}) and C({plane}) placeholders, keys C(database_name),
         C(owner_role_name), C(killer_role_name), C(login_role_name), C(schema_role_name).
+      - A key left out (or V(null)) keeps its default - C(airflow_db_{id}), C(airflow_db_{id}_owner),
+        C(airflow_conn_killer_{id}), C({plane}_user_{id}), C(airflow_db_{id}_schema).
     type: dict
   commander_user:
     description: The orchestrator login.
@@ -67,14 +72,17 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment_model import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import (
+    DEFAULT_AIRFLOW_SCHEMA,
+    DEFAULT_COMMANDER,
+    DEFAULT_PLANES,
     DeploymentModelError,
     expand_deployments,
 )
 
 
-def deployment_model(deployments, planes=None, templates=None, commander_user="commander_user",
-                     selected_ids=None, object_privileges=True, airflow_schema="public"):
+def deployment_model(deployments, planes=DEFAULT_PLANES, templates=None, commander_user=DEFAULT_COMMANDER,
+                     selected_ids=None, object_privileges=True, airflow_schema=DEFAULT_AIRFLOW_SCHEMA):
     try:
         return expand_deployments(deployments, planes=planes, templates=templates,
                                   commander_user=commander_user, selected_ids=selected_ids,

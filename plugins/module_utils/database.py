@@ -214,6 +214,16 @@ class Session(object):
         except Exception as exc:  # psycopg error: the server's reason
             self.fail(failure % to_native(exc))
 
+    def run(self, statement, params=None):
+        """Run a statement (or several, joined with ';') without logging or rendering it:
+        for statements the caller logs itself, and for session settings."""
+        self.cursor.execute(statement, params)
+
+    def sibling(self, autocommit=True):
+        """Another Session with the same connection options (its own connection): for work
+        spread over several connections, such as CREATE DATABASE."""
+        return Session(self.module, connect(self.module, autocommit=autocommit))
+
     def version_num(self):
         return server_version_num(self.conn)
 

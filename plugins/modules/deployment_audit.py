@@ -58,6 +58,8 @@ description:
   - Deployments with C(state=absent) are checked for absence of their owner and killer roles
     (and of the database and login roles when C(drop_database) or C(drop_login_roles) is set).
   - Runs as C(commander_user) or as an admin; it needs no write privilege.
+  - Of the records it uses C(id), C(state), the names, C(drop_database) and C(drop_login_roles);
+    C(passwords) are never used (and never returned).
 author:
   - dataplane.postgresql contributors (@dataplane)
 attributes:
@@ -69,17 +71,8 @@ attributes:
     description: Nothing changes, so there is no diff.
 extends_documentation_fragment:
   - dataplane.postgresql.connection
+  - dataplane.postgresql.deployment_record
 options:
-  deployments:
-    description:
-      - The Deployment records returned by the P(dataplane.postgresql.deployment_model#filter)
-        filter, each with at least C(id), C(database), C(owner_role), C(killer_role),
-        C(login_roles) (mapping plane to role name) and C(commander_user); C(state),
-        C(drop_database) and C(drop_login_roles) are used when present; other keys are ignored.
-      - C(passwords) are never used and are masked in the module's output.
-    type: list
-    elements: dict
-    required: true
   helper_schema:
     description:
       - Schema of the fence helper function, in the database the module connects to (O(login_db)).
@@ -131,15 +124,7 @@ EXAMPLES = r"""
   dataplane.postgresql.deployment_audit:
     login_user: postgres
     helper_schema: ops_fence
-    deployments:
-      - id: a
-        database: airflow_db_a
-        owner_role: airflow_db_a_owner
-        killer_role: airflow_conn_killer_a
-        login_roles:
-          dp1: dp1_user_a
-          dp2: dp2_user_a
-        commander_user: commander_user
+    deployments: "{{ [{'id': 'a'}] | dataplane.postgresql.deployment_model }}"
 """
 
 RETURN = r"""
@@ -257,8 +242,14 @@ helper:
     owner_can_signal: true
     usable_by:
       airflow_conn_killer_a: true
+timings:
+  description: Wall time in milliseconds - C(read_ms) (connecting, reading the catalog), C(compare_ms), C(total_ms).
+  returned: always
+  type: dict
+  version_added: 0.2.0
+  sample: {read_ms: 70, compare_ms: 15, total_ms: 85}
 elapsed_ms:
-  description: Wall time of the audit (connecting, reading, comparing) in milliseconds.
+  description: The same as C(total_ms) of RV(timings) (the name of version 0.1).
   returned: always
   type: int
   sample: 85
@@ -269,150 +260,26 @@ queries:
   elements: str
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import (
-    audit_deployments,
-    read_catalog,
-    summary_line,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils import parity as _parity
-from ansible_collections.dataplane.postgresql.plugins.module_utils.schema_role import connect_database
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
-    Session,
-    connect,
-    connection_argument_spec,
-    version_label,
-)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.auditing import run
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import connection_argument_spec
+from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import records_argument_spec
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import (
     DEFAULT_OWNER_ROLE,
     DEFAULT_SCHEMA,
-    helper_status,
 )
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
-    identifier_problem,
-    role_name_problem,
-)
-
-REQUIRED_KEYS = ("id", "database", "owner_role", "killer_role", "login_roles", "commander_user")
-
-
-def record_problems(records):
-    """Every problem with the records, before connecting. Pure."""
-    problems = []
-    seen = set()
-    for index, record in enumerate(records):
-        label = "deployments[%d]" % index
-        missing = [k for k in REQUIRED_KEYS if record.get(k) in (None, "", {})]
-        if missing:
-            problems.append("%s: missing %s (pass the records of the deployment_model filter)"
-                            % (label, ", ".join(missing)))
-            continue
-        label = "deployments[%d] (id %r)" % (index, str(record["id"]))
-        if str(record["id"]) in seen:
-            problems.append("%s: duplicate id" % label)
-        seen.add(str(record["id"]))
-        if record.get("state", "present") not in ("present", "absent"):
-            problems.append("%s: state must be present or absent" % label)
-        if not isinstance(record["login_roles"], dict):
-            problems.append("%s: login_roles must be a mapping plane -> role name" % label)
-            continue
-        checks = [identifier_problem(record["database"], "database name")]
-        checks += [role_name_problem(record[k], k.replace("_", " "))
-                   for k in ("owner_role", "killer_role", "commander_user")]
-        checks += [role_name_problem(v, "%s login role" % p) for p, v in sorted(record["login_roles"].items())]
-        problems.extend("%s: %s" % (label, p) for p in checks if p)
-    return problems
-
-
-def normalise(record):
-    out = dict(record)
-    out["id"] = str(record["id"])
-    out["state"] = record.get("state") or "present"
-    out["login_roles"] = dict((str(p), str(n)) for p, n in record["login_roles"].items())
-    return out
 
 
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(
-        deployments=dict(type="list", elements="dict", required=True),
+        deployments=records_argument_spec(),
         helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
         helper_owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE),
         parity=dict(type="bool", default=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    records = module.params["deployments"]
-    for record in records:  # never echo passwords back
-        for value in ((record or {}).get("passwords") or {}).values():
-            if value:
-                module.no_log_values.add(str(value))
-
-    problems = record_problems(records)
-    schema_problem = identifier_problem(module.params["helper_schema"], "helper_schema")
-    if schema_problem:
-        problems.append(schema_problem)
-    owner_problem = role_name_problem(module.params["helper_owner_role"], "helper_owner_role")
-    if owner_problem:
-        problems.append(owner_problem)
-    if problems:
-        module.fail_json(msg="invalid deployments: " + "; ".join(problems), problems=problems,
-                         changed=False, queries=[])
-    records = [normalise(r) for r in records]
-
-    started = time.monotonic()
-    conn = connect(module)
-    session = Session(module, conn)
-    try:
-        # One consistent snapshot, and the server refuses any write in it.
-        session.cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        session.queries.append("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        facts = read_catalog(session, records, module.params["helper_schema"], helper_status,
-                             helper_owner_role=module.params["helper_owner_role"])
-        parity_facts = None
-        if module.params["parity"]:
-            parity_facts = _parity.read_facts(session, records, facts["server_version_num"])
-            session.queries.extend(q.strip() for q in (_parity.ROLES_QUERY, _parity.MEMBERSHIPS_QUERY_16,
-                                                       _parity.SETTINGS_QUERY, _parity.SHDEPEND_QUERY))
-    except Exception as exc:  # a driver error: report it with what ran
-        session.fail("audit failed while reading the catalog: %s" % exc)
-    finally:
-        try:
-            conn.rollback()
-        except Exception:
-            pass
-    session.close()
-
-    results, overall = audit_deployments(records, facts)
-    if parity_facts is not None:
-        # Object names live in each database's catalog: read them only where something drifted.
-        # Temporary objects of live sessions are left out (they end with their session).
-        present = [r for r in records if r["state"] == "present"]
-        session.queries.extend(_parity.DESCRIBE_QUERY.strip() for dummy in _parity.flagged_objects(parity_facts, present))
-        parity_facts, names = _parity.resolve(parity_facts, present, lambda db: connect_database(module, db, fail=False))
-        results, overall = _parity.merge_findings(results, records, parity_facts, names, summary_line)
-    version = facts["server_version_num"]
-    if version < 160000:
-        module.warn("PostgreSQL %s cannot record the INHERIT/SET membership options the model needs "
-                    "(PostgreSQL 16 or newer); every Deployment reports a server_version finding"
-                    % version_label(version))
-    helper = dict((k, v) for k, v in (facts.get("helper") or {}).items() if k != "function")
-    module.exit_json(
-        changed=False,
-        deployments=results,
-        drift=overall["drift"],
-        drifted=overall["drifted"],
-        fence_capable=overall["fence_capable"],
-        fence_incapable=overall["fence_incapable"],
-        summary=[r["summary"] for r in results],
-        server_version=version_label(version),
-        connected_as=facts["connected_as"],
-        helper=helper,
-        queries=session.queries,
-        elapsed_ms=int((time.monotonic() - started) * 1000),
-    )
+    run(AnsibleModule(argument_spec=argument_spec, supports_check_mode=True))
 
 
 if __name__ == "__main__":

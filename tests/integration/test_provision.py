@@ -251,7 +251,7 @@ def test_module_idempotent_and_password_rules(pg16, names, run_module):
     assert not again["failed"] and again["changed"] is False and again["queries"] == [], again
 
     # Passwords are stored as SCRAM secrets of what was given.
-    from ansible_collections.dataplane.postgresql.plugins.modules.deployment_setup import password_matches
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import password_matches
     stored = pg16.sql("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (rec["login_roles"]["dp1"],))[0][0]
     assert stored.startswith("SCRAM-SHA-256$4096:")
     assert password_matches(stored, "first-secret-1", rec["login_roles"]["dp1"]) is True
@@ -274,7 +274,7 @@ def test_module_idempotent_and_password_rules(pg16, names, run_module):
 
 
 def test_scram_secret_matches_server_hashing(pg16, names):
-    from ansible_collections.dataplane.postgresql.plugins.modules.deployment_setup import password_matches
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import password_matches
     role = names("scram_probe")
     for password in ("plain-ascii", "caf\u00e9 \u00fcber", "\u2168 roman", "with'quote\"s"):
         pg16.sql(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))

@@ -10,7 +10,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import 
     audit_deployments,
 )
 from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment_model import expand_deployments
-from ansible_collections.dataplane.postgresql.plugins.modules.deployment_audit import record_problems
+from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import record_problems
 
 [REC] = expand_deployments([{"id": "a"}])
 OWNER, KILLER, DB = "airflow_db_a_owner", "airflow_conn_killer_a", "airflow_db_a"

@@ -1,20 +1,29 @@
-"""Pure planning of deployment_setup: catalog snapshot + records -> actions and predicted state."""
+"""Pure provisioning plan: catalog snapshot + records -> typed actions and predicted state."""
 
 import base64
 import hashlib
 
-from ansible_collections.dataplane.postgresql.plugins.modules.deployment_setup import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import record_problems
+from ansible_collections.dataplane.postgresql.plugins.module_utils.provisioning import (
     acl_new_owner,
     acl_text,
     default_acl,
-    input_problems,
-    password_matches,
+    option_problems,
     plan_deployments,
+)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import (
+    password_matches,
     saslprep,
     scram_secret,
 )
 
-PARAMS = {"fence_helper_schema": "dataplane_fence", "fence_helper_owner_role": "dataplane_fence_signaler",
+
+def input_problems(records, params):
+    """What deployment_setup refuses before connecting: the records, then its own options."""
+    return record_problems(records) + option_problems(params)
+
+
+PARAMS = {"helper_schema": "dataplane_fence", "helper_owner_role": "dataplane_fence_signaler",
           "decommission_owner": None}
 
 
@@ -39,7 +48,7 @@ def fake_secret(password):
 
 def options(**extra):
     out = dict(create_databases=True, create_login_roles=True, commander_password=None,
-               decommission_owner=None, fence_helper_schema="dataplane_fence", secret=fake_secret)
+               decommission_owner=None, helper_schema="dataplane_fence", secret=fake_secret)
     out.update(extra)
     return out
 

@@ -1,0 +1,103 @@
+# Copyright: dataplane.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One run of the ``deployment_audit`` module: read the catalog in one read-only snapshot,
+compare it with the Deployment records (``audit.py``, ``parity.py``), never change anything."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.dataplane.postgresql.plugins.module_utils import deployment as _deployment
+from ansible_collections.dataplane.postgresql.plugins.module_utils import parity as _parity
+from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import (
+    audit_deployments,
+    read_catalog,
+    summary_line,
+)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
+    MIN_SERVER_VERSION_NUM,
+    Session,
+    connect,
+    version_label,
+)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import helper_status
+from ansible_collections.dataplane.postgresql.plugins.module_utils.results import Timings
+from ansible_collections.dataplane.postgresql.plugins.module_utils.schema_role import connect_database
+
+READ_ONLY_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
+def input_problems(records, params):
+    """The records' problems (deployment.record_problems) and the helper options'. Pure."""
+    return _deployment.record_problems(records) + _deployment.name_problems([
+        ("identifier", params.get("helper_schema"), "helper_schema"),
+        ("role", params.get("helper_owner_role"), "helper_owner_role")])
+
+
+def read(module, session, records):
+    """Catalog facts (and parity facts) in one consistent snapshot that refuses any write."""
+    parity_facts = None
+    try:
+        session.run(READ_ONLY_SNAPSHOT)
+        session.queries.append(READ_ONLY_SNAPSHOT)
+        facts = read_catalog(session, records, module.params["helper_schema"], helper_status,
+                             helper_owner_role=module.params["helper_owner_role"])
+        if module.params["parity"]:
+            parity_facts = _parity.read_facts(session, records, facts["server_version_num"])
+            session.queries.extend(q.strip() for q in (_parity.ROLES_QUERY, _parity.MEMBERSHIPS_QUERY_16,
+                                                       _parity.SETTINGS_QUERY, _parity.SHDEPEND_QUERY))
+    except Exception as exc:  # a driver error: report it with what ran
+        session.fail("audit failed while reading the catalog: %s" % exc)
+    finally:
+        try:
+            session.conn.rollback()
+        except Exception:
+            pass
+    return facts, parity_facts
+
+
+def run(module):
+    """The whole deployment_audit run; exits the module."""
+    problems = input_problems(module.params["deployments"], module.params)
+    if problems:
+        _deployment.refuse_records(module, problems)
+    records = [_deployment.normalise(r) for r in module.params["deployments"]]
+
+    timings = Timings()
+    session = Session(module, connect(module))
+    facts, parity_facts = read(module, session, records)
+    session.close()
+    timings.mark("read")
+
+    results, overall = audit_deployments(records, facts)
+    if parity_facts is not None:
+        # Object names live in each database's catalog: read them only where something drifted.
+        # Temporary objects of live sessions are left out (they end with their session).
+        present = [r for r in records if r["state"] == "present"]
+        session.queries.extend(_parity.DESCRIBE_QUERY.strip() for dummy in _parity.flagged_objects(parity_facts, present))
+        parity_facts, names = _parity.resolve(parity_facts, present, lambda db: connect_database(module, db, fail=False))
+        results, overall = _parity.merge_findings(results, records, parity_facts, names, summary_line)
+    timings.mark("compare")
+    version = facts["server_version_num"]
+    if version < MIN_SERVER_VERSION_NUM:
+        module.warn("PostgreSQL %s cannot record the INHERIT/SET membership options the model needs "
+                    "(PostgreSQL %s or newer); every Deployment reports a server_version finding"
+                    % (version_label(version), version_label(MIN_SERVER_VERSION_NUM).split(".")[0]))
+    helper = dict((k, v) for k, v in (facts.get("helper") or {}).items() if k != "function")
+    timing_dict = timings.as_dict()
+    _deployment.exit_json(
+        module,
+        changed=False,
+        deployments=results,
+        drift=overall["drift"],
+        drifted=overall["drifted"],
+        fence_capable=overall["fence_capable"],
+        fence_incapable=overall["fence_incapable"],
+        summary=[r["summary"] for r in results],
+        server_version=version_label(version),
+        connected_as=facts["connected_as"],
+        helper=helper,
+        queries=session.queries,
+        timings=timing_dict,
+        elapsed_ms=timing_dict["total_ms"],
+    )

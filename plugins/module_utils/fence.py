@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pure logic of the fence module: input checks, preflight verdicts, plans and results.
 
-Everything that talks to PostgreSQL lives in plugins/modules/fence.py; what is here takes
-rows and returns decisions, so it is unit-tested without a server.
+What talks to PostgreSQL lives in module_utils/fence_runner.py; what is here takes rows and
+returns decisions, so it is unit-tested without a server. Nothing here knows the Airflow
+naming: a fence request is any (database, source role, destination role, killer role).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,15 +22,18 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers i
 ADVISORY_LOCK_CLASS = 1685087843
 # SQLSTATE of a lock wait that ran past lock_timeout.
 LOCK_NOT_AVAILABLE = "55P03"
-MIN_FENCE_VERSION = 160000
 # What a fence does when the recorded state of a database changed while it waited for the
 # advisory lock (another fence ran in between).
 ON_STATE_CHANGE = ("fail", "proceed")
 MAX_RUN_ID_LENGTH = 200
 
 
-def deployment_problems(deployments):
-    """Problems in the deployments option, each naming the Deployment. Pure."""
+def fence_request_problems(deployments):
+    """Problems in the fence requests (the ``deployments`` option), each naming its request. Pure.
+
+    Generic: names must be valid and unique, roles valid PostgreSQL role names; no naming
+    scheme is assumed.
+    """
     problems = []
     names = set()
     databases = set()
@@ -132,6 +136,30 @@ def failure_summary(results):
                 else ""))
         lines.append("Deployment %s: %s" % (res["name"], "; ".join(why)))
     return lines
+
+
+def option_problems(params, deployments=None):
+    """Every problem in the fence module's options (PARAMS, a module.params-like dict), and the
+    expected generations as {database: int or None}. Pure."""
+    deployments = params["deployments"] if deployments is None else deployments
+    problems = fence_request_problems(deployments)
+    problem = run_id_problem(params["run_id"])
+    if problem:
+        problems.append(problem)
+    found, expected = expected_generation_problems(params.get("expected_generations"), deployments)
+    problems.extend(found)
+    for dep in deployments or ():
+        if dep.get("schema_role") is not None:
+            problem = role_name_problem(dep["schema_role"], "schema_role")
+            if problem:
+                problems.append("Deployment %s: %s" % (dep.get("name"), problem))
+    problem = identifier_problem(params["helper_schema"], "helper_schema")
+    if problem:
+        problems.append(problem)
+    for key in ("drain_timeout", "wait_timeout", "lock_timeout"):
+        if params[key] < 0:
+            problems.append("%s must not be negative" % key)
+    return problems, expected
 
 
 def run_id_problem(run_id):

@@ -1,7 +1,7 @@
 """Pure logic of the fence module and the helper's input checks (no server)."""
 
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import (
-    deployment_problems,
+    fence_request_problems,
     deployment_result,
     failure_summary,
     preflight_verdict,
@@ -28,19 +28,19 @@ def row(**kw):
 
 
 def test_valid_deployments_have_no_problems():
-    assert deployment_problems([dep("a"), dep("b"), dep("c", killer_role=None)]) == []
+    assert fence_request_problems([dep("a"), dep("b"), dep("c", killer_role=None)]) == []
 
 
 def test_every_problem_names_its_deployment():
-    problems = deployment_problems([dep("a", database="x" * 64), dep("b", source_role="pg_evil"),
+    problems = fence_request_problems([dep("a", database="x" * 64), dep("b", source_role="pg_evil"),
                                     dep("a"), dep("d", destination_role="dp1_user_d"), dep("e", killer_role="public")])
     assert any(p.startswith("Deployment a: database") and "truncate" in p for p in problems)
     assert any(p.startswith("Deployment b:") and "pg_" in p for p in problems)
     assert any(p.startswith("Deployment a:") and "more than one" in p for p in problems)
     assert any(p.startswith("Deployment d:") and "same role" in p for p in problems)
     assert any(p.startswith("Deployment e:") and "reserved" in p for p in problems)
-    assert deployment_problems([]) == ["deployments must not be empty"]
-    assert deployment_problems([dep("a", source_role="nul\x00")])[0].startswith("Deployment a: source_role")
+    assert fence_request_problems([]) == ["deployments must not be empty"]
+    assert fence_request_problems([dep("a", source_role="nul\x00")])[0].startswith("Deployment a: source_role")
 
 
 def test_preflight_verdicts():
@@ -108,7 +108,7 @@ def _comment(rec):
 
 
 def test_one_database_per_deployment():
-    problems = deployment_problems([dep("a"), dep("b", database="airflow_db_a")])
+    problems = fence_request_problems([dep("a"), dep("b", database="airflow_db_a")])
     assert any(p.startswith("Deployment b:") and "more than one Deployment" in p for p in problems)
 
 

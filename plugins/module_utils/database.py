@@ -224,6 +224,17 @@ class Session(object):
         spread over several connections, such as CREATE DATABASE."""
         return Session(self.module, connect(self.module, autocommit=autocommit))
 
+    def execute_rows(self, statement, params=None, log=True):
+        """Run a statement that returns rows and may act (signal sessions, ...); its rows as dicts.
+
+        Logged in ``queries`` when LOG and it returned at least one row (it acted on something).
+        """
+        text = self.render(statement, params)
+        rows = self.rows(statement, params)
+        if log and rows:
+            self.queries.append(text)
+        return rows
+
     def version_num(self):
         return server_version_num(self.conn)
 

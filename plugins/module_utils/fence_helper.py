@@ -27,7 +27,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import sql
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session, connect, sql
+from ansible_collections.dataplane.postgresql.plugins.module_utils.results import Timings, refuse
 from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
     identifier_problem,
     role_name_problem,
@@ -878,3 +879,32 @@ def helper_status(session, schema=DEFAULT_SCHEMA, killer_roles=(), owner_role=DE
         out["usable_by"][killer] = (bool(usable.get(killer)) and out["owner_can_signal"]
                                     and out["registered"][killer] is not False)
     return out
+
+
+def run_fence_helper(module):
+    """The fence_helper module's main(): check the options, converge the helper, exit the module."""
+    timings = Timings()
+    params = module.params
+    schema = params["helper_schema"]
+    problems = helper_problems(schema, params["owner_role"], params["killer_roles"])
+    if problems:
+        refuse(module, "fence helper request", problems, timings=timings.as_dict())
+
+    session = Session(module, connect(module, autocommit=False))
+    timings.mark("connect")
+    try:
+        result = ensure_helper(session, schema, params["owner_role"], params["killer_roles"],
+                               params["state"], module.check_mode, exact=params["exact_killer_roles"])
+        timings.mark("ensure")
+        status = helper_status(session, schema, params["killer_roles"], params["owner_role"])
+        if module.check_mode:
+            session.conn.rollback()
+        else:
+            session.conn.commit()
+        timings.mark("status_and_commit")
+    except Exception as exc:  # report the database's words, roll back everything
+        session.fail("fence helper: %s" % exc, timings=timings.as_dict())
+    session.close()
+    module.exit_json(changed=result["changed"], statements=result["statements"], queries=session.queries,
+                     version=result["version"], status=status, missing_roles=result["missing_roles"],
+                     unregistered=result["unregistered"], timings=timings.as_dict())

@@ -15,14 +15,14 @@ description:
   - Installs, updates or removes the fence helper in the database the module connects to
     (O(login_db), default C(postgres)).
   - The helper is a C(SECURITY DEFINER) function
-    C(<schema>.terminate_member_sessions(p_killer, p_roles, p_databases, p_signal)) owned by a
+    C(<helper_schema>.terminate_member_sessions(p_killer, p_roles, p_databases, p_signal)) owned by a
     C(NOLOGIN) role that holds C(pg_signal_backend) and C(pg_read_all_stats). It terminates only
     sessions of roles directly granted to the killer role named by the caller, never a
     superuser's session and never its own, and only when the caller's session user has the
     privileges of that killer role. Its C(search_path) is pinned to C(pg_catalog, pg_temp) and
     every name in it is schema-qualified.
   - The helper accepts a killer role only when it is in the helper's registry, a table
-    C(<schema>.killer_roles) owned by O(owner_role) on which nobody holds any privilege. The module
+    C(<helper_schema>.killer_roles) owned by O(owner_role) on which nobody holds any privilege. The module
     registers each role in O(killer_roles) by its oid and name, so a role that is dropped and
     created again under the same name is not registered until the module runs again. A role that
     can log in, or has C(SUPERUSER), C(CREATEROLE), C(REPLICATION) or C(BYPASSRLS), is refused
@@ -60,12 +60,15 @@ options:
     type: list
     elements: str
     default: []
-  schema:
+  helper_schema:
     description:
       - Schema that holds the helper function. Created owned by O(owner_role), with no
         privileges for C(PUBLIC).
+      - The same option as O(dataplane.postgresql.fence#module:helper_schema) and
+        O(dataplane.postgresql.terminate_sessions#module:helper_schema); V(schema) is its older name.
     type: str
     default: dataplane_fence
+    aliases: [schema]
   owner_role:
     description:
       - C(NOLOGIN) role that owns the function and holds C(pg_signal_backend) and
@@ -142,6 +145,15 @@ missing_roles:
   returned: always
   type: list
   elements: str
+timings:
+  description: Whole milliseconds per phase (V(connect_ms), V(ensure_ms), V(status_and_commit_ms)) and
+    V(total_ms), the module's whole run.
+  returned: always
+  type: dict
+  contains:
+    total_ms:
+      description: Milliseconds of the whole run.
+      type: int
 unregistered:
   description: Roles removed from the registry by this run (dropped, renamed, not allowed as killer
     roles, or, with O(exact_killer_roles), not in O(killer_roles)).
@@ -198,17 +210,11 @@ status:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
-    Session,
-    connect,
-    connection_argument_spec,
-)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import connection_argument_spec
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import (
     DEFAULT_OWNER_ROLE,
     DEFAULT_SCHEMA,
-    ensure_helper,
-    helper_problems,
-    helper_status,
+    run_fence_helper,
 )
 
 
@@ -216,32 +222,12 @@ def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(
         killer_roles=dict(type="list", elements="str", default=[]),
-        schema=dict(type="str", default=DEFAULT_SCHEMA),
+        helper_schema=dict(type="str", default=DEFAULT_SCHEMA, aliases=["schema"]),
         owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         exact_killer_roles=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    problems = helper_problems(params["schema"], params["owner_role"], params["killer_roles"])
-    if problems:
-        module.fail_json(msg="invalid options: " + "; ".join(problems), problems=problems, queries=[])
-
-    session = Session(module, connect(module, autocommit=False))
-    try:
-        result = ensure_helper(session, params["schema"], params["owner_role"], params["killer_roles"],
-                               params["state"], module.check_mode, exact=params["exact_killer_roles"])
-        status = helper_status(session, params["schema"], params["killer_roles"], params["owner_role"])
-        if module.check_mode:
-            session.conn.rollback()
-        else:
-            session.conn.commit()
-    except Exception as exc:  # report the database's words, roll back everything
-        session.fail("fence helper: %s" % exc)
-    session.close()
-    module.exit_json(changed=result["changed"], statements=result["statements"], queries=session.queries,
-                     version=result["version"], status=status, missing_roles=result["missing_roles"],
-                     unregistered=result["unregistered"])
+    run_fence_helper(AnsibleModule(argument_spec=argument_spec, supports_check_mode=True))
 
 
 if __name__ == "__main__":

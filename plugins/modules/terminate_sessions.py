@@ -31,6 +31,7 @@ author:
   - dataplane.postgresql contributors (@dataplane)
 extends_documentation_fragment:
   - dataplane.postgresql.connection
+  - dataplane.postgresql.fence_helper
 attributes:
   check_mode:
     support: full
@@ -52,11 +53,6 @@ options:
         directly. The login must have the privileges of this role, and each such role must be
         granted directly to it.
     type: str
-  helper_schema:
-    description:
-      - Schema of the fence helper in the database the module connects to.
-    type: str
-    default: dataplane_fence
   wait_timeout:
     description:
       - Seconds to wait until no session of O(roles) (in O(databases)) remains. A session that
@@ -133,9 +129,22 @@ routes:
   returned: always
   type: dict
 elapsed_ms:
-  description: Milliseconds from the first signal until the sessions were gone (or the timeout).
+  description:
+    - Milliseconds from the first signal until the sessions were gone (or the timeout); in check mode,
+      the listing. The older name of RV(timings.signal_ms) + RV(timings.wait_ms) (RV(timings.list_ms) in
+      check mode), kept as an alias.
   returned: always
   type: int
+timings:
+  description:
+    - Whole milliseconds per phase (V(connect_ms), V(routes_ms), V(signal_ms) and V(wait_ms), or
+      V(list_ms) in check mode) and V(total_ms), the module's whole run.
+  returned: always
+  type: dict
+  contains:
+    total_ms:
+      description: Milliseconds of the whole run.
+      type: int
 queries:
   description: The statements that signalled sessions (empty in check mode).
   returned: always
@@ -143,36 +152,10 @@ queries:
   elements: str
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
-    Session,
-    connect,
-    connection_argument_spec,
-)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.database import connection_argument_spec
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import DEFAULT_SCHEMA
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
-    identifier_problem,
-    role_name_problem,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils import sessions as sess
-
-
-def input_problems(params):
-    problems = []
-    for role in params["roles"]:
-        problems.append(identifier_problem(role, "role"))
-    for db in params["databases"] or ():
-        problems.append(identifier_problem(db, "database"))
-    if params["killer_role"] is not None:
-        problems.append(role_name_problem(params["killer_role"], "killer_role"))
-    problems.append(identifier_problem(params["helper_schema"], "helper_schema"))
-    if not params["roles"]:
-        problems.append("roles must not be empty")
-    if params["wait_timeout"] < 0:
-        problems.append("wait_timeout must not be negative")
-    return [p for p in problems if p]
+from ansible_collections.dataplane.postgresql.plugins.module_utils.sessions import run_terminate_sessions
 
 
 def main():
@@ -184,62 +167,7 @@ def main():
         helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
         wait_timeout=dict(type="float", default=30),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    problems = input_problems(params)
-    if problems:
-        module.fail_json(msg="invalid options: " + "; ".join(problems), problems=problems, queries=[])
-    roles = list(dict.fromkeys(params["roles"]))
-    databases = params["databases"]
-
-    session = Session(module, connect(module, autocommit=True))
-    try:
-        routes = sess.termination_routes(session, [(r, params["killer_role"]) for r in roles],
-                                         schema=params["helper_schema"])
-        missing = [r for r in routes if r["route"] is None]
-        if missing:
-            session.fail("cannot terminate the sessions of %s; nothing was signalled: %s"
-                         % (", ".join(r["role"] for r in missing), "; ".join(r["problem"] for r in missing)),
-                         routes=dict((r["role"], r["route"]) for r in routes), problems=[r["problem"] for r in missing])
-        direct = [r["role"] for r in routes if r["route"] == "direct"]
-        helper_pairs = [(params["killer_role"], r["role"]) for r in routes if r["route"] == "helper"]
-        signal = not module.check_mode
-
-        def signal_sessions(direct_roles, pairs):
-            """List (and, unless in check mode, signal) sessions; one statement per route."""
-            out = []
-            for row in sess.signal_direct(session, direct_roles, databases, signal=signal):
-                out.append(dict(sess.session_record(row), route="direct", terminated=bool(row["terminated"])))
-            for row in sess.signal_via_helper(session, pairs, databases, signal=signal,
-                                              schema=params["helper_schema"]):
-                out.append(dict(sess.session_record(row), route="helper", terminated=bool(row["terminated"])))
-            return out
-
-        start = time.monotonic()
-        found = signal_sessions(direct, helper_pairs)
-        if signal:
-            def on_new(fresh):  # a session that appeared while we waited (e.g. a reconnect)
-                roles_now = set(r["usename"] for r in fresh)
-                known = set(s["pid"] for s in found)
-                more = signal_sessions([r for r in direct if r in roles_now],
-                                       [p for p in helper_pairs if p[1] in roles_now])
-                found.extend(s for s in more if s["pid"] not in known)
-
-            # poll until no session of the roles remains (not only the pids signalled first)
-            remaining = [sess.session_record(r) for r in sess.wait_until_gone(
-                session, roles, databases, timeout=params["wait_timeout"], on_new=on_new,
-                seen_pids=[s["pid"] for s in found])]
-        else:  # check mode: nothing was signalled, so everything found remains
-            remaining = [dict((k, v) for k, v in s.items() if k not in ("route", "terminated")) for s in found]
-        elapsed_ms = int(round((time.monotonic() - start) * 1000))
-    except Exception as exc:
-        session.fail("terminate_sessions: %s" % exc)
-    session.close()
-    # check mode: changed when there is something to signal; else when a signal was accepted
-    changed = bool(found) if module.check_mode else any(s["terminated"] for s in found)
-    module.exit_json(changed=changed, sessions=found, remaining=remaining,
-                     routes=dict((r["role"], r["route"]) for r in routes), elapsed_ms=elapsed_ms,
-                     queries=session.queries)
+    run_terminate_sessions(AnsibleModule(argument_spec=argument_spec, supports_check_mode=True))
 
 
 if __name__ == "__main__":

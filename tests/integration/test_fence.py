@@ -464,3 +464,28 @@ def test_an_unregistered_killer_fails_the_preflight_as_commander(pg, names, run_
         assert not res["failed"] and res["deployments"][0]["verified"], res
     finally:
         live.close()
+
+
+def test_refusal_format_timings_and_generic_names(pg16, names, run_module):
+    """Refused input uses the shared format; timings carry total_ms (time_total_ms is its alias);
+    requests need no Airflow naming."""
+    bad = run_module("fence", dict(deployments=[dict(name="x", database="ledger", source_role="pg_x",
+                                                     destination_role="app_green")]))
+    assert bad["failed"] and bad["msg"].startswith("fence request refused, nothing was changed: Deployment x:")
+    assert bad["queries"] == [] and bad["problems"] and "total_ms" in bad["timings"]
+    commander = names("ops")
+    dep = dict(name="billing", database=names("ledger"), owner=names("ledger_owner"), killer=names("terminator"),
+               dp1=names("app_blue"), dp2=names("app_green"), id="billing")
+    setup_deployments(pg16, [dep], commander)
+    _install_helper(pg16, run_module, [dep["killer"]])
+    live = Sessions(pg16, dep["dp1"], dep["database"]).open(("idle", "idle_in_tx"))
+    try:
+        res = run_module("fence", fence_args(pg16, [dep], commander))
+        assert not res["failed"], res
+        assert res["deployments"][0]["verified"] and len(res["deployments"][0]["sessions_terminated"]) == 2
+        assert res["time_total_ms"] == res["timings"]["total_ms"]
+        assert set(res["timings"]) >= {"connect_ms", "lock_ms", "preflight_ms", "revoke_ms", "signal_ms", "wait_ms",
+                                       "verify_and_grant_ms", "total_ms"}
+        assert not _can_connect(pg16, dep["dp1"], dep["database"]) and _can_connect(pg16, dep["dp2"], dep["database"])
+    finally:
+        live.close()

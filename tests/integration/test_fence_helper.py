@@ -452,3 +452,29 @@ def test_upgrade_from_the_0_1_helper_converges(pg, names, deployment_pair, run_m
         assert [r[0] for r in rows] == live.pids() and _wait_gone(pg, live.pids()) == []
     finally:
         live.close()
+
+
+def test_helper_schema_is_the_option_name_and_schema_its_alias(pg, names, deployment_pair, run_module):
+    """fence_helper takes helper_schema like fence and terminate_sessions; schema still works."""
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    refused = run_module("fence_helper", dict(pg.login_args(), helper_schema="pg_nope", owner_role=owner,
+                                              killer_roles=[a["killer"]]))
+    assert refused["failed"] and refused["msg"].startswith("fence helper request refused, nothing was changed: ")
+    assert refused["queries"] == [] and "pg_" in refused["problems"][0]
+    first = run_module("fence_helper", dict(pg.login_args(), helper_schema=schema, owner_role=owner,
+                                            killer_roles=[a["killer"]]))
+    assert first["changed"] and first["status"]["usable_by"] == {a["killer"]: True}
+    assert set(first["timings"]) >= {"connect_ms", "ensure_ms", "total_ms"}
+    again = _helper(pg, run_module, schema, owner, [a["killer"]])  # the old name, same helper
+    assert again["changed"] is False and again["queries"] == []
+    # terminate_sessions and fence find it under the same name
+    live = Sessions(pg, a["dp1"], a["database"]).open(("idle",))
+    try:
+        res = run_module("terminate_sessions", dict(pg.login_args(commander), roles=[a["dp1"]],
+                                                    killer_role=a["killer"], helper_schema=schema))
+        assert not res["failed"] and res["routes"] == {a["dp1"]: "helper"} and res["remaining"] == []
+        assert res["elapsed_ms"] == res["timings"]["signal_ms"] + res["timings"]["wait_ms"]
+        assert res["timings"]["total_ms"] >= res["elapsed_ms"]
+    finally:
+        live.close()

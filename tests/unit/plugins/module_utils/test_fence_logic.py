@@ -2,6 +2,7 @@
 
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import (
     fence_request_problems,
+    option_problems,
     deployment_result,
     failure_summary,
     preflight_verdict,
@@ -169,3 +170,34 @@ def test_expected_generations_are_checked():
         assert "positive integer" in expected_generation_problems({"airflow_db_a": bad}, deps)[0][0]
     assert "not the database" in expected_generation_problems({"other": 1}, deps)[0][0]
     assert expected_key(None) is None and expected_key(3) == ("generation", 3)
+
+
+def fence_params(**kw):
+    base = dict(deployments=[dep("a"), dep("b")], run_id="run-1", expected_generations=None,
+                helper_schema="dataplane_fence", drain_timeout=60.0, wait_timeout=10.0, lock_timeout=120.0)
+    base.update(kw)
+    return base
+
+
+def test_option_problems_accepts_a_plain_request():
+    assert option_problems(fence_params()) == ([], {})
+
+
+def test_option_problems_names_every_problem_in_order():
+    problems, expected = option_problems(fence_params(
+        deployments=[dep("a", schema_role="pg_bad"), dep("b")], run_id="x\ny", helper_schema="s" * 64,
+        wait_timeout=-1.0, expected_generations={"airflow_db_a": 3, "nowhere": 1}))
+    assert problems[0].startswith("run_id must not contain control characters")
+    assert problems[1].startswith("expected_generations: nowhere is not the database")
+    assert problems[2].startswith("Deployment a: schema_role")
+    assert problems[3].startswith("helper_schema")
+    assert problems[4] == "wait_timeout must not be negative"
+    assert len(problems) == 5
+    assert expected == {"airflow_db_a": 3}
+
+
+def test_fence_requests_need_no_airflow_naming():
+    """Any database and role names make a valid fence request."""
+    request = dict(name="billing", database="ledger", source_role="app_blue", destination_role="app_green",
+                   killer_role="ops_terminator")
+    assert fence_request_problems([request]) == []

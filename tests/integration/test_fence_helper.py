@@ -442,7 +442,7 @@ def test_upgrade_from_the_0_1_helper_converges(pg, names, deployment_pair, run_m
     assert any("registry table" in p for p in checked["status"]["problems"]), checked["status"]
     assert pg.sql("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace", (schema,))[0][0] == 0
     res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
-    assert not res["failed"] and res["status"]["current"] and res["status"]["version"] == "2", res
+    assert not res["failed"] and res["status"]["current"] and res["status"]["version"] == "3", res
     assert res["status"]["problems"] == [] and all(res["status"]["usable_by"].values()), res["status"]
     assert [r[0] for r in _registry(pg, schema)] == sorted([a["killer"], b["killer"]])
     assert _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])["changed"] is False
@@ -478,3 +478,39 @@ def test_helper_schema_is_the_option_name_and_schema_its_alias(pg, names, deploy
         assert res["timings"]["total_ms"] >= res["elapsed_ms"]
     finally:
         live.close()
+
+
+def test_a_0_2_helper_still_serves_the_fence_and_is_upgraded(pg, names, deployment_pair, run_module):
+    """A helper installed by 0.2 (version 2, the whole pg_stat_activity per call) keeps working for
+    terminate_sessions and the fence until it is upgraded; one fence_helper run replaces the body
+    with version 3, which terminates the same sessions and no others."""
+    from helper_v2 import install_v2_body
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
+    install_v2_body(pg.connect(), schema, owner)
+    checked = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]], check=True)
+    assert checked["changed"] and checked["status"]["version"] == "2" and not checked["status"]["current"]
+    assert checked["status"]["usable_by"] == {a["killer"]: True, b["killer"]: True}
+    for version in ("2", "3"):
+        live = Sessions(pg, a["dp1"], a["database"]).open(("idle", "idle_in_tx"))
+        bystander = Sessions(pg, b["dp1"], b["database"]).open(("idle",))
+        try:
+            res = run_module("terminate_sessions", dict(pg.login_args(commander), roles=[a["dp1"]],
+                                                        killer_role=a["killer"], helper_schema=schema))
+            assert not res["failed"] and res["remaining"] == [], (version, res)
+            assert sorted(s["pid"] for s in res["sessions"]) == sorted(live.pids()), version
+            assert all(s["route"] == "helper" and s["terminated"] for s in res["sessions"]), version
+            assert all(s["database"] == a["database"] and s["role"] == a["dp1"] for s in res["sessions"])
+            assert _alive(pg, bystander.pids()) == sorted(bystander.pids()), version
+            # the other killer cannot reach a's sessions, under either body
+            conn = pg.connect(commander)
+            assert _call(conn, schema, b["killer"], signal=False, roles=[a["dp1"]]) == []
+            conn.close()
+        finally:
+            live.close()
+            bystander.close()
+        if version == "2":
+            res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
+            assert res["changed"] and res["status"]["version"] == "3" and res["status"]["current"], res
+            assert res["status"]["problems"] == []

@@ -69,7 +69,8 @@ KILLER_DISQUALIFIERS = (("rolcanlogin", "it can log in (a killer role is NOLOGIN
 # from the snapshot, and only their rows are read (pg_stat_get_activity(pid)); version 2 read
 # the whole pg_stat_activity view on every call, about 1 ms per call with 800 sessions, which a
 # fence pays once per killer role. The final checks are on the activity row itself (its pid and
-# user), so the selection by id can never pick another session.
+# user), so the selection by id can never pick another session. With no candidate role (the
+# fence's list-only probe passes p_roles = '{}') it returns after the checks, reading nothing.
 FUNCTION_BODY = """
 DECLARE
   v_killer oid;
@@ -101,6 +102,9 @@ BEGIN
                   WHERE m.roleid OPERATOR(pg_catalog.=) r.oid
                     AND m.member OPERATOR(pg_catalog.=) v_killer)
      AND (p_roles IS NULL OR r.rolname OPERATOR(pg_catalog.=) ANY (p_roles));
+  IF v_members IS NULL THEN
+    RETURN;
+  END IF;
   PERFORM pg_catalog.pg_stat_clear_snapshot();
   RETURN QUERY
     SELECT a.pid, t.rolname, d.datname, a.application_name, a.client_addr, a.backend_start,

@@ -95,12 +95,11 @@ BEGIN
       pg_catalog.quote_ident(SESSION_USER), pg_catalog.quote_ident(p_killer)
       USING ERRCODE = '42501';
   END IF;
-  SELECT pg_catalog.array_agg(r.oid) INTO v_members
-    FROM pg_catalog.pg_roles r
-   WHERE NOT r.rolsuper
-     AND EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
-                  WHERE m.roleid OPERATOR(pg_catalog.=) r.oid
-                    AND m.member OPERATOR(pg_catalog.=) v_killer)
+  SELECT pg_catalog.array_agg(DISTINCT r.oid) INTO v_members
+    FROM pg_catalog.pg_auth_members m
+    JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.roleid
+   WHERE m.member OPERATOR(pg_catalog.=) v_killer
+     AND NOT r.rolsuper
      AND (p_roles IS NULL OR r.rolname OPERATOR(pg_catalog.=) ANY (p_roles));
   IF v_members IS NULL THEN
     RETURN;

@@ -451,7 +451,6 @@ class Fence(object):
         return self.session.rows(statement)
 
 
-
 def run_fence(module):
     """The fence module's main(): check the options, fence, exit (or fail) the module."""
     fence = Fence(module)

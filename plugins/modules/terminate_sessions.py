@@ -131,7 +131,7 @@ routes:
 elapsed_ms:
   description:
     - Milliseconds from the first signal until the sessions were gone (or the timeout); in check mode,
-      the listing. The older name of RV(timings.signal_ms) + RV(timings.wait_ms) (RV(timings.list_ms) in
+      the listing. The older name of the sum of V(signal_ms) and V(wait_ms) in RV(timings) (V(list_ms) in
       check mode), kept as an alias.
   returned: always
   type: int

@@ -34,7 +34,7 @@ def test_valid_deployments_have_no_problems():
 
 def test_every_problem_names_its_deployment():
     problems = fence_request_problems([dep("a", database="x" * 64), dep("b", source_role="pg_evil"),
-                                    dep("a"), dep("d", destination_role="dp1_user_d"), dep("e", killer_role="public")])
+                                       dep("a"), dep("d", destination_role="dp1_user_d"), dep("e", killer_role="public")])
     assert any(p.startswith("Deployment a: database") and "truncate" in p for p in problems)
     assert any(p.startswith("Deployment b:") and "pg_" in p for p in problems)
     assert any(p.startswith("Deployment a:") and "more than one" in p for p in problems)

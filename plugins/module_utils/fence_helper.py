@@ -26,7 +26,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session, connect, sql
 from ansible_collections.dataplane.postgresql.plugins.module_utils.results import Timings, refuse
 from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
@@ -345,6 +344,10 @@ def _read_registry_as_owner(session, schema, owner_role):
     table: it borrows the owner role for the read (role_checks.borrow_statements) and gives it
     back at once, in the same transaction. None when there is nothing to borrow (a superuser, or
     an admin that already acts as the owner and still cannot read)."""
+    # imported here: the fence and terminate_sessions, which only read the helper's status as
+    # a non-admin, never need it
+    from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks
+
     borrowed = role_checks.borrow_statements(session, [owner_role])
     if not borrowed:
         return None
@@ -629,6 +632,8 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
     problems, missing killer roles (outside check mode) and roles that may not be killer roles
     are reported with session.fail (which rolls the transaction back) before any change.
     """
+    from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks
+
     killer_roles = list(dict.fromkeys(killer_roles or ()))
     problems = helper_problems(schema, owner_role, killer_roles)
     if problems:

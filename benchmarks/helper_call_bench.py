@@ -23,11 +23,9 @@ import time
 
 from psycopg2 import sql
 
-import benchlib
+import benchlib  # noqa: F401  (first: puts the repository root on sys.path)
 import fence_bench
-
-sys.path.insert(0, str(benchlib.REPO / "tests" / "integration"))
-from helper_v1 import install_v1  # noqa: E402
+from tests.integration.helper_v1 import install_v1  # the frozen 0.1 helper (benchlib puts the root on sys.path)
 
 
 def helper_statement(schema, deps):

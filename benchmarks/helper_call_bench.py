@@ -44,6 +44,7 @@ def main():
     parser.add_argument("--version", type=int, default=16)
     parser.add_argument("--login", default=fence_bench.COMMANDER)
     args = parser.parse_args()
+    args.parity = False  # fence_bench's set-up without the shared schema role
     bench = fence_bench.Bench(args)
     bench.start()
     try:

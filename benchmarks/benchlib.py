@@ -30,10 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # tests/support is shared with the tests, the demo and Molecule
 
-from tests.support import PG_SCRIPT  # noqa: E402,F401  (re-exported for the scripts)
-from tests.support.server import PgServer, ServerError, free_port, scratch_server  # noqa: E402,F401
+from tests.support import PG_SCRIPT  # noqa: E402
+from tests.support.server import PgServer, ServerError, free_port, scratch_server  # noqa: E402
 from tests.support.server import connect as _connect  # noqa: E402
-from tests.support.server import scratch_dir as make_work_dir  # noqa: E402,F401
+from tests.support.server import scratch_dir as make_work_dir  # noqa: E402
+
+__all__ = ["REPO", "PG_SCRIPT", "MODULES_DIR", "PYTHON", "VENV_BIN", "PgServer", "ServerError", "free_port",
+           "scratch_server", "make_work_dir", "start_postgresql", "stop_postgresql", "scratch_postgresql", "connect",
+           "run_module", "run_playbook"]
 
 MODULES_DIR = REPO / "plugins" / "modules"
 PYTHON = sys.executable

@@ -23,7 +23,8 @@ import time
 
 from psycopg2 import sql
 
-import benchlib  # noqa: F401  (first: puts the repository root on sys.path)
+# imported first: it puts the repository root on sys.path for tests.integration below
+import benchlib  # noqa: F401  pylint: disable=unused-import
 import fence_bench
 from tests.integration.helper_v1 import install_v1  # the frozen 0.1 helper (benchlib puts the root on sys.path)
 

@@ -24,8 +24,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.support import PG_SCRIPT, REPO  # noqa: F401  (re-exported for the tests)
-from tests.support.server import PgServer, free_port, scratch_dir  # noqa: F401
+# re-exported: test modules take these with `from conftest import ...`
+from tests.support import PG_SCRIPT, REPO  # noqa: F401  pylint: disable=unused-import
+from tests.support.server import PgServer, free_port, scratch_dir  # noqa: F401  pylint: disable=unused-import
 
 SUPPORTED_VERSIONS = (16, 17, 18)
 TOO_OLD_VERSION = 15

@@ -9,7 +9,8 @@ import pytest
 from fence_support import Sessions, fence_args, make_deployment, setup_deployments
 from fence_support import can_connect as _can_connect
 from fence_support import install_helper as _install_helper
-from fence_support import two_deployments  # noqa: F401  (a fixture)
+# a fixture (pytest finds it by name in this module)
+from fence_support import two_deployments  # noqa: F401  pylint: disable=unused-import
 
 
 def test_forced_fence_as_commander(pg, two_deployments, run_module):

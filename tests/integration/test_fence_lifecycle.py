@@ -23,7 +23,8 @@ from conftest import PgServer, scratch_dir
 from fence_support import Sessions, fence_args, make_deployment, setup_deployments
 from fence_support import can_connect as _can_connect
 from fence_support import install_helper as _install_helper
-from fence_support import two_deployments  # noqa: F401  (a fixture)
+# a fixture (pytest finds it by name in this module)
+from fence_support import two_deployments  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import ADVISORY_LOCK_CLASS
 

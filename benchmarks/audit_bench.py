@@ -21,6 +21,7 @@ import time
 from psycopg2 import sql
 
 import benchlib
+from tests.support.reference import reference_statements  # the seed SQL (benchlib puts the root on sys.path)
 
 COMMANDER = "bench_commander"
 
@@ -45,19 +46,12 @@ def setup(conn, records):
     cur = conn.cursor()
     cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(i(COMMANDER)))
     for rec in records:
-        db, owner, killer = i(rec["database"]), i(rec["owner_role"]), i(rec["killer_role"])
-        dp1, dp2 = i(rec["login_roles"]["dp1"]), i(rec["login_roles"]["dp2"])
-        cur.execute(sql.SQL("CREATE ROLE {} LOGIN; CREATE ROLE {} LOGIN").format(dp1, dp2))
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(db))
-        cur.execute(sql.SQL(
-            "CREATE ROLE {owner} NOLOGIN; CREATE ROLE {killer} NOLOGIN NOINHERIT;"
-            "ALTER DATABASE {db} OWNER TO {owner};"
-            "REVOKE CONNECT ON DATABASE {db} FROM PUBLIC;"
-            "GRANT CONNECT ON DATABASE {db} TO {dp1}; GRANT CONNECT ON DATABASE {db} TO {dp2};"
-            "GRANT {dp1} TO {killer} WITH INHERIT FALSE, SET FALSE;"
-            "GRANT {dp2} TO {killer} WITH INHERIT FALSE, SET FALSE;"
-            "GRANT {owner} TO {commander}; GRANT {killer} TO {commander}").format(
-                db=db, owner=owner, killer=killer, dp1=dp1, dp2=dp2, commander=i(COMMANDER)))
+        cur.execute(sql.SQL("CREATE ROLE {} LOGIN; CREATE ROLE {} LOGIN").format(
+            i(rec["login_roles"]["dp1"]), i(rec["login_roles"]["dp2"])))
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(i(rec["database"])))
+        cur.execute(sql.SQL("; ").join(reference_statements(
+            dict(database=rec["database"], owner=rec["owner_role"], killer=rec["killer_role"],
+                 dp1=rec["login_roles"]["dp1"], dp2=rec["login_roles"]["dp2"]), COMMANDER)))
     conn.autocommit = False
     ensure_helper(Session(_Module(), conn), "dataplane_fence", "dataplane_fence_signaler",
                   [r["killer_role"] for r in records], "present", False)

@@ -9,43 +9,39 @@ and ``import benchlib`` works. What lives here:
 - ``start_postgresql`` / ``stop_postgresql`` / ``scratch_postgresql``: a throw-away server
   through scripts/pg.py;
 - ``connect``: a psycopg2 connection to such a server;
+
+all of these come from tests/support/ (the test suites' server, session holder and reference
+SQL), which this module makes importable as ``tests.support`` by putting the repository root
+on ``sys.path``; and
 - ``run_module``: run plugins/modules/NAME.py as Ansible does (ANSIBLE_MODULE_ARGS in a JSON
   file, a fresh Python process) and time it;
 - ``run_playbook``: run the venv's ansible-playbook with the venv's python as interpreter and time it.
 """
 
-import contextlib
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psycopg2
-
 REPO = Path(__file__).resolve().parents[1]
-PG_SCRIPT = REPO / "scripts" / "pg.py"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # tests/support is shared with the tests, the demo and Molecule
+
+from tests.support import PG_SCRIPT  # noqa: E402
+from tests.support.server import PgServer, ServerError, free_port, scratch_server  # noqa: E402
+from tests.support.server import connect as _connect  # noqa: E402
+from tests.support.server import scratch_dir as make_work_dir  # noqa: E402
+
+__all__ = ["REPO", "PG_SCRIPT", "MODULES_DIR", "PYTHON", "VENV_BIN", "PgServer", "ServerError", "free_port",
+           "scratch_server", "make_work_dir", "start_postgresql", "stop_postgresql", "scratch_postgresql", "connect",
+           "run_module", "run_playbook"]
+
 MODULES_DIR = REPO / "plugins" / "modules"
 PYTHON = sys.executable
 VENV_BIN = Path(PYTHON).parent
-
-
-def free_port():
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def make_work_dir(prefix="dataplane-bench-"):
-    """Create a scratch directory under /tmp (where scripts/pg.py wants servers), mode 0755."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    path.chmod(0o755)
-    return path
 
 
 def start_postgresql(version, data_dir, port=None, settings=(), attempts=1):
@@ -56,49 +52,49 @@ def start_postgresql(version, data_dir, port=None, settings=(), attempts=1):
     retried, up to ``attempts`` times. Returns pg.py's JSON line (host, port, user, version,
     bin_dir, ...); exits with a message when the server cannot be started.
     """
-    proc = None
-    for _attempt in range(attempts):
-        cmd = [PYTHON, str(PG_SCRIPT), "start", "--version", str(version), "--dir", str(data_dir),
-               "--port", str(port if port is not None else free_port())]
-        for setting in settings:
-            cmd += ["--set", setting]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode == 0:
-            return json.loads(proc.stdout.strip().splitlines()[-1])
-        shutil.rmtree(str(data_dir), ignore_errors=True)
-    raise SystemExit("could not start PostgreSQL %s: %s" % (version, proc.stderr if proc else "no attempt"))
+    try:
+        return PgServer(version, data_dir, settings, port=port).start(attempts).info
+    except ServerError as exc:
+        raise SystemExit(str(exc))
 
 
 def stop_postgresql(data_dir, check=False):
     """Stop the server scripts/pg.py started in DATA_DIR; with ``check``, exit if that fails."""
-    proc = subprocess.run([PYTHON, str(PG_SCRIPT), "stop", "--dir", str(data_dir)], capture_output=True, text=True,
-                          check=False)
-    if check and proc.returncode != 0:
-        raise SystemExit("scripts/pg.py stop failed: %s" % proc.stderr)
-    return proc.returncode == 0
+    server = PgServer(None, data_dir)
+    server.info = {}
+    try:
+        return server.stop(check=check)
+    except ServerError as exc:
+        raise SystemExit(str(exc))
 
 
-@contextlib.contextmanager
 def scratch_postgresql(version, settings=(), prefix="dataplane-bench-"):
     """Start a server in a new /tmp scratch directory; yield ``(info, work_dir)``.
 
     The server's files are in ``work_dir / "pg"``; the rest of ``work_dir`` is free for the
     caller. On exit the server is stopped and the whole directory removed.
     """
-    work_dir = make_work_dir(prefix)
-    try:
-        info = start_postgresql(version, work_dir / "pg", port=free_port(), settings=settings)
+    return _Scratch(version, settings, prefix)
+
+
+class _Scratch(object):
+    def __init__(self, version, settings, prefix):
+        self._cm = scratch_server(version, settings, prefix)
+
+    def __enter__(self):
         try:
-            yield info, work_dir
-        finally:
-            stop_postgresql(work_dir / "pg")
-    finally:
-        shutil.rmtree(str(work_dir), ignore_errors=True)
+            server, work = self._cm.__enter__()
+        except ServerError as exc:
+            raise SystemExit(str(exc))
+        return server.info, work
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)
 
 
 def connect(port, user="postgres", dbname="postgres", **kwargs):
     """Connect with psycopg2 to a benchmark server on 127.0.0.1 (trust authentication)."""
-    return psycopg2.connect(host="127.0.0.1", port=port, user=user, dbname=dbname, **kwargs)
+    return _connect(port, user, dbname, **kwargs)
 
 
 def run_module(name, args, check_mode=False, allow_failure=False):

@@ -25,32 +25,18 @@ Exit status 0 only when every Deployment was verified fenced in both runs.
 
 import argparse
 import json
-import select
 import shutil
 import sys
 import time
 from pathlib import Path
 
-import psycopg2
 from psycopg2 import sql
 
 import benchlib
-
-sys.path.insert(0, str(benchlib.REPO / "tests" / "integration"))
-from fence_support import reference_setup_statements  # noqa: E402  (the seed SQL, verbatim)
+from tests.support.reference import reference_statements  # the seed SQL (benchlib puts the root on sys.path)
+from tests.support.sessions import Sessions
 
 COMMANDER = "commander_user"
-
-
-def wait_async(conn):
-    while True:
-        state = conn.poll()
-        if state == psycopg2.extensions.POLL_OK:
-            return
-        if state == psycopg2.extensions.POLL_READ:
-            select.select([conn.fileno()], [], [])
-        elif state == psycopg2.extensions.POLL_WRITE:
-            select.select([], [conn.fileno()], [])
 
 
 class Bench(object):
@@ -62,14 +48,15 @@ class Bench(object):
                           killer="airflow_conn_killer_%03d" % n, dp1="dp1_user_%03d" % n, dp2="dp2_user_%03d" % n,
                           schema="airflow_db_%03d_schema" % n)
                      for n in range(args.deployments)]
-        self.live = []
+        self.server = None
+        self.live = None
 
     def connect(self, user="postgres", dbname="postgres", **kw):
         return benchlib.connect(self.port, user=user, dbname=dbname, **kw)
 
     def start(self):
-        benchlib.start_postgresql(self.args.version, self.base / "srv", port=self.port,
-                                  settings=["max_connections=1000"])
+        self.server = benchlib.PgServer(self.args.version, self.base / "srv", ["max_connections=1000"],
+                                        port=self.port).start(attempts=1)
 
     def stop(self):
         self.close_sessions()
@@ -87,7 +74,7 @@ class Bench(object):
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dep["database"])))
             cur.execute(sql.SQL("CREATE ROLE {} LOGIN; CREATE ROLE {} LOGIN").format(
                 sql.Identifier(dep["dp1"]), sql.Identifier(dep["dp2"])))
-            cur.execute(sql.SQL("; ").join(reference_setup_statements(dep, COMMANDER)))
+            cur.execute(sql.SQL("; ").join(reference_statements(dep, COMMANDER)))
             if self.args.parity:  # the shared schema role, as the deployments role provisions it
                 ident = dict((k, sql.Identifier(v)) for k, v in dep.items())
                 cur.execute(sql.SQL("CREATE ROLE {schema} NOLOGIN; "
@@ -115,33 +102,19 @@ class Bench(object):
         return dict(login_host="127.0.0.1", login_port=self.port, login_user=user, login_db="postgres")
 
     def open_sessions(self, role_key):
-        """idle; idle in transaction with an uncommitted INSERT; active pg_sleep (async, no threads)."""
+        """idle; idle in transaction with an uncommitted INSERT; active pg_sleep (async, no threads):
+        tests/support/sessions.py."""
         kinds = ["idle", "idle_in_tx", "active"][:self.args.sessions] + ["idle"] * max(0, self.args.sessions - 3)
+        self.live = Sessions(self.server, application="bench", tx_sql="INSERT INTO t VALUES ('uncommitted')")
         for dep in self.deps:
             for kind in kinds:
-                if kind == "active":
-                    conn = self.connect(dep[role_key], dep["database"], async_=1,
-                                        application_name="bench-%s" % kind)
-                    wait_async(conn)
-                    conn.cursor().execute("SELECT pg_sleep(600)")
-                else:
-                    conn = self.connect(dep[role_key], dep["database"], application_name="bench-%s" % kind)
-                    cur = conn.cursor()
-                    if kind == "idle_in_tx":
-                        cur.execute("INSERT INTO t VALUES ('uncommitted')")
-                    else:
-                        conn.autocommit = True
-                        cur.execute("SELECT 1")
-                self.live.append(conn)
-        return len(self.live)
+                self.live.open_one(dep[role_key], dep["database"], kind, wait=False)
+        return len(self.live.items)
 
     def close_sessions(self):
-        for conn in self.live:
-            try:
-                conn.close()
-            except Exception:
-                pass
-        self.live = []
+        if self.live is not None:
+            self.live.close()
+        self.live = None
 
     def fence_args(self, src="dp1", dst="dp2", parity=None):
         parity = parity or ("refuse" if self.args.parity else "ignore")

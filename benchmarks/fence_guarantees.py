@@ -28,7 +28,6 @@ Exit status 0 only when every run of every scenario held the guarantee.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -43,72 +42,26 @@ import psycopg2
 from psycopg2 import sql
 
 import benchlib
-
-sys.path.insert(0, str(benchlib.REPO / "tests" / "integration"))
-from fence_support import make_deployment, setup_deployments  # noqa: E402  (the seed SQL, verbatim)
+from tests.support.reference import deployment_names, setup_deployments  # the seed SQL (root put on sys.path by benchlib)
 
 COMMANDER = "commander_user"
 RECORD_PREFIX = "dataplane.postgresql fence state: "
 
 
-def load_pg_script():
-    spec = importlib.util.spec_from_file_location("dataplane_pg_script", str(benchlib.PG_SCRIPT))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Server(object):
-    """The few methods fence_support.setup_deployments needs, plus pg_ctl."""
-
-    def __init__(self, info, work):
-        self.info = info
-        self.port = info["port"]
-        self.work = work
-        self.pgpy = load_pg_script()
-
-    def connect(self, user="postgres", dbname="postgres", autocommit=True, **kw):
-        conn = benchlib.connect(self.port, user=user, dbname=dbname, **kw)
-        conn.autocommit = autocommit
-        return conn
-
-    def sql(self, statement, params=None, user="postgres", dbname="postgres"):
-        conn = self.connect(user, dbname)
-        try:
-            cur = conn.cursor()
-            cur.execute(statement, params)
-            return cur.fetchall() if cur.description else None
-        finally:
-            conn.close()
+class Server(benchlib.PgServer):
+    """tests/support's server (connect, sql, pg_ctl, wait_ready), plus the fence's login options."""
 
     def login(self, user=COMMANDER):
-        return dict(login_host="127.0.0.1", login_port=self.port, login_user=user, login_db="postgres")
-
-    def pg_ctl(self, *args):
-        proc = self.pgpy.run_as_server_user([str(Path(self.info["bin_dir"]) / "pg_ctl"), "--pgdata",
-                                             self.info["data_dir"]] + list(args))
-        if proc.returncode != 0:
-            raise SystemExit("pg_ctl %s failed: %s%s" % (" ".join(args), proc.stdout, proc.stderr))
-
-    def wait_ready(self, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                self.sql("SELECT 1")
-                return
-            except psycopg2.OperationalError:
-                time.sleep(0.1)
-        raise SystemExit("the server did not come back")
+        return self.login_args(user)
 
 
 class Bench(object):
     def __init__(self, args):
         self.args = args
         self.work = benchlib.make_work_dir("dataplane-fence-guarantees-")
-        info = benchlib.start_postgresql(args.version, self.work / "pg", port=benchlib.free_port(),
-                                         settings=["max_connections=%d" % (args.threads + 100)])
-        self.srv = Server(info, self.work)
-        self.dep = make_deployment(lambda base: base, "g")
+        self.srv = Server(args.version, self.work / "pg", ["max_connections=%d" % (args.threads + 100)]).start(1)
+        info = self.srv.info
+        self.dep = deployment_names("g")
         setup_deployments(self.srv, [self.dep], COMMANDER)
         self.srv.sql(sql.SQL("ALTER TABLE t ADD COLUMN at timestamptz DEFAULT clock_timestamp()").format(),
                      dbname=self.dep["database"])

@@ -23,11 +23,10 @@ import time
 
 from psycopg2 import sql
 
-import benchlib
+# imported first: it puts the repository root on sys.path for tests.integration below
+import benchlib  # noqa: F401  pylint: disable=unused-import
 import fence_bench
-
-sys.path.insert(0, str(benchlib.REPO / "tests" / "integration"))
-from helper_v1 import install_v1  # noqa: E402
+from tests.integration.helper_v1 import install_v1  # the frozen 0.1 helper (benchlib puts the root on sys.path)
 
 
 def helper_statement(schema, deps):
@@ -46,6 +45,7 @@ def main():
     parser.add_argument("--version", type=int, default=16)
     parser.add_argument("--login", default=fence_bench.COMMANDER)
     args = parser.parse_args()
+    args.parity = False  # fence_bench's set-up without the shared schema role
     bench = fence_bench.Bench(args)
     bench.start()
     try:

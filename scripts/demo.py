@@ -18,15 +18,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests/support: the server and the session holder the tests use
 BIN = Path(sys.executable).parent
 DEPLOYMENTS = ["orders", "billing", "search"]
 COMMANDER = "commander_user"
@@ -37,6 +36,9 @@ try:
     from psycopg2 import sql
 except ImportError:  # pragma: no cover - make demo runs `make venv` first
     sys.exit("demo: psycopg2 is missing: run `make venv` first (or `make demo`, which does)")
+
+from tests.support.server import PgServer  # noqa: E402  (needs psycopg2 and the path above)
+from tests.support.sessions import Sessions  # noqa: E402
 
 
 class Style(object):
@@ -76,115 +78,28 @@ def chapter(number, title):
     say(S.bold(S.cyan("%s. %s" % (number, title))))
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def ms(seconds):
     return "%d ms" % round(seconds * 1000)
 
 
-class Server(object):
+class Server(PgServer):
+    """The demo's PostgreSQL 16 (tests/support/server.py), with two shorthands."""
+
     def __init__(self, base):
-        self.base = base
-        self.port = None
-        self.info = None
-
-    def start(self):
-        last = ""
-        for _attempt in range(3):
-            self.port = free_port()
-            proc = subprocess.run([sys.executable, str(REPO / "scripts" / "pg.py"), "start", "--version", "16",
-                                   "--dir", str(self.base / "pg"), "--port", str(self.port),
-                                   "--set", "max_connections=200"], capture_output=True, text=True, check=False)
-            if proc.returncode == 0:
-                self.info = json.loads(proc.stdout.strip().splitlines()[-1])
-                return self
-            last = proc.stderr.strip()
-            shutil.rmtree(self.base / "pg", ignore_errors=True)
-        raise RuntimeError("PostgreSQL 16 did not start: %s" % last)
-
-    def stop(self):
-        if self.info is not None:
-            subprocess.run([sys.executable, str(REPO / "scripts" / "pg.py"), "stop", "--dir", str(self.base / "pg")],
-                           capture_output=True, text=True, check=False)
-
-    def connect(self, user="postgres", dbname="postgres", **extra):
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=user, dbname=dbname, connect_timeout=5,
-                                **extra)
-        conn.autocommit = True
-        return conn
+        super(Server, self).__init__(16, base / "pg", ["max_connections=200"])
 
     def rows(self, statement, params=None, user="postgres", dbname="postgres"):
-        conn = self.connect(user, dbname)
-        try:
-            cur = conn.cursor()
-            cur.execute(statement, params)
-            return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        return self.sql(statement, params, user, dbname) or []
 
     def try_login(self, user, dbname):
-        try:
-            self.connect(user, dbname).close()
-            return True, "admitted"
-        except psycopg2.OperationalError as exc:
-            text = str(exc).strip().splitlines()[0]
-            return False, text[text.find("FATAL:"):] if "FATAL:" in text else text
+        return self.can_login(user, dbname)
 
 
-class LiveSessions(object):
-    """Sessions as the source plane, in the states an Airflow scheduler leaves behind."""
-
-    def __init__(self, server):
-        self.server = server
-        self.items = []   # (deployment, state, conn)
-        self.threads = []
-
-    def open(self, deployment, user, dbname, state):
-        conn = self.server.connect(user, dbname, application_name="airflow-%s" % state.replace(" ", "-"))
-        cur = conn.cursor()
-        if state == "idle":
-            cur.execute("SELECT 1")
-        elif state == "idle in transaction":
-            conn.autocommit = False
-            cur.execute("CREATE TEMP TABLE task_instance_draft (id int)")
-            cur.execute("INSERT INTO task_instance_draft VALUES (42)")
-        else:
-            def work():
-                try:
-                    cur.execute("SELECT pg_catalog.pg_sleep(600)")
-                except psycopg2.Error:
-                    pass  # terminated by the fence
-            thread = threading.Thread(target=work, daemon=True)
-            thread.start()
-            self.threads.append(thread)
-        self.items.append((deployment, state, conn))
-
-    def wait_active(self, count, timeout=10):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.server.rows("SELECT count(*) FROM pg_catalog.pg_stat_activity "
-                                "WHERE state = 'active' AND query LIKE %s AND usename LIKE 'dp1\\_%%'",
-                                ("%pg_sleep(600)%",))[0][0] >= count:
-                return True
-            time.sleep(0.02)
-        return False
-
-    def close(self):
-        # a session still inside pg_sleep holds its connection's lock: end it server-side first
-        try:
-            self.server.rows("SELECT pg_catalog.pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid",
-                             ([conn.info.backend_pid for _d, _s, conn in self.items],))
-        except psycopg2.Error:
-            pass
-        for _dep, _state, conn in self.items:
-            try:
-                conn.close()
-            except psycopg2.Error:
-                pass
+def live_sessions(server):
+    """Sessions as the source plane, in the states an Airflow scheduler leaves behind
+    (tests/support/sessions.py)."""
+    return Sessions(server, application="airflow",
+                    tx_sql="CREATE TEMP TABLE task_instance_draft (id int); INSERT INTO task_instance_draft VALUES (42)")
 
 
 def run_playbook(name, inventory, extra_vars, show):
@@ -239,12 +154,14 @@ def story(server, work, show_ansible):
         say("   fence helper %s(), owned by %s, %s" % (S.bold(name), owner, kind))
 
     chapter(3, "Airflow on plane dp1 is busy: opening live sessions as the dp1 login roles")
-    live = LiveSessions(server)
+    live = live_sessions(server)
     work.live = live
     for dep in DEPLOYMENTS:
         for state in STATES:
-            live.open(dep, "dp1_user_%s" % dep, "airflow_db_%s" % dep, state)
-    if not live.wait_active(len(DEPLOYMENTS)):
+            live.open_one("dp1_user_%s" % dep, "airflow_db_%s" % dep, state, label=dep, wait=False)
+    try:
+        live.wait_active()
+    except AssertionError:
         raise DemoError("the pg_sleep sessions did not start")
     table = server.rows("SELECT pid, usename, datname, state, left(query, 48) FROM pg_catalog.pg_stat_activity "
                         "WHERE usename LIKE 'dp1\\_%%' ORDER BY datname, pid")
@@ -291,15 +208,15 @@ def story(server, work, show_ansible):
 
     chapter(5, "Proof, with real connection attempts")
     deadline = time.monotonic() + 3
-    for thread in live.threads:  # a terminated pg_sleep returns at once; a live one would not
-        thread.join(max(0.0, deadline - time.monotonic()))
+    while time.monotonic() < deadline and any(s.state == "active" and s.alive() for s in live.items):
+        time.sleep(0.05)  # a terminated pg_sleep answers with an error at once; a live one would not
     for dep in DEPLOYMENTS:
         db = "airflow_db_%s" % dep
         dp1_ok, dp1_msg = server.try_login("dp1_user_%s" % dep, db)
         dp2_ok, dp2_msg = server.try_login("dp2_user_%s" % dep, db)
         left = server.rows("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = %s",
                            ("dp1_user_%s" % dep,))[0][0]
-        held = [state for d, state, conn in live.items if d == dep and session_alive(conn)]
+        held = [s.state for s in live.items if s.label == dep and s.alive()]
         refused = not dp1_ok and "permission denied for database" in dp1_msg
         good = refused and dp2_ok and left == 0 and not held
         say("   %s %s" % (S.green(OK) if good else S.red(NO), S.bold(dep)))
@@ -327,22 +244,6 @@ def story(server, work, show_ansible):
         failures.append("the report covers %d of %d Deployments" % (len(report.get("deployments", [])),
                                                                     len(DEPLOYMENTS)))
     return failures
-
-
-def session_alive(conn):
-    """Ask the held connection itself: a terminated session cannot answer."""
-    if conn.closed:
-        return False
-    try:
-        if conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_ACTIVE:
-            return True  # still inside pg_sleep: its thread owns the connection
-        if not conn.autocommit:
-            conn.rollback()
-        cur = conn.cursor()
-        cur.execute("SELECT 1")
-        return True
-    except psycopg2.Error:
-        return False
 
 
 class DemoError(Exception):

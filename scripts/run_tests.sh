@@ -35,9 +35,16 @@ run_units() {
     run_pytest tests/unit -q
 }
 
+# Two pytest-xdist workers by default (DATAPLANE_TEST_WORKERS=0 runs in one process): each worker
+# starts its own servers, so tests never share a server with a test running at the same time.
 run_integration() {
-    banner "integration tests (real PostgreSQL 15, 16, 17, 18)"
-    run_pytest tests/integration -q
+    local workers=${DATAPLANE_TEST_WORKERS:-2}
+    banner "integration tests (real PostgreSQL 15, 16, 17, 18; $workers pytest-xdist workers)"
+    if [ "$workers" = 0 ]; then
+        run_pytest tests/integration -q --durations=15
+    else
+        run_pytest tests/integration -q --durations=15 -n "$workers"
+    fi
 }
 
 # Real Apache Airflow against both planes (tests/airflow); its venv is built once under .cache/.

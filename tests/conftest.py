@@ -15,7 +15,6 @@ Fixtures
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,79 +24,13 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-PG_SCRIPT = REPO / "scripts" / "pg.py"
+# re-exported: test modules take these with `from conftest import ...`
+from tests.support import PG_SCRIPT, REPO  # noqa: F401  pylint: disable=unused-import
+from tests.support.server import PgServer, free_port, scratch_dir  # noqa: F401  pylint: disable=unused-import
+
 SUPPORTED_VERSIONS = (16, 17, 18)
 TOO_OLD_VERSION = 15
 SERVER_SETTINGS = ["max_connections=400"]
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PgServer(object):
-    """A running PostgreSQL started by scripts/pg.py."""
-
-    def __init__(self, version, base):
-        self.version = version
-        self.base = base
-        self.port = None
-        self.info = None
-
-    def start(self):
-        last = None
-        for _attempt in range(3):  # a port picked as free can be taken before the server binds it
-            self.port = free_port()
-            proc = subprocess.run([sys.executable, str(PG_SCRIPT), "start", "--version", str(self.version),
-                                   "--dir", str(self.base), "--port", str(self.port)]
-                                  + sum((["--set", s] for s in SERVER_SETTINGS), []),
-                                  capture_output=True, text=True, check=False)
-            if proc.returncode == 0:
-                self.info = json.loads(proc.stdout.strip().splitlines()[-1])
-                return self
-            last = proc.stderr
-            subprocess.run(["rm", "-rf", str(self.base)], check=False)
-        raise RuntimeError("could not start PostgreSQL %s: %s" % (self.version, last))
-
-    def stop(self):
-        subprocess.run([sys.executable, str(PG_SCRIPT), "stop", "--dir", str(self.base)],
-                       capture_output=True, text=True, check=False)
-
-    @property
-    def host(self):
-        return "127.0.0.1"
-
-    @property
-    def major(self):
-        return self.version
-
-    def dsn(self, user="postgres", dbname="postgres", password=None):
-        params = dict(host=self.host, port=self.port, user=user, dbname=dbname)
-        if password:
-            params["password"] = password
-        return params
-
-    def connect(self, user="postgres", dbname="postgres", autocommit=True, **extra):
-        conn = psycopg2.connect(**dict(self.dsn(user, dbname), **extra))
-        conn.autocommit = autocommit
-        return conn
-
-    def sql(self, statement, params=None, user="postgres", dbname="postgres"):
-        """Run one statement (or a script) in autocommit; return rows if it has any."""
-        conn = self.connect(user, dbname)
-        try:
-            cur = conn.cursor()
-            cur.execute(statement, params)
-            return cur.fetchall() if cur.description else None
-        finally:
-            conn.close()
-
-    def login_args(self, user="postgres", dbname="postgres"):
-        """Connection options for this collection's modules."""
-        return dict(login_host=self.host, login_port=self.port, login_user=user, login_db=dbname)
 
 
 class ServerPool(object):
@@ -107,7 +40,7 @@ class ServerPool(object):
 
     def get(self, version):
         if version not in self.servers:
-            server = PgServer(version, self.root / ("pg%d" % version))
+            server = PgServer(version, self.root / ("pg%d" % version), SERVER_SETTINGS)
             self.servers[version] = server.start()
         return self.servers[version]
 
@@ -118,21 +51,25 @@ class ServerPool(object):
 
 @pytest.fixture(scope="session")
 def _server_pool():
-    root = Path(tempfile.mkdtemp(prefix="dataplane-pg-"))
-    os.chmod(root, 0o755)
+    root = scratch_dir("dataplane-pg-")
     pool = ServerPool(root)
     yield pool
     pool.stop_all()
     subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
-# Which server versions each test used, for the per-version line at the end of the run.
+# Which server versions each test used, for the per-version line at the end of the run. The
+# fixtures note the version in the test's user_properties, which travel with its reports (also
+# from pytest-xdist workers to the controller, where the summary is written).
 _VERSIONS_USED = {}
 _OUTCOMES = {}
+VERSION_PROPERTY = "postgresql_version"
 
 
 def _using(request, server):
-    _VERSIONS_USED.setdefault(request.node.nodeid, set()).add(server.info.get("version", str(server.version)))
+    entry = (VERSION_PROPERTY, server.info.get("version", str(server.version)))
+    if entry not in request.node.user_properties:
+        request.node.user_properties.append(entry)
     return server
 
 
@@ -157,6 +94,9 @@ def pg15(request, _server_pool):
 
 
 def pytest_runtest_logreport(report):
+    for name, value in getattr(report, "user_properties", ()):
+        if name == VERSION_PROPERTY:
+            _VERSIONS_USED.setdefault(report.nodeid, set()).add(value)
     if report.when == "call" or report.outcome != "passed":
         _OUTCOMES.setdefault(report.nodeid, set()).add(report.outcome)
 

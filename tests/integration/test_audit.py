@@ -13,6 +13,7 @@ from psycopg2 import sql
 
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import ensure_helper
+from tests.support.reference import reference_statements
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,24 +41,10 @@ def make_deployment(names, dep):
 
 
 def seed_statements(rec, with_options=True):
-    """The vendor's page, verbatim in structure, for one Deployment."""
-    i = sql.Identifier
-    db, owner, killer = i(rec["database"]), i(rec["owner_role"]), i(rec["killer_role"])
-    dp1, dp2 = i(rec["login_roles"]["dp1"]), i(rec["login_roles"]["dp2"])
-    commander = i(rec["commander_user"])
-    opts = sql.SQL(" WITH INHERIT FALSE, SET FALSE" if with_options else "")
-    return [
-        sql.SQL("CREATE ROLE {} NOLOGIN").format(owner),
-        sql.SQL("CREATE ROLE {} NOLOGIN NOINHERIT").format(killer),
-        sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, owner),
-        sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(db),
-        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, dp1),
-        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, dp2),
-        sql.SQL("GRANT {} TO {}").format(dp1, killer) + opts,
-        sql.SQL("GRANT {} TO {}").format(dp2, killer) + opts,
-        sql.SQL("GRANT {} TO {}").format(owner, commander),
-        sql.SQL("GRANT {} TO {}").format(killer, commander),
-    ]
+    """The vendor's page (tests/support/reference.py) for one Deployment."""
+    return reference_statements(dict(database=rec["database"], owner=rec["owner_role"], killer=rec["killer_role"],
+                                     dp1=rec["login_roles"]["dp1"], dp2=rec["login_roles"]["dp2"]),
+                                rec["commander_user"], member_options=with_options)
 
 
 def seed(server, names, ids=("a",), helper_schema=None, with_options=True):

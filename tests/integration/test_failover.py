@@ -20,6 +20,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from tests.support.sessions import Sessions
+
 REPO = Path(__file__).resolve().parents[2]
 FAILOVER = REPO / "playbooks" / "failover.yml"
 PROVISION = REPO / "playbooks" / "provision.yml"
@@ -102,62 +104,6 @@ def count_sessions(server, roles):
                       (list(roles),))[0][0]
 
 
-class Sessions(object):
-    """Live sessions in various states; closed (whatever is left) at the end."""
-
-    def __init__(self, server):
-        self.server = server
-        self.conns = []
-        self.threads = []
-
-    def open(self, user, dbname, state):
-        conn = psycopg2.connect(host=self.server.host, port=self.server.port, user=user, dbname=dbname,
-                                application_name="test-%s" % state)
-        cur = conn.cursor()
-        if state == "idle":
-            conn.autocommit = True
-            cur.execute("SELECT 1")
-        elif state == "idle in transaction":
-            cur.execute("CREATE TEMP TABLE scratch (v int); INSERT INTO scratch VALUES (1)")
-        elif state == "active":
-            conn.autocommit = True
-
-            def sleeper():
-                try:
-                    cur.execute("SELECT pg_catalog.pg_sleep(600)")
-                except psycopg2.Error:
-                    pass
-            thread = threading.Thread(target=sleeper, daemon=True)
-            thread.start()
-            self.threads.append(thread)
-        self.conns.append(conn)
-        return conn
-
-    def open_states(self, user, dbname):
-        for state in ("idle", "idle in transaction", "active"):
-            self.open(user, dbname, state)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the active one must really be running pg_sleep
-            if self.server.sql("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = %s "
-                               "AND state = 'active' AND query LIKE %s", (user, "%pg_sleep%"))[0][0]:
-                return 3
-            time.sleep(0.02)
-        raise AssertionError("the active session of %s did not start" % user)
-
-    def close(self):
-        # a session still inside pg_sleep holds its connection's lock: end it server-side first
-        pids = [conn.info.backend_pid for conn in self.conns]
-        if pids:
-            self.server.sql("SELECT pg_catalog.pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
-        for conn in self.conns:
-            try:
-                conn.close()
-            except psycopg2.Error:
-                pass
-        for thread in self.threads:
-            thread.join(5)
-
-
 class Env(object):
     """A set of provisioned Deployments on one server plus the way to run the playbooks."""
 
@@ -169,7 +115,7 @@ class Env(object):
         self.ids = [names("f%d" % i) for i in range(count)]
         self.deployments = [{"id": i, "passwords": {"dp1": "pw-1-" + i, "dp2": "pw-2-" + i}} for i in self.ids]
         self.inventory = write_inventory(tmp_path / "inventory.yml", server)
-        self.sessions = Sessions(server)
+        self.sessions = Sessions(server)  # tests/support/sessions.py
         server.sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(self.commander)))
 
     def db(self, dep_id):

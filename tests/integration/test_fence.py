@@ -9,15 +9,8 @@ import pytest
 from fence_support import Sessions, fence_args, make_deployment, setup_deployments
 from fence_support import can_connect as _can_connect
 from fence_support import install_helper as _install_helper
-
-
-@pytest.fixture
-def two_deployments(pg, names, run_module):
-    commander = names("commander_user")
-    deps = [make_deployment(names, "a"), make_deployment(names, "b")]
-    setup_deployments(pg, deps, commander)
-    _install_helper(pg, run_module, [d["killer"] for d in deps])
-    return commander, deps
+# a fixture (pytest finds it by name in this module)
+from fence_support import two_deployments  # noqa: F401  pylint: disable=unused-import
 
 
 def test_forced_fence_as_commander(pg, two_deployments, run_module):

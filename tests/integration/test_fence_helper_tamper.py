@@ -23,16 +23,16 @@ def _body_without_superuser_check(conn, ids):
         "AS {b}").format(s=ids["s"], b=sql.Literal(body)))
 
 
-def _stale_entry(conn, ids):
-    cur = conn.cursor()
-    cur.execute(sql.SQL("CREATE ROLE {z} NOLOGIN; INSERT INTO {reg} SELECT oid, rolname FROM pg_roles "
-                        "WHERE rolname = {zl}; DROP ROLE {z}").format(**ids))
+def _registered_then(change):
+    """A tamper: register a new role z, then CHANGE it (SQL with the same placeholders)."""
+    def tamper(conn, ids):
+        conn.cursor().execute(sql.SQL("CREATE ROLE {z} NOLOGIN; INSERT INTO {reg} SELECT oid, rolname FROM pg_roles "
+                                      "WHERE rolname = {zl}; " + change).format(**ids))
+    return tamper
 
 
-def _renamed_entry(conn, ids):
-    cur = conn.cursor()
-    cur.execute(sql.SQL("CREATE ROLE {z} NOLOGIN; INSERT INTO {reg} SELECT oid, rolname FROM pg_roles "
-                        "WHERE rolname = {zl}; ALTER ROLE {z} RENAME TO {z2}").format(**ids))
+_stale_entry = _registered_then("DROP ROLE {z}")
+_renamed_entry = _registered_then("ALTER ROLE {z} RENAME TO {z2}")
 
 
 # (case id, tamper: SQL template or callable(conn, ids), what the audit must say, exact_killer_roles)

@@ -5,7 +5,6 @@ Every test runs the fence module as commander_user set up exactly as the seed sa
 real servers; login attempts are real connections.
 """
 
-import importlib.util
 import json
 import os
 import signal
@@ -20,10 +19,12 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from conftest import PG_SCRIPT, PgServer, free_port
+from conftest import PgServer, scratch_dir
 from fence_support import Sessions, fence_args, make_deployment, setup_deployments
 from fence_support import can_connect as _can_connect
 from fence_support import install_helper as _install_helper
+# a fixture (pytest finds it by name in this module)
+from fence_support import two_deployments  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import ADVISORY_LOCK_CLASS
 
@@ -44,15 +45,6 @@ def _pids_of(server, role):
 def _swap(args):
     return dict(args, deployments=[dict(d, source_role=d["destination_role"], destination_role=d["source_role"])
                                    for d in args["deployments"]])
-
-
-@pytest.fixture
-def two_deployments(pg, names, run_module):
-    commander = names("commander_user")
-    deps = [make_deployment(names, "a"), make_deployment(names, "b")]
-    setup_deployments(pg, deps, commander)
-    _install_helper(pg, run_module, [d["killer"] for d in deps])
-    return commander, deps
 
 
 # --- two failovers at once (issue 16 item 5) --------------------------------------------------------
@@ -171,6 +163,34 @@ def _wait_gone(server, pid, timeout=20):
     return False
 
 
+def _fence_while_stopped(pg, run_module, commander, dep, pid, meanwhile, state=None):
+    """Stop the source session PID (it takes the termination signal but cannot act on it), run the
+    fence for DEP with a 15 s drain and, once the module is seen polling, MEANWHILE(state, deadline)
+    in a thread; PID is resumed in any case. Returns (the module's result, state) where
+    state["saw_poll"] says whether the module was seen polling."""
+    state = {} if state is None else state
+
+    def side():
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not _module_is_polling(pg, commander):
+                time.sleep(0.005)
+            state["saw_poll"] = _module_is_polling(pg, commander)
+            meanwhile(state, deadline)
+        finally:
+            _resume(pid)
+
+    os.kill(pid, signal.SIGSTOP)
+    thread = threading.Thread(target=side, daemon=True)
+    try:
+        thread.start()
+        res = run_module("fence", fence_args(pg, [dep], commander, wait_timeout=15))
+        thread.join(30)
+    finally:
+        _resume(pid)
+    return res, state
+
+
 def test_a_session_that_will_not_die_keeps_the_destination_out(pg, two_deployments, run_module):
     """Guard (a): the destination is admitted only when no source session remains."""
     commander, (a, b) = two_deployments
@@ -210,28 +230,15 @@ def test_connect_regained_while_waiting_keeps_the_destination_out(pg, names, two
     pg.sql(sql.SQL("CREATE ROLE {} NOLOGIN").format(i(group)))
     live = Sessions(pg, a["dp1"], a["database"]).open(("idle",))
     [pid] = live.pids()
-    state = {}
 
-    def regain():
-        try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not _module_is_polling(pg, commander):
-                time.sleep(0.005)
-            state["saw_poll"] = _module_is_polling(pg, commander)
-            pg.sql(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}; GRANT {} TO {}").format(
-                i(a["database"]), i(group), i(group), i(a["dp1"])))
-            state["granted"] = True
-        finally:
-            _resume(pid)
+    def regain(state, deadline):
+        pg.sql(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}; GRANT {} TO {}").format(
+            i(a["database"]), i(group), i(group), i(a["dp1"])))
+        state["granted"] = True
 
-    os.kill(pid, signal.SIGSTOP)
-    thread = threading.Thread(target=regain, daemon=True)
     try:
-        thread.start()
-        res = run_module("fence", fence_args(pg, [a], commander, wait_timeout=15))
-        thread.join(30)
+        res, state = _fence_while_stopped(pg, run_module, commander, a, pid, regain)
     finally:
-        _resume(pid)
         live.close()
     assert state == {"saw_poll": True, "granted": True}
     assert res["failed"], res
@@ -249,32 +256,20 @@ def test_a_source_session_that_appears_while_waiting_is_signalled(pg, two_deploy
     commander, (a, b) = two_deployments
     first = Sessions(pg, a["dp1"], a["database"]).open(("idle",))
     [stopped] = first.pids()
-    state = {}
 
-    def newcomer():
+    def newcomer(state, deadline):
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not _module_is_polling(pg, commander):
-                time.sleep(0.005)
-            state["saw_poll"] = _module_is_polling(pg, commander)
-            try:
-                state["conn"] = pg.connect(a["dp1"], "postgres", application_name="fence-test-newcomer")
-            except psycopg2.OperationalError:  # terminated while it was still starting up
-                pass
-            while time.monotonic() < deadline and pg.sql(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fence-test-newcomer'")[0][0]:
-                time.sleep(0.01)
-        finally:
-            _resume(stopped)
+            state["conn"] = pg.connect(a["dp1"], "postgres", application_name="fence-test-newcomer")
+        except psycopg2.OperationalError:  # terminated while it was still starting up
+            pass
+        while time.monotonic() < deadline and pg.sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fence-test-newcomer'")[0][0]:
+            time.sleep(0.01)
 
-    os.kill(stopped, signal.SIGSTOP)
-    thread = threading.Thread(target=newcomer, daemon=True)
+    state = {}
     try:
-        thread.start()
-        res = run_module("fence", fence_args(pg, [a], commander, wait_timeout=15))
-        thread.join(30)
+        res, state = _fence_while_stopped(pg, run_module, commander, a, stopped, newcomer, state)
     finally:
-        _resume(stopped)
         first.close()
         if "conn" in state:
             state["conn"].close()
@@ -291,42 +286,20 @@ def test_a_source_session_that_appears_while_waiting_is_signalled(pg, two_deploy
 
 # --- durable success (issue 16 item 6) ----------------------------------------------------------------
 
-def _pg_script():
-    spec = importlib.util.spec_from_file_location("dataplane_pg_script", str(PG_SCRIPT))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(params=(16, 17, 18), ids=["pg16", "pg17", "pg18"])
 def crashable(request):
     """A dedicated server (not the shared ones: it is crashed) with synchronous_commit=off and a
     WAL writer that flushes only every 10 s, so an asynchronous commit is lost in a crash."""
-    base = Path(tempfile.mkdtemp(prefix="dataplane-crash-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    server = PgServer(request.param, base)
-    for _attempt in range(3):
-        server.port = free_port()
-        proc = subprocess.run([sys.executable, str(PG_SCRIPT), "start", "--version", str(request.param),
-                               "--dir", str(base), "--port", str(server.port), "--set", "synchronous_commit=off",
-                               "--set", "wal_writer_delay=10000", "--set", "max_connections=100"],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode == 0:
-            break
-        subprocess.run(["rm", "-rf", str(base)], check=False)
-    assert proc.returncode == 0, proc.stderr
-    server.info = json.loads(proc.stdout.strip().splitlines()[-1])
+    base = scratch_dir("dataplane-crash-")
+    server = PgServer(request.param, base, ["synchronous_commit=off", "wal_writer_delay=10000",
+                                            "max_connections=100"]).start()
     yield server
     server.stop()
     subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
 def _pg_ctl(server, *args):
-    pgpy = _pg_script()
-    info = server.info
-    proc = pgpy.run_as_server_user([str(Path(info["bin_dir"]) / "pg_ctl"), "--pgdata", info["data_dir"]]
-                                   + list(args))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    server.pg_ctl(*args)
 
 
 def test_a_crash_right_after_the_fence_keeps_it(crashable, run_module):

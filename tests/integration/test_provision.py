@@ -17,6 +17,7 @@ import pytest
 from psycopg2 import sql
 
 from conftest import PgServer
+from tests.support.reference import deployment_names, reference_script
 
 PLAYBOOK = "dataplane.postgresql.provision"
 SEED_IDS = ["a", "Prod-EU-1", "MiXeD", "x-y_z"]
@@ -24,28 +25,8 @@ HELPER_OWNER = "dataplane_fence_signaler"
 
 
 def seed_sql(dep_id):
-    """The vendor's "PostgreSQL example", verbatim, with <deployment> replaced (quoted where
-    the id needs it: the vendor's text assumes plain lower-case ids)."""
-    def q(name):
-        return '"%s"' % name.replace('"', '""')
-    owner, killer = q("airflow_db_%s_owner" % dep_id), q("airflow_conn_killer_%s" % dep_id)
-    db, dp1, dp2 = q("airflow_db_%s" % dep_id), q("dp1_user_%s" % dep_id), q("dp2_user_%s" % dep_id)
-    return """
-CREATE ROLE {owner} NOLOGIN;
-CREATE ROLE {killer} NOLOGIN NOINHERIT;
-
-ALTER DATABASE {db} OWNER TO {owner};
-
-REVOKE CONNECT ON DATABASE {db} FROM PUBLIC;
-GRANT CONNECT ON DATABASE {db} TO {dp1};
-GRANT CONNECT ON DATABASE {db} TO {dp2};
-
-GRANT {dp1} TO {killer} WITH INHERIT FALSE, SET FALSE;
-GRANT {dp2} TO {killer} WITH INHERIT FALSE, SET FALSE;
-
-GRANT {owner} TO commander_user;
-GRANT {killer} TO commander_user;
-""".format(owner=owner, killer=killer, db=db, dp1=dp1, dp2=dp2)
+    """The vendor's "PostgreSQL example" (tests/support/reference.py) with <deployment> replaced."""
+    return reference_script(deployment_names(dep_id), "commander_user")
 
 
 def schema_role_sql(dep_id):

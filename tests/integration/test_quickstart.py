@@ -17,15 +17,15 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import psycopg2
 import pytest
 import yaml
 
+from tests.support.server import PgServer, free_port, scratch_dir
+
 REPO = Path(__file__).resolve().parents[2]
-PG_SCRIPT = REPO / "scripts" / "pg.py"
 BIN = Path(sys.executable).parent
 BEGIN = "<!-- quickstart: begin"
 END = "<!-- quickstart: end -->"
@@ -56,42 +56,23 @@ def parse_quickstart(section):
     return files, "\n".join(script)
 
 
-def free_port():
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def scram_server():
     """Start a PostgreSQL 16 that asks every client for a password; yield a starter."""
     started = []
     # Under /tmp: as root the server runs as another user, which cannot enter pytest's tmp_path.
-    base = Path(tempfile.mkdtemp(prefix="dataplane-qs-"))
-    os.chmod(base, 0o755)
+    base = scratch_dir("dataplane-qs-")
 
     def start(password):
         pwfile = base / "superuser-password"
         pwfile.write_text(password + "\n")
-        last = None
-        for _attempt in range(3):
-            port = free_port()
-            datadir = base / ("pg-%d" % port)
-            proc = subprocess.run([sys.executable, str(PG_SCRIPT), "start", "--version", "16", "--dir",
-                                   str(datadir), "--port", str(port), "--auth", "scram-sha-256",
-                                   "--password-file", str(pwfile)],
-                                  capture_output=True, text=True, check=False)
-            if proc.returncode == 0:
-                started.append(datadir)
-                return port
-            last = proc.stderr
-        raise RuntimeError("could not start PostgreSQL 16 with scram-sha-256: %s" % last)
+        server = PgServer(16, base / ("pg-%d" % len(started)), auth="scram-sha-256", password_file=pwfile).start()
+        started.append(server)
+        return server.port
 
     yield start
-    for datadir in started:
-        subprocess.run([sys.executable, str(PG_SCRIPT), "stop", "--dir", str(datadir)],
-                       capture_output=True, text=True, check=False)
+    for server in started:
+        server.stop()
     shutil.rmtree(base, ignore_errors=True)
 
 

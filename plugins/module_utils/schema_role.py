@@ -486,25 +486,3 @@ def _predict_members(rows, present, absent):
         out = [r for r in out if (r["group"], r["member"]) not in set(forbidden_pairs(rec))]
     return out
 
-
-def record_problems(records):
-    """Input problems of the schema role keys (names PostgreSQL would refuse or truncate). Pure."""
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
-        identifier_problem,
-        role_name_problem,
-    )
-    problems = []
-    for index, rec in enumerate(records):
-        if not wanted(rec):
-            continue
-        label = "deployments[%d] (id %r)" % (index, rec.get("id"))
-        found = [role_name_problem(rec["schema_role"], "schema role name"),
-                 identifier_problem(rec.get("airflow_schema"), "airflow schema name")]
-        if not found[1] and str(rec.get("airflow_schema")).lower().startswith("pg_"):
-            found.append("airflow schema name %r starts with 'pg_', which PostgreSQL reserves" % rec["airflow_schema"])
-        others = [rec.get("owner_role"), rec.get("killer_role"), rec.get("commander_user")] + list(
-            (rec.get("login_roles") or {}).values())
-        if rec["schema_role"] in others:
-            found.append("schema role %r is also another role of the Deployment" % rec["schema_role"])
-        problems.extend("%s: %s" % (label, p) for p in found if p)
-    return problems

@@ -117,8 +117,9 @@ def test_hostile_names_are_quoted_never_interpolated():
     assert [lit.wrapped for lit in literals] == ["it's"]  # a bound literal, quoted by the driver
 
 
-def test_record_problems_of_the_module_input():
+def test_schema_role_keys_are_checked_by_the_one_record_validator():
+    from ansible_collections.dataplane.postgresql.plugins.module_utils import deployment
     bad = dict(REC, schema_role="pg_x", airflow_schema="")
-    problems = sr.record_problems([bad])
+    problems = deployment.record_problems([bad])
     assert len(problems) == 2 and "pg_x" in problems[0] and "must not be empty" in problems[1]
-    assert sr.record_problems([dict(REC, schema_role=None)]) == []
+    assert deployment.record_problems([dict(REC, schema_role=None)]) == []

@@ -139,7 +139,7 @@ def failover_failure_message(result, host, source, destination):
             lines.append("Parity problems mean the destination plane could not use or migrate Airflow's objects as "
                          "the source could: fix them (provision with dataplane_schema_reassign_owned, see "
                          "docs/airflow-objects.md) or set dataplane_failover_ignore_parity=true to fail over anyway.")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines)
     lines = ["Failover %s -> %s failed on %s: %s" % (source, destination, host,
                                                      result.get("msg", "the fence module failed"))]
     for dep in result.get("deployments") or []:
@@ -190,9 +190,9 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
             "source_role": d["source_role"], "destination_role": d["destination_role"],
             "changed": changed, "revoked": d.get("revoked", False), "granted": d.get("granted", False),
             "sessions_terminated": len(terminated), "sessions": terminated,
-            "sessions_drained": len(drained), "remaining_sessions": d.get("remaining_sessions") or [],
+            "sessions_drained": len(drained), "remaining_sessions": d.get("remaining_sessions", []),
             "time_to_fence_ms": d.get("time_to_fence_ms"), "verified": verified,
-            "connect_still_via": d.get("connect_still_via") or [],
+            "connect_still_via": d.get("connect_still_via", []),
             "fence_before": before, "fence_after": after,
             "state_before": d.get("state_before"), "state_after": d.get("state_after")})
         if check_mode and changed:
@@ -201,8 +201,7 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
         elif changed:
             what = "%s%d session%s terminated, fenced in %s ms" % (
                 "%d session%s ended on their own, " % (len(drained), _plural(len(drained))) if drained else "",
-                len(terminated), _plural(len(terminated)),
-                d["time_to_fence_ms"] if d.get("time_to_fence_ms") is not None else "?")
+                len(terminated), _plural(len(terminated)), d.get("time_to_fence_ms", "?"))
         else:
             what = "already failed over, nothing to do"
         if check_mode:
@@ -215,10 +214,9 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
         lines.append("%s: %s fenced, %s admitted on %s: %s; %s | state %s -> %s" % (
             d["name"], d["source_role"], d["destination_role"], d["database"], what, check,
             _state_text(before), _state_text(after)))
-    total_ms = result.get("time_total_ms")
     summary = ["%s -> %s on %s (%s mode, %d Deployment%s, %s ms in total)" % (
         source, destination, host, mode, len(deployments), _plural(len(deployments)),
-        total_ms if total_ms is not None else "?")] + lines
+        result.get("time_total_ms", "?"))] + lines
     server = server or {}
     if finished_at is None:
         finished_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -228,7 +226,7 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
                    "user": server.get("user")},
         "from": source, "to": destination, "mode": mode, "drain_timeout": int(drain_timeout),
         "check_mode": bool(check_mode), "changed": bool(result.get("changed", False)),
-        "run_id": result.get("run_id", run_id), "time_total_ms": total_ms,
+        "run_id": result.get("run_id", run_id), "time_total_ms": result.get("time_total_ms"),
         "finished_at": finished_at,
         "verified": all(d["verified"] for d in deployments),
         "deployments": deployments, "summary": summary, "queries": result.get("queries") or [],

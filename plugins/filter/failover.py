@@ -113,15 +113,6 @@ def failover_expected_generations(preflight):
     return out
 
 
-def failover_failed(result):
-    """Whether a fence result (registered with failed_when: false) is a failure.
-
-    A failure always has ``msg``; a success has none and has ``deployments``.
-    """
-    result = result or {}
-    return "msg" in result or "deployments" not in result
-
-
 def failover_failure_message(result, host, source, destination):
     """The one message for a failed preflight or fence of this server."""
     result = result or {}
@@ -239,7 +230,6 @@ class FilterModule(object):
             "failover_request_problems": failover_request_problems,
             "failover_plan": failover_plan,
             "failover_expected_generations": failover_expected_generations,
-            "failover_failed": failover_failed,
             "failover_failure_message": failover_failure_message,
             "failover_report": failover_report,
             "without_passwords": without_passwords,

@@ -125,12 +125,6 @@ def test_expected_generations_from_a_check_mode_result():
     assert f.failover_expected_generations(None) == {}
 
 
-def test_failed_recognises_a_failed_module_result():
-    assert f.failover_failed({"failed": True, "msg": "boom"})
-    assert f.failover_failed({"changed": False})  # no deployments: the module did not run
-    assert not f.failover_failed({"changed": True, "deployments": []})
-
-
 def test_failure_message_for_a_refused_preflight():
     result = {"failed": True, "msg": "fence preflight failed", "preflight": [
         {"name": "a", "problems": ["PUBLIC holds CONNECT", "parity: dp2 cannot use table t"]},

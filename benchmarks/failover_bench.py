@@ -206,6 +206,7 @@ def main():
                 bench.failover("dp2", "dp1", timed=False)  # fail back, not timed
     finally:
         bench.stop()
+    figures["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     gone_times = [g for g in figures["last_session_gone_s"] if g is not None]
     figures.update(best_wall_s=min(figures["wall_s"]) if figures["wall_s"] else None,
                    best_last_session_gone_s=min(gone_times) if gone_times else None,

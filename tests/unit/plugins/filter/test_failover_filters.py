@@ -1,11 +1,11 @@
-"""The failover role's filters (plugins/filter/failover.py): request check, plan, report."""
+"""The failover role's filters (plugins/filter/failover_report.py): request check, plan, report."""
 
 import re
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.dataplane.postgresql.plugins.filter import failover as f
+from ansible_collections.dataplane.postgresql.plugins.filter import failover_report as f
 
 OPTIONS = dict(planes=["dp1", "dp2"], commander_user="commander_user", object_privileges=True,
                airflow_schema="public")

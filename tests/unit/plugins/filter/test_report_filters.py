@@ -1,6 +1,7 @@
-"""The provision and audit report filters (plugins/filter/reports.py)."""
+"""The provision and audit report filters (plugins/filter/provision_report.py, audit_report.py)."""
 
-from ansible_collections.dataplane.postgresql.plugins.filter import reports
+from ansible_collections.dataplane.postgresql.plugins.filter import audit_report as audit
+from ansible_collections.dataplane.postgresql.plugins.filter import provision_report as reports
 
 AUDIT_KEYS = {"host", "server_version", "connected_as", "drift", "drifted", "fence_capable", "fence_incapable",
               "helper", "summary", "deployments", "elapsed_ms"}
@@ -16,7 +17,7 @@ def audit_result(**extra):
 
 
 def test_audit_report_keeps_its_keys():
-    out = reports.audit_report(audit_result(), "pg")
+    out = audit.audit_report(audit_result(), "pg")
     assert set(out) == AUDIT_KEYS
     assert out["host"] == "pg" and out["elapsed_ms"] == 53 and out["drifted"] == ["b"]
     assert out["deployments"] == [{"id": "a"}, {"id": "b"}] and out["helper"] == {"installed": True}
@@ -25,7 +26,7 @@ def test_audit_report_keeps_its_keys():
 def test_audit_report_elapsed_from_timings_when_the_alias_is_missing():
     result = audit_result(timings={"total_ms": 61})
     del result["elapsed_ms"]
-    assert reports.audit_report(result, "pg")["elapsed_ms"] == 61
+    assert audit.audit_report(result, "pg")["elapsed_ms"] == 61
 
 
 PROVISION = {

@@ -1,9 +1,7 @@
 # Copyright: dataplane.postgresql contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters that build the reports of the provision and audit roles from their module results.
-
-The failover report is in failover.py. Each report keeps the keys the roles' Jinja produced
-before (tests and AWX users read them); see docs for their meaning.
+"""The provision role's summary lines, set_stats data and report file, built in Python from the
+deployment_setup module's result (the same keys the role's Jinja produced before).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -12,27 +10,6 @@ __metaclass__ = type
 
 # A provisioned Deployment's keys that the JSON file leaves out (they are in the module result).
 PROVISION_FILE_OMITS = ("before", "after", "fence_warnings")
-
-
-def audit_report(result, host):
-    """The audit report of one server: the same data for the summary, set_stats and the JSON file."""
-    result = result or {}
-    elapsed = result.get("elapsed_ms")
-    if elapsed is None:
-        elapsed = (result.get("timings") or {}).get("total_ms")
-    return {
-        "host": host,
-        "server_version": result.get("server_version"),
-        "connected_as": result.get("connected_as"),
-        "drift": result.get("drift"),
-        "drifted": result.get("drifted"),
-        "fence_capable": result.get("fence_capable"),
-        "fence_incapable": result.get("fence_incapable"),
-        "helper": result.get("helper"),
-        "summary": result.get("summary"),
-        "deployments": result.get("deployments"),
-        "elapsed_ms": elapsed,
-    }
 
 
 def provision_summary(result, fence_helper_managed=True):
@@ -71,7 +48,6 @@ def provision_report(result, host):
 class FilterModule(object):
     def filters(self):
         return {
-            "audit_report": audit_report,
             "provision_summary": provision_summary,
             "provision_stats": provision_stats,
             "provision_report": provision_report,

@@ -8,7 +8,7 @@ In one task, without running a module process:
 
 - publishes ``stats`` (default ``{stats_key: {inventory_hostname: data}}``) as ``set_stats``
   would with ``per_host: false, aggregate: true``, for AWX workflows;
-- when ``dir`` is set, writes ``data`` as JSON (``to_nice_json(indent=2)`` and a newline) to
+- when ``dir`` is set, writes ``data`` (then required, as ``name``) as JSON (``to_nice_json(indent=2)`` and a newline) to
   ``<dir>/<name>.json`` on the controller: the directory is created if needed and kept at mode
   0750, the file is replaced atomically with mode 0640. In check mode nothing is written unless
   the task says ``check_mode: false``.
@@ -31,7 +31,7 @@ from ansible.plugins.action import ActionBase
 from ansible.plugins.filter.core import to_nice_json
 
 ARGUMENT_SPEC = dict(
-    data=dict(type="dict", required=True),
+    data=dict(type="dict"),
     name=dict(type="str"),
     dir=dict(type="path"),
     stats_key=dict(type="str"),
@@ -75,13 +75,13 @@ class ActionModule(ActionBase):
         result["changed"] = False
         result["path"] = None
         stats = args["stats"]
-        if stats is None and args["stats_key"]:
+        if stats is None and args["stats_key"] and args["data"] is not None:
             stats = {args["stats_key"]: {host: args["data"]}}
         if stats:
             result["ansible_stats"] = {"data": stats, "per_host": False, "aggregate": True}
         if args["dir"]:
-            if not args["name"]:
-                raise AnsibleActionFail("publish_report: name is required with dir")
+            if not args["name"] or args["data"] is None:
+                raise AnsibleActionFail("publish_report: data and name are required with dir")
             if self._task.check_mode:
                 result["msg"] = "check mode: %s/%s.json not written" % (args["dir"], args["name"])
                 return result

@@ -38,6 +38,7 @@ def test_publishes_under_the_key_per_host_and_writes_nothing_without_dir():
 def test_explicit_stats_and_no_stats():
     assert run({"data": DATA, "stats": {"k": {"pg": 1}}})["ansible_stats"]["data"] == {"k": {"pg": 1}}
     assert "ansible_stats" not in run({"data": DATA})
+    assert "ansible_stats" not in run({"stats_key": "x"})  # nothing to publish
 
 
 def test_writes_the_report_file(tmp_path):
@@ -68,11 +69,13 @@ def test_check_mode_writes_nothing_but_publishes(tmp_path):
 
 
 def test_errors(tmp_path):
-    with pytest.raises(AnsibleActionFail, match="name is required"):
+    with pytest.raises(AnsibleActionFail, match="data and name are required with dir"):
         run({"data": DATA, "dir": str(tmp_path)})
+    with pytest.raises(AnsibleActionFail, match="data and name are required with dir"):
+        run({"stats": {"k": 1}, "dir": str(tmp_path), "name": "n"})
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(AnsibleActionFail, match="could not write the report"):
         run({"data": DATA, "dir": str(blocker / "sub"), "name": "n"})
-    with pytest.raises(AnsibleActionFail, match="missing required arguments: data"):
-        run({"dir": str(tmp_path), "name": "n"})
+    with pytest.raises(AnsibleActionFail, match="Unsupported parameters"):
+        run({"data": DATA, "path": str(tmp_path)})

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment_model import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import (
     DeploymentModelError,
     expand_deployments,
 )

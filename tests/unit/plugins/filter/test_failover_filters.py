@@ -112,7 +112,7 @@ def test_plan_selection_and_its_errors():
             "Nothing to fail over: dataplane_deployments has no present Deployment (selected ids must name "
             "present Deployments; absent ones: none).")):
         f.failover_plan([], OPTIONS, "dp1", "dp2")
-    with pytest.raises(AnsibleFilterError, match="invalid dataplane_deployments"):
+    with pytest.raises(AnsibleFilterError, match="duplicate id"):
         f.failover_plan([{"id": "a"}, {"id": "a"}], OPTIONS, "dp1", "dp2")
 
 

@@ -348,6 +348,54 @@ def test_preflight_failure_changes_nothing_anywhere(pg16, env, names, tmp_path):
     assert recap(proc.stdout)["a"]["changed"] == 0 and recap(proc.stdout)["b"]["changed"] == 0
 
 
+def test_preflight_runs_on_every_host_before_any_fence(pg16, env):
+    """Several hosts: the check-mode preflight runs on every host, before the first fence."""
+    e = env(count=2)
+    e.provision()
+    write_inventory(e.inventory, pg16, {"a": {"dataplane_failover_deployments": [e.ids[0]]},
+                                        "b": {"dataplane_failover_deployments": [e.ids[1]]}})
+    proc = e.failover_ok("dp1", "dp2")
+    tasks = [line for line in proc.stdout.splitlines() if line.startswith("TASK [")]
+    preflight = next(i for i, t in enumerate(tasks) if "Preflight the fence" in t)
+    fence = next(i for i, t in enumerate(tasks) if "Fence the source and admit the destination" in t)
+    assert preflight < fence, tasks
+    section = proc.stdout.split("Preflight the fence")[1].split("TASK [")[0]
+    assert "ok: [a]" in section and "ok: [b]" in section, section
+    for dep_id in e.ids:
+        e.assert_active("dp2", dep_id)
+
+
+def test_one_host_fences_without_a_separate_preflight(pg16, env):
+    """One host: no check-mode preflight task; the fence module's own preflight refuses a
+    Deployment whose source keeps CONNECT through PUBLIC, and nothing changes."""
+    e = env(count=2)
+    e.provision()
+    good, bad = e.ids
+    pg16.sql(sql.SQL("GRANT CONNECT ON DATABASE {} TO PUBLIC").format(sql.Identifier(e.db(bad))))
+    for dep_id in e.ids:
+        e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
+    before = dict((d, pg16.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (e.db(d),))[0][0])
+                  for d in e.ids)
+    proc = e.failover("dp1", "dp2")
+    assert proc.returncode != 0
+    assert "Preflight the fence" not in proc.stdout, proc.stdout
+    section = proc.stdout.split("Preflight every Deployment on every server")[1].split("TASK [")[0]
+    assert "skipping: [pg]" in section, section
+    assert "refused on pg: the preflight found problems and nothing was changed" in proc.stdout, proc.stdout
+    assert bad in proc.stdout and "PUBLIC" in proc.stdout.upper(), proc.stdout
+    for dep_id in e.ids:
+        assert count_sessions(pg16, [e.role("dp1", dep_id)]) == 3
+        assert e.logins(dep_id)["dp1"] == ("admitted", None)
+        assert pg16.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (e.db(dep_id),))[0][0] \
+            == before[dep_id]
+    assert recap(proc.stdout)["pg"]["changed"] == 0
+    # the same request without the broken Deployment goes through in one fence call
+    ok = e.failover_ok("dp1", "dp2", dataplane_failover_deployments=[good])
+    assert "Preflight the fence" not in ok.stdout, ok.stdout
+    e.assert_active("dp2", good)
+    assert count_sessions(pg16, [e.role("dp1", good)]) == 0
+
+
 def test_rerun_after_crash_mid_fence_converges(pg16, env):
     """Kill ansible-playbook after the REVOKE (controlled mode, long drain), then rerun."""
     e = env(count=2)

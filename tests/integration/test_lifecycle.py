@@ -271,3 +271,45 @@ def test_unknown_state_is_not_granted(pg16, env):
     assert recap(proc.stdout)["pg"]["changed"] == 0
     assert "no plane admitted, no fence recorded" in proc.stdout
     assert all(e.logins(dep_id)[p][0] == "refused" for p in ("dp1", "dp2"))
+
+
+def test_roles_in_one_user_play_share_the_common_defaults(pg16, env, tmp_path):
+    """The three roles through include_role in a user's own play, each with its own role vars:
+    the connection comes from the inventory and the shared defaults of dataplane.postgresql.common
+    (a dependency of each role), the model from the play's vars; reports and set_stats as usual."""
+    e = env(pg16, count=2)
+    dep_a, dep_b = e.ids
+    reports = tmp_path / "user-play-reports"
+    play = tmp_path / "user_play.yml"
+    play.write_text(json.dumps([{
+        "name": "provision, fail over and audit in one play",
+        "hosts": "dataplane_postgresql",
+        "gather_facts": False,
+        "vars": {"dataplane_deployments": e.deployments, "dataplane_commander_user": e.commander,
+                 "dataplane_report_dir": str(reports)},
+        "tasks": [
+            {"name": "Provision", "ansible.builtin.include_role": {"name": "dataplane.postgresql.deployments"},
+             "vars": {"dataplane_pg_user": "postgres"}},
+            {"name": "Fail over", "ansible.builtin.include_role": {"name": "dataplane.postgresql.failover"},
+             "vars": {"dataplane_pg_user": e.commander, "dataplane_failover_from": "dp1",
+                      "dataplane_failover_to": "dp2", "dataplane_failover_deployments": [dep_a]}},
+            {"name": "Audit", "ansible.builtin.include_role": {"name": "dataplane.postgresql.audit"},
+             "vars": {"dataplane_pg_user": e.commander}},
+        ]}]))
+    proc = e.run(play, inventory=e.inventory, env={"ANSIBLE_SHOW_CUSTOM_STATS": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert recap(proc.stdout)["pg"]["failed"] == 0
+    e.assert_active("dp2", dep_a)
+    assert e.logins(dep_b) == {"dp1": ("admitted", None), "dp2": ("admitted", None)}
+    provisioned = json.loads((reports / "provision-pg.json").read_text())
+    assert sorted(d["id"] for d in provisioned["deployments"]) == sorted(e.ids) and provisioned["changed"]
+    failed_over = json.loads((reports / "failover-pg.json").read_text())
+    assert [d["name"] for d in failed_over["deployments"]] == [dep_a] and failed_over["verified"]
+    assert failed_over["server"] == {"host": pg16.host, "port": pg16.port, "user": e.commander}
+    audited = json.loads((reports / "audit-pg.json").read_text())
+    assert audited["connected_as"] == e.commander and not audited["drift"], audited["summary"]
+    assert oct(reports.stat().st_mode & 0o777) == "0o750"
+    assert all(oct(p.stat().st_mode & 0o777) == "0o640" for p in reports.iterdir()), list(reports.iterdir())
+    stats = proc.stdout.split("CUSTOM STATS")[1]
+    for key in ("dataplane_provision", "dataplane_failover", "dataplane_audit"):
+        assert key in stats, stats

@@ -1,0 +1,54 @@
+# Copyright: dataplane.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The provision role's summary lines, set_stats data and report file, built in Python from the
+deployment_setup module's result (the same keys the role's Jinja produced before).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+# A provisioned Deployment's keys that the JSON file leaves out (they are in the module result).
+PROVISION_FILE_OMITS = ("before", "after", "fence_warnings")
+
+
+def provision_summary(result, fence_helper_managed=True):
+    """One line per Deployment (what changed, or would in check mode, then its fence state) and the helper."""
+    result = result or {}
+    helper_changed = bool((result.get("fence_helper") or {}).get("changed", False))
+    helper = "changed" if helper_changed else ("unchanged" if fence_helper_managed else "not managed")
+    return [d.get("summary") for d in result.get("deployments") or []] + ["fence helper: " + helper]
+
+
+def provision_stats(result):
+    """What the provision role publishes with set_stats for this server: changed, per id changed and fence."""
+    result = result or {}
+    deployments = result.get("deployments") or []
+    return {
+        "changed": result.get("changed"),
+        "deployments": dict((d["id"], d.get("changed")) for d in deployments),
+        "fence": dict((d["id"], d["fence"]) for d in deployments if "fence" in d),
+    }
+
+
+def provision_report(result, host):
+    """The provision report file of one server."""
+    result = result or {}
+    return {
+        "host": host,
+        "changed": result.get("changed"),
+        "deployments": [dict((k, v) for k, v in d.items() if k not in PROVISION_FILE_OMITS)
+                        for d in result.get("deployments") or []],
+        "created_databases": result.get("created_databases"),
+        "dropped_databases": result.get("dropped_databases"),
+        "fence_helper_changed": bool((result.get("fence_helper") or {}).get("changed", False)),
+    }
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "provision_summary": provision_summary,
+            "provision_stats": provision_stats,
+            "provision_report": provision_report,
+        }

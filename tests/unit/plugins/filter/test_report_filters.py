@@ -1,0 +1,63 @@
+"""The provision and audit report filters (plugins/filter/provision_report.py, audit_report.py)."""
+
+from ansible_collections.dataplane.postgresql.plugins.filter import audit_report as audit
+from ansible_collections.dataplane.postgresql.plugins.filter import provision_report as reports
+
+AUDIT_KEYS = {"host", "server_version", "connected_as", "drift", "drifted", "fence_capable", "fence_incapable",
+              "helper", "summary", "deployments", "elapsed_ms"}
+
+
+def audit_result(**extra):
+    result = {"changed": False, "server_version": "16.15", "connected_as": "commander_user", "drift": True,
+              "drifted": ["b"], "fence_capable": ["a"], "fence_incapable": ["b"], "helper": {"installed": True},
+              "summary": ["a: ok", "b: drift"], "deployments": [{"id": "a"}, {"id": "b"}], "elapsed_ms": 53,
+              "queries": ["SELECT 1"]}
+    result.update(extra)
+    return result
+
+
+def test_audit_report_keeps_its_keys():
+    out = audit.audit_report(audit_result(), "pg")
+    assert set(out) == AUDIT_KEYS
+    assert out["host"] == "pg" and out["elapsed_ms"] == 53 and out["drifted"] == ["b"]
+    assert out["deployments"] == [{"id": "a"}, {"id": "b"}] and out["helper"] == {"installed": True}
+
+
+def test_audit_report_elapsed_from_timings_when_the_alias_is_missing():
+    result = audit_result(timings={"total_ms": 61})
+    del result["elapsed_ms"]
+    assert audit.audit_report(result, "pg")["elapsed_ms"] == 61
+
+
+PROVISION = {
+    "changed": True,
+    "deployments": [
+        {"id": "a", "changed": True, "summary": "a: created", "before": {}, "after": {}, "fence_warnings": [],
+         "fence": {"state": "new"}},
+        {"id": "b", "changed": False, "summary": "b: unchanged"},
+    ],
+    "created_databases": ["airflow_db_a"],
+    "dropped_databases": [],
+    "fence_helper": {"changed": True},
+}
+
+
+def test_provision_summary():
+    assert reports.provision_summary(PROVISION) == ["a: created", "b: unchanged", "fence helper: changed"]
+    unchanged = dict(PROVISION, fence_helper={"changed": False})
+    assert reports.provision_summary(unchanged)[-1] == "fence helper: unchanged"
+    assert reports.provision_summary(dict(PROVISION, fence_helper={}), False)[-1] == "fence helper: not managed"
+
+
+def test_provision_stats():
+    assert reports.provision_stats(PROVISION) == {"changed": True, "deployments": {"a": True, "b": False},
+                                                  "fence": {"a": {"state": "new"}}}
+
+
+def test_provision_report_leaves_out_the_before_and_after_state():
+    out = reports.provision_report(PROVISION, "pg")
+    assert out == {"host": "pg", "changed": True,
+                   "deployments": [{"id": "a", "changed": True, "summary": "a: created", "fence": {"state": "new"}},
+                                   {"id": "b", "changed": False, "summary": "b: unchanged"}],
+                   "created_databases": ["airflow_db_a"], "dropped_databases": [], "fence_helper_changed": True}
+    assert "before" in PROVISION["deployments"][0]  # the module result itself is left alone

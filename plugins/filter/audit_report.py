@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+
 def audit_report(result, host):
     """The audit report of one server: the same data for the summary, set_stats and the JSON file."""
     result = result or {}

@@ -485,4 +485,3 @@ def _predict_members(rows, present, absent):
                         "set_option": True, "admin_option": False})
         out = [r for r in out if (r["group"], r["member"]) not in set(forbidden_pairs(rec))]
     return out
-

@@ -104,6 +104,32 @@ def database_session(module, database, fail=True):
     return Session(module, connect_database(module, database, fail=fail))
 
 
+class ThreadModule(object):
+    """Stands in for the module in a worker thread (workers.run_jobs): it has the module's
+    ``params``; ``fail_json`` raises RuntimeError with the message instead of printing a
+    result and exiting (which would end only the thread), ``warn`` keeps the message in
+    ``warnings`` for the module's thread to pass on."""
+
+    def __init__(self, module):
+        self.params = module.params
+        self.check_mode = getattr(module, "check_mode", False)
+        self.warnings = []
+
+    def fail_json(self, msg="", **kwargs):
+        raise RuntimeError(msg)
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+
+def thread_database_session(module, database):
+    """``database_session`` for a worker thread: a connection failure raises RuntimeError
+    (community.postgresql's message: "unable to connect to database: ...") and never fails
+    the module; the Session's own ``fail`` raises too."""
+    stand_in = module if isinstance(module, ThreadModule) else ThreadModule(module)
+    return Session(stand_in, connect_database(stand_in, database))
+
+
 def as_session(connection_or_session, module=None):
     """A ``Session`` for a DB-API connection (a ``Session`` is returned as it is)."""
     if isinstance(connection_or_session, Session):

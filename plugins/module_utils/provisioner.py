@@ -15,8 +15,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import threading
-
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.dataplane.postgresql.plugins.module_utils import deployment as _deployment
@@ -26,6 +24,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils import member
 from ansible_collections.dataplane.postgresql.plugins.module_utils import provisioning as _p
 from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks as _role_checks
 from ansible_collections.dataplane.postgresql.plugins.module_utils import schema_role as _schema_role
+from ansible_collections.dataplane.postgresql.plugins.module_utils import workers as _workers
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
     MIN_SERVER_VERSION_NUM,
     Session,
@@ -155,32 +154,24 @@ def run_batched(session, actions, check):
 
 def run_autocommit(session, statements, done):
     """Run STATEMENTS (CREATE/DROP DATABASE) in autocommit, over up to DATABASE_WORKERS
-    connections; mark DONE[i] for each that succeeded; return error messages."""
-    workers = min(DATABASE_WORKERS, (len(statements) + 3) // 4)
+    connections (at least 4 statements each); mark DONE[i] for each that succeeded; return
+    error messages (in statement order). A connection stops at its first error."""
+    workers = _workers.thread_count(len(statements), DATABASE_WORKERS, per_thread=4)
     sessions = [session] + [session.sibling(autocommit=True) for dummy in range(workers - 1)]
-    errors = []
-
-    def work(worker, indexes):
-        for i in indexes:
-            try:
-                worker.run(statements[i])
-            except Exception as exc:  # report every failure after all workers stop
-                errors.append("%s failed: %s" % (session.render(statements[i]),
-                                                 to_native(getattr(exc, "pgerror", None) or exc).strip()))
-                return
-            done[i] = True
-
-    if workers <= 1:
-        work(session, range(len(statements)))
-    else:
-        threads = [threading.Thread(target=work, args=(worker, range(k, len(statements), workers)))
-                   for k, worker in enumerate(sessions)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    try:
+        outcomes = _workers.run_jobs([lambda worker, s=statement: worker.run(s) for statement in statements],
+                                     sessions, stop_after_error=True)
+    finally:
         for worker in sessions[1:]:
             worker.close()
+    errors = []
+    for i, outcome in enumerate(outcomes):
+        if outcome.ok:
+            done[i] = True
+        elif outcome.error is not None:
+            exc = outcome.error
+            errors.append("%s failed: %s" % (session.render(statements[i]),
+                                             to_native(getattr(exc, "pgerror", None) or exc).strip()))
     return errors
 
 

@@ -29,7 +29,7 @@ __metaclass__ = type
 
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.dataplane.postgresql.plugins.module_utils import database as _database
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import database_session
+from ansible_collections.dataplane.postgresql.plugins.module_utils import workers as _workers
 
 MEMBERSHIP_OPTIONS = {"inherit_option": False, "set_option": True, "admin_option": False}
 # Attributes the schema role must not have (pg_roles column -> keyword that clears it).
@@ -37,6 +37,10 @@ FORBIDDEN_ATTRIBUTES = (("rolcanlogin", "NOLOGIN"), ("rolsuper", "NOSUPERUSER"),
                         ("rolcreaterole", "NOCREATEROLE"), ("rolreplication", "NOREPLICATION"),
                         ("rolbypassrls", "NOBYPASSRLS"))
 SCHEMA_PRIVILEGES = ("USAGE", "CREATE")
+# Threads (one connection each at a time) for the step inside the metadata databases; a new
+# connection costs the server a few ms, so a rerun at 200 Deployments spends most of this
+# step waiting on connections. See docs/performance.md (or the changelog) for the measurement.
+SCHEMA_WORKERS = 4
 # The fence and deployment_audit modules import it from here (parity.resolve's connector).
 connect_database = _database.connect_database
 
@@ -375,48 +379,87 @@ def converge(module, session, records, options, check_mode, sql, memberships):
 
 def _converge_databases(module, session, present, absent, catalog, options, check_mode, sql, db_facts, log,
                         warnings_out):
-    """Step 2 of converge, one short connection per metadata database. Returns the problems
-    (and adds warnings to WARNINGS_OUT)."""
-    problems = []
+    """Step 2 of converge: one short connection per metadata database, spread over up to
+    SCHEMA_WORKERS threads (workers.run_jobs). Logs, facts, warnings and problems are passed
+    on in record order once every database is done, as a sequential run would. Returns the
+    problems (and adds warnings to WARNINGS_OUT)."""
+    dropped = options.get("dropped_databases") or ()
+    steps, jobs = [], []
     for index, rec in present + absent:
-        database = rec["database"]
-        if database not in catalog["databases"]:
+        step = _DatabaseStep(index, rec)
+        steps.append(step)
+        if rec["database"] not in catalog["databases"]:
             if rec.get("state", "present") == "present":
                 for action in plan_database(rec, None, options.get("reassign_owned"))[0]:
-                    log(index, session.render(action_sql(sql, action)))
-            continue
-        if database in (options.get("dropped_databases") or ()):
-            continue
+                    step.texts.append(session.render(action_sql(sql, action)))
+        elif rec["database"] not in dropped:
+            jobs.append(lambda dummy, step=step: step.run(module, catalog, options, check_mode, sql))
+    outcomes = _workers.run_jobs(jobs, [None] * _workers.thread_count(len(jobs), SCHEMA_WORKERS))
+    problems = []
+    for outcome in outcomes:
+        if outcome.error is not None:  # a bug, not the server's answer (run() catches those)
+            problems.append("schema role step failed: %s" % to_native(outcome.error))
+    for step in steps:
+        for text in step.texts:
+            log(step.index, text)
+        if step.facts is not None:
+            db_facts[step.index] = step.facts
+        warnings_out.extend(step.warnings)
+        problems.extend(step.problems)
+        for text in step.module_warnings:
+            module.warn(text)
+    return problems
+
+
+class _DatabaseStep(object):
+    """The work inside one metadata database, for one record; run in a worker thread. It
+    never fails the module: what happened is kept here (statements run, facts, warnings,
+    problems) for the module's thread."""
+
+    def __init__(self, index, record):
+        self.index, self.record = index, record
+        self.texts, self.warnings, self.problems, self.module_warnings = [], [], [], []
+        self.facts = None
+
+    def run(self, module, catalog, options, check_mode, sql):
+        rec = self.record
+        database = rec["database"]
+        stand_in = _database.ThreadModule(module)
         try:
-            db_session = database_session(module, database)
-        except Exception as exc:  # connect_to_db normally fails the module itself
-            problems.append("Deployment %r: cannot connect to %s: %s" % (rec["id"], database, exc))
-            continue
+            db_session = _database.thread_database_session(stand_in, database)
+        except Exception as exc:
+            self.problems.append("Deployment %r: cannot connect to %s: %s" % (rec["id"], database, to_native(exc)))
+            return
+        finally:
+            self.module_warnings.extend(stand_in.warnings)
+
+        def log(dummy, text):
+            self.texts.append(text)
+
         try:
             if rec.get("state", "present") == "present":
-                facts = db_facts[index] = read_database(db_session, rec)
+                facts = self.facts = read_database(db_session, rec)
                 actions, found, warnings = plan_database(rec, facts, options.get("reassign_owned"))
-                warnings_out.extend(warnings)
+                self.warnings.extend(warnings)
                 if found:
-                    problems.extend(found)
-                    continue
+                    self.problems.extend(found)
+                    return
             else:
                 exists = catalog["roles"].get(rec["schema_role"]) is not None
                 if not exists:
-                    continue
+                    return
                 new_owner = options.get("decommission_owner") or db_session.rows("SELECT current_user AS u")[0]["u"]
                 actions = [("reassign_owned", [rec["schema_role"]], new_owner), ("drop_owned", rec["schema_role"])]
             for action in actions:
-                _run(db_session, check_mode, action_sql(sql, action), log, index)
+                _run(db_session, check_mode, action_sql(sql, action), log, self.index)
             db_session.end_transaction(check_mode)
             if rec.get("state", "present") == "present" and actions and not check_mode:
-                db_facts[index] = read_database(db_session, rec)
+                self.facts = read_database(db_session, rec)
                 db_session.rollback()
         except Exception as exc:
-            problems.append("Deployment %r: in database %s: %s" % (rec["id"], database, to_native(exc).strip()))
+            self.problems.append("Deployment %r: in database %s: %s" % (rec["id"], database, to_native(exc).strip()))
         finally:
             db_session.close()
-    return problems
 
 
 def _borrow(session, records, check_mode):

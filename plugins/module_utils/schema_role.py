@@ -450,6 +450,8 @@ class _DatabaseStep(object):
                     return
                 new_owner = options.get("decommission_owner") or db_session.rows("SELECT current_user AS u")[0]["u"]
                 actions = [("reassign_owned", [rec["schema_role"]], new_owner), ("drop_owned", rec["schema_role"])]
+            if not actions:
+                return  # only read: closing the connection ends its transaction, no round trip
             for action in actions:
                 _run(db_session, check_mode, action_sql(sql, action), log, self.index)
             db_session.end_transaction(check_mode)

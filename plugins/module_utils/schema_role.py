@@ -210,6 +210,29 @@ def state_of(record, catalog, db_facts, memberships):
     }
 
 
+class _ByRole(object):
+    """A catalog and membership rows grouped by role once, so that the state of each of many
+    records is built from its own rows (state_of filters by role: same result, no scan of
+    every row per record)."""
+
+    def __init__(self, catalog, memberships):
+        self._catalog = catalog
+        self._settings, self._members = {}, {}
+        for row in catalog["settings"]:
+            self._settings.setdefault(row["rolname"], []).append(row)
+        for row in memberships:
+            self._members.setdefault(row["group"], []).append(row)
+
+    def catalog(self, record):
+        settings = []
+        for login in sorted(set(record["login_roles"].values())):
+            settings.extend(self._settings.get(login, ()))
+        return dict(self._catalog, settings=settings)
+
+    def members(self, record):
+        return self._members.get(record.get("schema_role"), [])
+
+
 def _flag(value):
     return "?" if value is None else ("true" if value else "false")
 
@@ -296,6 +319,7 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     catalog = read_shared(session, records)
     before_members = memberships.read_memberships(session, sorted(set(r["schema_role"] for dummy, r in present + absent)))
     db_facts = {}
+    membership_result = {}
 
     # 1. Shared catalogs (roles, memberships, role settings): one transaction.
     with session.transaction(check_mode, "schema role set-up failed, its transaction was rolled back: %s"):
@@ -312,7 +336,7 @@ def converge(module, session, records, options, check_mode, sql, memberships):
                 grants.append({"group": group, "target_role": member, "state": "absent", "granted_by": None,
                                "inherit_option": None, "set_option": None, "admin_option": None})
         first = len(session.queries)
-        result = memberships.converge_grants(session, grants, check_mode, fail_on_missing=not check_mode) \
+        result = membership_result = memberships.converge_grants(session, grants, check_mode, fail_on_missing=not check_mode) \
             if grants else {"statements": []}
         for text in result.get("statements") or []:
             for index, rec in present:
@@ -363,14 +387,19 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     if check_mode:
         after_catalog, after_members = _predict(catalog, records, present, absent), _predict_members(
             before_members, present, absent)
+    elif not out["statements"] and not membership_result.get("statements"):
+        # Nothing ran (a rerun with nothing to do): the shared catalogs read before are the state after.
+        after_catalog, after_members = catalog, before_members
     else:
         after_catalog = read_shared(session, records)
         after_members = memberships.read_memberships(
             session, sorted(set(r["schema_role"] for dummy, r in present + absent)))
+    before_view, after_view = _ByRole(catalog, before_members), _ByRole(after_catalog, after_members)
     for index, rec in present + absent:
-        before = state_of(rec, catalog, _before_facts(db_facts.get(index), texts_of.get(index)), before_members)
-        after = state_of(rec, after_catalog, _after_facts(rec, db_facts.get(index), texts_of.get(index), check_mode),
-                         after_members)
+        before = state_of(rec, before_view.catalog(rec), _before_facts(db_facts.get(index), texts_of.get(index)),
+                          before_view.members(rec))
+        after = state_of(rec, after_view.catalog(rec), _after_facts(rec, db_facts.get(index), texts_of.get(index),
+                                                                     check_mode), after_view.members(rec))
         out["before"][index], out["after"][index] = before, after
     out["changed"] = bool(out["statements"])
     session.queries.extend(out["statements"])

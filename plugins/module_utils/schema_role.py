@@ -253,26 +253,30 @@ SELECT r.rolname, d.datname, s.setconfig
  WHERE r.rolname = ANY(%(logins)s) AND (s.setdatabase = 0 OR d.datname = ANY(%(databases)s))
 """
 DATABASES_QUERY = "SELECT d.datname FROM pg_catalog.pg_database d WHERE d.datname = ANY(%s)"
-# Inside one metadata database: the schema, the schema role's direct privileges on it, and
-# what the login roles own here (pg_shdepend, deptype 'o') and in shared catalogs (dbid 0).
-SCHEMA_QUERY = """
+# Inside one metadata database, in one round trip: the schema, the schema role's direct
+# privileges on it, and what the login roles own here (pg_shdepend, deptype 'o') and in shared
+# catalogs (dbid 0), as three arrays in the same order (login role, object description).
+DATABASE_QUERY = """
 SELECT n.oid IS NOT NULL AS schema_exists,
        COALESCE((SELECT pg_catalog.array_agg(DISTINCT a.privilege_type::text)
                    FROM pg_catalog.aclexplode(COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
                    JOIN pg_catalog.pg_roles g ON g.oid = a.grantee
-                  WHERE g.rolname = %(role)s), '{}') AS privileges
+                  WHERE g.rolname = %(role)s), '{}') AS privileges,
+       o.rolnames AS owned_by, o.shared AS owned_shared, o.objects AS owned_objects
   FROM (SELECT 1) AS one
   LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s
-"""
-OWNED_QUERY = """
-SELECT r.rolname, (sd.dbid = 0) AS shared,
-       pg_catalog.pg_describe_object(sd.classid, sd.objid, sd.objsubid) AS object
-  FROM pg_catalog.pg_shdepend sd
-  JOIN pg_catalog.pg_roles r ON r.oid = sd.refobjid
- WHERE sd.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND sd.deptype = 'o'
-   AND r.rolname = ANY(%(logins)s)
-   AND sd.dbid IN (0, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()))
- ORDER BY 1, 3
+ CROSS JOIN (
+       SELECT pg_catalog.array_agg(x.rolname::text ORDER BY x.rolname, x.object, x.shared) AS rolnames,
+              pg_catalog.array_agg(x.shared ORDER BY x.rolname, x.object, x.shared) AS shared,
+              pg_catalog.array_agg(x.object ORDER BY x.rolname, x.object, x.shared) AS objects
+         FROM (SELECT r.rolname, (sd.dbid = 0) AS shared,
+                      pg_catalog.pg_describe_object(sd.classid, sd.objid, sd.objsubid) AS object
+                 FROM pg_catalog.pg_shdepend sd
+                 JOIN pg_catalog.pg_roles r ON r.oid = sd.refobjid
+                WHERE sd.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND sd.deptype = 'o'
+                  AND r.rolname = ANY(%(logins)s)
+                  AND sd.dbid IN (0, (SELECT d.oid FROM pg_catalog.pg_database d
+                                       WHERE d.datname = pg_catalog.current_database()))) x) o
 """
 
 
@@ -287,12 +291,15 @@ def read_shared(session, records):
 
 
 def read_database(db_session, record):
-    """The facts plan_database needs, read over a Session connected to RECORD's database."""
-    facts = db_session.rows(SCHEMA_QUERY, {"role": record["schema_role"], "schema": record["airflow_schema"]})[0]
-    owned, shared = {}, {}
+    """The facts plan_database needs, read over a Session connected to RECORD's database
+    (one query)."""
     logins = [record["login_roles"][p] for p in sorted(record["login_roles"])]
-    for row in db_session.rows(OWNED_QUERY, {"logins": logins}):
-        (shared if row["shared"] else owned).setdefault(row["rolname"], []).append(row["object"])
+    facts = db_session.rows(DATABASE_QUERY, {"role": record["schema_role"], "schema": record["airflow_schema"],
+                                             "logins": logins})[0]
+    owned, shared = {}, {}
+    for login, is_shared, description in zip(facts["owned_by"] or (), facts["owned_shared"] or (),
+                                             facts["owned_objects"] or ()):
+        (shared if is_shared else owned).setdefault(login, []).append(description)
     return {"schema_exists": bool(facts["schema_exists"]), "privileges": set(facts["privileges"] or []),
             "owned": owned, "shared_owned": shared}
 

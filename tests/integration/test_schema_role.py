@@ -216,3 +216,34 @@ def test_object_privileges_false_leaves_objects_to_the_platform(pg16, names, ans
     audit = d.playbook(AUDIT, user=d.commander, dataplane_object_privileges=False)
     assert audit.returncode != 0
     assert "owned by a login role: %s owns 1 in pg_class (table mine)" % d.login("dp1", d.ids[0]) in audit.stdout
+
+
+def test_one_unreachable_database_is_reported_and_the_others_converge(pg16, names, ansible_playbook, tmp_path):
+    """The step inside the metadata databases runs on several threads: a database it cannot
+    connect to is reported for its Deployment, the other databases are still converged, and
+    the rerun after the cause is gone converges and changes nothing more."""
+    d = Deployments(pg16, names, ansible_playbook, tmp_path, count=5)
+    assert d.playbook(PROVISION).returncode == 0
+    blocked = d.ids[2]
+    for i in d.ids:
+        pg16.sql(sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}").format(sql.Identifier(d.schema(i))), dbname=d.db(i))
+    pg16.sql(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(d.db(blocked))))
+    proc = d.playbook(PROVISION)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Deployment %r: cannot connect to %s: unable to connect to database" % (blocked, d.db(blocked)) in out
+    assert "schema role set-up failed" in out, out
+    assert not any("Deployment %r:" % i in out for i in d.ids if i != blocked), out
+    for i in d.ids:
+        if i != blocked:
+            assert pg16.sql("SELECT has_schema_privilege(%s, 'public', 'CREATE')", (d.schema(i),),
+                            dbname=d.db(i)) == [(True,)], i
+    pg16.sql(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(d.db(blocked))))
+    assert pg16.sql("SELECT has_schema_privilege(%s, 'public', 'CREATE')", (d.schema(blocked),),
+                    dbname=d.db(blocked)) == [(False,)]
+    proc = d.playbook(PROVISION)
+    assert proc.returncode == 0 and recap(proc.stdout)["pg"]["changed"] >= 1, proc.stdout + proc.stderr
+    for i in d.ids:
+        assert schema_state(pg16, d, i) == expected_state(d, i), i
+    again = d.playbook(PROVISION)
+    assert again.returncode == 0 and recap(again.stdout)["pg"]["changed"] == 0, again.stdout

@@ -405,8 +405,8 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     for index, rec in present + absent:
         before = state_of(rec, before_view.catalog(rec), _before_facts(db_facts.get(index), texts_of.get(index)),
                           before_view.members(rec))
-        after = state_of(rec, after_view.catalog(rec), _after_facts(rec, db_facts.get(index), texts_of.get(index),
-                                                                     check_mode), after_view.members(rec))
+        after_facts = _after_facts(rec, db_facts.get(index), texts_of.get(index), check_mode)
+        after = state_of(rec, after_view.catalog(rec), after_facts, after_view.members(rec))
         out["before"][index], out["after"][index] = before, after
     out["changed"] = bool(out["statements"])
     session.queries.extend(out["statements"])

@@ -31,25 +31,14 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg2
+from psycopg2 import sql
 
 import benchlib
+from tests.support.sessions import Sessions  # noqa: E402  (benchlib puts the repository on sys.path)
 
 TARGET_WALL_S = 3.0
 TARGET_GONE_S = 2.0
 COMMANDER = "commander_user"
-
-
-def wait_async(conn):
-    import select
-    while True:
-        state = conn.poll()
-        if state == psycopg2.extensions.POLL_OK:
-            return
-        if state == psycopg2.extensions.POLL_READ:
-            select.select([conn.fileno()], [], [])
-        elif state == psycopg2.extensions.POLL_WRITE:
-            select.select([], [conn.fileno()], [])
 
 
 class SessionWatcher(threading.Thread):
@@ -84,13 +73,12 @@ class Bench(object):
         self.args = args
         self.base = benchlib.make_work_dir("dataplane-failover-bench-")
         self.ids = ["%03d" % n for n in range(args.deployments)]
-        self.live = []
-        self.info = None
+        self.live = None
+        self.server = None
 
     def start(self):
-        self.info = benchlib.start_postgresql(self.args.version, self.base / "srv", attempts=3,
-                                              settings=["max_connections=1000"])
-        self.port = self.info["port"]
+        self.server = benchlib.PgServer(self.args.version, self.base / "srv", ["max_connections=1000"]).start(attempts=3)
+        self.port = self.server.port
         self.inventory = self.base / "inventory.json"
         self.vars = self.base / "vars.json"
         self.reports = self.base / "reports"
@@ -117,31 +105,24 @@ class Bench(object):
         for i in self.ids:  # a table the idle-in-transaction session writes to
             conn = benchlib.connect(self.port, dbname="airflow_db_%s" % i)
             conn.autocommit = True
-            conn.cursor().execute("SET ROLE airflow_db_%s_schema; CREATE TABLE t (src text)" % i)
+            conn.cursor().execute(sql.SQL("SET ROLE {}; CREATE TABLE t (src text)").format(
+                sql.Identifier("airflow_db_%s_schema" % i)))
             conn.close()
         self.write_inventory(COMMANDER)
 
     def open_sessions(self):
+        """idle; idle in transaction with an uncommitted INSERT; active pg_sleep (tests/support)."""
+        self.live = Sessions(self.server, application="bench", tx_sql="INSERT INTO t VALUES ('uncommitted')")
         for i in self.ids:
-            user, db = "dp1_user_%s" % i, "airflow_db_%s" % i
-            idle = benchlib.connect(self.port, user=user, dbname=db, application_name="bench-idle")
-            idle.autocommit = True
-            idle.cursor().execute("SELECT 1")
-            in_tx = benchlib.connect(self.port, user=user, dbname=db, application_name="bench-idle-in-tx")
-            in_tx.cursor().execute("INSERT INTO t VALUES ('uncommitted')")
-            active = benchlib.connect(self.port, user=user, dbname=db, async_=1, application_name="bench-active")
-            wait_async(active)
-            active.cursor().execute("SELECT pg_sleep(600)")
-            self.live += [idle, in_tx, active]
-        return len(self.live)
+            for state in ("idle", "idle in transaction", "active"):
+                self.live.open_one("dp1_user_%s" % i, "airflow_db_%s" % i, state, wait=False)
+        self.live.wait_active()
+        return len(self.live.items)
 
     def close_sessions(self):
-        for conn in self.live:
-            try:
-                conn.close()
-            except Exception:
-                pass
-        self.live = []
+        if self.live is not None:
+            self.live.close()
+        self.live = None
 
     def failover(self, src, dst, timed):
         shutil.rmtree(str(self.reports), ignore_errors=True)

@@ -18,11 +18,11 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.database impo
     MIN_SERVER_VERSION_NUM,
     Session,
     connect,
+    connect_database,
     version_label,
 )
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import helper_status
 from ansible_collections.dataplane.postgresql.plugins.module_utils.results import Timings
-from ansible_collections.dataplane.postgresql.plugins.module_utils.schema_role import connect_database
 
 READ_ONLY_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 

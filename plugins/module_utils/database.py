@@ -99,11 +99,6 @@ def connect_database(module, database, fail=True):
     return conn
 
 
-def database_session(module, database, fail=True):
-    """A ``Session`` over a new connection to DATABASE (see connect_database)."""
-    return Session(module, connect_database(module, database, fail=fail))
-
-
 class ThreadModule(object):
     """Stands in for the module in a worker thread (workers.run_jobs): it has the module's
     ``params``; ``fail_json`` raises RuntimeError with the message instead of printing a
@@ -123,7 +118,8 @@ class ThreadModule(object):
 
 
 def thread_database_session(module, database):
-    """``database_session`` for a worker thread: a connection failure raises RuntimeError
+    """A ``Session`` over a new connection to DATABASE (see connect_database), for a worker
+    thread: a connection failure raises RuntimeError
     (community.postgresql's message: "unable to connect to database: ...") and never fails
     the module; the Session's own ``fail`` raises too."""
     stand_in = module if isinstance(module, ThreadModule) else ThreadModule(module)

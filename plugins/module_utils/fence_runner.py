@@ -206,7 +206,7 @@ class Fence(object):
             # imported only when asked for: the parity code is large, and a fence without it
             # should not pay for loading it
             from ansible_collections.dataplane.postgresql.plugins.module_utils import parity as _parity
-            from ansible_collections.dataplane.postgresql.plugins.module_utils.schema_role import connect_database
+            from ansible_collections.dataplane.postgresql.plugins.module_utils.database import connect_database
             records = [_parity.fence_record(d) for d in self.deps]
             parity_facts = _parity.read_facts(self.session, records, self.version)
             # Only where objects look out of place: connect to that database to leave out the

@@ -311,7 +311,7 @@ SELECT x.class, x.key,
 def describe_objects(connect_database, wanted):
     """Name the objects WANTED ({database: [(class, key)]}) with one short connection to each of
     those databases (only the drifted ones). CONNECT_DATABASE(name) returns a database.Session
-    (database.database_session) or a DB-API connection. Returns ({(database, class, key): name},
+    or a DB-API connection. Returns ({(database, class, key): name},
     set of such keys that are temporary objects); a database that cannot be reached is skipped
     (its objects stay unnamed and count)."""
     names, temporary = {}, set()

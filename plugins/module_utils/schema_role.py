@@ -39,10 +39,8 @@ FORBIDDEN_ATTRIBUTES = (("rolcanlogin", "NOLOGIN"), ("rolsuper", "NOSUPERUSER"),
 SCHEMA_PRIVILEGES = ("USAGE", "CREATE")
 # Threads (one connection each at a time) for the step inside the metadata databases; a new
 # connection costs the server a few ms, so a rerun at 200 Deployments spends most of this
-# step waiting on connections. See docs/performance.md (or the changelog) for the measurement.
+# step waiting on connections. The measurement: benchmarks/README.md (provision rerun).
 SCHEMA_WORKERS = 4
-# The fence and deployment_audit modules import it from here (parity.resolve's connector).
-connect_database = _database.connect_database
 
 
 def wanted(record):

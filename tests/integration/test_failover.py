@@ -322,17 +322,32 @@ def test_safety_invariant_observed_by_concurrent_probe(pg16, env):
         e.assert_active("dp2", dep_id)
 
 
-def test_preflight_failure_changes_nothing_anywhere(pg16, env, names, tmp_path):
-    """One broken Deployment on one host: no host fences anything, the failure names it."""
-    e = env(count=2)
+def _one_broken_deployment(pg16, e):
+    """Provision E's two Deployments; the second keeps dp1's CONNECT through PUBLIC (the fence
+    could not hold); 3 live dp1 sessions each. Returns (good id, bad id, datacl of each database)."""
     e.provision()
     good, bad = e.ids
-    # dp1 of the bad Deployment keeps CONNECT through PUBLIC: the fence could not hold
     pg16.sql(sql.SQL("GRANT CONNECT ON DATABASE {} TO PUBLIC").format(sql.Identifier(e.db(bad))))
     for dep_id in e.ids:
         e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
     before = dict((d, pg16.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (e.db(d),))[0][0])
                   for d in e.ids)
+    return good, bad, before
+
+
+def _assert_nothing_changed(pg16, e, before):
+    """Every dp1 session still there, dp1 still admitted, every database's ACL as BEFORE."""
+    for dep_id in e.ids:
+        assert count_sessions(pg16, [e.role("dp1", dep_id)]) == 3
+        assert e.logins(dep_id)["dp1"] == ("admitted", None)
+        assert pg16.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (e.db(dep_id),))[0][0] \
+            == before[dep_id]
+
+
+def test_preflight_failure_changes_nothing_anywhere(pg16, env, names, tmp_path):
+    """One broken Deployment on one host: no host fences anything, the failure names it."""
+    e = env(count=2)
+    good, bad, before = _one_broken_deployment(pg16, e)
     # two inventory hosts (same server): host a has the good Deployment, host b the bad one
     write_inventory(e.inventory, pg16, {"a": {"dataplane_failover_deployments": [good]},
                                         "b": {"dataplane_failover_deployments": [bad]}})
@@ -340,11 +355,7 @@ def test_preflight_failure_changes_nothing_anywhere(pg16, env, names, tmp_path):
     assert proc.returncode != 0
     assert bad in proc.stdout and "PUBLIC" in proc.stdout.upper(), proc.stdout
     assert "nothing was changed" in proc.stdout
-    for dep_id in e.ids:
-        assert count_sessions(pg16, [e.role("dp1", dep_id)]) == 3
-        assert e.logins(dep_id)["dp1"] == ("admitted", None)
-        assert pg16.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (e.db(dep_id),))[0][0] \
-            == before[dep_id]
+    _assert_nothing_changed(pg16, e, before)
     assert recap(proc.stdout)["a"]["changed"] == 0 and recap(proc.stdout)["b"]["changed"] == 0
 
 
@@ -369,13 +380,7 @@ def test_one_host_fences_without_a_separate_preflight(pg16, env):
     """One host: no check-mode preflight task; the fence module's own preflight refuses a
     Deployment whose source keeps CONNECT through PUBLIC, and nothing changes."""
     e = env(count=2)
-    e.provision()
-    good, bad = e.ids
-    pg16.sql(sql.SQL("GRANT CONNECT ON DATABASE {} TO PUBLIC").format(sql.Identifier(e.db(bad))))
-    for dep_id in e.ids:
-        e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
-    before = dict((d, pg16.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (e.db(d),))[0][0])
-                  for d in e.ids)
+    good, bad, before = _one_broken_deployment(pg16, e)
     proc = e.failover("dp1", "dp2")
     assert proc.returncode != 0
     assert "Preflight the fence" not in proc.stdout, proc.stdout
@@ -383,11 +388,7 @@ def test_one_host_fences_without_a_separate_preflight(pg16, env):
     assert "skipping: [pg]" in section, section
     assert "refused on pg: the preflight found problems and nothing was changed" in proc.stdout, proc.stdout
     assert bad in proc.stdout and "PUBLIC" in proc.stdout.upper(), proc.stdout
-    for dep_id in e.ids:
-        assert count_sessions(pg16, [e.role("dp1", dep_id)]) == 3
-        assert e.logins(dep_id)["dp1"] == ("admitted", None)
-        assert pg16.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (e.db(dep_id),))[0][0] \
-            == before[dep_id]
+    _assert_nothing_changed(pg16, e, before)
     assert recap(proc.stdout)["pg"]["changed"] == 0
     # the same request without the broken Deployment goes through in one fence call
     ok = e.failover_ok("dp1", "dp2", dataplane_failover_deployments=[good])

@@ -20,6 +20,7 @@ on ``sys.path``; and
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ from tests.support.server import connect as _connect  # noqa: E402
 from tests.support.server import scratch_dir as make_work_dir  # noqa: E402
 
 __all__ = ["REPO", "PG_SCRIPT", "MODULES_DIR", "PYTHON", "VENV_BIN", "PgServer", "ServerError", "free_port",
-           "scratch_server", "make_work_dir", "start_postgresql", "stop_postgresql", "scratch_postgresql", "connect",
+           "scratch_server", "make_work_dir", "start_postgresql", "stop_postgresql", "discard_work_dir", "scratch_postgresql", "connect",
            "run_module", "run_playbook"]
 
 MODULES_DIR = REPO / "plugins" / "modules"
@@ -66,6 +67,14 @@ def stop_postgresql(data_dir, check=False):
         return server.stop(check=check)
     except ServerError as exc:
         raise SystemExit(str(exc))
+
+
+def discard_work_dir(work_dir, data_dir):
+    """Stop the server in DATA_DIR (exit if that fails), then remove WORK_DIR in any case."""
+    try:
+        stop_postgresql(data_dir, check=True)
+    finally:
+        shutil.rmtree(str(work_dir), ignore_errors=True)
 
 
 def scratch_postgresql(version, settings=(), prefix="dataplane-bench-"):

@@ -85,10 +85,7 @@ class Bench(object):
 
     def stop(self):
         self.close_sessions()
-        try:
-            benchlib.stop_postgresql(self.base / "srv", check=True)
-        finally:
-            shutil.rmtree(str(self.base), ignore_errors=True)
+        benchlib.discard_work_dir(self.base, self.base / "srv")
 
     def write_inventory(self, user):
         self.inventory.write_text(json.dumps({"dataplane_postgresql": {"hosts": {"bench": {

@@ -25,7 +25,6 @@ Exit status 0 only when every Deployment was verified fenced in both runs.
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -60,10 +59,7 @@ class Bench(object):
 
     def stop(self):
         self.close_sessions()
-        try:
-            benchlib.stop_postgresql(self.base / "srv", check=True)
-        finally:
-            shutil.rmtree(str(self.base), ignore_errors=True)
+        benchlib.discard_work_dir(self.base, self.base / "srv")
 
     def setup(self):
         conn = self.connect()

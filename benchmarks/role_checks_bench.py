@@ -29,7 +29,7 @@ def main():
     args = parser.parse_args()
     from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks
     from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment_model import expand_deployments
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import expand_deployments
 
     records = expand_deployments([{"id": "b%04d" % i} for i in range(args.count)])
     with benchlib.scratch_postgresql(args.version) as (info, dummy):

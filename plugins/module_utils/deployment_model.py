@@ -1,6 +1,7 @@
 # Copyright: dataplane.postgresql contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Compatibility name: the Deployment model lives in ``module_utils/deployment.py``."""
+"""Compatibility name for code written against 0.1.0: the Deployment model lives in
+``module_utils/deployment.py``; nothing in this collection imports this file."""
 
 from __future__ import absolute_import, division, print_function
 

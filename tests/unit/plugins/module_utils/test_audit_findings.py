@@ -9,7 +9,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import 
     audit_deployment,
     audit_deployments,
 )
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment_model import expand_deployments
+from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import expand_deployments
 from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import record_problems
 
 [REC] = expand_deployments([{"id": "a"}])

@@ -4,7 +4,7 @@ import copy
 
 from ansible_collections.dataplane.postgresql.plugins.module_utils import parity
 from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import summary_line
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment_model import expand_deployments
+from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import expand_deployments
 
 [REC] = expand_deployments([{"id": "a"}])
 DB, SCHEMA, DP1, DP2 = "airflow_db_a", "airflow_db_a_schema", "dp1_user_a", "dp2_user_a"

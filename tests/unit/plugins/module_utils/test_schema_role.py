@@ -4,7 +4,7 @@ import pytest
 from psycopg2 import sql
 
 from ansible_collections.dataplane.postgresql.plugins.module_utils import schema_role as sr
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment_model import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import (
     DeploymentModelError,
     expand_deployments,
 )

@@ -353,6 +353,17 @@ def test_invalid_records_fail_before_connecting(run_module):
     assert "s3cret-pw" not in json.dumps(result)
 
 
+def test_a_key_outside_the_record_is_refused(pg16, names, run_module):
+    """The audit declares the record's suboptions: a key that is not part of it (a typo) is
+    refused before any query, and the message names it."""
+    result = run_module("deployment_audit", dict(pg16.login_args(), deployments=[
+        {"id": "a", "database": "db", "owner_role": "o", "killer_role": "k",
+         "login_roles": {"dp1": "x", "dp2": "y"}, "commander_user": "c", "databse": "typo"}]))
+    assert result["failed"]
+    assert "databse" in result["msg"], result["msg"]
+    assert not result.get("queries"), result
+
+
 def test_pg15_reports_the_version(pg15, names, run_module):
     [rec] = seed(pg15, names, with_options=False)
     result = audit(run_module, pg15, [rec], helper_schema=names("nofence"))

@@ -555,3 +555,23 @@ def test_readmission_waits_for_a_running_fence_and_refuses_a_state_that_moved(pg
     assert res["failed"], res
     assert "changed while this run was planning" in res["msg"] and rec["database"] in res["msg"], res["msg"]
     assert pg16.sql("SELECT has_database_privilege(%s, %s, 'CONNECT')", (dp1, rec["database"]))[0][0] is False
+
+
+def test_old_helper_option_names_still_work(pg16, names, run_module):
+    """0.1's ``fence_helper_schema`` / ``fence_helper_owner_role`` are aliases of
+    ``helper_schema`` / ``helper_owner_role``: the helper lands where they say."""
+    rec = record(names, "alias")
+    schema, owner = names("old_name_fence"), names("old_name_owner")
+    args = setup_args(pg16, [rec], fence_helper=True, fence_helper_schema=schema, fence_helper_owner_role=owner,
+                      commander_password="cmd-secret-77")
+    res = run_module("deployment_setup", args)
+    assert not res["failed"] and res["changed"], res
+    assert pg16.sql("SELECT n.nspname, r.rolname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                    " JOIN pg_roles r ON r.oid = p.proowner WHERE n.nspname = %s", (schema,)) == [(schema, owner)]
+    assert pg16.sql("SELECT has_function_privilege(%s, p.oid, 'EXECUTE') FROM pg_proc p"
+                    " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
+                    (rec["killer_role"], schema)) == [(True,)]
+    again = run_module("deployment_setup", args)
+    assert not again["failed"] and again["changed"] is False, again
+    # leave no second helper on the shared server
+    pg16.sql(sql.SQL("DROP SCHEMA {} CASCADE; DROP ROLE {}").format(sql.Identifier(schema), sql.Identifier(owner)))

@@ -278,6 +278,46 @@ SELECT n.oid IS NOT NULL AS schema_exists,
 """
 
 
+# Most metadata databases need only this: does the schema exist, and which privileges does the
+# schema role (by oid, read on the module's connection) hold on it directly.
+SCHEMA_QUERY = """
+SELECT n.oid IS NOT NULL AS schema_exists,
+       COALESCE((SELECT pg_catalog.array_agg(DISTINCT a.privilege_type::text)
+                   FROM pg_catalog.aclexplode(COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
+                  WHERE a.grantee = %(role_oid)s::pg_catalog.oid), '{}') AS privileges
+  FROM (SELECT 1) AS one
+  LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s
+"""
+# Where the login roles own objects: pg_shdepend is a shared catalog, so one query on the
+# module's connection covers every database (dbid 0: shared objects). Only a metadata database
+# where a login role owns something needs DATABASE_QUERY, which describes the objects there.
+OWNERS_QUERY = """
+SELECT r.rolname, d.datname
+  FROM pg_catalog.pg_shdepend sd
+  JOIN pg_catalog.pg_roles r ON r.oid = sd.refobjid
+  JOIN pg_catalog.pg_database d ON d.oid = sd.dbid
+ WHERE sd.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND sd.deptype = 'o'
+   AND r.rolname = ANY(%(logins)s) AND d.datname = ANY(%(databases)s)
+ GROUP BY r.rolname, d.datname
+"""
+ROLE_OIDS_QUERY = "SELECT r.rolname, r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%s)"
+
+
+def read_owners(session, records):
+    """{database: set of login roles that own objects in it} for RECORDS (one query)."""
+    logins = sorted(set(n for r in records for n in r["login_roles"].values()))
+    owners = {}
+    for row in session.rows(OWNERS_QUERY, {"logins": logins,
+                                           "databases": sorted(set(r["database"] for r in records))}):
+        owners.setdefault(row["datname"], set()).add(row["rolname"])
+    return owners
+
+
+def owns_objects_in(record, owners):
+    """Whether a login role of RECORD owns objects in its database (read_owners' answer)."""
+    return bool(owners.get(record["database"], set()) & set(record["login_roles"].values()))
+
+
 def read_shared(session, records):
     logins = sorted(set(n for r in records for n in r["login_roles"].values()))
     roles = dict((row["rolname"], row) for row in session.rows(
@@ -288,9 +328,14 @@ def read_shared(session, records):
     return {"roles": roles, "settings": settings, "databases": databases}
 
 
-def read_database(db_session, record):
+def read_database(db_session, record, role_oid=None, owned_here=True):
     """The facts plan_database needs, read over a Session connected to RECORD's database
-    (one query)."""
+    (one query). OWNED_HERE False (read_owners found no object of RECORD's login roles in the
+    database): only the schema and the privileges of the schema role (ROLE_OID) are read."""
+    if not owned_here:
+        facts = db_session.rows(SCHEMA_QUERY, {"role_oid": role_oid, "schema": record["airflow_schema"]})[0]
+        return {"schema_exists": bool(facts["schema_exists"]), "privileges": set(facts["privileges"] or []),
+                "owned": {}, "shared_owned": {}}
     logins = [record["login_roles"][p] for p in sorted(record["login_roles"])]
     facts = db_session.rows(DATABASE_QUERY, {"role": record["schema_role"], "schema": record["airflow_schema"],
                                              "logins": logins})[0]
@@ -401,7 +446,7 @@ def converge(module, session, records, options, check_mode, sql, memberships):
             session, sorted(set(r["schema_role"] for dummy, r in present + absent)))
     before_view, after_view = _ByRole(catalog, before_members), _ByRole(after_catalog, after_members)
     for index, rec in present + absent:
-        before = state_of(rec, before_view.catalog(rec), _before_facts(db_facts.get(index), texts_of.get(index)),
+        before = state_of(rec, before_view.catalog(rec), db_facts.get(("before", index), db_facts.get(index)),
                           before_view.members(rec))
         after_facts = _after_facts(rec, db_facts.get(index), texts_of.get(index), check_mode)
         after = state_of(rec, after_view.catalog(rec), after_facts, after_view.members(rec))
@@ -418,9 +463,16 @@ def _converge_databases(module, session, present, absent, catalog, options, chec
     on in record order once every database is done, as a sequential run would. Returns the
     problems (and adds warnings to WARNINGS_OUT)."""
     dropped = options.get("dropped_databases") or ()
+    reached = [rec for dummy, rec in present if rec["database"] in catalog["databases"]
+               and rec["database"] not in dropped]
+    owners, role_oids = {}, {}
+    if reached:
+        owners = read_owners(session, reached)
+        role_oids = dict((row["rolname"], row["oid"]) for row in session.rows(
+            ROLE_OIDS_QUERY, (sorted(set(rec["schema_role"] for rec in reached)),)))
     steps, jobs = [], []
     for index, rec in present + absent:
-        step = _DatabaseStep(index, rec)
+        step = _DatabaseStep(index, rec, role_oids.get(rec["schema_role"]), owns_objects_in(rec, owners))
         steps.append(step)
         if rec["database"] not in catalog["databases"]:
             if rec.get("state", "present") == "present":
@@ -438,6 +490,7 @@ def _converge_databases(module, session, present, absent, catalog, options, chec
             log(step.index, text)
         if step.facts is not None:
             db_facts[step.index] = step.facts
+            db_facts[("before", step.index)] = step.before_facts
         warnings_out.extend(step.warnings)
         problems.extend(step.problems)
         for text in step.module_warnings:
@@ -450,10 +503,11 @@ class _DatabaseStep(object):
     never fails the module: what happened is kept here (statements run, facts, warnings,
     problems) for the module's thread."""
 
-    def __init__(self, index, record):
+    def __init__(self, index, record, role_oid=None, owned_here=True):
         self.index, self.record = index, record
+        self.role_oid, self.owned_here = role_oid, owned_here
         self.texts, self.warnings, self.problems, self.module_warnings = [], [], [], []
-        self.facts = None
+        self.facts = self.before_facts = None  # after the run / as first read (diff mode's before)
 
     def run(self, module, catalog, options, check_mode, sql):
         rec = self.record
@@ -472,7 +526,8 @@ class _DatabaseStep(object):
 
         try:
             if rec.get("state", "present") == "present":
-                facts = self.facts = read_database(db_session, rec)
+                facts = self.facts = self.before_facts = read_database(db_session, rec, self.role_oid,
+                                                                       self.owned_here)
                 actions, found, warnings = plan_database(rec, facts, options.get("reassign_owned"))
                 self.warnings.extend(warnings)
                 if found:
@@ -490,7 +545,7 @@ class _DatabaseStep(object):
                 _run(db_session, check_mode, action_sql(sql, action), log, self.index)
             db_session.end_transaction(check_mode)
             if rec.get("state", "present") == "present" and actions and not check_mode:
-                self.facts = read_database(db_session, rec)
+                self.facts = read_database(db_session, rec, self.role_oid, self.owned_here)
                 db_session.rollback()
         except Exception as exc:
             self.problems.append("Deployment %r: in database %s: %s" % (rec["id"], database, to_native(exc).strip()))
@@ -527,10 +582,6 @@ def _run(session, check_mode, statement, log, index):
     """Run STATEMENT (not in check mode) and LOG(INDEX, its text); the text stays out of the
     session's queries (converge adds them per Deployment)."""
     log(index, session.render(statement) if check_mode else session.execute(statement, log=False))
-
-
-def _before_facts(facts, texts):
-    return facts
 
 
 def _after_facts(rec, facts, texts, check_mode):

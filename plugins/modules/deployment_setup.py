@@ -112,6 +112,18 @@ options:
     default: dataplane_fence_signaler
     aliases:
       - fence_helper_owner_role
+  unchanged_states:
+    description:
+      - Whether RV(deployments[].before) and RV(deployments[].after) are returned for a
+        Deployment that did not change.
+      - V(false) leaves them out for such a Deployment (its state after is its state before;
+        RV(deployments[].summary) and RV(deployments[].fence) still describe it) and keeps the
+        result small - at 200 Deployments with nothing to change about 170 KB instead of
+        700 KB, which Ansible then handles in a fraction of the time. The C(deployments) role
+        passes V(false). A changed Deployment always shows both, and so does diff mode.
+    type: bool
+    default: true
+    version_added: 0.2.0
   reassign_owned:
     description:
       - Hand the objects a login role owns in its metadata database to the schema role
@@ -212,12 +224,14 @@ deployments:
         - Roles, memberships, database owner and ACL before; with O(deployments[].schema_role),
           also C(schema_role) (whether it exists, forbidden attributes, its members with their
           options, each login role's role setting in the database, the schema privileges).
+        - Left out for an unchanged Deployment when O(unchanged_states=false).
       type: dict
     after:
       description:
         - The same after (predicted in check mode); C(passwords_set) lists login roles whose
           password was set. Present Deployments also show C(fence) (state, fenced and admitted
           planes, and a one-line text), before and after.
+        - Left out for an unchanged Deployment when O(unchanged_states=false).
       type: dict
     summary:
       description:
@@ -326,6 +340,7 @@ def main():
         decommission_owner=dict(type="str"),
         readmit_fenced_planes=dict(type="bool", default=False),
         run_id=dict(type="str"),
+        unchanged_states=dict(type="bool", default=True),
     )
     run(AnsibleModule(argument_spec=spec, supports_check_mode=True))
 

@@ -6,6 +6,8 @@ setting), see the audit name it and the failover preflight refuse with nothing c
 repair by provisioning with the documented hand-over, fail over, decommission.
 """
 
+import json
+
 import psycopg2
 import pytest
 from psycopg2 import sql
@@ -247,3 +249,86 @@ def test_one_unreachable_database_is_reported_and_the_others_converge(pg16, name
         assert schema_state(pg16, d, i) == expected_state(d, i), i
     again = d.playbook(PROVISION)
     assert again.returncode == 0 and recap(again.stdout)["pg"]["changed"] == 0, again.stdout
+
+
+def schema_record(names, tag):
+    dep = names(tag)
+    return {"id": dep, "state": "present", "database": "airflow_db_%s" % dep, "owner_role": "airflow_db_%s_owner" % dep,
+            "killer_role": "airflow_conn_killer_%s" % dep,
+            "login_roles": {"dp1": "dp1_user_%s" % dep, "dp2": "dp2_user_%s" % dep},
+            "passwords": {"dp1": "one-" + dep, "dp2": "two-" + dep}, "commander_user": names("commander"),
+            "schema_role": "airflow_db_%s_schema" % dep, "airflow_schema": "public"}
+
+
+def owner_of(server, table, dbname):
+    return server.sql("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = %s", (table,),
+                      dbname=dbname)[0][0]
+
+
+def test_objects_of_login_roles_are_found_per_database_from_the_shared_catalog(pg16, names, run_module):
+    """Where the login roles own objects is read once from pg_shdepend for every database;
+    only those databases are described object by object. A login role's objects elsewhere (here
+    in ``postgres``) are none of the Deployment's business; one that also owns a database cannot
+    be handed over with REASSIGN OWNED. A rerun converges what it can and names the rest."""
+    a, b, c = (schema_record(names, tag) for tag in ("own_a", "own_b", "own_c"))
+    args = dict(pg16.login_args(), deployments=[a, b, c], fence_helper=False, commander_password="cmd-secret-42")
+    first = run_module("deployment_setup", args)
+    assert not first["failed"] and first["changed"], first
+    ident = sql.Identifier
+    pg16.sql(sql.SQL("CREATE TABLE t_a (x int); ALTER TABLE t_a OWNER TO {}").format(ident(a["login_roles"]["dp1"])),
+             dbname=a["database"])
+    pg16.sql(sql.SQL("CREATE TABLE t_b (x int); ALTER TABLE t_b OWNER TO {}").format(ident(b["login_roles"]["dp2"])),
+             dbname=b["database"])
+    elsewhere = names("own_c_elsewhere")
+    shared_db = names("own_b_shared")
+    pg16.sql(sql.SQL("CREATE TABLE {} (x int); ALTER TABLE {} OWNER TO {}").format(
+        ident(elsewhere), ident(elsewhere), ident(c["login_roles"]["dp1"])))
+    pg16.sql(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident(shared_db), ident(b["login_roles"]["dp2"])))
+    try:
+        warned = run_module("deployment_setup", args)
+        assert not warned["failed"] and warned["changed"] is False, warned
+        text = json.dumps(warned.get("warnings"))
+        assert "%r: objects in %s are owned by a login role" % (a["id"], a["database"]) in text, text
+        assert "table t_a" in text and "table t_b" in text, text
+        assert c["database"] not in text and elsewhere not in text, text
+
+        handed = run_module("deployment_setup", dict(args, reassign_owned=True))
+        assert handed["failed"], handed
+        assert "cannot hand the objects of %s to %s with REASSIGN OWNED" % (b["login_roles"]["dp2"], b["schema_role"]) \
+            in handed["msg"] and "database %s" % shared_db in handed["msg"], handed["msg"]
+        assert "Deployment %r" % a["id"] not in handed["msg"] and "Deployment %r" % c["id"] not in handed["msg"]
+        assert owner_of(pg16, "t_a", a["database"]) == a["schema_role"]
+        assert owner_of(pg16, "t_b", b["database"]) == b["login_roles"]["dp2"]
+        assert owner_of(pg16, elsewhere, "postgres") == c["login_roles"]["dp1"]
+    finally:
+        pg16.sql(sql.SQL("DROP TABLE IF EXISTS {}").format(ident(elsewhere)))
+        pg16.sql(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident(shared_db)))
+    # With the shared object gone, the rerun hands B's table over; then nothing is left to do.
+    handed = run_module("deployment_setup", dict(args, reassign_owned=True))
+    assert not handed["failed"] and handed["changed"], handed
+    assert owner_of(pg16, "t_b", b["database"]) == b["schema_role"]
+    again = run_module("deployment_setup", dict(args, reassign_owned=True))
+    assert not again["failed"] and again["changed"] is False and not again.get("warnings"), again
+
+
+def test_unchanged_states_false_leaves_out_the_states_of_unchanged_deployments(pg16, names, run_module):
+    """``unchanged_states=false`` (what the deployments role passes) drops before/after of a
+    Deployment that did not change and keeps them for one that did, and for diff mode."""
+    a, b = schema_record(names, "slim_a"), schema_record(names, "slim_b")
+    args = dict(pg16.login_args(), deployments=[a, b], fence_helper=False, commander_password="cmd-secret-43",
+                unchanged_states=False)
+    first = run_module("deployment_setup", args)
+    assert not first["failed"] and all("before" in d and "after" in d for d in first["deployments"]), first
+    pg16.sql(sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}").format(sql.Identifier(b["schema_role"])),
+             dbname=b["database"])
+    second = run_module("deployment_setup", args, diff=True)
+    by_id = dict((d["id"], d) for d in second["deployments"])
+    assert not second["failed"] and second["changed"], second
+    assert "before" not in by_id[a["id"]] and "after" not in by_id[a["id"]], by_id[a["id"]]
+    assert by_id[a["id"]]["summary"] == "%s: unchanged | admitted: dp1, dp2" % a["id"], by_id[a["id"]]
+    assert by_id[b["id"]]["before"]["schema_role"]["schema_privileges"] == ["USAGE"], by_id[b["id"]]
+    assert by_id[b["id"]]["after"]["schema_role"]["schema_privileges"] == ["CREATE", "USAGE"], by_id[b["id"]]
+    assert list(second["diff"]["after"]) == [b["id"]], second["diff"]
+    full = run_module("deployment_setup", dict(args, unchanged_states=True))
+    assert not full["failed"] and full["changed"] is False, full
+    assert all(d["before"] == d["after"] for d in full["deployments"]), full["deployments"]

@@ -29,6 +29,10 @@ find_python() {
     return 1
 }
 
+# One build at a time: the test workers (pytest-xdist) may all ask for the venv at once.
+mkdir -p .cache
+exec 9>".cache/airflow-$AIRFLOW_VERSION.lock"
+flock 9
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$VENV/bin/airflow" ]; then
     echo "airflow_venv: reusing $VENV" >&2
 else

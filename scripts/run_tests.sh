@@ -47,11 +47,17 @@ run_integration() {
     fi
 }
 
-# Real Apache Airflow against both planes (tests/airflow); its venv is built once under .cache/.
+# Real Apache Airflow against both planes (tests/airflow) on PostgreSQL 16, 17 and 18; its venv
+# is built once under .cache/. Same workers as the integration tests.
 run_airflow() {
-    banner "Apache Airflow end-to-end (real apache-airflow-core, PostgreSQL 16)"
+    local workers=${DATAPLANE_TEST_WORKERS:-2}
+    banner "Apache Airflow end-to-end (real apache-airflow-core, PostgreSQL 16, 17, 18; $workers workers)"
     bash scripts/airflow_venv.sh >/dev/null
-    run_pytest tests/airflow -q
+    if [ "$workers" = 0 ]; then
+        run_pytest tests/airflow -q
+    else
+        run_pytest tests/airflow -q -n "$workers"
+    fi
 }
 
 run_molecule() {

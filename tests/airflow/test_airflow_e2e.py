@@ -2,7 +2,7 @@
 
 Airflow (apache-airflow-core, pinned in scripts/airflow_venv.sh) runs from its own venv under
 .cache/, built on first use and reused afterwards. Everything is real: the provision and
-failover playbooks, PostgreSQL 16, Airflow's CLI and ORM. The sequence:
+failover playbooks, PostgreSQL 16, 17 and 18, Airflow's CLI and ORM. The sequence:
 
 1. provision one Deployment (schema role on), `airflow db migrate` as dp1, write and read a
    variable and a pool as dp1;
@@ -128,8 +128,8 @@ def table_count(server, database):
                       "WHERE n.nspname = 'public' AND c.relkind = 'r'", dbname=database)[0][0]
 
 
-def test_airflow_runs_on_either_plane(pg16, names, tmp_path, airflow_venv):
-    server = pg16
+def test_airflow_runs_on_either_plane(pg, names, tmp_path, airflow_venv):
+    server = pg
     dep_id = names("af")
     commander = names("commander")
     database, schema_role = "airflow_db_%s" % dep_id, "airflow_db_%s_schema" % dep_id

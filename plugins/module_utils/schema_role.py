@@ -368,7 +368,7 @@ def converge(module, session, records, options, check_mode, sql, memberships):
 
     catalog = read_shared(session, records)
     before_members = memberships.read_memberships(session, sorted(set(r["schema_role"] for dummy, r in present + absent)))
-    db_facts = {}
+    db_facts, db_before = {}, {}  # per record index: the facts after the step / as first read
     membership_result = {}
 
     # 1. Shared catalogs (roles, memberships, role settings): one transaction.
@@ -404,12 +404,23 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     # schema role's objects: it borrows the owner and schema roles (WITH INHERIT, SET; it holds
     # ADMIN on them) in a committed transaction for this step, and gives them back afterwards,
     # also when the step fails.
+    # Where the login roles own objects and the schema roles' oids, read on the shared catalogs
+    # before borrowing, in a transaction ended at once: nothing stays open on this connection
+    # while the databases are visited.
+    reached = [rec for dummy, rec in present if rec["database"] in catalog["databases"]
+               and rec["database"] not in (options.get("dropped_databases") or ())]
+    owners, role_oids = {}, {}
+    if reached:
+        owners = read_owners(session, reached)
+        role_oids = dict((row["rolname"], row["oid"]) for row in session.rows(
+            ROLE_OIDS_QUERY, (sorted(set(rec["schema_role"] for rec in reached)),)))
+        session.rollback()
     borrowed = _borrow(session, [r for dummy, r in present + absent
                                  if r["database"] in catalog["databases"]
                                  and r["database"] not in (options.get("dropped_databases") or ())], check_mode)
     try:
         problems = _converge_databases(module, session, present, absent, catalog, options, check_mode, sql,
-                                       db_facts, log, out["warnings"])
+                                       db_facts, db_before, log, out["warnings"], owners, role_oids)
     finally:
         _give_back(session, borrowed)
     if problems:
@@ -446,7 +457,7 @@ def converge(module, session, records, options, check_mode, sql, memberships):
             session, sorted(set(r["schema_role"] for dummy, r in present + absent)))
     before_view, after_view = _ByRole(catalog, before_members), _ByRole(after_catalog, after_members)
     for index, rec in present + absent:
-        before = state_of(rec, before_view.catalog(rec), db_facts.get(("before", index), db_facts.get(index)),
+        before = state_of(rec, before_view.catalog(rec), db_before.get(index, db_facts.get(index)),
                           before_view.members(rec))
         after_facts = _after_facts(rec, db_facts.get(index), texts_of.get(index), check_mode)
         after = state_of(rec, after_view.catalog(rec), after_facts, after_view.members(rec))
@@ -456,20 +467,15 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     return out
 
 
-def _converge_databases(module, session, present, absent, catalog, options, check_mode, sql, db_facts, log,
-                        warnings_out):
+def _converge_databases(module, session, present, absent, catalog, options, check_mode, sql, db_facts, db_before,
+                        log, warnings_out, owners, role_oids):
     """Step 2 of converge: one short connection per metadata database, spread over up to
-    SCHEMA_WORKERS threads (workers.run_jobs). Logs, facts, warnings and problems are passed
-    on in record order once every database is done, as a sequential run would. Returns the
-    problems (and adds warnings to WARNINGS_OUT)."""
+    SCHEMA_WORKERS threads (workers.run_jobs). OWNERS (read_owners) decides which databases
+    get the light query (SCHEMA_QUERY, with the schema role's oid from ROLE_OIDS) and which the
+    one that describes the login roles' objects (DATABASE_QUERY). Logs, facts, warnings and
+    problems are passed on in record order once every database is done, as a sequential run
+    would. Returns the problems (and adds warnings to WARNINGS_OUT)."""
     dropped = options.get("dropped_databases") or ()
-    reached = [rec for dummy, rec in present if rec["database"] in catalog["databases"]
-               and rec["database"] not in dropped]
-    owners, role_oids = {}, {}
-    if reached:
-        owners = read_owners(session, reached)
-        role_oids = dict((row["rolname"], row["oid"]) for row in session.rows(
-            ROLE_OIDS_QUERY, (sorted(set(rec["schema_role"] for rec in reached)),)))
     steps, jobs = [], []
     for index, rec in present + absent:
         step = _DatabaseStep(index, rec, role_oids.get(rec["schema_role"]), owns_objects_in(rec, owners))
@@ -490,7 +496,7 @@ def _converge_databases(module, session, present, absent, catalog, options, chec
             log(step.index, text)
         if step.facts is not None:
             db_facts[step.index] = step.facts
-            db_facts[("before", step.index)] = step.before_facts
+            db_before[step.index] = step.before_facts
         warnings_out.extend(step.warnings)
         problems.extend(step.problems)
         for text in step.module_warnings:

@@ -118,9 +118,10 @@ options:
         Deployment that did not change.
       - V(false) leaves them out for such a Deployment (its state after is its state before;
         RV(deployments[].summary) and RV(deployments[].fence) still describe it) and keeps the
-        result small - at 200 Deployments with nothing to change about 170 KB instead of
+        result small - at 200 Deployments with nothing to change about 100 KB instead of
         700 KB, which Ansible then handles in a fraction of the time. The C(deployments) role
-        passes V(false). A changed Deployment always shows both, and so does diff mode.
+        passes V(false). A changed Deployment always shows both, and the diff (C(--diff)) shows
+        before and after of every changed Deployment either way.
     type: bool
     default: true
     version_added: 0.2.0

@@ -85,8 +85,10 @@ def test_failover_through_a_real_pgbouncer(pg16, deployment, pool_mode):
     dep = d.ids[0]
     db, schema = d.db(dep), d.schema(dep)
     dp1, dp2 = d.login("dp1", dep), d.login("dp2", dep)
-    bouncer = PgBouncer(pg16, [dp1, dp2, "postgres"], pool_mode=pool_mode, query_wait_timeout=3).start()
+    bouncer = PgBouncer(pg16, [dp1, dp2, "postgres"], pool_mode=pool_mode, query_wait_timeout=3)
     try:
+        bouncer.start()
+        print("PgBouncer: %s" % bouncer.version)
         # 1. dp1 through PgBouncer: the schema role, also after DISCARD ALL; objects it owns.
         first = through(bouncer, dp1, db)
         assert one(first, "SELECT current_user, session_user") == (schema, dp1)

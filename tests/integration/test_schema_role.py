@@ -267,42 +267,53 @@ def owner_of(server, table, dbname):
 
 def test_objects_of_login_roles_are_found_per_database_from_the_shared_catalog(pg16, names, run_module):
     """Where the login roles own objects is read once from pg_shdepend for every database;
-    only those databases are described object by object. A login role's objects elsewhere (here
-    in ``postgres``) are none of the Deployment's business; one that also owns a database cannot
+    only a database where a Deployment's own login roles own objects is described object by
+    object. Another Deployment's login role owning objects there, or a login role owning only a
+    database, is none of the Deployment's business; a login role that owns a database too cannot
     be handed over with REASSIGN OWNED. A rerun converges what it can and names the rest."""
     a, b, c = (schema_record(names, tag) for tag in ("own_a", "own_b", "own_c"))
     args = dict(pg16.login_args(), deployments=[a, b, c], fence_helper=False, commander_password="cmd-secret-42")
-    first = run_module("deployment_setup", args)
-    assert not first["failed"] and first["changed"], first
     ident = sql.Identifier
+    # First without the schema role; check mode then plans its privileges in the existing
+    # databases (its oid is unknown: it does not exist yet) and changes nothing.
+    plain = dict(args, deployments=[dict(r, schema_role=None) for r in (a, b, c)])
+    assert run_module("deployment_setup", plain)["changed"]
+    check = run_module("deployment_setup", args, check=True)
+    assert not check["failed"] and check["changed"], check
+    grant = 'GRANT USAGE, CREATE ON SCHEMA "public" TO "%s"' % a["schema_role"]
+    assert grant in check["deployments"][0]["actions"], check["deployments"][0]["actions"]
+    assert pg16.sql("SELECT count(*) FROM pg_roles WHERE rolname = %s", (a["schema_role"],)) == [(0,)]
+    first = run_module("deployment_setup", args)
+    assert not first["failed"] and first["changed"] and grant in first["deployments"][0]["actions"], first
     pg16.sql(sql.SQL("CREATE TABLE t_a (x int); ALTER TABLE t_a OWNER TO {}").format(ident(a["login_roles"]["dp1"])),
+             dbname=a["database"])
+    pg16.sql(sql.SQL("CREATE TABLE t_c (x int); ALTER TABLE t_c OWNER TO {}").format(ident(c["login_roles"]["dp1"])),
              dbname=a["database"])
     pg16.sql(sql.SQL("CREATE TABLE t_b (x int); ALTER TABLE t_b OWNER TO {}").format(ident(b["login_roles"]["dp2"])),
              dbname=b["database"])
-    elsewhere = names("own_c_elsewhere")
-    shared_db = names("own_b_shared")
-    pg16.sql(sql.SQL("CREATE TABLE {} (x int); ALTER TABLE {} OWNER TO {}").format(
-        ident(elsewhere), ident(elsewhere), ident(c["login_roles"]["dp1"])))
-    pg16.sql(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident(shared_db), ident(b["login_roles"]["dp2"])))
+    shared_b, shared_c = names("own_b_shared"), names("own_c_shared")
+    pg16.sql(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident(shared_b), ident(b["login_roles"]["dp2"])))
+    pg16.sql(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident(shared_c), ident(c["login_roles"]["dp1"])))
     try:
         warned = run_module("deployment_setup", args)
         assert not warned["failed"] and warned["changed"] is False, warned
         text = json.dumps(warned.get("warnings"))
         assert "%r: objects in %s are owned by a login role" % (a["id"], a["database"]) in text, text
+        assert "%r: objects in %s are owned by a login role" % (b["id"], b["database"]) in text, text
         assert "table t_a" in text and "table t_b" in text, text
-        assert c["database"] not in text and elsewhere not in text, text
+        assert "t_c" not in text and c["id"] not in text, text
 
         handed = run_module("deployment_setup", dict(args, reassign_owned=True))
         assert handed["failed"], handed
         assert "cannot hand the objects of %s to %s with REASSIGN OWNED" % (b["login_roles"]["dp2"], b["schema_role"]) \
-            in handed["msg"] and "database %s" % shared_db in handed["msg"], handed["msg"]
+            in handed["msg"] and "database %s" % shared_b in handed["msg"], handed["msg"]
         assert "Deployment %r" % a["id"] not in handed["msg"] and "Deployment %r" % c["id"] not in handed["msg"]
         assert owner_of(pg16, "t_a", a["database"]) == a["schema_role"]
+        assert owner_of(pg16, "t_c", a["database"]) == c["login_roles"]["dp1"]
         assert owner_of(pg16, "t_b", b["database"]) == b["login_roles"]["dp2"]
-        assert owner_of(pg16, elsewhere, "postgres") == c["login_roles"]["dp1"]
     finally:
-        pg16.sql(sql.SQL("DROP TABLE IF EXISTS {}").format(ident(elsewhere)))
-        pg16.sql(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident(shared_db)))
+        for database in (shared_b, shared_c):
+            pg16.sql(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident(database)))
     # With the shared object gone, the rerun hands B's table over; then nothing is left to do.
     handed = run_module("deployment_setup", dict(args, reassign_owned=True))
     assert not handed["failed"] and handed["changed"], handed

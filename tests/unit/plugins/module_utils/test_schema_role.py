@@ -123,3 +123,11 @@ def test_schema_role_keys_are_checked_by_the_one_record_validator():
     problems = deployment.record_problems([bad])
     assert len(problems) == 2 and "pg_x" in problems[0] and "must not be empty" in problems[1]
     assert deployment.record_problems([dict(REC, schema_role=None)]) == []
+
+
+def test_only_a_records_own_login_roles_make_its_database_described():
+    rec = {"database": "airflow_db_a", "login_roles": {"dp1": "dp1_user_a", "dp2": "dp2_user_a"}}
+    assert sr.owns_objects_in(rec, {}) is False
+    assert sr.owns_objects_in(rec, {"airflow_db_a": {"dp1_user_b"}}) is False   # another Deployment's
+    assert sr.owns_objects_in(rec, {"airflow_db_b": {"dp1_user_a"}}) is False   # elsewhere
+    assert sr.owns_objects_in(rec, {"airflow_db_a": {"dp1_user_b", "dp2_user_a"}}) is True

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 from tests.support.server import HOST, free_port, pg_script_module, scratch_dir
 

@@ -399,14 +399,9 @@ def converge(module, session, records, options, check_mode, sql, memberships):
                                    % (remaining["target_role"], remaining["group"], ", ".join(remaining["grantors"])))
 
     # 2. Inside each metadata database: schema privileges, optional hand-over, decommission.
-    # A non-superuser admin (managed PostgreSQL) can neither connect to a metadata database
-    # (CONNECT is the planes' and the owner's only) nor grant on its schema or reassign the
-    # schema role's objects: it borrows the owner and schema roles (WITH INHERIT, SET; it holds
-    # ADMIN on them) in a committed transaction for this step, and gives them back afterwards,
-    # also when the step fails.
-    # Where the login roles own objects and the schema roles' oids, read on the shared catalogs
-    # before borrowing, in a transaction ended at once: nothing stays open on this connection
-    # while the databases are visited.
+    # First, on the shared catalogs: where the login roles own objects, and the schema roles'
+    # oids, in a transaction ended at once (nothing stays open on this connection while the
+    # databases are visited).
     reached = [rec for dummy, rec in present if rec["database"] in catalog["databases"]
                and rec["database"] not in (options.get("dropped_databases") or ())]
     owners, role_oids = {}, {}
@@ -415,6 +410,11 @@ def converge(module, session, records, options, check_mode, sql, memberships):
         role_oids = dict((row["rolname"], row["oid"]) for row in session.rows(
             ROLE_OIDS_QUERY, (sorted(set(rec["schema_role"] for rec in reached)),)))
         session.rollback()
+    # A non-superuser admin (managed PostgreSQL) can neither connect to a metadata database
+    # (CONNECT is the planes' and the owner's only) nor grant on its schema or reassign the
+    # schema role's objects: it borrows the owner and schema roles (WITH INHERIT, SET; it holds
+    # ADMIN on them) in a committed transaction for this step, and gives them back afterwards,
+    # also when the step fails.
     borrowed = _borrow(session, [r for dummy, r in present + absent
                                  if r["database"] in catalog["databases"]
                                  and r["database"] not in (options.get("dropped_databases") or ())], check_mode)

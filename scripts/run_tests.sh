@@ -35,29 +35,29 @@ run_units() {
     run_pytest tests/unit -q
 }
 
-# Two pytest-xdist workers by default (DATAPLANE_TEST_WORKERS=0 runs in one process): each worker
-# starts its own servers, so tests never share a server with a test running at the same time.
-run_integration() {
+# pytest over DATAPLANE_TEST_WORKERS pytest-xdist workers (default 2; 0 runs in one process):
+# each worker starts its own servers, so tests never share a server with a test running at
+# the same time.
+run_pytest_workers() {
     local workers=${DATAPLANE_TEST_WORKERS:-2}
-    banner "integration tests (real PostgreSQL 15, 16, 17, 18; $workers pytest-xdist workers)"
     if [ "$workers" = 0 ]; then
-        run_pytest tests/integration -q --durations=15
+        run_pytest "$@"
     else
-        run_pytest tests/integration -q --durations=15 -n "$workers"
+        run_pytest "$@" -n "$workers"
     fi
+}
+
+run_integration() {
+    banner "integration tests (real PostgreSQL 15, 16, 17, 18; ${DATAPLANE_TEST_WORKERS:-2} pytest-xdist workers)"
+    run_pytest_workers tests/integration -q --durations=15
 }
 
 # Real Apache Airflow against both planes (tests/airflow) on PostgreSQL 16, 17 and 18; its venv
 # is built once under .cache/. Same workers as the integration tests.
 run_airflow() {
-    local workers=${DATAPLANE_TEST_WORKERS:-2}
-    banner "Apache Airflow end-to-end (real apache-airflow-core, PostgreSQL 16, 17, 18; $workers workers)"
+    banner "Apache Airflow end-to-end (real apache-airflow-core, PostgreSQL 16, 17, 18; ${DATAPLANE_TEST_WORKERS:-2} workers)"
     bash scripts/airflow_venv.sh >/dev/null
-    if [ "$workers" = 0 ]; then
-        run_pytest tests/airflow -q
-    else
-        run_pytest tests/airflow -q -n "$workers"
-    fi
+    run_pytest_workers tests/airflow -q
 }
 
 run_molecule() {

@@ -303,11 +303,14 @@ SELECT r.rolname, d.datname
 ROLE_OIDS_QUERY = "SELECT r.rolname, r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%s)"
 
 
+def _login_names(records):
+    return sorted(set(n for r in records for n in r["login_roles"].values()))
+
+
 def read_owners(session, records):
     """{database: set of login roles that own objects in it} for RECORDS (one query)."""
-    logins = sorted(set(n for r in records for n in r["login_roles"].values()))
     owners = {}
-    for row in session.rows(OWNERS_QUERY, {"logins": logins,
+    for row in session.rows(OWNERS_QUERY, {"logins": _login_names(records),
                                            "databases": sorted(set(r["database"] for r in records))}):
         owners.setdefault(row["datname"], set()).add(row["rolname"])
     return owners
@@ -319,7 +322,7 @@ def owns_objects_in(record, owners):
 
 
 def read_shared(session, records):
-    logins = sorted(set(n for r in records for n in r["login_roles"].values()))
+    logins = _login_names(records)
     roles = dict((row["rolname"], row) for row in session.rows(
         ROLES_QUERY, {"roles": sorted(set(r["schema_role"] for r in records if wanted(r)))}))
     settings = session.rows(SETTINGS_QUERY, {"logins": logins, "databases": sorted(set(r["database"] for r in records))})
@@ -402,8 +405,9 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     # First, on the shared catalogs: where the login roles own objects, and the schema roles'
     # oids, in a transaction ended at once (nothing stays open on this connection while the
     # databases are visited).
-    reached = [rec for dummy, rec in present if rec["database"] in catalog["databases"]
-               and rec["database"] not in (options.get("dropped_databases") or ())]
+    reachable = [r for dummy, r in present + absent if r["database"] in catalog["databases"]
+                 and r["database"] not in (options.get("dropped_databases") or ())]
+    reached = [r for r in reachable if r.get("state", "present") == "present"]
     owners, role_oids = {}, {}
     if reached:
         owners = read_owners(session, reached)
@@ -415,9 +419,7 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     # schema role's objects: it borrows the owner and schema roles (WITH INHERIT, SET; it holds
     # ADMIN on them) in a committed transaction for this step, and gives them back afterwards,
     # also when the step fails.
-    borrowed = _borrow(session, [r for dummy, r in present + absent
-                                 if r["database"] in catalog["databases"]
-                                 and r["database"] not in (options.get("dropped_databases") or ())], check_mode)
+    borrowed = _borrow(session, reachable, check_mode)
     try:
         problems = _converge_databases(module, session, present, absent, catalog, options, check_mode, sql,
                                        db_facts, db_before, log, out["warnings"], owners, role_oids)

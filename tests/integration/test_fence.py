@@ -55,10 +55,6 @@ def test_forced_fence_as_commander(pg, two_deployments, run_module):
         also_dp2.close()
 
 
-def _pids_of(server, role):
-    return sorted(r[0] for r in server.sql("SELECT pid FROM pg_stat_activity WHERE usename = %s", (role,)))
-
-
 def _datacl(server, db):
     return server.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (db,))[0][0]
 
@@ -73,7 +69,7 @@ def test_check_mode_changes_and_kills_nothing(pg, two_deployments, run_module):
         [dep] = res["deployments"]
         assert res["changed"] and dep["revoked"] and dep["granted"] is False
         assert sorted(s["pid"] for s in dep["sessions_terminated"]) == sorted(live.pids())
-        assert _pids_of(pg, a["dp1"]) == sorted(live.pids())
+        assert pg.pids_of(a["dp1"]) == sorted(live.pids())
         assert _datacl(pg, a["database"]) == acl
         assert any("REVOKE CONNECT" in q for q in res["queries"])
     finally:
@@ -132,7 +128,7 @@ def test_connect_through_another_path_is_reported_and_fails(pg, names, two_deplo
         [report] = res["preflight"]
         assert report["name"] == "a" and any(expected in p for p in report["problems"]), report
         assert expected in res["msg"] and res["queries"] == []
-        assert _datacl(pg, a["database"]) == acl and _pids_of(pg, a["dp1"]) == live.pids()
+        assert _datacl(pg, a["database"]) == acl and pg.pids_of(a["dp1"]) == live.pids()
         assert _datacl(pg, b["database"]).count(b["dp1"]) == 1  # b untouched as well
     finally:
         live.close()
@@ -150,7 +146,7 @@ def test_preflight_names_the_missing_grant(pg, names, two_deployments, run_modul
         problems = " ".join(res["preflight"][0]["problems"])
         assert "GRANT %s TO %s" % (b["owner"], commander) in problems
         assert "GRANT %s TO %s" % (b["dp1"], b["killer"]) in problems
-        assert _pids_of(pg, a["dp1"]) == live.pids()  # a was not fenced either: nothing changed
+        assert pg.pids_of(a["dp1"]) == live.pids()  # a was not fenced either: nothing changed
         assert a["dp1"] in _datacl(pg, a["database"])
     finally:
         live.close()
@@ -196,7 +192,7 @@ def test_controlled_mode_drains_then_terminates(pg, two_deployments, run_module)
         assert [s["pid"] for s in dep["sessions_drained"]] == leaving.pids()
         assert [s["pid"] for s in dep["sessions_terminated"]] == staying.pids()
         assert dep["verified"] and elapsed >= 1.5 and dep["time_to_fence_ms"] >= 1500
-        assert _pids_of(pg, a["dp1"]) == []
+        assert pg.pids_of(a["dp1"]) == []
     finally:
         staying.close()
 
@@ -278,7 +274,7 @@ def test_without_the_helper_the_preflight_says_so(pg, names, run_module):
         res = run_module("fence", fence_args(pg, [dep], commander, helper_schema=names("nohelper")))
         assert res["failed"] and res["queries"] == []
         assert "fence helper is not installed" in res["preflight"][0]["problems"][0]
-        assert _pids_of(pg, dep["dp1"]) == live.pids()
+        assert pg.pids_of(dep["dp1"]) == live.pids()
     finally:
         live.close()
 
@@ -327,11 +323,11 @@ def test_through_ansible_playbook_with_module_defaults(pg16, names, run_module, 
     try:
         checked = ansible_playbook(tmp_path / "play.yml", inventory=tmp_path / "inventory.ini", check=True)
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert _pids_of(pg16, dep["dp1"]) == sorted(live.pids())
+        assert pg16.pids_of(dep["dp1"]) == sorted(live.pids())
         proc = ansible_playbook(tmp_path / "play.yml", inventory=tmp_path / "inventory.ini")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "RESULT [true]" in proc.stdout and "changed=1" in proc.stdout
-        assert _pids_of(pg16, dep["dp1"]) == []
+        assert pg16.pids_of(dep["dp1"]) == []
     finally:
         live.close()
 
@@ -426,7 +422,7 @@ def test_a_damaged_record_fails_the_preflight_of_its_deployment(pg, two_deployme
         assert res["queries"] == []
         assert _datacl(pg, a["database"]) == acl_a and _datacl(pg, b["database"]) == acl_b
         assert _comment(pg, a["database"]) == line and _comment(pg, b["database"]) is None
-        assert _pids_of(pg, a["dp1"]) == live.pids()
+        assert pg.pids_of(a["dp1"]) == live.pids()
     finally:
         live.close()
 
@@ -450,7 +446,7 @@ def test_an_unregistered_killer_fails_the_preflight_as_commander(pg, names, run_
         assert [r["name"] for r in res["preflight"]] == ["b"], res["preflight"]
         problems = " ".join(res["preflight"][0]["problems"])
         assert "refuses killer role %s" % b["killer"] in problems and "registered" in problems, problems
-        assert _pids_of(pg, b["dp1"]) == live.pids()
+        assert pg.pids_of(b["dp1"]) == live.pids()
         assert b["dp1"] in _datacl(pg, b["database"]) and a["dp1"] in _datacl(pg, a["database"])
         # the registered Deployment alone fences
         res = run_module("fence", fence_args(pg, [a], commander))

@@ -38,10 +38,6 @@ def _record(server, db):
         "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (db,))[0][0])
 
 
-def _pids_of(server, role):
-    return sorted(r[0] for r in server.sql("SELECT pid FROM pg_stat_activity WHERE usename = %s", (role,)))
-
-
 def _swap(args):
     return dict(args, deployments=[dict(d, source_role=d["destination_role"], destination_role=d["source_role"])
                                    for d in args["deployments"]])
@@ -281,7 +277,7 @@ def test_a_source_session_that_appears_while_waiting_is_signalled(pg, two_deploy
     assert listed["fence-test-newcomer"]["database"] == "postgres"
     assert listed["fence-test-idle"]["pid"] == stopped
     assert sum(q.count("terminate_member_sessions") for q in res["queries"]) == 2, res["queries"]
-    assert dep["verified"] and dep["remaining_sessions"] == [] and _pids_of(pg, a["dp1"]) == []
+    assert dep["verified"] and dep["remaining_sessions"] == [] and pg.pids_of(a["dp1"]) == []
 
 
 # --- durable success (issue 16 item 6) ----------------------------------------------------------------

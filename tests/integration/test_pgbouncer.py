@@ -44,10 +44,6 @@ def run(conn, statement):
         cur.execute(statement)
 
 
-def sessions_of(server, role):
-    return server.sql("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (role,))[0][0]
-
-
 def until(check, timeout=10.0):
     """CHECK() until it returns a true value (then that value) or TIMEOUT seconds pass (None)."""
     deadline = time.monotonic() + timeout
@@ -111,10 +107,10 @@ def test_failover_through_a_real_pgbouncer(pg16, deployment, pool_mode):
             conn.commit()
             conn.close()
         first.close()
-        assert sessions_of(pg16, dp1) >= 2  # PgBouncer keeps its server connections after the clients leave
+        assert len(pg16.pids_of(dp1)) >= 2  # PgBouncer keeps its server connections after the clients leave
         proc = d.playbook(FAILOVER, user=d.commander, dataplane_failover_from="dp1", dataplane_failover_to="dp2")
         assert proc.returncode == 0 and recap(proc.stdout)["pg"]["failed"] == 0, proc.stdout + proc.stderr
-        assert sessions_of(pg16, dp1) == 0
+        assert pg16.pids_of(dp1) == []
         with pytest.raises(psycopg2.Error):
             run(holder, "INSERT INTO fenced_rows VALUES ('after the fence')")
             holder.commit()
@@ -127,7 +123,7 @@ def test_failover_through_a_real_pgbouncer(pg16, deployment, pool_mode):
         assert 2.5 < waited < 30, waited
         assert 'login failed: FATAL: permission denied for database "%s"' % db in log, log[-3000:]
         assert "pooler error: query_wait_timeout" in log, log[-3000:]
-        assert sessions_of(pg16, dp1) == 0
+        assert pg16.pids_of(dp1) == []
 
         # 3. dp2 through PgBouncer: dp1's committed row, not its open transaction; it writes.
         second = through(bouncer, dp2, db)
@@ -140,13 +136,13 @@ def test_failover_through_a_real_pgbouncer(pg16, deployment, pool_mode):
         # server_login_retry), dp1 reads dp2's row as the schema role.
         proc = d.playbook(FAILOVER, user=d.commander, dataplane_failover_from="dp2", dataplane_failover_to="dp1")
         assert proc.returncode == 0 and recap(proc.stdout)["pg"]["failed"] == 0, proc.stdout + proc.stderr
-        assert sessions_of(pg16, dp2) == 0
+        assert pg16.pids_of(dp2) == []
         assert until(lambda: fails_through(bouncer, dp1, db) is None, timeout=10), bouncer.log()[-2000:]
         again = through(bouncer, dp1, db)
         assert one(again, "SELECT current_user, session_user") == (schema, dp1)
         assert one(again, "SELECT array_agg(plane ORDER BY plane) FROM fenced_rows") == (["dp1", "dp2"],)
         again.close()
-        assert fails_through(bouncer, dp2, db) and sessions_of(pg16, dp2) == 0
+        assert fails_through(bouncer, dp2, db) and pg16.pids_of(dp2) == []
     finally:
         bouncer.stop()
         pg16.sql(sql.SQL("DROP TABLE IF EXISTS fenced_rows"), dbname=db)

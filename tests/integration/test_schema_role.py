@@ -13,6 +13,7 @@ import pytest
 from psycopg2 import sql
 
 from test_failover import PROVISION, FAILOVER, recap, write_inventory
+from test_provision import record
 
 AUDIT = PROVISION.parent / "audit.yml"
 
@@ -252,12 +253,8 @@ def test_one_unreachable_database_is_reported_and_the_others_converge(pg16, name
 
 
 def schema_record(names, tag):
-    dep = names(tag)
-    return {"id": dep, "state": "present", "database": "airflow_db_%s" % dep, "owner_role": "airflow_db_%s_owner" % dep,
-            "killer_role": "airflow_conn_killer_%s" % dep,
-            "login_roles": {"dp1": "dp1_user_%s" % dep, "dp2": "dp2_user_%s" % dep},
-            "passwords": {"dp1": "one-" + dep, "dp2": "two-" + dep}, "commander_user": names("commander"),
-            "schema_role": "airflow_db_%s_schema" % dep, "airflow_schema": "public"}
+    """test_provision's record with the schema role of the model's naming."""
+    return record(names, tag, schema_role=names("airflow_db_%s_schema" % tag), airflow_schema="public")
 
 
 def owner_of(server, table, dbname):

@@ -125,10 +125,6 @@ def test_helper_route_on_15(pg15, names, run_module):
         live.close()
 
 
-def _pids_of(server, role):
-    return [r[0] for r in server.sql("SELECT pid FROM pg_stat_activity WHERE usename = %s", (role,))]
-
-
 def test_sessions_that_appear_while_waiting_are_signalled(pg, names, deployment_pair, run_module):
     """The module waits until no session of the role remains and signals newcomers as it polls.
 
@@ -179,7 +175,7 @@ def test_sessions_that_appear_while_waiting_are_signalled(pg, names, deployment_
         assert sorted(s["application"] for s in res["sessions"]) == ["fence-test-idle", "fence-test-reconnect"]
         assert stopped in [s["pid"] for s in res["sessions"]]
         assert all(s["terminated"] for s in res["sessions"]) and res["changed"] is True
-        assert res["remaining"] == [] and _pids_of(pg, a["dp1"]) == []
+        assert res["remaining"] == [] and pg.pids_of(a["dp1"]) == []
     finally:
         try:
             os.kill(stopped, signal.SIGCONT)

@@ -102,8 +102,8 @@ class PgBouncer(object):
 
     def start(self, timeout=20, attempts=3):
         command, env = binary()
-        self.version = subprocess.run(command + ["--version"], capture_output=True, text=True, env=env,
-                                      check=False).stdout.splitlines()[0:1]
+        self.version = (subprocess.run(command + ["--version"], capture_output=True, text=True, env=env,
+                                       check=False).stdout.splitlines() or [""])[0]
         for attempt in range(attempts):
             try:
                 return self._start(command, env, timeout)
@@ -111,7 +111,6 @@ class PgBouncer(object):
                 self.stop()
                 if attempt == attempts - 1:
                     raise
-        return self
 
     def _start(self, command, env, timeout):
         pg = pg_script_module()

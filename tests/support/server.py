@@ -130,6 +130,10 @@ class PgServer(object):
         finally:
             conn.close()
 
+    def pids_of(self, role):
+        """The backend pids of ROLE's sessions, sorted."""
+        return sorted(r[0] for r in self.sql("SELECT pid FROM pg_stat_activity WHERE usename = %s", (role,)))
+
     def version_num(self):
         return self.sql("SELECT current_setting('server_version_num')::int")[0][0]
 

@@ -10,7 +10,9 @@ In one task, without running a module process:
   would with ``per_host: false, aggregate: true``, for AWX workflows;
 - when ``dir`` is set, writes ``data`` (then required, as ``name``) as JSON (``to_nice_json(indent=2)`` and a newline) to
   ``<dir>/<name>.json`` on the controller: the directory is created if needed and kept at mode
-  0750, the file is replaced atomically with mode 0640. In check mode nothing is written unless
+  0750, the file appears atomically with mode 0640. An existing file is never replaced (the
+  roles put the run id into ``name``; should that file exist, ``<name>.2.json``, ``.3``, ...
+  is written instead) unless ``overwrite`` is true. In check mode nothing is written unless
   the task says ``check_mode: false``.
 
 A report is an artifact of the run, not managed state: the task never reports a change.
@@ -36,14 +38,19 @@ ARGUMENT_SPEC = dict(
     dir=dict(type="path"),
     stats_key=dict(type="str"),
     stats=dict(type="dict"),
+    overwrite=dict(type="bool", default=False),
 )
 
 DIR_MODE = 0o750
 FILE_MODE = 0o640
 
 
-def write_json(directory, name, data):
-    """Write DATA as JSON to DIRECTORY/NAME.json (atomically, mode 0640); return the path."""
+def write_json(directory, name, data, exclusive=False):
+    """Write DATA as JSON to DIRECTORY/NAME.json (atomically, mode 0640); return the path.
+
+    EXCLUSIVE: never replace an existing file; NAME.2.json, NAME.3.json, ... are tried instead
+    (a hard link of the finished temporary file, which fails when the name is taken).
+    """
     if not os.path.isdir(directory):
         os.makedirs(directory, DIR_MODE)
     os.chmod(directory, DIR_MODE)
@@ -54,11 +61,22 @@ def write_json(directory, name, data):
         with os.fdopen(handle, "wb") as out:
             out.write(content)
         os.chmod(temp, FILE_MODE)
-        os.replace(temp, path)
-    except BaseException:
+        if not exclusive:
+            os.replace(temp, path)
+            return path
+        attempt = 1
+        while True:
+            try:
+                os.link(temp, path)
+                break
+            except FileExistsError:
+                attempt += 1
+                if attempt > 1000:
+                    raise
+                path = os.path.join(directory, "%s.%d.json" % (name, attempt))
+    finally:
         if os.path.exists(temp):
             os.unlink(temp)
-        raise
     return path
 
 
@@ -86,7 +104,7 @@ class ActionModule(ActionBase):
                 result["msg"] = "check mode: %s/%s.json not written" % (args["dir"], args["name"])
                 return result
             try:
-                result["path"] = write_json(args["dir"], args["name"], args["data"])
+                result["path"] = write_json(args["dir"], args["name"], args["data"], exclusive=not args["overwrite"])
             except OSError as exc:
                 raise AnsibleActionFail("could not write the report %s/%s.json: %s" % (args["dir"], args["name"], exc))
         return result

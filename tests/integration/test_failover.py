@@ -534,3 +534,82 @@ def test_awx_project_through_ansible_runner(pg16, env, tmp_path):
         e.assert_active("dp2", dep_id)
     assert e.logins(untouched)["dp1"] == ("admitted", None)
     assert count_sessions(pg16, [e.role("dp1", untouched)]) == 3
+
+
+def test_a_misspelt_variable_is_refused_before_any_connection(pg16, env, tmp_path):
+    """`-e dataplane_failover_deployment=<id>` (singular) must not select every Deployment:
+    the run is refused before any connection, in check mode and for real, naming the closest
+    known name; nothing is selected and nothing changes. A misspelt required variable is one
+    line, not the argument check's dump."""
+    e = env(count=3)
+    e.provision()
+    for dep_id in e.ids:
+        e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
+    before = dict((d, pg16.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (e.db(d),))[0][0])
+                  for d in e.ids)
+    report_dir = tmp_path / "reports"
+    for check in (True, False):
+        extra = {"dataplane_pg_user": e.commander, "dataplane_deployments": e.deployments,
+                 "dataplane_commander_user": e.commander, "dataplane_failover_from": "dp1",
+                 "dataplane_failover_to": "dp2", "dataplane_failover_deployment": e.ids[0],
+                 "dataplane_report_dir": str(report_dir)}
+        proc = e.run(FAILOVER, inventory=e.inventory, check=check, extra_vars=extra)
+        assert proc.returncode != 0, proc.stdout
+        assert ("dataplane_failover_deployment is not a variable of dataplane.postgresql "
+                "(did you mean dataplane_failover_deployments?)") in proc.stdout, proc.stdout
+        assert "nothing was changed" in proc.stdout
+        # refused before the first task that connects: nothing selected, no fence, no summary
+        assert "Fence the source" not in proc.stdout and "Resolve the Deployments" not in proc.stdout
+        assert recap(proc.stdout)["pg"]["changed"] == 0 and recap(proc.stdout)["pg"]["failed"] == 1
+    for dep_id in e.ids:
+        assert count_sessions(pg16, [e.role("dp1", dep_id)]) == 3
+        assert e.logins(dep_id) == {"dp1": ("admitted", None), "dp2": ("admitted", None)}
+        assert pg16.sql("SELECT datacl::text FROM pg_database WHERE datname = %s", (e.db(dep_id),))[0][0] \
+            == before[dep_id]
+    # each refused run left its own report
+    reports = sorted(report_dir.glob("failover-pg-*.json"))
+    assert len(reports) == 2, reports
+    for path in reports:
+        report = json.loads(path.read_text())
+        assert report["refused"] is True and report["safe_to_start_destination"] is False
+        assert report["deployments"] == [] and "did you mean dataplane_failover_deployments?" in report["problems"][0]
+    assert sorted(json.loads(p.read_text())["check_mode"] for p in reports) == [False, True]
+
+    # the source plane misspelt: one line that says what is missing, no argument-spec dump
+    form = e.run(FAILOVER, inventory=e.inventory, extra_vars={
+        "dataplane_pg_user": e.commander, "dataplane_deployments": e.deployments, "dataplane_failover_form": "dp1",
+        "dataplane_failover_to": "dp2"})
+    assert form.returncode != 0
+    lines = form.stdout.split("[ERROR]: ")[1].split("Origin:")[0].strip().splitlines()
+    assert lines == [
+        "Task failed: Action failed: Refused before any connection to the server, nothing was changed:",
+        "- dataplane_failover_form is not a variable of dataplane.postgresql (did you mean dataplane_failover_from?).",
+        "- dataplane_failover_from is required by dataplane.postgresql.failover (The source plane, fenced (one of "
+        "dataplane_planes)): set it, for example with -e dataplane_failover_from=<value>.",
+        "Correct the name, or list your own variables in dataplane_allowed_extra_vars."], form.stdout
+    assert "argument_spec_data" not in form.stdout and len(form.stdout) < 3000, form.stdout
+
+
+def test_the_other_playbooks_refuse_unknown_names_and_accept_the_users_own(pg16, env):
+    """Provision and audit refuse a misspelt name too; dataplane_allowed_extra_vars lets the
+    user's own names through; the other playbooks' variables are known (one inventory)."""
+    e = env(count=1)
+    proc = e.run(PROVISION, inventory=e.inventory, extra_vars={
+        "dataplane_pg_user": "postgres", "dataplane_deployments": e.deployments,
+        "dataplane_commander_user": e.commander, "dataplane_create_database": False})
+    assert proc.returncode != 0
+    assert "dataplane_create_database is not a variable of dataplane.postgresql (did you mean " \
+        "dataplane_create_databases?)" in proc.stdout, proc.stdout
+    assert not pg16.sql("SELECT 1 FROM pg_database WHERE datname = %s", (e.db(e.ids[0]),))
+    e.run(PROVISION, inventory=e.inventory, extra_vars={
+        "dataplane_pg_user": "postgres", "dataplane_deployments": e.deployments,
+        "dataplane_commander_user": e.commander, "dataplane_site": "north",
+        "dataplane_failover_mode": "controlled",             # a failover variable: known
+        "dataplane_allowed_extra_vars": ["dataplane_site"]}).check_returncode()
+    audit = e.run(REPO / "playbooks" / "audit.yml", inventory=e.inventory, extra_vars={
+        "dataplane_pg_user": e.commander, "dataplane_deployments": e.deployments,
+        "dataplane_commander_user": e.commander, "dataplane_audit_fail_on_drfit": False})
+    assert audit.returncode != 0
+    assert "dataplane_audit_fail_on_drfit is not a variable of dataplane.postgresql (did you mean " \
+        "dataplane_audit_fail_on_drift?)" in audit.stdout, audit.stdout
+    assert "Audit the server" not in audit.stdout

@@ -51,8 +51,16 @@ def test_writes_the_report_file(tmp_path):
     assert text.startswith('{\n  "deployments": [')  # to_nice_json(indent=2): sorted keys, 2 spaces
     assert mode(path) == 0o640 and mode(target) == 0o750
     assert sorted(os.listdir(str(target))) == ["failover-pg.json"]  # no temporary file left behind
-    run({"data": {"second": True}, "dir": str(target), "name": "failover-pg"})
-    assert json.loads(path.read_text()) == {"second": True}
+    # an existing report is never replaced: the next one gets its own name ...
+    second = run({"data": {"second": True}, "dir": str(target), "name": "failover-pg"})
+    assert json.loads(path.read_text()) == DATA
+    assert second["path"] == str(target / "failover-pg.2.json")
+    assert json.loads((target / "failover-pg.2.json").read_text()) == {"second": True}
+    assert mode(target / "failover-pg.2.json") == 0o640
+    assert sorted(os.listdir(str(target))) == ["failover-pg.2.json", "failover-pg.json"]
+    # ... unless the task says overwrite
+    run({"data": {"third": True}, "dir": str(target), "name": "failover-pg", "overwrite": True})
+    assert json.loads(path.read_text()) == {"third": True}
 
 
 def test_existing_directory_gets_mode_0750(tmp_path):

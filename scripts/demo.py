@@ -189,8 +189,12 @@ def story(server, work, show_ansible):
         "-e dataplane_failover_to=dp2: %s (rc %d)" % (ms(elapsed), proc.returncode))
     if proc.returncode != 0:
         failures.append("the failover playbook failed")
-    report_file = reports / "failover-demo-pg16.json"
-    report = json.loads(report_file.read_text()) if report_file.exists() else {"deployments": []}
+    # one report file per run: failover-<host>-<run id>.json
+    report_files = sorted(reports.glob("failover-demo-pg16-*.json"))
+    report_file = report_files[-1] if report_files else reports / "failover-demo-pg16-<run id>.json"
+    report = json.loads(report_file.read_text()) if report_files else {"deployments": []}
+    if report.get("verdict"):
+        say("   " + (S.green(report["verdict"]) if report.get("safe_to_start_destination") else S.red(report["verdict"])))
     if report.get("time_total_ms") is not None:
         say("   one fence call for all %d Deployments: %s ms in the module"
             % (len(report["deployments"]), report["time_total_ms"]))
@@ -238,6 +242,8 @@ def story(server, work, show_ansible):
     else:
         say("   %s rerun: rc %d, changed=%s" % (S.red(NO), proc.returncode, changed[-1] if changed else "?"))
         failures.append("the rerun was not idempotent")
+    if not report.get("safe_to_start_destination"):
+        failures.append("the report does not say that it is safe to start dp2")
     if report.get("deployments") and not all(d["verified"] for d in report["deployments"]):
         failures.append("the report does not say verified for every Deployment")
     if len(report.get("deployments", [])) != len(DEPLOYMENTS):

@@ -17,10 +17,10 @@ connection option. Before anything connects to a server, it:
 - checks the options of the roles that depend on this one (their ``meta/argument_specs.yml``
   entry point) and reports each problem (a missing required variable, a value not among the
   choices, a wrong type) in one line, instead of the argument check's dump;
-- returns, as facts, the run's id (``_dataplane_run_id``: ``dataplane_run_id``, else AWX's
+- returns, as facts, the run's id (``ansible_facts._dataplane_run_id``: ``dataplane_run_id``, else AWX's
   ``awx_job_id`` / ``tower_job_id``, else a fresh one, ``<UTC start>-<pid of ansible-playbook>``)
   and when the run started
-  (``_dataplane_started_at``), for the reports;
+  (``ansible_facts._dataplane_started_at``), for the reports;
 - when it refuses and ``dataplane_report_dir`` is set, writes the refused run's report there
   (``<playbook>-<host>-<run id>.json``), as every run does.
 """

@@ -25,6 +25,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import tempfile
 
 from ansible.errors import AnsibleActionFail
@@ -42,6 +43,8 @@ ARGUMENT_SPEC = dict(
 )
 
 DIR_MODE = 0o750
+# characters a report file name keeps (a run id or host name may hold others: they become _)
+UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 FILE_MODE = 0o640
 
 
@@ -54,6 +57,7 @@ def write_json(directory, name, data, exclusive=False):
     if not os.path.isdir(directory):
         os.makedirs(directory, DIR_MODE)
     os.chmod(directory, DIR_MODE)
+    name = UNSAFE.sub("_", name)[:200] or "report"
     path = os.path.join(directory, name + ".json")
     content = to_bytes(to_nice_json(data, indent=2) + "\n")
     handle, temp = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import difflib
 import re
 
 from collections.abc import Mapping, Sequence
@@ -75,33 +76,84 @@ def without_passwords(deployments):
             for item in deployments]
 
 
-def failover_plan(deployments, model_options, source, destination, selected=None):
-    """Resolve the Deployments to fail over: ``{model, requests, selected}``.
+def failover_plan(deployments, model_options, source, destination, selected=None, planes=None, mode=None,
+                  drain_timeout=None):
+    """Resolve the Deployments to fail over: ``{model, requests, selected, problems}``.
 
     ``model_options`` are the keyword arguments of the deployment_model filter (planes,
-    commander_user, templates, object_privileges, airflow_schema). Raises a filter error when
-    the model is invalid, an unknown id is selected, or there is nothing to fail over.
+    commander_user, templates, object_privileges, airflow_schema). Never raises: every problem
+    of the request (with ``planes``, ``mode`` and ``drain_timeout`` given, the request check of
+    failover_request_problems too), of the model, of the selection (an unknown id is named with
+    the ids that exist), or nothing to fail over, is one sentence of ``problems``; the role
+    then changes nothing and reports them.
     """
-    selected = failover_selection(selected)
+    problems = []
+    if planes is not None:
+        problems.extend(failover_request_problems(planes, source, destination, mode, drain_timeout))
+    try:
+        selected = failover_selection(selected)
+    except AnsibleFilterError as exc:
+        problems.append(str(exc) + ".")
+        selected = None
     options = dict(model_options or {})
     try:
-        model = expand_deployments(without_passwords(deployments), selected_ids=selected, **options)
+        model = expand_deployments(without_passwords(deployments), **options)
     except DeploymentModelError as exc:
-        raise AnsibleFilterError(str(exc))
+        problems.append("dataplane_deployments is not valid: %s" % exc)
+        return {"model": [], "requests": [], "selected": selected, "problems": problems}
+    ids = [d["id"] for d in model]
+    if selected is not None:
+        unknown = [i for i in selected if i not in ids]
+        if unknown:
+            problems.append(
+                "unknown Deployment ids selected in dataplane_failover_deployments: %s. The ids of "
+                "dataplane_deployments%s are: %s%s." % (
+                    ", ".join(unknown), " for this host" if ids else "", ", ".join(ids) or "none",
+                    "".join(" (did you mean %s for %s?)" % (close[0], i) for i, close in
+                            ((i, difflib.get_close_matches(i, ids, n=1, cutoff=0.6)) for i in unknown) if close)))
+        model = [d for d in model if d["id"] in selected]
     absent = [d["id"] for d in model if d["state"] != "present"]
     present = [d for d in model if d["state"] == "present"]
-    if (absent and selected is not None) or not present:
-        raise AnsibleFilterError(
+    if not problems and ((absent and selected is not None) or not present):
+        problems.append(
             "Nothing to fail over: dataplane_deployments has no present Deployment%s (selected ids must name "
             "present Deployments; absent ones: %s)."
             % (" among the selected ids " + ", ".join(selected) if selected is not None else "",
                ", ".join(absent) or "none"))
     source, destination = str(source), str(destination)
-    requests = [{"name": d["id"], "database": d["database"],
-                 "source_role": d["login_roles"][source], "destination_role": d["login_roles"][destination],
-                 "killer_role": d["killer_role"], "schema_role": d.get("schema_role")}
-                for d in present]
-    return {"model": model, "requests": requests, "selected": selected}
+    requests = []
+    if not problems:
+        requests = [{"name": d["id"], "database": d["database"],
+                     "source_role": d["login_roles"][source], "destination_role": d["login_roles"][destination],
+                     "killer_role": d["killer_role"], "schema_role": d.get("schema_role")}
+                    for d in present]
+    return {"model": model, "requests": requests, "selected": selected, "problems": problems}
+
+
+def failover_blockers(hostvars, hosts):
+    """Why no server of the play may fence: ``["<host>: <reason>", ...]`` (empty: none).
+
+    A server whose request was refused, or (several hosts) whose check-mode preflight failed,
+    stops every server before its fence, so that nothing changes anywhere.
+    """
+    blockers = []
+    for host in hosts or []:
+        facts = hostvars[host]
+        plan = facts.get("_dataplane_failover") or {}
+        if plan.get("problems"):
+            blockers.append("%s: the request was refused (%s)" % (host, " ".join(plan["problems"])))
+            continue
+        preflight = facts.get("_dataplane_failover_plan")
+        if _failed(preflight):
+            blockers.append("%s: its preflight found problems" % host)
+    return blockers
+
+
+def _failed(result):
+    """A fence result that failed: it carries ``msg`` (a failure always has one) or lacks ``deployments``."""
+    if not isinstance(result, Mapping) or result.get("skipped"):
+        return False
+    return "msg" in result or "deployments" not in result
 
 
 def failover_expected_generations(preflight):
@@ -113,30 +165,59 @@ def failover_expected_generations(preflight):
     return out
 
 
+MISSING_ON_SERVER = re.compile(r"^(database \S+|source role \S+|destination role \S+) does not exist$")
+
+
 def failover_failure_message(result, host, source, destination):
-    """The one message for a failed preflight or fence of this server."""
+    """The one message for a failed preflight or fence of this server: what happened, whether
+    anything changed, and what to do."""
     result = result or {}
     preflight = result.get("preflight")
     if preflight:
         lines = ["Failover %s -> %s refused on %s: the preflight found problems and nothing was changed "
                  "(a failed preflight stops every server before its fence)." % (source, destination, host)]
-        parity = False
+        parity, missing, healthy = [], [], []
         for entry in preflight:
+            problems = entry.get("problems") or []
+            if not problems:
+                healthy.append(str(entry.get("name")))
+                continue
             lines.append("- %s:" % entry.get("name"))
-            for problem in entry.get("problems") or []:
+            for problem in problems:
                 lines.append("    - %s" % problem)
-                parity = parity or str(problem).startswith("parity: ")
+            if any(MISSING_ON_SERVER.match(str(p)) for p in problems):
+                missing.append(str(entry.get("name")))
+            elif any(str(p).startswith("parity: ") for p in problems):
+                parity.append(str(entry.get("name")))
+        if missing:
+            lines.append("Missing on the server: %s. Run dataplane.postgresql.provision to create %s, or leave %s "
+                         "out with dataplane_failover_deployments%s." % (
+                             ", ".join(missing), "it" if len(missing) == 1 else "them",
+                             "it" if len(missing) == 1 else "them",
+                             " (for example -e dataplane_failover_deployments=%s)" % ",".join(healthy)
+                             if healthy else ""))
         if parity:
-            lines.append("Parity problems mean the destination plane could not use or migrate Airflow's objects as "
-                         "the source could: fix them (provision with dataplane_schema_reassign_owned, see "
-                         "docs/airflow-objects.md) or set dataplane_failover_ignore_parity=true to fail over anyway.")
+            lines.append("Parity problems (%s) mean the destination plane could not use or migrate Airflow's objects "
+                         "as the source could: fix them (provision with dataplane_schema_reassign_owned, see "
+                         "docs/airflow-objects.md) or set dataplane_failover_ignore_parity=true to fail over anyway."
+                         % ", ".join(parity))
         return "\n".join(lines)
-    lines = ["Failover %s -> %s failed on %s: %s" % (source, destination, host,
-                                                     result.get("msg", "the fence module failed"))]
-    for dep in result.get("deployments") or []:
+    deployments = result.get("deployments") or []
+    msg = str(result.get("msg", "the fence module failed"))
+    lines = ["Failover %s -> %s failed on %s: %s" % (source, destination, host, msg)]
+    revoked = [d.get("name") for d in deployments if d.get("revoked")]
+    if not deployments or (not revoked and not any(d.get("granted") or d.get("sessions_terminated")
+                                                   for d in deployments)):
+        if "nothing was changed" not in msg.lower():
+            lines.append("Nothing was changed by this run as far as the fence module reported.")
+    for dep in deployments:
         lines.append("- %s: revoked=%s granted=%s verified=%s remaining sessions=%d" % (
             dep.get("name"), dep.get("revoked", "?"), dep.get("granted", "?"), dep.get("verified", "?"),
             len(dep.get("remaining_sessions") or [])))
+    if revoked:
+        lines.append("CONNECT was revoked from the source plane of %s: rerun the same failover to finish it "
+                     "(a rerun completes an interrupted failover); do not start %s before a run says SAFE."
+                     % (", ".join(str(r) for r in revoked), destination))
     return "\n".join(lines)
 
 
@@ -151,75 +232,196 @@ def _state_by_plane(record, login_roles):
             "by": record.get("by"), "at": record.get("at")}
 
 
-def _state_text(state):
-    if not state:
-        return "no fence recorded"
-    text = "fenced: %s, admitted: %s" % (", ".join(state["fenced"]) or "none", ", ".join(state["admitted"]) or "none")
-    if state["phase"] != "complete":
-        text += " (%s)" % state["phase"]
-    return text
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _session_text(session):
+    return "pid %s, application %s, client %s" % (
+        session.get("pid"), repr(session.get("application") or ""), session.get("client_addr") or "local socket")
+
+
+# At most this many sessions per Deployment in the summary (the JSON report has them all).
+SESSIONS_SHOWN = 10
+
+
+def _deployment_entry(d, login_roles, check_mode):
+    terminated = d.get("sessions_terminated") or []
+    drained = d.get("sessions_drained") or []
+    verified = d.get("verified")
+    admitted = d.get("destination_admitted")
+    if admitted is None:
+        # a fence module older than destination_admitted: what its other keys imply
+        admitted = (not d.get("granted", False)) if check_mode else (True if verified else None)
+    return {
+        "name": d["name"], "database": d["database"],
+        "source_role": d["source_role"], "destination_role": d["destination_role"],
+        "changed": bool(d.get("changed", False)), "revoked": d.get("revoked", False),
+        "granted": d.get("granted", False), "destination_admitted": admitted,
+        "sessions_terminated": len(terminated), "sessions": terminated,
+        "sessions_drained": len(drained), "remaining_sessions": d.get("remaining_sessions", []),
+        "time_to_fence_ms": d.get("time_to_fence_ms"), "verified": bool(verified),
+        "connect_still_via": d.get("connect_still_via", []),
+        "fence_before": _state_by_plane(d.get("state_before"), login_roles),
+        "fence_after": _state_by_plane(d.get("state_after"), login_roles),
+        "state_before": d.get("state_before"), "state_after": d.get("state_after")}
+
+
+def _deployment_lines(dep, source, destination, mode, drain_timeout, check_mode):
+    """The summary lines of one Deployment (short; its problems go to the end of the summary)."""
+    n = dep["sessions_terminated"]
+    if check_mode:
+        if not dep["changed"]:
+            return ["%s: already failed over (%s fenced, %s admitted), nothing to do" % (dep["name"], source,
+                                                                                            destination)]
+        lines = ["%s: would fence %s (revoke CONNECT from %s, terminate %d session%s) and %s %s" % (
+            dep["name"], source, dep["source_role"], n, _plural(n),
+            "admit" if not dep["destination_admitted"] else "keep admitted", dep["destination_role"])]
+        lines.extend("    would terminate %s" % _session_text(s) for s in dep["sessions"][:SESSIONS_SHOWN])
+        if n > SESSIONS_SHOWN:
+            lines.append("    ... and %d more (all of them in the JSON report)" % (n - SESSIONS_SHOWN))
+        return lines
+    if not dep["verified"]:
+        return ["%s: NOT VERIFIED (see the problems below)" % dep["name"]]
+    if not dep["changed"]:
+        return ["%s: already failed over (%s fenced, %s admitted), nothing to do; verified" % (
+            dep["name"], source, destination)]
+    drained = dep["sessions_drained"]
+    if mode == "controlled":
+        if n:
+            sessions = "%s the %s s drain ran out: %d session%s terminated" % (
+                "%d session%s ended on %s own;" % (drained, _plural(drained), "its" if drained == 1 else "their")
+                if drained else "no session ended on its own;", drain_timeout, n, _plural(n))
+        else:
+            sessions = "%d session%s ended on %s own within the %s s drain, none terminated" % (
+                drained, _plural(drained), "its" if drained == 1 else "their", drain_timeout)
+    else:
+        sessions = "%d session%s terminated" % (n, _plural(n))
+    return ["%s: %s fenced (%s; %s ms), %s admitted%s; verified" % (
+        dep["name"], source, sessions, dep["time_to_fence_ms"] if dep["time_to_fence_ms"] is not None else "?",
+        destination, "" if dep["granted"] else " (it already was)")]
+
+
+def _not_verified_problem(dep):
+    why = []
+    if dep["remaining_sessions"]:
+        why.append("%d session%s of %s remain%s" % (len(dep["remaining_sessions"]), _plural(len(dep["remaining_sessions"])),
+                                                    dep["source_role"], "s" if len(dep["remaining_sessions"]) == 1 else ""))
+    if dep["connect_still_via"]:
+        why.append("%s can still connect via %s" % (dep["source_role"], ", ".join(dep["connect_still_via"])))
+    if not dep["destination_admitted"]:
+        why.append("%s is not admitted" % dep["destination_role"])
+    return "%s: NOT VERIFIED: %s." % (dep["name"], "; ".join(why) or "the fence did not hold")
 
 
 def failover_report(result, model, host, source, destination, mode, drain_timeout, check_mode=False,
-                    run_id=None, server=None, finished_at=None):
-    """The failover report of one server: summary lines and per-Deployment data (set_stats, JSON file)."""
+                    run_id=None, server=None, finished_at=None, started_at=None, plan=None, blockers=None,
+                    preflight=None):
+    """The failover report of one server: the verdict, summary lines and per-Deployment data
+    (set_stats and the JSON file), for a fence, a check-mode run, a refused or a failed run.
+
+    RESULT is the fence module's result (or the skipped task's, when the run was refused); PLAN
+    the failover_plan (its ``problems`` refuse the run); BLOCKERS the failover_blockers of the
+    play (another server refused); PREFLIGHT this server's check-mode preflight (several hosts).
+    """
     result = result or {}
     source, destination = str(source), str(destination)
+    plan = plan or {}
     roles_of = dict((d["id"], d.get("login_roles") or {}) for d in model or [])
-    deployments = []
-    lines = []
-    for d in result.get("deployments") or []:
-        login_roles = roles_of.get(d["name"], {})
-        before = _state_by_plane(d.get("state_before"), login_roles)
-        after = _state_by_plane(d.get("state_after"), login_roles)
-        terminated = d.get("sessions_terminated") or []
-        drained = d.get("sessions_drained") or []
-        changed = bool(d.get("changed", False))
-        verified = bool(d.get("verified", False))
-        deployments.append({
-            "name": d["name"], "database": d["database"],
-            "source_role": d["source_role"], "destination_role": d["destination_role"],
-            "changed": changed, "revoked": d.get("revoked", False), "granted": d.get("granted", False),
-            "sessions_terminated": len(terminated), "sessions": terminated,
-            "sessions_drained": len(drained), "remaining_sessions": d.get("remaining_sessions", []),
-            "time_to_fence_ms": d.get("time_to_fence_ms"), "verified": verified,
-            "connect_still_via": d.get("connect_still_via", []),
-            "fence_before": before, "fence_after": after,
-            "state_before": d.get("state_before"), "state_after": d.get("state_after")})
-        if check_mode and changed:
-            what = "would revoke CONNECT from %s, terminate %d session%s and admit %s" % (
-                d["source_role"], len(terminated), _plural(len(terminated)), d["destination_role"])
-        elif changed:
-            what = "%s%d session%s terminated, fenced in %s ms" % (
-                "%d session%s ended on their own, " % (len(drained), _plural(len(drained))) if drained else "",
-                len(terminated), _plural(len(terminated)), d.get("time_to_fence_ms", "?"))
+    problems = []
+    refused = False
+    failed = False
+    if plan.get("problems"):
+        refused = True
+        problems.extend(plan["problems"])
+    elif _failed(preflight):
+        refused = True
+        problems.extend(failover_failure_message(preflight, host, source, destination).split("\n"))
+    elif blockers and not result.get("deployments"):
+        refused = True
+        problems.append("Refused on %s, nothing was changed: no server fences when another cannot (%s)."
+                        % (host, "; ".join(blockers)))
+    elif _failed(result):
+        failed = True
+        refused = bool(result.get("preflight")) or "nothing was changed" in str(result.get("msg", ""))
+        problems.extend(failover_failure_message(result, host, source, destination).split("\n"))
+
+    deployments = [_deployment_entry(d, roles_of.get(d["name"], {}), check_mode)
+                   for d in (result.get("deployments") or [] if not refused else [])]
+    for dep in deployments:
+        if not check_mode and not dep["verified"] and not failed:
+            problems.append(_not_verified_problem(dep))
+
+    selected = len(deployments) if deployments else len(plan.get("requests") or [])
+    done = [d for d in deployments if d["verified"] and d["destination_admitted"]]
+    sessions_left = sum(len(d["remaining_sessions"] or []) for d in deployments)
+    would_change = [d for d in deployments if d["changed"]]
+    # The standbys of the contract (dataplane_standbys) are not implemented yet: nothing here
+    # waits for them, so they do not enter this decision. Once they are, a standby that has not
+    # applied the fence makes it false too.
+    if check_mode:
+        safe = bool(deployments) and not problems and not would_change
+    else:
+        safe = bool(deployments) and not problems and not failed and len(done) == len(deployments)
+    run_text = "run %s" % (result.get("run_id") or run_id)
+    if refused:
+        verdict = ("NOT SAFE to start %s on %s: the failover was refused, nothing was changed (%d problem%s below); %s"
+                   % (destination, host, len(problems), _plural(len(problems)), run_text))
+    elif check_mode:
+        sessions = sum(d["sessions_terminated"] for d in would_change)
+        if safe:
+            verdict = ("CHECK MODE, nothing changed. SAFE to start %s on %s: %d of %d Deployment%s already fenced "
+                       "(%s refused, 0 %s sessions, %s admitted); %s" % (
+                           destination, host, selected, selected, _plural(selected), source, source, destination,
+                           run_text))
         else:
-            what = "already failed over, nothing to do"
-        if check_mode:
-            check = "check mode, nothing changed"
-        elif verified:
-            check = "verified"
-        else:
-            check = "NOT VERIFIED (remaining sessions: %d; source can still connect via: %s)" % (
-                len(d.get("remaining_sessions") or []), ", ".join(d.get("connect_still_via") or []) or "nothing")
-        lines.append("%s: %s fenced, %s admitted on %s: %s; %s | state %s -> %s" % (
-            d["name"], d["source_role"], d["destination_role"], d["database"], what, check,
-            _state_text(before), _state_text(after)))
-    summary = ["%s -> %s on %s (%s mode, %d Deployment%s, %s ms in total)" % (
-        source, destination, host, mode, len(deployments), _plural(len(deployments)),
-        result.get("time_total_ms", "?"))] + lines
+            verdict = ("CHECK MODE, nothing changed. NOT SAFE yet to start %s on %s: the failover would fence %d of %d "
+                       "Deployment%s (%d %s session%s to terminate) and admit %s%s; %s" % (
+                           destination, host, len(would_change), selected, _plural(selected), sessions, source,
+                           _plural(sessions), destination,
+                           " (%d problem%s below)" % (len(problems), _plural(len(problems))) if problems else "",
+                           run_text))
+    elif safe:
+        verdict = ("SAFE to start %s on %s: %d of %d Deployment%s fenced and verified (%s refused, 0 %s sessions, "
+                   "%s admitted); %s" % (destination, host, len(done), selected, _plural(selected), source, source,
+                                         destination, run_text))
+    else:
+        verdict = ("NOT SAFE to start %s on %s: %d of %d Deployment%s fenced and verified, %d %s session%s left "
+                   "(%d problem%s below); %s" % (
+                       destination, host, len(done), selected, _plural(selected), sessions_left, source,
+                       _plural(sessions_left), len(problems), _plural(len(problems)), run_text))
+
+    summary = [verdict]
+    if not refused:
+        summary.append("%s -> %s on %s: %s mode, %d Deployment%s, %s ms in the fence%s" % (
+            source, destination, host, mode, len(deployments), _plural(len(deployments)),
+            result.get("time_total_ms", "?"), " (check mode, nothing changed)" if check_mode else ""))
+        for dep in deployments:
+            summary.extend(_deployment_lines(dep, source, destination, mode, drain_timeout, check_mode))
+    if problems:
+        summary.append("PROBLEMS on %s (%d): do not start %s before a run says SAFE" % (
+            host, len(problems), destination))
+        summary.extend(problems if refused or failed else ["- " + p for p in problems])
+
     server = server or {}
     if finished_at is None:
-        finished_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        finished_at = _now()
+    try:
+        timeout = int(drain_timeout)
+    except (TypeError, ValueError):
+        timeout = None
     return {
         "playbook": "failover", "host": host,
         "server": {"host": server.get("host"), "port": int(server["port"]) if server.get("port") is not None else None,
                    "user": server.get("user")},
-        "from": source, "to": destination, "mode": mode, "drain_timeout": int(drain_timeout),
+        "from": source, "to": destination, "mode": mode, "drain_timeout": timeout,
         "check_mode": bool(check_mode), "changed": bool(result.get("changed", False)),
         "run_id": result.get("run_id", run_id), "time_total_ms": result.get("time_total_ms"),
-        "finished_at": finished_at,
-        "verified": all(d["verified"] for d in deployments),
+        "started_at": started_at, "finished_at": finished_at,
+        "verdict": verdict, "safe_to_start_destination": safe,
+        "refused": refused, "failed": failed or refused or (not check_mode and not safe),
+        "problems": problems,
+        "verified": bool(deployments) and all(d["verified"] for d in deployments),
         "deployments": deployments, "summary": summary, "queries": result.get("queries") or [],
     }
 
@@ -229,6 +431,7 @@ class FilterModule(object):
         return {
             "failover_request_problems": failover_request_problems,
             "failover_plan": failover_plan,
+            "failover_blockers": failover_blockers,
             "failover_expected_generations": failover_expected_generations,
             "failover_failure_message": failover_failure_message,
             "failover_report": failover_report,

@@ -8,6 +8,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
+
 # A provisioned Deployment's keys that the JSON file leaves out (they are in the module result).
 PROVISION_FILE_OMITS = ("before", "after", "fence_warnings")
 
@@ -31,11 +33,14 @@ def provision_stats(result):
     }
 
 
-def provision_report(result, host):
+def provision_report(result, host, run_id=None, started_at=None, check_mode=False, finished_at=None):
     """The provision report file of one server."""
     result = result or {}
+    if finished_at is None:
+        finished_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
-        "host": host,
+        "playbook": "provision", "host": host, "run_id": None if run_id is None else str(run_id),
+        "started_at": started_at, "finished_at": finished_at, "check_mode": bool(check_mode),
         "changed": result.get("changed"),
         "deployments": [dict((k, v) for k, v in d.items() if k not in PROVISION_FILE_OMITS)
                         for d in result.get("deployments") or []],

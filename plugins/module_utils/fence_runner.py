@@ -339,10 +339,11 @@ class Fence(object):
             for i in write_idx:
                 self.results[i]["state_after"] = plans[i][1]
                 self.results[i]["state_written"] = True
-            for res in self.results:
+            for i, res in enumerate(self.results):
                 res["changed"] = (res["revoked"] or res["granted"] or res["state_written"]
                                   or bool(res["sessions_terminated"]))
                 res["verified"] = None
+                res["destination_admitted"] = bool(rows[i]["dst_connect"])  # now, before any change
             return
 
         # 1. all REVOKEs and the "fencing" records, one implicit transaction, committed (durably)
@@ -422,7 +423,7 @@ class Fence(object):
             verify = self.verify()
         for i in all_idx:
             res = self.results[i]
-            res["destination_connect"] = bool(verify[i]["dst_connect"])
+            res["destination_connect"] = res["destination_admitted"] = bool(verify[i]["dst_connect"])
             res["verified"] = (i in fenced_set) and bool(verify[i]["dst_connect"])
             res["changed"] = (res["revoked"] or res["granted"] or res["state_written"]
                               or bool(res["sessions_terminated"]))

@@ -298,6 +298,13 @@ deployments:
       description: The source cannot connect, none of its sessions remain, and the destination
         holds C(CONNECT).
       type: bool
+    destination_admitted:
+      description:
+        - Whether the destination role holds C(CONNECT) on the database at the end (in check mode -
+          now, before any change). RV(deployments[].granted) says whether this run granted it.
+      returned: when the fence got past its preflight
+      type: bool
+      version_added: 0.2.0
     connect_still_via:
       description: Why the source role can still connect (C(PUBLIC), group roles, other grantors).
       type: list

@@ -99,6 +99,20 @@ def kill_tree(root):
             pass
 
 
+def summary_lines(stdout, task="Failover summary"):
+    """The lines of the failover summary (the debug task's msg list), in order."""
+    section = stdout.split("TASK [dataplane.postgresql.failover : %s]" % task)[1].split("TASK [")[0]
+    return [json.loads(line.strip().rstrip(",")) for line in section.splitlines()
+            if line.strip().startswith('"') and not line.strip().startswith('"msg"')]
+
+
+def only_report(report_dir, host="pg"):
+    """The one failover report file of HOST in REPORT_DIR (named after the run)."""
+    files = sorted(Path(report_dir).glob("failover-%s-*.json" % host))
+    assert len(files) == 1, files
+    return files[0]
+
+
 def count_sessions(server, roles):
     return server.sql("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = ANY(%s)",
                       (list(roles),))[0][0]
@@ -183,11 +197,22 @@ def test_failover_and_failback_cycle(pg, names, ansible_playbook, tmp_path, env)
     for dep_id in e.ids:
         e.assert_active("dp2", dep_id)
         assert count_sessions(pg, [e.role("dp1", dep_id)]) == 0
-        assert re.search(r"%s: %s fenced, %s admitted on %s: 3 sessions terminated, fenced in \d+ ms; verified"
-                         % (dep_id, e.role("dp1", dep_id), e.role("dp2", dep_id), e.db(dep_id)), proc.stdout), \
-            proc.stdout
-    report = json.loads((report_dir / "failover-pg.json").read_text())
+        # provision admitted both planes: dp2 already held CONNECT
+        assert re.search(r"%s: dp1 fenced \(3 sessions terminated; \d+ ms\), dp2 admitted \(it already was\); "
+                         r"verified" % dep_id,
+                         proc.stdout), proc.stdout
+    # the verdict comes first, with the counts and the run id
+    summary = summary_lines(proc.stdout)
+    assert re.match(r"^SAFE to start dp2 on pg: 2 of 2 Deployments fenced and verified \(dp1 refused, 0 dp1 "
+                    r"sessions, dp2 admitted\); run \S+$", summary[0]), summary
+    assert not any("PROBLEMS" in line for line in summary)
+    first_file = only_report(report_dir)
+    report = json.loads(first_file.read_text())
     assert report["from"] == "dp1" and report["to"] == "dp2" and report["verified"] is True
+    assert report["safe_to_start_destination"] is True and report["verdict"] == summary[0]
+    assert report["run_id"] in first_file.name and report["started_at"] <= report["finished_at"]
+    # what is true now (admitted) beside what this run did (nothing: provision had admitted dp2)
+    assert all(d["destination_admitted"] and not d["granted"] for d in report["deployments"])
     assert sorted(d["name"] for d in report["deployments"]) == sorted(e.ids)
     for dep in report["deployments"]:
         assert dep["sessions_terminated"] == 3 and dep["verified"] and dep["changed"]
@@ -196,13 +221,25 @@ def test_failover_and_failback_cycle(pg, names, ansible_playbook, tmp_path, env)
 
     rerun = e.failover_ok("dp1", "dp2", dataplane_report_dir=str(report_dir))
     assert recap(rerun.stdout)["pg"]["changed"] == 0, rerun.stdout
-    assert "already failed over, nothing to do; verified" in rerun.stdout
+    assert "already failed over (dp1 fenced, dp2 admitted), nothing to do; verified" in rerun.stdout
+    assert summary_lines(rerun.stdout)[0].startswith("SAFE to start dp2 on pg: 2 of 2 Deployments")
+    # the confirming rerun has its own file; the first run's evidence (the terminated sessions) stays
+    files = sorted(report_dir.glob("failover-pg-*.json"))
+    assert len(files) == 2 and first_file in files, files
+    assert json.loads(first_file.read_text()) == report
+    again_report = json.loads([f for f in files if f != first_file][0].read_text())
+    assert again_report["safe_to_start_destination"] is True and again_report["run_id"] != report["run_id"]
+    assert all(d["destination_admitted"] and not d["granted"] and d["sessions_terminated"] == 0
+               for d in again_report["deployments"])
 
     # failback, with live sessions of dp2 this time
     for dep_id in e.ids:
         e.sessions.open_states(e.role("dp2", dep_id), e.db(dep_id))
     back = e.failover_ok("dp2", "dp1", user="postgres")   # an admin may run it too
     assert recap(back.stdout)["pg"]["changed"] >= 1
+    for dep_id in e.ids:   # dp1 was fenced: this run grants it CONNECT again
+        assert re.search(r"%s: dp2 fenced \(3 sessions terminated; \d+ ms\), dp1 admitted; verified" % dep_id,
+                         back.stdout), back.stdout
     for dep_id in e.ids:
         e.assert_active("dp1", dep_id)
         assert count_sessions(pg, [e.role("dp2", dep_id)]) == 0
@@ -230,7 +267,7 @@ def test_two_servers_in_one_run(pg16, pg_server, env, tmp_path):
     for host, e in (("s16", first), ("s17", second)):
         e.assert_active("dp2", e.ids[0])
         assert count_sessions(e.server, [e.role("dp1", e.ids[0])]) == 0
-        report = json.loads((tmp_path / "reports" / ("failover-%s.json" % host)).read_text())
+        report = json.loads(only_report(tmp_path / "reports", host).read_text())
         assert [d["name"] for d in report["deployments"]] == e.ids and report["verified"]
 
 
@@ -351,12 +388,23 @@ def test_preflight_failure_changes_nothing_anywhere(pg16, env, names, tmp_path):
     # two inventory hosts (same server): host a has the good Deployment, host b the bad one
     write_inventory(e.inventory, pg16, {"a": {"dataplane_failover_deployments": [good]},
                                         "b": {"dataplane_failover_deployments": [bad]}})
-    proc = e.failover("dp1", "dp2")
+    report_dir = tmp_path / "reports"
+    proc = e.failover("dp1", "dp2", dataplane_report_dir=str(report_dir))
     assert proc.returncode != 0
     assert bad in proc.stdout and "PUBLIC" in proc.stdout.upper(), proc.stdout
     assert "nothing was changed" in proc.stdout
     _assert_nothing_changed(pg16, e, before)
     assert recap(proc.stdout)["a"]["changed"] == 0 and recap(proc.stdout)["b"]["changed"] == 0
+    assert recap(proc.stdout)["a"]["failed"] == 1 and recap(proc.stdout)["b"]["failed"] == 1
+    # neither host fenced; each says so first, and leaves its report
+    reports = dict((host, json.loads(only_report(report_dir, host).read_text())) for host in ("a", "b"))
+    for host, report in reports.items():
+        assert report["refused"] and report["safe_to_start_destination"] is False and report["deployments"] == []
+        assert report["verdict"].startswith("NOT SAFE to start dp2 on %s: the failover was refused, nothing was "
+                                            "changed" % host), report["verdict"]
+    assert reports["a"]["problems"] == [
+        "Refused on a, nothing was changed: no server fences when another cannot (b: its preflight found problems)."]
+    assert any(bad in p and "PUBLIC" in p.upper() for p in reports["b"]["problems"]), reports["b"]
 
 
 def test_preflight_runs_on_every_host_before_any_fence(pg16, env):
@@ -381,9 +429,18 @@ def test_one_host_fences_without_a_separate_preflight(pg16, env):
     Deployment whose source keeps CONNECT through PUBLIC, and nothing changes."""
     e = env(count=2)
     good, bad, before = _one_broken_deployment(pg16, e)
-    proc = e.failover("dp1", "dp2")
+    proc = e.failover("dp1", "dp2", dataplane_report_dir=str(e.tmp / "refused"))
     assert proc.returncode != 0
     assert "Preflight the fence" not in proc.stdout, proc.stdout
+    # the verdict first, the problems last and loud; a refused run leaves its report too
+    summary = summary_lines(proc.stdout)
+    assert re.match(r"^NOT SAFE to start dp2 on pg: the failover was refused, nothing was changed \(\d+ problems? "
+                    r"below\); run \S+$", summary[0]), summary
+    assert summary[1] == "PROBLEMS on pg (%d): do not start dp2 before a run says SAFE" % (len(summary) - 2), summary
+    refused = json.loads(only_report(e.tmp / "refused").read_text())
+    assert refused["refused"] is True and refused["safe_to_start_destination"] is False
+    assert refused["verdict"] == summary[0] and refused["problems"] == summary[2:]
+    assert refused["started_at"] and refused["finished_at"] and refused["deployments"] == []
     section = proc.stdout.split("Preflight every Deployment on every server")[1].split("TASK [")[0]
     assert "skipping: [pg]" in section, section
     assert "refused on pg: the preflight found problems and nothing was changed" in proc.stdout, proc.stdout
@@ -463,7 +520,11 @@ def test_invalid_requests_fail_before_any_change(pg16, env):
     for kwargs, message in cases:
         source, destination = kwargs.pop("source"), kwargs.pop("destination")
         proc = e.failover(source, destination, **kwargs)
-        assert proc.returncode != 0 and message in proc.stdout, proc.stdout
+        # each sentence on a line of its own, after the verdict
+        assert proc.returncode != 0 and all(m in proc.stdout for m in re.split(r"(?<=\.) (?=dataplane_)", message)), \
+            proc.stdout
+        assert "NOT SAFE to start %s on pg: the failover was refused, nothing was changed" % destination \
+            in proc.stdout, proc.stdout
         fail_line = next((line for line in proc.stdout.splitlines() if "FAILED!" in line), "")
         expected = sum(1 for s in sentences if s in message)
         assert sum(1 for s in sentences if s in fail_line) == expected, fail_line
@@ -477,15 +538,30 @@ def test_check_mode_changes_nothing(pg16, env):
     e.provision()
     dep_id = e.ids[0]
     e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
+    report_dir = e.tmp / "reports"
     proc = e.run(FAILOVER, inventory=e.inventory, check=True,
                  extra_vars={"dataplane_pg_user": e.commander, "dataplane_deployments": e.deployments,
-                             "dataplane_commander_user": e.commander,
+                             "dataplane_commander_user": e.commander, "dataplane_report_dir": str(report_dir),
                              "dataplane_failover_from": "dp1", "dataplane_failover_to": "dp2"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "would revoke CONNECT from %s, terminate 3 sessions and admit %s" % (
-        e.role("dp1", dep_id), e.role("dp2", dep_id)) in proc.stdout, proc.stdout
+    summary = summary_lines(proc.stdout)
+    assert re.match(r"^CHECK MODE, nothing changed\. NOT SAFE yet to start dp2 on pg: the failover would fence 1 of 1 "
+                    r"Deployment \(3 dp1 sessions to terminate\) and admit dp2; run \S+$", summary[0]), summary
+    assert summary[2] == "%s: would fence dp1 (revoke CONNECT from %s, terminate 3 sessions) and keep admitted %s" % (
+        dep_id, e.role("dp1", dep_id), e.role("dp2", dep_id)), summary
+    pids = sorted(r[0] for r in pg16.sql("SELECT pid FROM pg_stat_activity WHERE usename = %s",
+                                         (e.role("dp1", dep_id),)))
+    shown = sorted(int(re.match(r"^    would terminate pid (\d+), application '[^']*', client \S+", line).group(1))
+                   for line in summary[3:6])
+    assert shown == pids, summary
     assert count_sessions(pg16, [e.role("dp1", dep_id)]) == 3
     assert e.logins(dep_id)["dp1"] == ("admitted", None)
+    # a check-mode run leaves its report too: the verdict, and the sessions that would be terminated
+    report = json.loads(only_report(report_dir).read_text())
+    assert report["check_mode"] is True and report["safe_to_start_destination"] is False
+    assert report["verdict"] == summary[0]
+    assert sorted(s["pid"] for s in report["deployments"][0]["sessions"]) == pids
+    assert report["deployments"][0]["destination_admitted"] is True
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
@@ -525,6 +601,11 @@ def test_awx_project_through_ansible_runner(pg16, env, tmp_path):
     artifact = stats["event_data"]["artifact_data"]["dataplane_failover"]["pg"]
     assert sorted(d["name"] for d in artifact["deployments"]) == sorted(chosen)
     assert artifact["mode"] == "controlled" and artifact["verified"] is True
+    # the verdict, for a workflow to branch on
+    assert artifact["safe_to_start_destination"] is True and artifact["verdict"].startswith(
+        "SAFE to start dp2 on pg: 2 of 2 Deployments fenced and verified"), artifact["verdict"]
+    assert artifact["started_at"] <= artifact["finished_at"]
+    assert all(d["destination_admitted"] for d in artifact["deployments"])
     # the fence state before and after, by plane, for the next workflow node
     for dep in artifact["deployments"]:
         assert dep["fence_before"] is None, dep

@@ -18,6 +18,7 @@ import pytest
 from psycopg2 import sql
 
 from conftest import create_managed_admin
+from tests.support.reports import latest_report
 
 PROVISION = "dataplane.postgresql.provision"
 FAILOVER = "dataplane.postgresql.failover"
@@ -344,7 +345,7 @@ def _managed_flow(server, shape, names, ansible_playbook, tmp_path):
         proc = ansible_playbook(AUDIT, inventory=_inventory(tmp_path, server, user),
                                 extra_vars=dict(extra, dataplane_report_dir=str(reports)))
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        report = json.loads((reports / "audit-pg.json").read_text())
+        report = latest_report(reports, "audit")
         assert report["drift"] is False, report
         assert all(d["fence_route"] == "helper" for d in report["deployments"]), report
 

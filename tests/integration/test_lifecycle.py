@@ -11,6 +11,7 @@ import pytest
 from psycopg2 import sql
 
 from test_failover import PROVISION, REPO, Env, login, recap
+from tests.support.reports import latest_report
 
 AUDIT = REPO / "playbooks" / "audit.yml"
 RECORD_PREFIX = "dataplane.postgresql fence state: "
@@ -64,12 +65,12 @@ def audit(e, **extra):
                   "dataplane_commander_user": e.commander, "dataplane_report_dir": str(e.tmp / "reports")}
     extra_vars.update(extra)
     proc = e.run(AUDIT, inventory=e.inventory, extra_vars=extra_vars)
-    report = json.loads((e.tmp / "reports" / "audit-pg.json").read_text())
+    report = latest_report(e.tmp / "reports", "audit")
     return proc, report
 
 
 def provision_report(e):
-    return json.loads((e.tmp / "reports" / "provision-pg.json").read_text())
+    return latest_report(e.tmp / "reports", "provision")
 
 
 def can_connect(server, role, database):
@@ -84,13 +85,17 @@ def test_provision_failover_provision_audit_failback(pg, env, names, tmp_path):
         assert e.logins(dep_id) == {"dp1": ("admitted", None), "dp2": ("admitted", None)}
         assert record_of(pg, e.db(dep_id)) is None   # the reference set-up records no fence
 
-    proc = e.failover_ok("dp1", "dp2", dataplane_run_id="run-one")
+    e.failover_ok("dp1", "dp2", dataplane_run_id="run-one", dataplane_report_dir=str(e.tmp / "reports"))
+    fence_states = dict((d["name"], (d["fence_before"], d["fence_after"]))
+                        for d in latest_report(e.tmp / "reports", "failover")["deployments"])
     for dep_id in e.ids:
         e.assert_active("dp2", dep_id)
         rec = record_of(pg, e.db(dep_id))
         assert rec["fenced"] == [e.role("dp1", dep_id)] and rec["admitted"] == [e.role("dp2", dep_id)]
         assert rec["phase"] == "complete" and rec["run"] == "run-one" and rec["by"] == e.commander
-        assert "state no fence recorded -> fenced: dp1, admitted: dp2" in proc.stdout, proc.stdout
+        # the report: no fence recorded before, dp1 fenced and dp2 admitted after
+        before, after = fence_states[dep_id]
+        assert before is None and (after["fenced"], after["admitted"]) == (["dp1"], ["dp2"]), fence_states
 
     # Provision again, adding a third Deployment: the fence holds, the newcomer gets both planes.
     third = names("f2")
@@ -144,8 +149,12 @@ def test_provision_failover_provision_audit_failback(pg, env, names, tmp_path):
         sql.Identifier(e.db(second)), sql.Identifier(e.role("dp1", second))))
 
     # Failback restores the other direction, for the first two (the third never failed over).
-    back = e.failover_ok("dp2", "dp1", dataplane_failover_deployments=[first, second])
-    assert "state fenced: dp1, admitted: dp2 -> fenced: dp2, admitted: dp1" in back.stdout, back.stdout
+    back = e.failover_ok("dp2", "dp1", dataplane_failover_deployments=[first, second],
+                         dataplane_report_dir=str(e.tmp / "reports"))
+    for dep in latest_report(e.tmp / "reports", "failover")["deployments"]:
+        assert (dep["fence_before"]["fenced"], dep["fence_before"]["admitted"]) == (["dp1"], ["dp2"]), dep
+        assert (dep["fence_after"]["fenced"], dep["fence_after"]["admitted"]) == (["dp2"], ["dp1"]), dep
+    assert "%s: dp2 fenced (" % first in back.stdout, back.stdout
     for dep_id in (first, second):
         e.assert_active("dp1", dep_id)
         rec = record_of(pg, e.db(dep_id))
@@ -165,14 +174,14 @@ def test_failover_report_and_set_stats_carry_the_state(pg16, env):
     provision(e)
     dep_id = e.ids[0]
     proc = e.failover_ok("dp1", "dp2", dataplane_report_dir=str(e.tmp / "reports"), dataplane_run_id="job-42")
-    report = json.loads((e.tmp / "reports" / "failover-pg.json").read_text())
+    report = json.loads((e.tmp / "reports" / "failover-pg-job-42.json").read_text())
     dep = report["deployments"][0]
     assert report["run_id"] == "job-42"
     assert dep["fence_before"] is None
     assert dep["fence_after"]["fenced"] == ["dp1"] and dep["fence_after"]["admitted"] == ["dp2"]
     assert dep["fence_after"]["phase"] == "complete" and dep["fence_after"]["run"] == "job-42"
     assert dep["state_after"]["fenced"] == [e.role("dp1", dep_id)]
-    assert "%s: " % dep_id in proc.stdout and "-> fenced: dp1, admitted: dp2" in proc.stdout
+    assert "%s: dp1 fenced (" % dep_id in proc.stdout and report["safe_to_start_destination"] is True
 
 
 def test_no_record_inference_and_explicit_readmit(pg, env, names):
@@ -301,12 +310,16 @@ def test_roles_in_one_user_play_share_the_common_defaults(pg16, env, tmp_path):
     assert recap(proc.stdout)["pg"]["failed"] == 0
     e.assert_active("dp2", dep_a)
     assert e.logins(dep_b) == {"dp1": ("admitted", None), "dp2": ("admitted", None)}
-    provisioned = json.loads((reports / "provision-pg.json").read_text())
+    def only(prefix):
+        files = sorted(reports.glob(prefix + "-pg-*.json"))
+        assert len(files) == 1, files
+        return json.loads(files[0].read_text())
+    provisioned = only("provision")
     assert sorted(d["id"] for d in provisioned["deployments"]) == sorted(e.ids) and provisioned["changed"]
-    failed_over = json.loads((reports / "failover-pg.json").read_text())
+    failed_over = only("failover")
     assert [d["name"] for d in failed_over["deployments"]] == [dep_a] and failed_over["verified"]
     assert failed_over["server"] == {"host": pg16.host, "port": pg16.port, "user": e.commander}
-    audited = json.loads((reports / "audit-pg.json").read_text())
+    audited = only("audit")
     assert audited["connected_as"] == e.commander and not audited["drift"], audited["summary"]
     assert oct(reports.stat().st_mode & 0o777) == "0o750"
     assert all(oct(p.stat().st_mode & 0o777) == "0o640" for p in reports.iterdir()), list(reports.iterdir())

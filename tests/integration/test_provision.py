@@ -18,6 +18,7 @@ from psycopg2 import sql
 
 from conftest import PgServer
 from tests.support.reference import deployment_names, reference_script
+from tests.support.reports import latest_report
 
 PLAYBOOK = "dataplane.postgresql.provision"
 SEED_IDS = ["a", "Prod-EU-1", "MiXeD", "x-y_z"]
@@ -437,7 +438,7 @@ def test_playbook_decommission_and_report(pg16, ansible_playbook, tmp_path, name
     assert "%s: changed: database airflow_db_%s created; roles " % (tag, tag) in proc.stdout, proc.stdout
     assert "CONNECT granted to dp1_user_%s, dp2_user_%s" % (tag, tag) in proc.stdout
     assert "| admitted: dp1, dp2" in proc.stdout
-    report = json.loads((tmp_path / "reports" / "provision-pg.json").read_text())
+    report = latest_report(tmp_path / "reports", "provision")
     assert report["created_databases"] == ["airflow_db_%s" % tag] and report["deployments"][0]["changed"]
     assert "pw-one-secret" not in json.dumps(report)
 

@@ -100,20 +100,51 @@ def test_plan_builds_one_request_per_present_deployment():
 
 
 def test_plan_selection_and_its_errors():
+    """Never raises: every problem is a sentence of `problems`, and no request is built."""
     deps = [{"id": "a"}, {"id": "b"}, {"id": "c", "state": "absent"}]
-    assert [r["name"] for r in f.failover_plan(deps, OPTIONS, "dp1", "dp2", "b")["requests"]] == ["b"]
-    with pytest.raises(AnsibleFilterError, match="unknown Deployment ids selected"):
-        f.failover_plan(deps, OPTIONS, "dp1", "dp2", ["zz"])
-    with pytest.raises(AnsibleFilterError, match=re.escape(
-            "Nothing to fail over: dataplane_deployments has no present Deployment among the selected ids a, c "
-            "(selected ids must name present Deployments; absent ones: c).")):
-        f.failover_plan(deps, OPTIONS, "dp1", "dp2", ["a", "c"])
-    with pytest.raises(AnsibleFilterError, match=re.escape(
-            "Nothing to fail over: dataplane_deployments has no present Deployment (selected ids must name "
-            "present Deployments; absent ones: none).")):
-        f.failover_plan([], OPTIONS, "dp1", "dp2")
-    with pytest.raises(AnsibleFilterError, match="duplicate id"):
-        f.failover_plan([{"id": "a"}, {"id": "a"}], OPTIONS, "dp1", "dp2")
+    plan = f.failover_plan(deps, OPTIONS, "dp1", "dp2", "b")
+    assert [r["name"] for r in plan["requests"]] == ["b"] and plan["problems"] == []
+    unknown = f.failover_plan(deps, OPTIONS, "dp1", "dp2", ["bb", "zz"])
+    assert unknown["requests"] == [] and unknown["problems"] == [
+        "unknown Deployment ids selected in dataplane_failover_deployments: bb, zz. The ids of dataplane_deployments "
+        "for this host are: a, b, c (did you mean b for bb?)."]
+    assert f.failover_plan(deps, OPTIONS, "dp1", "dp2", ["a", "c"])["problems"] == [
+        "Nothing to fail over: dataplane_deployments has no present Deployment among the selected ids a, c "
+        "(selected ids must name present Deployments; absent ones: c)."]
+    assert f.failover_plan([], OPTIONS, "dp1", "dp2")["problems"] == [
+        "Nothing to fail over: dataplane_deployments has no present Deployment (selected ids must name "
+        "present Deployments; absent ones: none)."]
+    duplicate = f.failover_plan([{"id": "a"}, {"id": "a"}], OPTIONS, "dp1", "dp2")
+    assert "duplicate id" in duplicate["problems"][0] and duplicate["requests"] == []
+    assert "comma-separated" in f.failover_plan(deps, OPTIONS, "dp1", "dp2", {"a": 1})["problems"][0]
+
+
+def test_plan_checks_the_request_with_planes_given():
+    plan = f.failover_plan([{"id": "a"}], OPTIONS, "dp3", "dp2", planes=["dp1", "dp2"], mode="fast", drain_timeout=-5)
+    assert plan["requests"] == [] and plan["problems"] == [
+        "dataplane_failover_from is dp3, which is not one of dataplane_planes (dp1, dp2).",
+        "dataplane_failover_mode is fast: use forced or controlled.",
+        "dataplane_failover_drain_timeout is -5: a whole number of seconds, 0 or more."]
+    ok = f.failover_plan([{"id": "a"}], OPTIONS, "dp1", "dp2", planes=["dp1", "dp2"], mode="forced", drain_timeout=60)
+    assert ok["problems"] == [] and len(ok["requests"]) == 1
+
+
+class HostVars(dict):
+    def __getitem__(self, host):
+        return dict.__getitem__(self, host)
+
+
+def test_blockers_name_every_host_that_stops_the_fence():
+    ok_plan = {"problems": [], "requests": [{"name": "a"}]}
+    hostvars = HostVars(
+        a={"_dataplane_failover": ok_plan, "_dataplane_failover_plan": {"changed": False, "deployments": []}},
+        b={"_dataplane_failover": ok_plan, "_dataplane_failover_plan": {"failed": False, "msg": "preflight failed"}},
+        c={"_dataplane_failover": {"problems": ["unknown Deployment ids selected"]}},
+        d={"_dataplane_failover": ok_plan, "_dataplane_failover_plan": {"skipped": True}},
+        e={"_dataplane_failover": ok_plan})
+    assert f.failover_blockers(hostvars, ["a", "d", "e"]) == []
+    assert f.failover_blockers(hostvars, ["a", "b", "c"]) == [
+        "b: its preflight found problems", "c: the request was refused (unknown Deployment ids selected)"]
 
 
 # ---------------------------------------------------------------- the fence calls
@@ -133,52 +164,76 @@ def test_failure_message_for_a_refused_preflight():
     lines = message.split("\n")
     assert lines[0] == ("Failover dp1 -> dp2 refused on pg: the preflight found problems and nothing was changed "
                         "(a failed preflight stops every server before its fence).")
-    assert lines[1:5] == ["- a:", "    - PUBLIC holds CONNECT", "    - parity: dp2 cannot use table t", "- b:"]
-    assert "dataplane_failover_ignore_parity=true" in lines[5] and len(lines) == 6
+    assert lines[1:4] == ["- a:", "    - PUBLIC holds CONNECT", "    - parity: dp2 cannot use table t"]
+    assert "Parity problems (a)" in lines[4] and "dataplane_failover_ignore_parity=true" in lines[4]
+    assert len(lines) == 5
     result["preflight"][0]["problems"].pop()
     assert "dataplane_failover_ignore_parity" not in f.failover_failure_message(result, "pg", "dp1", "dp2")
+
+
+def test_failure_message_for_a_deployment_missing_on_the_server():
+    """Provision it or leave it out, never the parity override."""
+    result = {"failed": True, "msg": "fence preflight failed", "preflight": [
+        {"name": "gone", "problems": ["database airflow_db_gone does not exist",
+                                      "parity: the schema role airflow_db_gone_schema does not exist"]},
+        {"name": "a", "problems": []}, {"name": "b", "problems": []}]}
+    message = f.failover_failure_message(result, "pg", "dp1", "dp2")
+    assert "dataplane_failover_ignore_parity" not in message, message
+    assert message.split("\n")[-1] == (
+        "Missing on the server: gone. Run dataplane.postgresql.provision to create it, or leave it out with "
+        "dataplane_failover_deployments (for example -e dataplane_failover_deployments=a,b).")
 
 
 def test_failure_message_for_a_failed_fence():
     result = {"failed": True, "msg": "lost the connection",
               "deployments": [fence_dep("a", verified=False, remaining_sessions=[{"pid": 1}])]}
-    assert f.failover_failure_message(result, "pg", "dp1", "dp2") == (
-        "Failover dp1 -> dp2 failed on pg: lost the connection\n"
-        "- a: revoked=True granted=True verified=False remaining sessions=1")
+    assert f.failover_failure_message(result, "pg", "dp1", "dp2").split("\n") == [
+        "Failover dp1 -> dp2 failed on pg: lost the connection",
+        "- a: revoked=True granted=True verified=False remaining sessions=1",
+        "CONNECT was revoked from the source plane of a: rerun the same failover to finish it (a rerun completes "
+        "an interrupted failover); do not start dp2 before a run says SAFE."]
     assert f.failover_failure_message({"failed": True}, "pg", "dp1", "dp2") == (
-        "Failover dp1 -> dp2 failed on pg: the fence module failed")
+        "Failover dp1 -> dp2 failed on pg: the fence module failed\n"
+        "Nothing was changed by this run as far as the fence module reported.")
 
 
 # ---------------------------------------------------------------- the report
 
 REPORT_KEYS = {"playbook", "host", "server", "from", "to", "mode", "drain_timeout", "check_mode", "changed", "run_id",
-               "time_total_ms", "finished_at", "verified", "deployments", "summary", "queries"}
+               "time_total_ms", "started_at", "finished_at", "verdict", "safe_to_start_destination", "refused",
+               "failed", "problems", "verified", "deployments", "summary", "queries"}
 DEPLOYMENT_KEYS = {"name", "database", "source_role", "destination_role", "changed", "revoked", "granted",
-                   "sessions_terminated", "sessions", "sessions_drained", "remaining_sessions", "time_to_fence_ms",
-                   "verified", "connect_still_via", "fence_before", "fence_after", "state_before", "state_after"}
+                   "destination_admitted", "sessions_terminated", "sessions", "sessions_drained",
+                   "remaining_sessions", "time_to_fence_ms", "verified", "connect_still_via", "fence_before",
+                   "fence_after", "state_before", "state_after"}
 
 
 def test_report_of_a_fence():
     result = {"changed": True, "run_id": "r1", "time_total_ms": 40, "queries": ["REVOKE ..."],
-              "deployments": [fence_dep("a")]}
-    out = report(result)
+              "deployments": [fence_dep("a", destination_admitted=True)]}
+    out = report(result, started_at="2026-11-27T00:00:00Z")
     assert set(out) == REPORT_KEYS and set(out["deployments"][0]) == DEPLOYMENT_KEYS
     assert out["server"] == {"host": "db", "port": 5432, "user": "commander_user"}
     assert (out["playbook"], out["host"], out["from"], out["to"], out["mode"], out["drain_timeout"]) == (
         "failover", "pg", "dp1", "dp2", "forced", 60)
     assert out["changed"] is True and out["verified"] is True and out["check_mode"] is False
+    assert out["safe_to_start_destination"] is True and not out["failed"] and not out["refused"]
     assert out["run_id"] == "r1" and out["time_total_ms"] == 40 and out["queries"] == ["REVOKE ..."]
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", out["finished_at"])
+    assert out["started_at"] == "2026-11-27T00:00:00Z"
     dep = out["deployments"][0]
     assert dep["sessions_terminated"] == 3 and len(dep["sessions"]) == 3 and dep["sessions_drained"] == 0
+    assert dep["destination_admitted"] is True and dep["granted"] is True
     assert dep["fence_before"] is None
     assert dep["fence_after"] == {"fenced": ["dp1"], "admitted": ["dp2"], "phase": "complete", "generation": 1,
                                   "run": "r1", "by": "commander_user", "at": "2026-11-27T00:00:00Z"}
     assert dep["state_after"]["fenced"] == ["dp1_user_a"]
     assert out["summary"] == [
-        "dp1 -> dp2 on pg (forced mode, 1 Deployment, 40 ms in total)",
-        "a: dp1_user_a fenced, dp2_user_a admitted on airflow_db_a: 3 sessions terminated, fenced in 12 ms; "
-        "verified | state no fence recorded -> fenced: dp1, admitted: dp2"]
+        "SAFE to start dp2 on pg: 1 of 1 Deployment fenced and verified (dp1 refused, 0 dp1 sessions, dp2 admitted); "
+        "run r1",
+        "dp1 -> dp2 on pg: forced mode, 1 Deployment, 40 ms in the fence",
+        "a: dp1 fenced (3 sessions terminated; 12 ms), dp2 admitted; verified"]
+    assert out["verdict"] == out["summary"][0]
 
 
 def test_report_lines_for_each_outcome():
@@ -186,35 +241,98 @@ def test_report_lines_for_each_outcome():
     result = {"changed": True, "deployments": [
         fence_dep("a", sessions_terminated=[{"pid": 1}], sessions_drained=[{"pid": 2}]),
         fence_dep("b", verified=False, remaining_sessions=[{"pid": 3}], connect_still_via=["PUBLIC"],
+                  destination_admitted=False, granted=False,
                   state_before={"fenced": ["dp2_user_b"], "admitted": ["dp1_user_b"], "phase": "complete"},
                   state_after=after_fencing),
-        fence_dep("c", changed=False, sessions_terminated=[], time_to_fence_ms=None)]}
+        fence_dep("c", changed=False, granted=False, sessions_terminated=[], time_to_fence_ms=None)]}
     out = report(result, ids=("a", "b", "c"))
-    assert out["summary"][0] == "dp1 -> dp2 on pg (forced mode, 3 Deployments, ? ms in total)"
     assert out["run_id"] == "r-first-host" and out["verified"] is False
-    assert out["summary"][1].startswith(
-        "a: dp1_user_a fenced, dp2_user_a admitted on airflow_db_a: 1 session ended on their own, "
-        "1 session terminated, fenced in 12 ms; verified | ")
-    assert out["summary"][2] == (
-        "b: dp1_user_b fenced, dp2_user_b admitted on airflow_db_b: 3 sessions terminated, fenced in 12 ms; "
-        "NOT VERIFIED (remaining sessions: 1; source can still connect via: PUBLIC) | state fenced: dp2, "
-        "admitted: dp1 -> fenced: dp1, stranger, admitted: none (fencing)")
-    assert out["summary"][3].startswith("c: dp1_user_c fenced, dp2_user_c admitted on airflow_db_c: "
-                                        "already failed over, nothing to do; verified | ")
+    assert out["safe_to_start_destination"] is False and out["failed"] is True and not out["refused"]
+    assert out["summary"] == [
+        "NOT SAFE to start dp2 on pg: 2 of 3 Deployments fenced and verified, 1 dp1 session left (1 problem below); "
+        "run r-first-host",
+        "dp1 -> dp2 on pg: forced mode, 3 Deployments, ? ms in the fence",
+        "a: dp1 fenced (1 session terminated; 12 ms), dp2 admitted; verified",
+        "b: NOT VERIFIED (see the problems below)",
+        "c: already failed over (dp1 fenced, dp2 admitted), nothing to do; verified",
+        "PROBLEMS on pg (1): do not start dp2 before a run says SAFE",
+        "- b: NOT VERIFIED: 1 session of dp1_user_b remains; dp1_user_b can still connect via PUBLIC; "
+        "dp2_user_b is not admitted."]
     assert out["deployments"][1]["fence_after"]["fenced"] == ["dp1", "stranger"]
 
 
+def test_report_in_controlled_mode_says_whether_the_drain_ran_out():
+    result = {"changed": True, "deployments": [
+        fence_dep("a", sessions_terminated=[{"pid": 1}], sessions_drained=[{"pid": 2}], time_to_fence_ms=3008),
+        fence_dep("b", sessions_terminated=[], sessions_drained=[{"pid": 3}, {"pid": 4}], time_to_fence_ms=200)]}
+    out = f.failover_report(result, model("a", "b"), "pg", "dp1", "dp2", "controlled", 3)
+    assert out["summary"][2:] == [
+        "a: dp1 fenced (1 session ended on its own; the 3 s drain ran out: 1 session terminated; 3008 ms), dp2 "
+        "admitted; verified",
+        "b: dp1 fenced (2 sessions ended on their own within the 3 s drain, none terminated; 200 ms), dp2 admitted; "
+        "verified"]
+
+
 def test_report_in_check_mode():
-    result = {"changed": True, "time_total_ms": 5, "deployments": [fence_dep("a"), fence_dep("b", changed=False)]}
+    sessions = [{"pid": 11, "role": "dp1_user_a", "application": "airflow scheduler", "client_addr": "10.0.0.7"},
+                {"pid": 12, "role": "dp1_user_a", "application": None, "client_addr": None}]
+    result = {"changed": True, "time_total_ms": 5, "deployments": [
+        fence_dep("a", sessions_terminated=sessions, granted=True, verified=None, destination_admitted=False),
+        fence_dep("b", changed=False, granted=False, verified=None, sessions_terminated=[],
+                  destination_admitted=True)]}
     out = report(result, ids=("a", "b"), check_mode=True)
-    assert out["check_mode"] is True
-    assert out["summary"][1].split(" | ")[0].endswith(
-        "would revoke CONNECT from dp1_user_a, terminate 3 sessions and admit dp2_user_a; check mode, nothing changed")
-    assert "already failed over, nothing to do; check mode, nothing changed" in out["summary"][2]
+    assert out["check_mode"] is True and out["safe_to_start_destination"] is False and not out["failed"]
+    assert out["summary"] == [
+        "CHECK MODE, nothing changed. NOT SAFE yet to start dp2 on pg: the failover would fence 1 of 2 Deployments "
+        "(2 dp1 sessions to terminate) and admit dp2; run r-first-host",
+        "dp1 -> dp2 on pg: forced mode, 2 Deployments, 5 ms in the fence (check mode, nothing changed)",
+        "a: would fence dp1 (revoke CONNECT from dp1_user_a, terminate 2 sessions) and admit dp2_user_a",
+        "    would terminate pid 11, application 'airflow scheduler', client 10.0.0.7",
+        "    would terminate pid 12, application '', client local socket",
+        "b: already failed over (dp1 fenced, dp2 admitted), nothing to do"]
+    assert [d["destination_admitted"] for d in out["deployments"]] == [False, True]
+    assert out["deployments"][0]["sessions"] == sessions
+    # nothing to do anywhere: it is safe now
+    done = report({"deployments": [fence_dep("b", changed=False, granted=False, verified=None,
+                                             sessions_terminated=[])]}, ids=("b",), check_mode=True)
+    assert done["safe_to_start_destination"] is True
+    assert done["verdict"].startswith("CHECK MODE, nothing changed. SAFE to start dp2 on pg: 1 of 1 Deployment "
+                                      "already fenced")
+
+
+def test_report_of_a_refused_run():
+    plan = {"problems": ["dataplane_failover_from and dataplane_failover_to are both dp1: a failover goes from "
+                         "one plane to another."], "requests": []}
+    out = f.failover_report({"skipped": True, "changed": False}, [], "pg", "dp1", "dp1", "forced", 60, plan=plan,
+                            run_id="r9")
+    assert out["refused"] and out["failed"] and out["safe_to_start_destination"] is False
+    assert out["summary"] == [
+        "NOT SAFE to start dp1 on pg: the failover was refused, nothing was changed (1 problem below); run r9",
+        "PROBLEMS on pg (1): do not start dp1 before a run says SAFE",
+        plan["problems"][0]]
+    assert out["problems"] == plan["problems"] and out["deployments"] == []
+    other = f.failover_report({"skipped": True}, model("a"), "a", "dp1", "dp2", "forced", 60,
+                              plan={"problems": [], "requests": [{"name": "a"}]},
+                              blockers=["b: its preflight found problems"])
+    assert other["refused"] and other["problems"] == [
+        "Refused on a, nothing was changed: no server fences when another cannot (b: its preflight found problems)."]
+    preflight = {"failed": True, "msg": "fence preflight failed", "preflight": [{"name": "a", "problems": ["x"]}]}
+    own = f.failover_report({"skipped": True}, model("a"), "a", "dp1", "dp2", "forced", 60,
+                            plan={"problems": [], "requests": [{"name": "a"}]}, blockers=["a: its preflight found problems"],
+                            preflight=preflight)
+    assert own["refused"] and own["problems"][0].startswith("Failover dp1 -> dp2 refused on a: the preflight")
+
+
+def test_report_of_a_failed_fence():
+    result = {"failed": True, "msg": "fence preflight failed, nothing was changed:\nDeployment a: x",
+              "preflight": [{"name": "a", "problems": ["x"]}], "deployments": [fence_dep("a", changed=False)]}
+    out = report(result)
+    assert out["refused"] and out["failed"] and out["deployments"] == []
+    assert out["verdict"].startswith("NOT SAFE to start dp2 on pg: the failover was refused, nothing was changed")
 
 
 def test_report_of_an_empty_result():
     out = f.failover_report({}, [], "pg", "dp1", "dp2", "controlled", "30")
-    assert out["deployments"] == [] and out["verified"] is True and out["drain_timeout"] == 30
-    assert out["summary"] == ["dp1 -> dp2 on pg (controlled mode, 0 Deployments, ? ms in total)"]
+    assert out["deployments"] == [] and out["verified"] is False and out["drain_timeout"] == 30
+    assert out["safe_to_start_destination"] is False
     assert out["server"] == {"host": None, "port": None, "user": None} and out["run_id"] is None

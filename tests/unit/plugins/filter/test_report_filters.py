@@ -55,8 +55,10 @@ def test_provision_stats():
 
 
 def test_provision_report_leaves_out_the_before_and_after_state():
-    out = reports.provision_report(PROVISION, "pg")
-    assert out == {"host": "pg", "changed": True,
+    out = reports.provision_report(PROVISION, "pg", run_id=7, started_at="2026-12-06T10:00:00Z", check_mode=True,
+                                   finished_at="2026-12-06T10:00:02Z")
+    assert out == {"playbook": "provision", "host": "pg", "run_id": "7", "started_at": "2026-12-06T10:00:00Z",
+                   "finished_at": "2026-12-06T10:00:02Z", "check_mode": True, "changed": True,
                    "deployments": [{"id": "a", "changed": True, "summary": "a: created", "fence": {"state": "new"}},
                                    {"id": "b", "changed": False, "summary": "b: unchanged"}],
                    "created_databases": ["airflow_db_a"], "dropped_databases": [], "fence_helper_changed": True}

@@ -165,6 +165,25 @@ def failover_expected_generations(preflight):
     return out
 
 
+# A connection that failed (the message of community.postgresql's connect_to_db and libpq's).
+AUTH_FAILED = re.compile(r"password authentication failed|no password supplied|fe_sendauth", re.I)
+NOT_REACHED = re.compile(r"unable to connect to database|could not connect|connection refused|"
+                         r"could not translate host name|timeout expired|Connection timed out", re.I)
+
+
+def connection_advice(msg):
+    """What to fix when MSG says the connection failed (None when it does not)."""
+    msg = str(msg or "")
+    if AUTH_FAILED.search(msg):
+        return ("The server refused the login: check dataplane_pg_password (the password of dataplane_pg_user, for "
+                "the failover usually commander_user; from your vault or an AWX credential), then run the same "
+                "command again.")
+    if NOT_REACHED.search(msg):
+        return ("The server could not be reached: check dataplane_pg_host and dataplane_pg_port (or "
+                "dataplane_pg_unix_socket) and that the server accepts connections, then run the same command again.")
+    return None
+
+
 MISSING_ON_SERVER = re.compile(r"^(database \S+|source role \S+|destination role \S+) does not exist$")
 
 
@@ -206,8 +225,11 @@ def failover_failure_message(result, host, source, destination):
     msg = str(result.get("msg", "the fence module failed"))
     lines = ["Failover %s -> %s failed on %s: %s" % (source, destination, host, msg)]
     revoked = [d.get("name") for d in deployments if d.get("revoked")]
-    if not deployments or (not revoked and not any(d.get("granted") or d.get("sessions_terminated")
-                                                   for d in deployments)):
+    advice = connection_advice(msg)
+    if advice:
+        lines.append("Nothing was changed: the fence never reached the server. " + advice)
+    elif not deployments or (not revoked and not any(d.get("granted") or d.get("sessions_terminated")
+                                                     for d in deployments)):
         if "nothing was changed" not in msg.lower():
             lines.append("Nothing was changed by this run as far as the fence module reported.")
     for dep in deployments:
@@ -364,8 +386,13 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
     else:
         safe = bool(deployments) and not problems and not failed and len(done) == len(deployments)
     run_text = "run %s" % (result.get("run_id") or run_id)
+    untouched = failed and not any(d.get("revoked") or d.get("granted") or d.get("sessions_terminated")
+                                   for d in result.get("deployments") or [])
     if refused:
         verdict = ("NOT SAFE to start %s on %s: the failover was refused, nothing was changed (%d problem%s below); %s"
+                   % (destination, host, len(problems), _plural(len(problems)), run_text))
+    elif untouched:
+        verdict = ("NOT SAFE to start %s on %s: the failover failed before changing anything (%d problem%s below); %s"
                    % (destination, host, len(problems), _plural(len(problems)), run_text))
     elif check_mode:
         sessions = sum(d["sessions_terminated"] for d in would_change)

@@ -581,14 +581,29 @@ def _fence_state_finding(record, facts):
     if view["state"] == "interrupted":
         problems.append("the record is in phase 'fencing': a failover stopped (or is still running) after "
                         "revoking CONNECT; rerun the failover to complete it")
+    # The record contradicts the catalog: every plane it fences can connect, and none it admits
+    # can. Which one is true is for a person to find out; a failover on the record's word could
+    # fence the plane that runs Airflow.
+    contradicted = (view["source"] == "record" and view["state"] != "interrupted" and view["fenced_roles"]
+                    and all(login in holders for login in view["fenced_roles"])
+                    and view["admitted_roles"] and not any(login in holders for login in view["admitted_roles"]))
+    if contradicted:
+        problems.append(
+            "the record contradicts the catalog: the catalog admits %s and refuses %s, the record says the "
+            "opposite. Check which plane's Airflow is running before any failover (a failover on the record's "
+            "word could fence the healthy plane); then make the record true with the failover towards the plane "
+            "that should run, or provision with dataplane_readmit_fenced_planes" % (
+                ", ".join("plane %s (%s)" % (plane_of.get(r, "?"), r) for r in sorted(view["fenced_roles"])),
+                ", ".join("plane %s (%s)" % (plane_of.get(r, "?"), r) for r in sorted(view["admitted_roles"]))))
     for login in view["fenced_roles"]:
-        if access.get(login, {}).get("can_connect"):
-            problems.append("%s (plane %s) is fenced but can connect again (CONNECT granted back?); "
-                            "fail over again to fence it" % (login, plane_of.get(login, "?")))
+        if access.get(login, {}).get("can_connect") and not contradicted:
+            problems.append("%s (plane %s) is fenced but can connect again (CONNECT granted back?); check who "
+                            "granted it and which plane's Airflow is running before you fence it again"
+                            % (login, plane_of.get(login, "?")))
         if access.get(login, {}).get("sessions"):
             problems.append("%s (plane %s) is fenced but has %d session(s) in %s"
                             % (login, plane_of.get(login, "?"), access[login]["sessions"], dbname))
-    if view["source"] == "record":
+    if view["source"] == "record" and not contradicted:
         for login in view["admitted_roles"]:
             if login not in holders and view["state"] != "interrupted":
                 problems.append("the record says %s (plane %s) is admitted, but it cannot connect"

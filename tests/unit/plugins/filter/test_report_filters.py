@@ -4,7 +4,7 @@ from ansible_collections.dataplane.postgresql.plugins.filter import audit_report
 from ansible_collections.dataplane.postgresql.plugins.filter import provision_report as reports
 
 AUDIT_KEYS = {"host", "server_version", "connected_as", "drift", "drifted", "fence_capable", "fence_incapable",
-              "helper", "summary", "deployments", "elapsed_ms"}
+              "helper", "summary", "deployments", "elapsed_ms", "selected"}
 
 
 def audit_result(**extra):
@@ -63,3 +63,21 @@ def test_provision_report_leaves_out_the_before_and_after_state():
                                    {"id": "b", "changed": False, "summary": "b: unchanged"}],
                    "created_databases": ["airflow_db_a"], "dropped_databases": [], "fence_helper_changed": True}
     assert "before" in PROVISION["deployments"][0]  # the module result itself is left alone
+
+
+def test_audit_report_of_a_subset_keeps_only_the_selected_deployments():
+    deployments = [
+        {"id": "a", "state": "present", "drift": False, "fence_capable": True, "summary": "a: OK"},
+        {"id": "b", "state": "present", "drift": True, "fence_capable": False, "summary": "b: DRIFT (1)"},
+        {"id": "c", "state": "present", "drift": False, "fence_capable": True, "summary": "c: OK"}]
+    result = {"drift": True, "drifted": ["b"], "fence_capable": False, "fence_incapable": ["b"],
+              "summary": [d["summary"] for d in deployments], "deployments": deployments}
+    out = audit.audit_report(result, "pg", "a, c")
+    assert out["selected"] == ["a", "c"] and [d["id"] for d in out["deployments"]] == ["a", "c"]
+    assert (out["drift"], out["drifted"], out["fence_capable"], out["fence_incapable"]) == (False, [], True, [])
+    assert out["summary"] == ["a: OK", "c: OK"]
+    unknown = audit.audit_report(result, "pg", ["a", "zz"])
+    assert unknown["drift"] is True and unknown["drifted"] == ["zz"]
+    assert unknown["summary"][-1] == ("zz: DRIFT (1): dataplane_audit_deployments names it, but dataplane_deployments "
+                                      "has no such id (its ids: a, b, c)")
+    assert audit.audit_report(result, "pg", None)["deployments"] == deployments

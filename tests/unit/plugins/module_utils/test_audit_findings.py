@@ -270,6 +270,9 @@ def test_inferred_fence_without_record():
     ("granted back", dict(record=a_record(), dp1_connect=True), "dp1_user_a (plane dp1) is fenced but can connect"),
     ("sessions", dict(record=a_record(), dp1_sessions=2), "has 2 session(s) in airflow_db_a"),
     ("admitted cannot connect", dict(record=a_record(), dp2_connect=False), "says dp2_user_a (plane dp2) is admitted"),
+    ("contradicted", dict(record=a_record(), dp1_connect=True, dp2_connect=False),
+     "the record contradicts the catalog: the catalog admits plane dp1 (dp1_user_a) and refuses plane dp2 "
+     "(dp2_user_a), the record says the opposite. Check which plane's Airflow is running before any failover"),
     ("fencing", dict(record=a_record(admitted=(), phase="fencing"), dp2_connect=False), "phase 'fencing'"),
     ("damaged", dict(record=None, comment_error="not valid JSON"), "cannot be read (not valid JSON)"),
     ("nobody", dict(record=None, dp2_connect=False), "no plane can connect and no fence is recorded"),
@@ -278,4 +281,5 @@ def test_fence_state_drift(case, facts, expected):
     result = audit_deployment(REC, fenced_facts(**facts))
     assert "fence_state" in failed(result), case
     assert expected in detail(result, "fence_state"), (case, detail(result, "fence_state"))
+    assert "fail over again" not in detail(result, "fence_state")
     assert result["summary"].startswith("a: DRIFT")

@@ -171,13 +171,12 @@ NOT_REACHED = re.compile(r"unable to connect to database|could not connect|conne
                          r"could not translate host name|timeout expired|Connection timed out", re.I)
 
 
-def connection_advice(msg):
+def connection_advice(msg, login="for the failover usually commander_user"):
     """What to fix when MSG says the connection failed (None when it does not)."""
     msg = str(msg or "")
     if AUTH_FAILED.search(msg):
-        return ("The server refused the login: check dataplane_pg_password (the password of dataplane_pg_user, for "
-                "the failover usually commander_user; from your vault or an AWX credential), then run the same "
-                "command again.")
+        return ("The server refused the login: check dataplane_pg_password (the password of dataplane_pg_user, %s; "
+                "from your vault or an AWX credential), then run the same command again." % login)
     if NOT_REACHED.search(msg):
         return ("The server could not be reached: check dataplane_pg_host and dataplane_pg_port (or "
                 "dataplane_pg_unix_socket) and that the server accepts connections, then run the same command again.")
@@ -187,19 +186,24 @@ def connection_advice(msg):
 MISSING_ON_SERVER = re.compile(r"^(database \S+|source role \S+|destination role \S+) does not exist$")
 
 
-def failover_failure_message(result, host, source, destination):
+def failover_failure_message(result, host, source, destination, several_hosts=False, names=None):
     """The one message for a failed preflight or fence of this server: what happened, whether
-    anything changed, and what to do."""
+    anything changed, and what to do. SEVERAL_HOSTS: the play has several servers (a failed
+    preflight then stops every one of them). NAMES: every Deployment of the request (the
+    preflight lists only those with problems), for the advice to leave the missing ones out."""
     result = result or {}
     preflight = result.get("preflight")
     if preflight:
-        lines = ["Failover %s -> %s refused on %s: the preflight found problems and nothing was changed "
-                 "(a failed preflight stops every server before its fence)." % (source, destination, host)]
-        parity, missing, healthy = [], [], []
+        lines = ["Failover %s -> %s refused on %s: the preflight found problems and nothing was changed%s." % (
+            source, destination, host,
+            " (a failed preflight stops every server before its fence)" if several_hosts else "")]
+        parity, missing = [], []
+        troubled = set(str(entry.get("name")) for entry in preflight if entry.get("problems"))
+        healthy = [str(n) for n in names or [] if str(n) not in troubled]
+        healthy += [str(e.get("name")) for e in preflight if not e.get("problems") and str(e.get("name")) not in healthy]
         for entry in preflight:
             problems = entry.get("problems") or []
             if not problems:
-                healthy.append(str(entry.get("name")))
                 continue
             lines.append("- %s:" % entry.get("name"))
             for problem in problems:
@@ -350,6 +354,7 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
     source, destination = str(source), str(destination)
     plan = plan or {}
     roles_of = dict((d["id"], d.get("login_roles") or {}) for d in model or [])
+    names = [r["name"] for r in plan.get("requests") or []]
     problems = []
     refused = False
     failed = False
@@ -358,7 +363,8 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
         problems.extend(plan["problems"])
     elif _failed(preflight):
         refused = True
-        problems.extend(failover_failure_message(preflight, host, source, destination).split("\n"))
+        problems.extend(failover_failure_message(preflight, host, source, destination, several_hosts=True,
+                                                 names=names).split("\n"))
     elif blockers and not result.get("deployments"):
         refused = True
         problems.append("Refused on %s, nothing was changed: no server fences when another cannot (%s)."
@@ -366,7 +372,7 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
     elif _failed(result):
         failed = True
         refused = bool(result.get("preflight")) or "nothing was changed" in str(result.get("msg", ""))
-        problems.extend(failover_failure_message(result, host, source, destination).split("\n"))
+        problems.extend(failover_failure_message(result, host, source, destination, names=names).split("\n"))
 
     deployments = [_deployment_entry(d, roles_of.get(d["name"], {}), check_mode)
                    for d in (result.get("deployments") or [] if not refused else [])]
@@ -389,11 +395,11 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
     untouched = failed and not any(d.get("revoked") or d.get("granted") or d.get("sessions_terminated")
                                    for d in result.get("deployments") or [])
     if refused:
-        verdict = ("NOT SAFE to start %s on %s: the failover was refused, nothing was changed (%d problem%s below); %s"
-                   % (destination, host, len(problems), _plural(len(problems)), run_text))
+        verdict = ("NOT SAFE to start %s on %s: the failover was refused, nothing was changed (see the problems "
+                   "below); %s" % (destination, host, run_text))
     elif untouched:
-        verdict = ("NOT SAFE to start %s on %s: the failover failed before changing anything (%d problem%s below); %s"
-                   % (destination, host, len(problems), _plural(len(problems)), run_text))
+        verdict = ("NOT SAFE to start %s on %s: the failover failed before changing anything (see the problems "
+                   "below); %s" % (destination, host, run_text))
     elif check_mode:
         sessions = sum(d["sessions_terminated"] for d in would_change)
         if safe:
@@ -426,8 +432,7 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
         for dep in deployments:
             summary.extend(_deployment_lines(dep, source, destination, mode, drain_timeout, check_mode))
     if problems:
-        summary.append("PROBLEMS on %s (%d): do not start %s before a run says SAFE" % (
-            host, len(problems), destination))
+        summary.append("PROBLEMS on %s: do not start %s before a run says SAFE" % (host, destination))
         summary.extend(problems if refused or failed else ["- " + p for p in problems])
 
     server = server or {}

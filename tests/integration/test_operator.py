@@ -5,11 +5,13 @@ do (each test checks the message's content, not only that the run failed)."""
 
 import json
 import re
+import shutil
 
 from psycopg2 import sql
 
-from test_failover import FAILOVER, REPO, Env, count_sessions, recap, summary_lines
+from test_failover import FAILOVER, REPO, Env, count_sessions, recap, summary_lines, write_inventory
 from tests.support.reports import latest_report
+from tests.support.server import PgServer, scratch_dir
 
 AUDIT = REPO / "playbooks" / "audit.yml"
 
@@ -76,3 +78,110 @@ def test_audit_of_a_forged_record_says_which_plane_the_catalog_admits(pg16, name
         e.assert_active("dp2", dep_id)   # the audit changed nothing
     finally:
         e.sessions.close()
+
+
+def test_a_deployment_missing_on_the_server_names_the_way_out(pg16, names, ansible_playbook, tmp_path):
+    """One Deployment of the vars was never provisioned: the failover is refused with nothing
+    changed, and the advice is provision or leave it out, never the parity override; one
+    server, so no word about stopping every server."""
+    e = make_env(pg16, names, ansible_playbook, tmp_path, 2)
+    ghost = names("ghost")
+    try:
+        for dep_id in e.ids:
+            e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
+        deployments = e.deployments + [{"id": ghost}]
+        proc = e.run(FAILOVER, inventory=e.inventory, extra_vars={
+            "dataplane_pg_user": e.commander, "dataplane_deployments": deployments,
+            "dataplane_commander_user": e.commander, "dataplane_failover_from": "dp1", "dataplane_failover_to": "dp2"})
+        assert proc.returncode != 0
+        summary = summary_lines(proc.stdout)
+        assert summary[0].startswith("NOT SAFE to start dp2 on pg: the failover was refused, nothing was changed")
+        assert "database airflow_db_%s does not exist" % ghost in proc.stdout
+        assert ("Missing on the server: %s. Run dataplane.postgresql.provision to create it, or leave it out with "
+                "dataplane_failover_deployments (for example -e dataplane_failover_deployments=%s)."
+                % (ghost, ",".join(e.ids))) in summary, "\n".join(summary)
+        assert "dataplane_failover_ignore_parity" not in proc.stdout
+        assert "stops every server" not in proc.stdout
+        for dep_id in e.ids:
+            assert count_sessions(pg16, [e.role("dp1", dep_id)]) == 3
+            assert e.logins(dep_id) == {"dp1": ("admitted", None), "dp2": ("admitted", None)}
+        # the advice works: the healthy ones fail over
+        e.failover_ok("dp1", "dp2", dataplane_failover_deployments=",".join(e.ids))
+        for dep_id in e.ids:
+            e.assert_active("dp2", dep_id)
+    finally:
+        e.sessions.close()
+
+
+def test_an_unknown_selected_id_lists_the_ids_that_exist(pg16, names, ansible_playbook, tmp_path):
+    e = make_env(pg16, names, ansible_playbook, tmp_path, 2)
+    first = e.ids[0]
+    proc = e.failover("dp1", "dp2", dataplane_failover_deployments=[first + "x"])
+    assert proc.returncode != 0
+    assert ("unknown Deployment ids selected in dataplane_failover_deployments: %sx. The ids of dataplane_deployments "
+            "for this host are: %s (did you mean %s for %sx?)." % (first, ", ".join(e.ids), first, first)) \
+        in summary_lines(proc.stdout), proc.stdout
+    assert "Finalization of task args" not in proc.stdout and "filter plugin" not in proc.stdout
+    assert summary_lines(proc.stdout)[0].startswith("NOT SAFE to start dp2 on pg: the failover was refused, "
+                                                   "nothing was changed")
+    assert recap(proc.stdout)["pg"]["changed"] == 0
+    for dep_id in e.ids:
+        assert e.logins(dep_id) == {"dp1": ("admitted", None), "dp2": ("admitted", None)}
+
+
+def test_controlled_mode_says_the_drain_ran_out(pg16, names, ansible_playbook, tmp_path):
+    e = make_env(pg16, names, ansible_playbook, tmp_path, 1)
+    dep_id = e.ids[0]
+    try:
+        e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
+        proc = e.failover_ok("dp1", "dp2", dataplane_failover_mode="controlled", dataplane_failover_drain_timeout=1)
+        assert re.search(r"%s: dp1 fenced \(no session ended on its own; the 1 s drain ran out: 3 sessions "
+                         r"terminated; \d+ ms\), dp2 admitted \(it already was\); verified" % dep_id, proc.stdout), \
+            proc.stdout
+        e.assert_active("dp2", dep_id)
+    finally:
+        e.sessions.close()
+
+
+def test_a_wrong_password_says_nothing_changed_and_which_variable_to_fix(ansible_playbook, tmp_path):
+    """Against a server that asks for passwords: provision and failover with a wrong
+    dataplane_pg_password fail saying that nothing was changed and what to fix."""
+    base = scratch_dir("dataplane-pw-")
+    (base / "pw").write_text("admin-secret-1\n")
+    server = PgServer(16, base / "pg", auth="scram-sha-256", password_file=base / "pw").start()
+    try:
+        inventory = write_inventory(tmp_path / "inventory.yml", server)
+        deployments = [{"id": "pw1", "passwords": {"dp1": "dp1-secret", "dp2": "dp2-secret"}}]
+        common = {"dataplane_deployments": deployments, "dataplane_report_dir": str(tmp_path / "reports")}
+        ok = ansible_playbook(REPO / "playbooks" / "provision.yml", inventory=inventory, extra_vars=dict(
+            common, dataplane_pg_user="postgres", dataplane_pg_password="admin-secret-1",
+            dataplane_commander_password="commander-secret"))
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        wrong = ansible_playbook(REPO / "playbooks" / "provision.yml", inventory=inventory, extra_vars=dict(
+            common, dataplane_pg_user="postgres", dataplane_pg_password="not-the-password"))
+        assert wrong.returncode != 0
+        assert "Provision failed on pg: unable to connect to database" in wrong.stdout, wrong.stdout
+        assert ("Nothing was changed: provision never reached the server. The server refused the login: check "
+                "dataplane_pg_password (the password of dataplane_pg_user, an admin for provision;") in wrong.stdout
+        assert latest_report(tmp_path / "reports", "provision")["failed"] is True
+        proc = ansible_playbook(FAILOVER, inventory=inventory, extra_vars=dict(
+            common, dataplane_pg_user="commander_user", dataplane_pg_password="not-the-password",
+            dataplane_failover_from="dp1", dataplane_failover_to="dp2"))
+        assert proc.returncode != 0
+        summary = summary_lines(proc.stdout)
+        assert summary[0].startswith("NOT SAFE to start dp2 on pg: the failover failed before changing anything"), \
+            summary
+        assert ("Nothing was changed: the fence never reached the server. The server refused the login: check "
+                "dataplane_pg_password (the password of dataplane_pg_user, for the failover usually "
+                "commander_user;") in "\n".join(summary), summary
+        for secret in ("not-the-password", "admin-secret-1", "dp1-secret", "commander-secret"):
+            assert secret not in proc.stdout + wrong.stdout
+        report = latest_report(tmp_path / "reports", "failover")
+        assert report["safe_to_start_destination"] is False and report["failed"] is True
+        # nothing changed: both planes still admitted
+        for plane in ("dp1", "dp2"):
+            conn = server.connect(user="%s_user_pw1" % plane, password="%s-secret" % plane, dbname="airflow_db_pw1")
+            conn.close()
+    finally:
+        server.stop()
+        shutil.rmtree(str(base), ignore_errors=True)

@@ -160,10 +160,13 @@ def test_failure_message_for_a_refused_preflight():
     result = {"failed": True, "msg": "fence preflight failed", "preflight": [
         {"name": "a", "problems": ["PUBLIC holds CONNECT", "parity: dp2 cannot use table t"]},
         {"name": "b", "problems": []}]}
-    message = f.failover_failure_message(result, "pg", "dp1", "dp2")
+    message = f.failover_failure_message(result, "pg", "dp1", "dp2", several_hosts=True)
     lines = message.split("\n")
     assert lines[0] == ("Failover dp1 -> dp2 refused on pg: the preflight found problems and nothing was changed "
                         "(a failed preflight stops every server before its fence).")
+    # one server: no word about the others
+    assert f.failover_failure_message(result, "pg", "dp1", "dp2").split("\n")[0] == (
+        "Failover dp1 -> dp2 refused on pg: the preflight found problems and nothing was changed.")
     assert lines[1:4] == ["- a:", "    - PUBLIC holds CONNECT", "    - parity: dp2 cannot use table t"]
     assert "Parity problems (a)" in lines[4] and "dataplane_failover_ignore_parity=true" in lines[4]
     assert len(lines) == 5
@@ -255,7 +258,7 @@ def test_report_lines_for_each_outcome():
         "a: dp1 fenced (1 session terminated; 12 ms), dp2 admitted; verified",
         "b: NOT VERIFIED (see the problems below)",
         "c: already failed over (dp1 fenced, dp2 admitted), nothing to do; verified",
-        "PROBLEMS on pg (1): do not start dp2 before a run says SAFE",
+        "PROBLEMS on pg: do not start dp2 before a run says SAFE",
         "- b: NOT VERIFIED: 1 session of dp1_user_b remains; dp1_user_b can still connect via PUBLIC; "
         "dp2_user_b is not admitted."]
     assert out["deployments"][1]["fence_after"]["fenced"] == ["dp1", "stranger"]
@@ -307,8 +310,8 @@ def test_report_of_a_refused_run():
                             run_id="r9")
     assert out["refused"] and out["failed"] and out["safe_to_start_destination"] is False
     assert out["summary"] == [
-        "NOT SAFE to start dp1 on pg: the failover was refused, nothing was changed (1 problem below); run r9",
-        "PROBLEMS on pg (1): do not start dp1 before a run says SAFE",
+        "NOT SAFE to start dp1 on pg: the failover was refused, nothing was changed (see the problems below); run r9",
+        "PROBLEMS on pg: do not start dp1 before a run says SAFE",
         plan["problems"][0]]
     assert out["problems"] == plan["problems"] and out["deployments"] == []
     other = f.failover_report({"skipped": True}, model("a"), "a", "dp1", "dp2", "forced", 60,

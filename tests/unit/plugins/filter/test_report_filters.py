@@ -47,6 +47,23 @@ def test_provision_summary():
     unchanged = dict(PROVISION, fence_helper={"changed": False})
     assert reports.provision_summary(unchanged)[-1] == "fence helper: unchanged"
     assert reports.provision_summary(dict(PROVISION, fence_helper={}), False)[-1] == "fence helper: not managed"
+    # check mode says what would change, as the Deployments' lines do
+    assert reports.provision_summary(PROVISION, check_mode=True)[-1] == "fence helper: would change"
+
+
+def test_provision_failure_says_whether_anything_changed_and_what_to_fix():
+    wrong = {"failed": False, "msg": "unable to connect to database: connection to server at \"127.0.0.1\", port "
+                                     "5432 failed: FATAL:  password authentication failed for user \"postgres\""}
+    lines = reports.provision_summary(wrong, host="pg")
+    assert lines[0].startswith("Provision failed on pg: unable to connect to database")
+    assert lines[1].startswith("Nothing was changed: provision never reached the server. The server refused the "
+                               "login: check dataplane_pg_password (the password of dataplane_pg_user, an admin for "
+                               "provision;")
+    down = reports.provision_failure_message({"msg": "unable to connect to database: connection refused"}, "pg")
+    assert "check dataplane_pg_host and dataplane_pg_port" in down and "Nothing was changed" in down
+    report = reports.provision_report(wrong, "pg")
+    assert report["failed"] is True and report["problems"] == lines and report["deployments"] == []
+    assert reports.provision_report(PROVISION, "pg")["failed"] is False
 
 
 def test_provision_stats():
@@ -57,7 +74,8 @@ def test_provision_stats():
 def test_provision_report_leaves_out_the_before_and_after_state():
     out = reports.provision_report(PROVISION, "pg", run_id=7, started_at="2026-12-06T10:00:00Z", check_mode=True,
                                    finished_at="2026-12-06T10:00:02Z")
-    assert out == {"playbook": "provision", "host": "pg", "run_id": "7", "started_at": "2026-12-06T10:00:00Z",
+    assert out == {"failed": False, "problems": [], "playbook": "provision", "host": "pg", "run_id": "7",
+                   "started_at": "2026-12-06T10:00:00Z",
                    "finished_at": "2026-12-06T10:00:02Z", "check_mode": True, "changed": True,
                    "deployments": [{"id": "a", "changed": True, "summary": "a: created", "fence": {"state": "new"}},
                                    {"id": "b", "changed": False, "summary": "b: unchanged"}],

@@ -48,7 +48,11 @@ def provision_summary(result, fence_helper_managed=True, check_mode=False, host=
     helper_changed = bool((result.get("fence_helper") or {}).get("changed", False))
     helper = (("would change" if check_mode else "changed") if helper_changed
               else ("unchanged" if fence_helper_managed else "not managed"))
-    return [d.get("summary") for d in result.get("deployments") or []] + ["fence helper: " + helper]
+    lines = [d.get("summary") for d in result.get("deployments") or []]
+    if result.get("commander_created"):
+        lines.append("%s: %s (LOGIN, for every Deployment)" % (
+            result["commander_created"], "would be created" if check_mode else "created"))
+    return lines + ["fence helper: " + helper]
 
 
 def provision_stats(result):
@@ -78,6 +82,7 @@ def provision_report(result, host, run_id=None, started_at=None, check_mode=Fals
         "created_databases": result.get("created_databases"),
         "dropped_databases": result.get("dropped_databases"),
         "fence_helper_changed": bool((result.get("fence_helper") or {}).get("changed", False)),
+        "commander_created": result.get("commander_created"),
     }
 
 

@@ -190,6 +190,24 @@ def what_stayed(created, dropped, handed=()):
     return "; ".join(parts) if parts else "nothing stayed changed"
 
 
+def statement_head(text, limit=160):
+    """The first line of a statement, for the diff; a longer one is cut at a space outside any
+    quoted literal or identifier, and marked, so the diff never shows half a string."""
+    line = text.splitlines()[0]
+    if len(line) <= limit:
+        return line
+    quote, cut = None, None
+    for pos, char in enumerate(line[:limit]):
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in ("'", '"'):
+            quote = char
+        elif char == " ":
+            cut = pos
+    return (line[:cut] if cut else line.split(" ", 1)[0]) + " ... (%d characters in all)" % len(line)
+
+
 def borrowed_owners(records, plan, decommission_owner):
     """Roles a non-superuser admin must act as in the transaction: the owner role of every
     Deployment whose database changes owner (SET is needed for ALTER DATABASE ... OWNER TO) or
@@ -458,8 +476,10 @@ class Provisioning(object):
         if helper.get("changed"):
             diff_before["fence_helper"] = {"statements": []}
             diff_after["fence_helper"] = {"statements": [
-                text.splitlines()[0][:160] for text in helper.get("statements") or [] if text]}
+                statement_head(text) for text in helper.get("statements") or [] if text]}
+        commander_created = [a.name for i, a in plan.roles if i is None and isinstance(a, _p.CreateRole)]
         out = dict(changed=any_changed or bool(helper.get("changed")) or (self.check and bool(session.queries)),
+                   commander_created=commander_created[0] if commander_created else None,
                    deployments=results, created_databases=self.created, dropped_databases=self.dropped,
                    memberships=_p.plain(dict((k, self.membership_result.get(k))
                                              for k in ("changed", "statements", "unconverged")
@@ -488,7 +508,8 @@ class Provisioning(object):
         texts = self.per_dep[index]
         entry = {"id": rec["id"], "state": rec["state"], "changed": before_state != after_state or bool(texts),
                  "actions": texts, "before": before_state, "after": after_state}
-        entry.update(_p.provision_outcome(rec, index, plan, texts, fence_after, self.check))
+        schema_texts = (self.schema_result.get("per_deployment") or {}).get(index) or []
+        entry.update(_p.provision_outcome(rec, index, plan, texts, fence_after, self.check, schema_texts))
         for warning in entry.get("fence_warnings") or []:
             self.module.warn(warning)
         return entry

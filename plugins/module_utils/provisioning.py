@@ -310,7 +310,8 @@ def plan_deployments(records, catalog, options):
         commander = rec["commander_user"]
         if commander not in roles and commander not in commanders_done:
             if options.get("commander_password"):
-                ensure_role(index, commander, LOGIN_ATTRS, options["commander_password"])
+                # shared by every Deployment: no Deployment's result lists it (commander_created does)
+                ensure_role(None, commander, LOGIN_ATTRS, options["commander_password"])
             else:
                 plan.problems.append(
                     "%s: commander_user %r does not exist; create it first or give its password "
@@ -481,8 +482,9 @@ CHANGE_WORDS = {
 }
 
 
-def change_phrases(actions, memberships):
-    """Short phrases of what changed for one Deployment, in the order the kinds first appear."""
+def change_phrases(actions, memberships, schema_role=None, schema_statements=0):
+    """Short phrases of what changed for one Deployment, in the order the kinds first appear;
+    the shared schema role's statements are named as such, not counted as memberships."""
     order, names = [], {}
     for action in actions:
         kind, name = action.kind, action.subject
@@ -494,13 +496,18 @@ def change_phrases(actions, memberships):
     phrases = [CHANGE_WORDS.get(kind, kind + " %s") % ", ".join(names[kind]) for kind in order]
     if memberships:
         phrases.append("%d membership statement%s" % (memberships, "" if memberships == 1 else "s"))
+    if schema_statements:
+        phrases.append("schema role %s: %d statement%s" % (schema_role or "?", schema_statements,
+                                                          "" if schema_statements == 1 else "s"))
     return phrases
 
 
-def provision_outcome(rec, index, plan, texts, fence_after, check):
+def provision_outcome(rec, index, plan, texts, fence_after, check, schema_texts=()):
     """summary, fence, connect_withheld, readmitted and warnings of one Deployment's result."""
     actions = [a for i, a in plan.actions() if i == index]
-    phrases = change_phrases(actions, max(0, len(texts) - len(actions)))
+    schema_count = len(schema_texts)
+    phrases = change_phrases(actions, max(0, len(texts) - len(actions) - schema_count), rec.get("schema_role"),
+                             schema_count)
     label = rec["id"] if rec["state"] == "present" else "%s (absent)" % rec["id"]
     what = "unchanged"
     if phrases:

@@ -263,6 +263,13 @@ deployments:
       changed: true
       actions:
         - CREATE ROLE "airflow_db_a_owner" NOLOGIN
+commander_created:
+  description:
+    - The orchestrator login this run created (or would create) with O(commander_password), else
+      null. It is shared by every Deployment, so no Deployment's C(summary) or C(actions) lists it.
+  returned: always
+  type: str
+  version_added: 0.2.0
 created_databases:
   description: Databases created (or that would be).
   returned: always

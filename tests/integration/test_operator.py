@@ -185,3 +185,36 @@ def test_a_wrong_password_says_nothing_changed_and_which_variable_to_fix(ansible
     finally:
         server.stop()
         shutil.rmtree(str(base), ignore_errors=True)
+
+
+def provision_lines(stdout):
+    section = stdout.split("TASK [dataplane.postgresql.deployments : Provisioning summary]")[1].split("TASK [")[0]
+    return [json.loads(line.strip().rstrip(",")) for line in section.splitlines()
+            if line.strip().startswith('"') and not line.strip().startswith('"msg"')]
+
+
+def test_provision_summary_credits_each_change_to_its_owner(pg16, names, ansible_playbook, tmp_path):
+    """commander_user has a line of its own, the schema role is named (not folded into the
+    membership count), and check mode says "would" everywhere."""
+    e = Env(pg16, names, ansible_playbook, tmp_path, 2)
+    commander = names("cmdr")
+    extra = {"dataplane_pg_user": "postgres", "dataplane_deployments": e.deployments,
+             "dataplane_commander_user": commander, "dataplane_commander_password": "cmdr-pass-1"}
+    check = e.run(REPO / "playbooks" / "provision.yml", inventory=e.inventory, extra_vars=extra, check=True)
+    assert check.returncode == 0, check.stdout
+    lines = provision_lines(check.stdout)
+    assert lines[-2:] == ["%s: would be created (LOGIN, for every Deployment)" % commander,
+                          "fence helper: would change"], lines
+    assert all(": changed" not in line for line in lines), lines
+    proc = e.run(REPO / "playbooks" / "provision.yml", inventory=e.inventory, extra_vars=extra)
+    assert proc.returncode == 0, proc.stdout
+    lines = provision_lines(proc.stdout)
+    first, second = lines[0], lines[1]
+    assert first.startswith("%s: changed: " % e.ids[0]) and second.startswith("%s: changed: " % e.ids[1]), lines
+    assert commander not in first, first   # it was credited to the first Deployment
+    for dep_id, line in zip(e.ids, (first, second)):
+        assert "schema role airflow_db_%s_schema: " % dep_id in line, line
+        counted = re.search(r"(\d+) membership statements", line)
+        assert counted and int(counted.group(1)) <= 6, line   # the reference memberships only
+    assert "%s: created (LOGIN, for every Deployment)" % commander in lines, lines
+    assert pg16.sql("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (commander,)) == [(True,)]

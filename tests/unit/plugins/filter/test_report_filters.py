@@ -49,6 +49,12 @@ def test_provision_summary():
     assert reports.provision_summary(dict(PROVISION, fence_helper={}), False)[-1] == "fence helper: not managed"
     # check mode says what would change, as the Deployments' lines do
     assert reports.provision_summary(PROVISION, check_mode=True)[-1] == "fence helper: would change"
+    # commander_user is nobody's Deployment: its own line
+    created = dict(PROVISION, commander_created="commander_user")
+    assert reports.provision_summary(created)[-2:] == ["commander_user: created (LOGIN, for every Deployment)",
+                                                       "fence helper: changed"]
+    assert reports.provision_summary(created, check_mode=True)[-2] == \
+        "commander_user: would be created (LOGIN, for every Deployment)"
 
 
 def test_provision_failure_says_whether_anything_changed_and_what_to_fix():
@@ -79,7 +85,8 @@ def test_provision_report_leaves_out_the_before_and_after_state():
                    "finished_at": "2026-12-06T10:00:02Z", "check_mode": True, "changed": True,
                    "deployments": [{"id": "a", "changed": True, "summary": "a: created", "fence": {"state": "new"}},
                                    {"id": "b", "changed": False, "summary": "b: unchanged"}],
-                   "created_databases": ["airflow_db_a"], "dropped_databases": [], "fence_helper_changed": True}
+                   "created_databases": ["airflow_db_a"], "dropped_databases": [], "fence_helper_changed": True,
+                   "commander_created": None}
     assert "before" in PROVISION["deployments"][0]  # the module result itself is left alone
 
 

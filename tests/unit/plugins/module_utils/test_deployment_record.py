@@ -116,3 +116,19 @@ def test_typed_actions_name_their_fields_and_quote_every_name():
     assert prov.AlterDatabaseOwner("db", "o").subject == "o"
     assert prov.change_phrases([prov.DropRole("k"), prov.DropRole("o"), prov.GrantConnect("db", "l")], 2) == [
         "roles k, o dropped", "CONNECT granted to l", "2 membership statements"]
+
+
+def test_change_phrases_name_the_schema_role_apart_from_the_memberships():
+    assert prov.change_phrases([prov.GrantConnect("db", "l")], 4, "airflow_db_a_schema", 5) == [
+        "CONNECT granted to l", "4 membership statements", "schema role airflow_db_a_schema: 5 statements"]
+    assert prov.change_phrases([], 0, "s", 1) == ["schema role s: 1 statement"]
+
+
+def test_statement_head_never_cuts_a_quoted_string():
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.provisioner import statement_head
+    assert statement_head("GRANT x TO y\nmore") == "GRANT x TO y"
+    long = "COMMENT ON FUNCTION dataplane_fence.terminate_member_sessions(name) IS '" + "word " * 60 + "'"
+    head = statement_head(long)
+    assert head == "COMMENT ON FUNCTION dataplane_fence.terminate_member_sessions(name) IS ... (%d characters in all)" \
+        % len(long), head
+    assert head.count("'") % 2 == 0

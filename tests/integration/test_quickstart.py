@@ -39,8 +39,9 @@ def quickstart_section():
     return text[text.index(BEGIN):text.index(END)]
 
 
-def parse_quickstart(section):
-    """Return ({file name: text}, script) from the quick start's fenced blocks."""
+def parse_quickstart(section, expected=None):
+    """Return ({file name: text}, script) from the quick start's fenced blocks; the ``text``
+    blocks (expected output) are appended to EXPECTED when it is given."""
     files, script = {}, []
     for lang, body in BLOCK.findall(section):
         if lang == "yaml":
@@ -50,10 +51,23 @@ def parse_quickstart(section):
             files[match.group(1)] = body
         elif lang == "sh":
             script.append(body)
+        elif lang == "text" and expected is not None:
+            expected.append(body)
         else:
             raise AssertionError("unexpected %s block in the quick start" % lang)
     assert files and script, "the quick start has no files or no commands"
     return files, "\n".join(script)
+
+
+def normalised(line):
+    """A line of output with every number as N (run ids, times and counts differ between runs)."""
+    return re.sub(r"\d+", "N", line.strip().rstrip(","))
+
+
+def summary_lines_of(expected):
+    """The summary lines (quoted strings) of an expected-output block."""
+    return [line.strip().rstrip(",") for line in expected.splitlines() if line.strip().startswith('"')
+            and not line.strip().startswith('"msg"')]
 
 
 @pytest.fixture
@@ -106,7 +120,9 @@ def install_built_collection(tmp_path):
 
 
 def test_readme_quickstart_as_written_with_passwords(tmp_path, scram_server):
-    files, script = parse_quickstart(quickstart_section())
+    expected = []
+    files, script = parse_quickstart(quickstart_section(), expected)
+    assert expected, "the quick start shows no expected output"
     assert {"inventory.yml", "vars.yml", "admin-vault.yml", "commander-vault.yml"} <= set(files), sorted(files)
     admin_vault = yaml.safe_load(files["admin-vault.yml"])
     commander_vault = yaml.safe_load(files["commander-vault.yml"])
@@ -143,6 +159,23 @@ def test_readme_quickstart_as_written_with_passwords(tmp_path, scram_server):
             assert (work / name).read_text().startswith(text), "%s was not encrypted" % name
     assert "sales: OK, fence capable" in output and "ml-platform: OK, fence capable" in output, output[-4000:]
     assert "is undefined" not in output
+
+    # The expected output the README shows is what the run printed (numbers aside), verdict first.
+    printed = set(normalised(line) for line in output.splitlines())
+    for block in expected:
+        lines = summary_lines_of(block)
+        assert lines, block
+        missing = [line for line in lines if normalised(line) not in printed]
+        assert not missing, "the README's expected output was not printed: %s" % missing
+    assert re.search(r'"SAFE to start dp2 on pg-main: 2 of 2 Deployments fenced and verified \(dp1 refused, 0 dp1 '
+                     r'sessions, dp2 admitted\); run \S+",?$', output, re.M), output[-4000:]
+    # the report directory, one file for the failover run, and the dp2 check
+    reports = sorted((work / "reports").glob("failover-pg-main-*.json"))
+    assert len(reports) == 1, reports
+    report = yaml.safe_load(reports[0].read_text())
+    assert report["safe_to_start_destination"] is True and report["verdict"].startswith("SAFE to start dp2")
+    assert report["run_id"] in reports[0].name
+    assert '"is_available": true' in output, output[-3000:]
 
     # No password anywhere in the -vvv output.
     leaked = sorted(s for s in secrets if s in output)

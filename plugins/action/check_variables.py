@@ -38,7 +38,6 @@ import re
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.module_utils.six import string_types
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -114,7 +113,7 @@ def allowed_names(value):
     """dataplane_allowed_extra_vars: a list, or a string of names separated by commas or spaces."""
     if value is None:
         return []
-    if isinstance(value, string_types):
+    if isinstance(value, str):
         value = re.split(r"[\s,]+", value)
     if not isinstance(value, (list, tuple, set, frozenset)):
         raise AnsibleActionFail("dataplane_allowed_extra_vars must be a list of variable names, got %s"
@@ -251,7 +250,7 @@ class ActionModule(ActionBase):
         except AnsibleActionFail as exc:
             allowed = []
             problems.append(str(exc) + ".")
-        problems.extend(unknown_problems([n for n in task_vars if isinstance(n, string_types)], known, allowed))
+        problems.extend(unknown_problems([n for n in task_vars if isinstance(n, str)], known, allowed))
 
         specs = role_specs()
         for role in roles:

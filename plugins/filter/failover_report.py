@@ -298,8 +298,8 @@ def _deployment_lines(dep, source, destination, mode, drain_timeout, check_mode)
     n = dep["sessions_terminated"]
     if check_mode:
         if not dep["changed"]:
-            return ["%s: already failed over (%s fenced, %s admitted), nothing to do" % (dep["name"], source,
-                                                                                            destination)]
+            return ["%s: already failed over (%s fenced, %s admitted), nothing to do"
+                    % (dep["name"], source, destination)]
         lines = ["%s: would fence %s (revoke CONNECT from %s, terminate %d session%s) and %s %s" % (
             dep["name"], source, dep["source_role"], n, _plural(n),
             "admit" if not dep["destination_admitted"] else "keep admitted", dep["destination_role"])]

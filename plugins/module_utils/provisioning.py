@@ -497,8 +497,8 @@ def change_phrases(actions, memberships, schema_role=None, schema_statements=0):
     if memberships:
         phrases.append("%d membership statement%s" % (memberships, "" if memberships == 1 else "s"))
     if schema_statements:
-        phrases.append("schema role %s: %d statement%s" % (schema_role or "?", schema_statements,
-                                                          "" if schema_statements == 1 else "s"))
+        phrases.append("schema role %s: %d statement%s"
+                       % (schema_role or "?", schema_statements, "" if schema_statements == 1 else "s"))
     return phrases
 
 

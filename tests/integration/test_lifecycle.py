@@ -310,6 +310,7 @@ def test_roles_in_one_user_play_share_the_common_defaults(pg16, env, tmp_path):
     assert recap(proc.stdout)["pg"]["failed"] == 0
     e.assert_active("dp2", dep_a)
     assert e.logins(dep_b) == {"dp1": ("admitted", None), "dp2": ("admitted", None)}
+
     def only(prefix):
         files = sorted(reports.glob(prefix + "-pg-*.json"))
         assert len(files) == 1, files

@@ -122,8 +122,8 @@ def test_an_unknown_selected_id_lists_the_ids_that_exist(pg16, names, ansible_pl
             "for this host are: %s (did you mean %s for %sx?)." % (first, ", ".join(e.ids), first, first)) \
         in summary_lines(proc.stdout), proc.stdout
     assert "Finalization of task args" not in proc.stdout and "filter plugin" not in proc.stdout
-    assert summary_lines(proc.stdout)[0].startswith("NOT SAFE to start dp2 on pg: the failover was refused, "
-                                                   "nothing was changed")
+    assert summary_lines(proc.stdout)[0].startswith(
+        "NOT SAFE to start dp2 on pg: the failover was refused, nothing was changed")
     assert recap(proc.stdout)["pg"]["changed"] == 0
     for dep_id in e.ids:
         assert e.logins(dep_id) == {"dp1": ("admitted", None), "dp2": ("admitted", None)}

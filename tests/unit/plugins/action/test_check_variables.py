@@ -98,8 +98,8 @@ def test_a_name_far_from_every_known_name_gets_no_guess_and_allowed_names_pass()
 
 def test_option_problems_are_one_line_each():
     options = check_variables.role_specs(str(REPO))["failover"]["main"]
-    problems = check_variables.option_problems("failover", options, {"dataplane_failover_to": "dp2",
-                                                                      "dataplane_failover_mode": "fast"})
+    problems = check_variables.option_problems(
+        "failover", options, {"dataplane_failover_to": "dp2", "dataplane_failover_mode": "fast"})
     assert len(problems) == 2, problems
     assert problems[0].startswith("dataplane_failover_from is required by dataplane.postgresql.failover (The "
                                   "source plane"), problems

@@ -78,7 +78,7 @@ _KNOWN = {}
 
 def _load_yaml(path):
     with open(path, "rb") as handle:
-        return yaml.safe_load(handle) or {}
+        return yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
 
 
 def role_specs(root=ROOT):

@@ -218,3 +218,24 @@ def test_provision_summary_credits_each_change_to_its_owner(pg16, names, ansible
         assert counted and int(counted.group(1)) <= 6, line   # the reference memberships only
     assert "%s: created (LOGIN, for every Deployment)" % commander in lines, lines
     assert pg16.sql("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (commander,)) == [(True,)]
+
+
+def test_a_misspelt_host_variable_stops_every_server(pg16, names, ansible_playbook, tmp_path):
+    """Two servers, one with a misspelt host variable: neither fences anything."""
+    e = make_env(pg16, names, ansible_playbook, tmp_path, 2)
+    try:
+        for dep_id in e.ids:
+            e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
+        write_inventory(e.inventory, pg16, {"a": {"dataplane_failover_deployments": [e.ids[0]]},
+                                            "b": {"dataplane_failover_deployment": [e.ids[1]]}})
+        proc = e.failover("dp1", "dp2")
+        assert proc.returncode != 0
+        assert "dataplane_failover_deployment is not a variable of dataplane.postgresql (did you mean " \
+            "dataplane_failover_deployments?)" in proc.stdout, proc.stdout
+        assert "Fence the source" not in proc.stdout
+        assert recap(proc.stdout)["a"]["changed"] == 0 and recap(proc.stdout)["b"]["changed"] == 0
+        for dep_id in e.ids:
+            assert count_sessions(pg16, [e.role("dp1", dep_id)]) == 3
+            assert e.logins(dep_id) == {"dp1": ("admitted", None), "dp2": ("admitted", None)}
+    finally:
+        e.sessions.close()

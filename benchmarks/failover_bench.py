@@ -136,7 +136,8 @@ class Bench(object):
         finally:
             if watcher:
                 watcher.stop()
-        report = json.loads((self.reports / "failover-bench.json").read_text())
+        # one report file per run (failover-<host>-<run id>.json); the directory was emptied above
+        report = json.loads(next(self.reports.glob("failover-bench-*.json")).read_text())
         return wall, (watcher.gone_after if watcher else None), report
 
     def sessions_left(self, plane):

@@ -342,25 +342,28 @@ def _not_verified_problem(dep):
 
 def failover_report(result, model, host, source, destination, mode, drain_timeout, check_mode=False,
                     run_id=None, server=None, finished_at=None, started_at=None, plan=None, blockers=None,
-                    preflight=None):
+                    preflight=None, plan_problems=None):
     """The failover report of one server: the verdict, summary lines and per-Deployment data
     (set_stats and the JSON file), for a fence, a check-mode run, a refused or a failed run.
 
-    RESULT is the fence module's result (or the skipped task's, when the run was refused); PLAN
-    the failover_plan (its ``problems`` refuse the run); BLOCKERS the failover_blockers of the
-    play (another server refused); PREFLIGHT this server's check-mode preflight (several hosts).
+    RESULT is the fence module's result (or the skipped task's, when the run was refused);
+    MODEL the failover_plan's ``model`` (the selected Deployments); PLAN_PROBLEMS its
+    ``problems`` (or PLAN, the whole failover_plan), which refuse the run; BLOCKERS the
+    failover_blockers of the play (another server refused); PREFLIGHT this server's check-mode
+    preflight (several hosts).
     """
     result = result or {}
     source, destination = str(source), str(destination)
-    plan = plan or {}
+    if plan_problems is None:
+        plan_problems = (plan or {}).get("problems") or []
     roles_of = dict((d["id"], d.get("login_roles") or {}) for d in model or [])
-    names = [r["name"] for r in plan.get("requests") or []]
+    names = [d["id"] for d in model or [] if d.get("state", "present") == "present"]
     problems = []
     refused = False
     failed = False
-    if plan.get("problems"):
+    if plan_problems:
         refused = True
-        problems.extend(plan["problems"])
+        problems.extend(plan_problems)
     elif _failed(preflight):
         refused = True
         problems.extend(failover_failure_message(preflight, host, source, destination, several_hosts=True,
@@ -380,7 +383,7 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
         if not check_mode and not dep["verified"] and not failed:
             problems.append(_not_verified_problem(dep))
 
-    selected = len(deployments) if deployments else len(plan.get("requests") or [])
+    selected = len(deployments) if deployments else len(names)
     done = [d for d in deployments if d["verified"] and d["destination_admitted"]]
     sessions_left = sum(len(d["remaining_sessions"] or []) for d in deployments)
     would_change = [d for d in deployments if d["changed"]]

@@ -107,7 +107,9 @@ def main():
                  "dataplane_object_privileges": False}
         play_t, _stdout = benchlib.run_playbook(["-i", work / "inventory.json", "dataplane.postgresql.audit",
                                                  "-e", json.dumps(extra)])
-        report = json.loads((work / "reports" / "audit-bench.json").read_text())
+        # one report file per run (audit-<host>-<run id>.json): the newest is this run's
+        report = json.loads(max((work / "reports").glob("audit-bench-*.json"),
+                                key=lambda path: path.stat().st_mtime_ns).read_text())
         assert report["drift"] is False and len(report["deployments"]) == len(records)
         print("playbook             %6.3f s  ansible-playbook dataplane.postgresql.audit, report written"
               % play_t)

@@ -9,6 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dataplane.postgresql.plugins.filter.failover_report import connection_advice
+
 
 def _selection(value):
     """dataplane_audit_deployments as a list of ids, or None for every Deployment."""
@@ -29,6 +31,16 @@ def audit_report(result, host, selected=None):
     that is not a Deployment is drift of its own, named with the ids that exist.
     """
     result = result or {}
+    if "deployments" not in result:
+        # the module failed (registered with failed_when: false): say what happened and what to do
+        lines = ["Audit failed on %s: %s" % (host, result.get("msg", "the deployment_audit module failed"))]
+        advice = connection_advice(result.get("msg"), login="commander_user or an admin for the audit")
+        lines.append("Nothing was changed (the audit never changes anything)%s" % (
+            ". " + advice if advice else "; fix the problem above and run the audit again."))
+        return {"host": host, "failed": True, "problems": lines, "summary": lines, "drift": None,
+                "drifted": [], "fence_capable": None, "fence_incapable": [], "helper": None,
+                "server_version": result.get("server_version"), "connected_as": None, "deployments": [],
+                "elapsed_ms": None, "selected": _selection(selected)}
     elapsed = result.get("elapsed_ms")
     if elapsed is None:
         elapsed = (result.get("timings") or {}).get("total_ms")
@@ -47,6 +59,7 @@ def audit_report(result, host, selected=None):
         "deployments": deployments,
         "elapsed_ms": elapsed,
         "selected": selected,
+        "failed": False,
     }
     if selected is None or deployments is None:
         return report

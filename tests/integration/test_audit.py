@@ -14,6 +14,7 @@ from psycopg2 import sql
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import ensure_helper
 from tests.support.reference import reference_statements
+from tests.support.reports import latest_report
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -416,7 +417,7 @@ def test_playbook_seed_only_fails_after_writing_report(pg, names, ansible_playbo
     assert proc.returncode != 0, out
     assert "a vendor-style fence would fail" in out
     assert "pw1-secret" not in out
-    [report_file] = list(reports.glob("audit-pg-under-test.json"))
+    [report_file] = list(reports.glob("audit-pg-under-test-*.json"))  # one file per run
     report = json.loads(report_file.read_text())
     assert report["drift"] is True and report["fence_capable"] is False
     assert [d["id"] for d in report["deployments"]] == ["a", "b"]
@@ -441,7 +442,7 @@ def test_playbook_clean_server_passes(pg16, names, ansible_playbook, tmp_path):
                                                    dataplane_audit_helper_owner_role=names("fence_signaler")))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "a: OK, fence capable (helper); admitted: dp1, dp2" in proc.stdout
-    report = json.loads((reports / "audit-pg-under-test.json").read_text())
+    report = latest_report(reports, "audit", "pg-under-test")
     assert report["drift"] is False and report["deployments"][0]["fence_route"] == "helper"
 
 
@@ -461,6 +462,6 @@ def test_provisioned_server_is_clean(pg, names, ansible_playbook, tmp_path):
     proc = ansible_playbook("dataplane.postgresql.audit", inventory=_inventory(tmp_path, pg, commander),
                             extra_vars=dict(extra, dataplane_report_dir=str(reports)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = json.loads((reports / "audit-pg-under-test.json").read_text())
+    report = latest_report(reports, "audit", "pg-under-test")
     assert report["drift"] is False
     assert all(d["fence_route"] == "helper" for d in report["deployments"])

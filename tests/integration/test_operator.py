@@ -178,6 +178,13 @@ def test_a_wrong_password_says_nothing_changed_and_which_variable_to_fix(ansible
             assert secret not in proc.stdout + wrong.stdout
         report = latest_report(tmp_path / "reports", "failover")
         assert report["safe_to_start_destination"] is False and report["failed"] is True
+        audited = ansible_playbook(AUDIT, inventory=inventory, extra_vars=dict(
+            common, dataplane_pg_user="commander_user", dataplane_pg_password="not-the-password"))
+        assert audited.returncode != 0
+        assert ("Nothing was changed (the audit never changes anything). The server refused the login: check "
+                "dataplane_pg_password") in audited.stdout, audited.stdout
+        assert "not-the-password" not in audited.stdout
+        assert latest_report(tmp_path / "reports", "audit")["failed"] is True
         # nothing changed: both planes still admitted
         for plane in ("dp1", "dp2"):
             conn = server.connect(user="%s_user_pw1" % plane, password="%s-secret" % plane, dbname="airflow_db_pw1")

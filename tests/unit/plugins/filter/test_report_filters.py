@@ -4,7 +4,7 @@ from ansible_collections.dataplane.postgresql.plugins.filter import audit_report
 from ansible_collections.dataplane.postgresql.plugins.filter import provision_report as reports
 
 AUDIT_KEYS = {"host", "server_version", "connected_as", "drift", "drifted", "fence_capable", "fence_incapable",
-              "helper", "summary", "deployments", "elapsed_ms", "selected"}
+              "helper", "summary", "deployments", "elapsed_ms", "selected", "failed"}
 
 
 def audit_result(**extra):
@@ -106,3 +106,13 @@ def test_audit_report_of_a_subset_keeps_only_the_selected_deployments():
     assert unknown["summary"][-1] == ("zz: DRIFT (1): dataplane_audit_deployments names it, but dataplane_deployments "
                                       "has no such id (its ids: a, b, c)")
     assert audit.audit_report(result, "pg", None)["deployments"] == deployments
+
+
+def test_audit_report_of_a_failed_audit_says_what_to_fix():
+    out = audit.audit_report({"failed": False, "msg": "unable to connect to database: FATAL:  password "
+                                                      "authentication failed for user \"commander_user\""}, "pg")
+    assert out["failed"] is True and out["deployments"] == [] and out["summary"] == out["problems"]
+    assert out["problems"][0].startswith("Audit failed on pg: unable to connect to database")
+    assert out["problems"][1].startswith("Nothing was changed (the audit never changes anything). The server refused "
+                                         "the login: check dataplane_pg_password (the password of dataplane_pg_user, "
+                                         "commander_user or an admin for the audit;")

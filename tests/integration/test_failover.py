@@ -669,6 +669,12 @@ def test_a_misspelt_variable_is_refused_before_any_connection(pg16, env, tmp_pat
         "dataplane_planes)): set it, for example with -e dataplane_failover_from=<value>.",
         "Correct the name, or list your own variables in dataplane_allowed_extra_vars."], form.stdout
     assert "argument_spec_data" not in form.stdout and len(form.stdout) < 3000, form.stdout
+    # a value outside the choices of a shared option: one line too
+    bogus = e.failover("dp1", "dp2", dataplane_pg_ssl_mode="bogus")
+    assert bogus.returncode != 0
+    assert ("- value of dataplane_pg_ssl_mode must be one of: allow, disable, prefer, require, verify-ca, "
+            "verify-full, got: bogus (dataplane.postgresql.failover).") in bogus.stdout, bogus.stdout
+    assert "argument_spec_data" not in bogus.stdout
 
 
 def test_the_other_playbooks_refuse_unknown_names_and_accept_the_users_own(pg16, env):

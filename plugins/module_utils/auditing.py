@@ -7,10 +7,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dataplane.postgresql.plugins.module_utils import code_objects as _code
 from ansible_collections.dataplane.postgresql.plugins.module_utils import deployment as _deployment
+from ansible_collections.dataplane.postgresql.plugins.module_utils import login_passwords as _passwords
 from ansible_collections.dataplane.postgresql.plugins.module_utils import parity as _parity
 from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import (
     audit_deployments,
+    overall_summary,
     read_catalog,
     summary_line,
 )
@@ -18,7 +21,6 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.database impo
     MIN_SERVER_VERSION_NUM,
     Session,
     connect,
-    connect_database,
     version_label,
 )
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import helper_status
@@ -28,10 +30,16 @@ READ_ONLY_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY
 
 
 def input_problems(records, params):
-    """The records' problems (deployment.record_problems) and the helper options'. Pure."""
-    return _deployment.record_problems(records) + _deployment.name_problems([
+    """The records' problems (deployment.record_problems), the helper options' and the
+    allow-list's. Pure."""
+    problems = _deployment.record_problems(records) + _deployment.name_problems([
         ("identifier", params.get("helper_schema"), "helper_schema"),
         ("role", params.get("helper_owner_role"), "helper_owner_role")])
+    try:
+        _code.parse_allowed(params.get("allowed_objects"))
+    except _code.AllowedObjectError as exc:
+        problems.append(str(exc))
+    return problems
 
 
 def read(module, session, records):
@@ -46,6 +54,12 @@ def read(module, session, records):
             parity_facts = _parity.read_facts(session, records, facts["server_version_num"])
             session.queries.extend(q.strip() for q in (_parity.ROLES_QUERY, _parity.MEMBERSHIPS_QUERY_16,
                                                        _parity.SETTINGS_QUERY, _parity.SHDEPEND_QUERY))
+        # Only when passwords were given; the verifiers never leave read_facts.
+        facts["login_passwords"] = _passwords.read_facts(session, records)
+        if facts["login_passwords"] is not None:
+            session.queries.append(_passwords.READABLE_QUERY)
+            if facts["login_passwords"]["readable"]:
+                session.queries.append(_passwords.VERIFIERS_QUERY)
     except Exception as exc:  # a driver error: report it with what ran
         session.fail("audit failed while reading the catalog: %s" % exc)
     finally:
@@ -70,13 +84,29 @@ def run(module):
     timings.mark("read")
 
     results, overall = audit_deployments(records, facts)
-    if parity_facts is not None:
-        # Object names live in each database's catalog: read them only where something drifted.
-        # Temporary objects of live sessions are left out (they end with their session).
-        present = [r for r in records if r["state"] == "present"]
-        session.queries.extend(_parity.DESCRIBE_QUERY.strip() for dummy in _parity.flagged_objects(parity_facts, present))
-        parity_facts, names = _parity.resolve(parity_facts, present, lambda db: connect_database(module, db, fail=False))
-        results, overall = _parity.merge_findings(results, records, parity_facts, names, summary_line)
+    results, overall = _passwords.merge_findings(results, records, facts.get("login_passwords"), summary_line,
+                                                 overall_summary, facts["connected_as"])
+    # One connection to each present metadata database, kept for every read there: its code
+    # objects (code_objects.py), then parity's object names.
+    databases = _code.DatabaseSessions(module)
+    try:
+        readable = sorted(set(r["database"] for r in records
+                              if r["state"] == "present" and r["database"] in facts["databases"]))
+        found, errors = _code.read_databases(module, databases, readable)
+        session.queries.extend(_code.CODE_OBJECTS_QUERY.strip() for dummy in readable)
+        if parity_facts is not None:
+            # Object names live in each database's catalog: read them only where something drifted.
+            # Temporary objects of live sessions are left out (they end with their session).
+            present = [r for r in records if r["state"] == "present"]
+            session.queries.extend(_parity.DESCRIBE_QUERY.strip()
+                                   for dummy in _parity.flagged_objects(parity_facts, present))
+            parity_facts, names = _parity.resolve(parity_facts, present, databases.borrow)
+            results, overall = _parity.merge_findings(results, records, parity_facts, names, summary_line)
+        results, overall = _code.merge_findings(results, records, found, errors,
+                                                _code.parse_allowed(module.params.get("allowed_objects")),
+                                                summary_line, overall_summary, facts["connected_as"])
+    finally:
+        databases.release_all()
     timings.mark("compare")
     version = facts["server_version_num"]
     if version < MIN_SERVER_VERSION_NUM:

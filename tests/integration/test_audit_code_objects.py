@@ -9,6 +9,7 @@ the passwords as a superuser, reports the changed password.
 """
 
 import json
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -18,6 +19,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import 
 from test_audit import audit, by_check, failed_checks
 from test_failover import PROVISION, write_inventory
 from test_provision import record
+from tests.support.server import scratch_server
 
 AUDIT = PROVISION.parent / "audit.yml"
 VERSIONS = (16, 18)
@@ -312,3 +314,45 @@ def test_playbook_fails_on_a_planted_trigger_and_passes_when_it_is_allowed(pg16,
     assert "login_passwords: %s (plane dp2): the stored password is not the one given" % dp2 in out
     for secret in ("pw-one-secret", "pw-two-secret", "taken-over-pw", "SCRAM-SHA-256$"):
         assert secret not in out
+
+
+# ----------------------------------------------------------------------------- the network half
+
+FENCE_GUARANTEES = Path(__file__).resolve().parents[2] / "docs" / "fence-guarantees.md"
+
+
+def hba_example():
+    """The pg_hba.conf lines of docs/fence-guarantees.md, as written there (comments left out)."""
+    text = FENCE_GUARANTEES.read_text()
+    block = text.split("<!-- pg_hba example: begin")[1].split("<!-- pg_hba example: end")[0]
+    code = block.split("```")[1]
+    return [line for line in code.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["pg%d" % v for v in VERSIONS])
+def test_the_documented_pg_hba_lines_keep_each_plane_on_its_network(version):
+    """The docs' lines in a real server (no TLS here: host for hostssl; dp1's network is this
+    machine's 127.0.0.1): dp1 logs in with its password, dp2 with its right password from dp1's
+    address is refused, and so is dp1 in another database."""
+    example = hba_example()
+    assert len(example) == 3 and "reject" in example[-1]
+    with scratch_server(version) as (server, dummy):
+        for role, password in (("dp1_user_net", "dp1-net-pw"), ("dp2_user_net", "dp2-net-pw")):
+            server.sql(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        server.sql("CREATE DATABASE airflow_db_net")
+        server.sql("REVOKE CONNECT ON DATABASE airflow_db_net FROM PUBLIC")
+        server.sql("GRANT CONNECT ON DATABASE airflow_db_net TO dp1_user_net, dp2_user_net")
+        hba = Path(server.info["data_dir"]) / "pg_hba.conf"
+        lines = [line.replace("hostssl", "host", 1).replace("10.1.0.0/16", "127.0.0.1/32") for line in example]
+        hba.write_text("\n".join(["local all postgres trust", "host all postgres 127.0.0.1/32 trust"] + lines) + "\n")
+        server.sql("SELECT pg_reload_conf()")
+        assert server.sql("SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL") == []
+
+        conn = server.connect("dp1_user_net", "airflow_db_net", password="dp1-net-pw")
+        conn.close()
+        for user, dbname, password, refusal in (
+                ("dp1_user_net", "airflow_db_net", "wrong-pw", "password authentication failed"),
+                ("dp2_user_net", "airflow_db_net", "dp2-net-pw", "pg_hba.conf rejects connection"),
+                ("dp1_user_net", "postgres", "dp1-net-pw", "pg_hba.conf rejects connection")):
+            with pytest.raises(psycopg2.OperationalError, match=refusal):
+                server.connect(user, dbname, password=password)

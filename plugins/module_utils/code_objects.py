@@ -416,8 +416,8 @@ def why(obj):
     it runs in are SESSIONS, which the finding says once). Pure."""
     kind = obj["kind"]
     if kind == "trigger":
-        text = "fires %s on %s in every session that writes that table" % (_trigger_events(obj.get("event")),
-                                                                          obj.get("target"))
+        text = "fires %s on %s in every session that writes that table" % (
+            _trigger_events(obj.get("event")), obj.get("target"))
     elif kind == "rule":
         event = (obj.get("event") or "").split(" ")
         text = ("rewrites every %s on %s (DO %s) in the session that runs it"

@@ -296,7 +296,9 @@ helper:
     usable_by:
       airflow_conn_killer_a: true
 timings:
-  description: Wall time in milliseconds - C(read_ms) (connecting, reading the catalog), C(compare_ms) (the reads inside each metadata database, and comparing), C(total_ms).
+  description:
+    - Wall time in milliseconds - C(read_ms) (connecting, reading the catalog), C(compare_ms) (the reads
+      inside each metadata database, and comparing), C(total_ms).
   returned: always
   type: dict
   version_added: 0.2.0

@@ -194,6 +194,7 @@ def test_audit_query_count_does_not_grow(pg16, names, run_module):
     # SET TRANSACTION, 6 catalog reads (one for the fence state: access and sessions), 3 of
     # helper_status(), 4 of plane parity: the same for 1 or 5 (or 200) over the shared
     # connection; plus one query inside each metadata database (its code objects).
+
     def server_wide(result):
         return [q for q in result["queries"] if not q.startswith("WITH ext AS")]
     assert len(server_wide(one)) == len(server_wide(five)) <= 14

@@ -54,6 +54,10 @@ def read(module, session, records):
             parity_facts = _parity.read_facts(session, records, facts["server_version_num"])
             session.queries.extend(q.strip() for q in (_parity.ROLES_QUERY, _parity.MEMBERSHIPS_QUERY_16,
                                                        _parity.SETTINGS_QUERY, _parity.SHDEPEND_QUERY))
+        # The metadata databases the login may connect to, for code_objects.
+        facts["code_connect"] = _code.read_connect_privileges(session, sorted(set(
+            r["database"] for r in records if r["state"] == "present" and r["database"] in facts["databases"])))
+        session.queries.append(_code.CONNECT_QUERY)
         # Only when passwords were given; the verifiers never leave read_facts.
         facts["login_passwords"] = _passwords.read_facts(session, records)
         if facts["login_passwords"] is not None:
@@ -90,8 +94,11 @@ def run(module):
     # objects (code_objects.py), then parity's object names.
     databases = _code.DatabaseSessions(module)
     try:
-        readable = sorted(set(r["database"] for r in records
-                              if r["state"] == "present" and r["database"] in facts["databases"]))
+        readable = sorted(db for db, can in facts["code_connect"].items() if can)
+        skipped = sorted(db for db, can in facts["code_connect"].items() if not can)
+        if skipped:
+            module.warn("code objects not checked in %s: %s holds no CONNECT privilege there (audit as "
+                        "commander_user or a superuser to check them)" % (", ".join(skipped), facts["connected_as"]))
         found, errors = _code.read_databases(module, databases, readable)
         session.queries.extend(_code.CODE_OBJECTS_QUERY.strip() for dummy in readable)
         if parity_facts is not None:
@@ -104,7 +111,7 @@ def run(module):
             results, overall = _parity.merge_findings(results, records, parity_facts, names, summary_line)
         results, overall = _code.merge_findings(results, records, found, errors,
                                                 _code.parse_allowed(module.params.get("allowed_objects")),
-                                                summary_line, overall_summary, facts["connected_as"])
+                                                summary_line, overall_summary, facts["connected_as"], skipped)
     finally:
         databases.release_all()
     timings.mark("compare")

@@ -344,6 +344,23 @@ def read_database(session):
     return [dict(row) for row in rows]
 
 
+# Whether the login may connect to each database (any route: PUBLIC, a group, ownership,
+# superuser). A managed-PostgreSQL admin usually holds no CONNECT on the metadata databases; the
+# audit then skips them (and says so) instead of failing a connection. Runs in the shared
+# snapshot, in the database the audit connects to.
+CONNECT_QUERY = (
+    "SELECT d.datname, pg_catalog.has_database_privilege(d.oid, 'CONNECT') AS can_connect "
+    "FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ANY(%(names)s::pg_catalog.text[])")
+
+
+def read_connect_privileges(session, databases):
+    """{database: bool} for DATABASES (names): may the login connect there."""
+    if not databases:
+        return {}
+    return dict((row["datname"], bool(row["can_connect"]))
+                for row in session.rows(CONNECT_QUERY, {"names": sorted(databases)}))
+
+
 def read_databases(module, sessions, databases, workers=WORKERS):
     """Read the code objects of every database in DATABASES (a list of names), over up to
     WORKERS threads, each database on its own connection from SESSIONS (DatabaseSessions,
@@ -467,10 +484,16 @@ def record_objects(record, objects, allowed):
     return out
 
 
-def finding(record, objects, error, allowed, connected_as=None):
+def finding(record, objects, error, allowed, connected_as=None, skipped=False):
     """(finding {check, ok, detail}, listed objects) of RECORD. OBJECTS: the rows read from its
-    database (None when it was not read), ERROR: why it could not be read. Pure."""
+    database (None when it was not read), ERROR: why it could not be read, SKIPPED: the login
+    holds no CONNECT privilege there (the finding then says it did not look). Pure."""
     database = record["database"]
+    if skipped:
+        return ({"check": CHECK, "ok": True,
+                 "detail": "not checked: %s holds no CONNECT privilege on %s; audit as %s (through the owner "
+                           "role) or as a superuser to list the code in it"
+                           % (connected_as or "the login", database, record.get("commander_user"))}, [])
     if error is not None:
         return ({"check": CHECK, "ok": False,
                  "detail": "the code objects of %s could not be read%s: %s (a trigger, rule, operator or "
@@ -493,16 +516,19 @@ def finding(record, objects, error, allowed, connected_as=None):
     return {"check": CHECK, "ok": not bad, "detail": detail}, listed
 
 
-def merge_findings(results, records, found, errors, allowed, summary_line, overall_summary, connected_as=None):
+def merge_findings(results, records, found, errors, allowed, summary_line, overall_summary, connected_as=None,
+                   skipped=()):
     """Add the code_objects finding (and the ``code_objects`` list) to the audit RESULTS of the
-    present RECORDS whose database was read or could not be (FOUND / ERRORS, by database).
-    Returns (results, overall) recomputed with OVERALL_SUMMARY; SUMMARY_LINE is
-    audit.summary_line."""
+    present RECORDS whose database was read or could not be (FOUND / ERRORS, by database), or
+    was SKIPPED (no CONNECT privilege). Returns (results, overall) recomputed with
+    OVERALL_SUMMARY; SUMMARY_LINE is audit.summary_line."""
     for result, record in zip(results, records):
         database = record["database"]
-        if result.get("state", "present") != "present" or (database not in found and database not in errors):
+        if result.get("state", "present") != "present" or (
+                database not in found and database not in errors and database not in skipped):
             continue
-        item, listed = finding(record, found.get(database), errors.get(database), allowed, connected_as)
+        item, listed = finding(record, found.get(database), errors.get(database), allowed, connected_as,
+                               database in skipped and database not in found and database not in errors)
         result["findings"].append(item)
         result["code_objects"] = [dict((k, v) for k, v in o.items() if k != "text") for o in listed]
         result["drift"] = any(not f["ok"] for f in result["findings"])

@@ -356,3 +356,22 @@ def test_the_documented_pg_hba_lines_keep_each_plane_on_its_network(version):
                 ("dp1_user_net", "postgres", "dp1-net-pw", "pg_hba.conf rejects connection")):
             with pytest.raises(psycopg2.OperationalError, match=refusal):
                 server.connect(user, dbname, password=password)
+
+
+def test_a_login_without_connect_says_not_checked(pg16, names, run_module, managed_admin):
+    """A managed service's admin (CREATEROLE, no member of the owner role) holds no CONNECT on the
+    metadata database: the audit does not fail on it, says it did not look, and warns."""
+    deps = Provisioned(pg16, names, run_module)
+    rec = deps.records[0]
+    deps.as_login("dp1", PLANT_TRIGGER)
+    admin = managed_admin(pg16)
+    result = deps.audit(user=admin)
+    [dep] = result["deployments"]
+    finding = code_finding(dep)
+    assert finding["ok"] and finding["detail"].startswith(
+        "not checked: %s holds no CONNECT privilege on %s; audit as %s" % (admin, rec["database"], deps.commander))
+    assert dep["code_objects"] == []
+    assert "code objects not checked in %s" % rec["database"] in json.dumps(result.get("warnings")), \
+        result.get("warnings")
+    # the same server as commander_user: the trigger is there
+    assert "trigger public.planted.keep_access" in code_finding(deps.audit()["deployments"][0])["detail"]

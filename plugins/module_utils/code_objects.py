@@ -295,43 +295,6 @@ def is_allowed(obj, record, allowed):
 
 # --------------------------------------------------------------------------- reading
 
-class SharedSession(_database.Session):
-    """A Session to one metadata database that the audit keeps open for all of its reads there
-    (code objects, then parity's object names): ``close`` leaves it open, ``release`` closes."""
-
-    def close(self):
-        pass
-
-    def release(self):
-        _database.Session.close(self)
-
-
-class DatabaseSessions(object):
-    """At most one connection per metadata database for one audit run, made with the module's
-    connection options (database.connect_database). ``borrow(database)`` gives the open one, or
-    opens it; ``release_all`` closes them."""
-
-    def __init__(self, module):
-        self.module = module
-        self.sessions = {}
-
-    def open(self, database, module=None):
-        """Open (once) and return the SharedSession for DATABASE; raises RuntimeError when the
-        server refuses the connection (never fails the module, also from a worker thread)."""
-        if database not in self.sessions:
-            stand_in = module or _database.ThreadModule(self.module)
-            self.sessions[database] = SharedSession(stand_in, _database.connect_database(stand_in, database,
-                                                                                         fail=False))
-        return self.sessions[database]
-
-    borrow = open
-
-    def release_all(self):
-        for session in self.sessions.values():
-            session.release()
-        self.sessions = {}
-
-
 def read_database(session):
     """The code objects of the database SESSION is connected to (one query, read-only,
     rolled back). Returns a list of dicts, the query's columns."""
@@ -361,34 +324,36 @@ def read_connect_privileges(session, databases):
                 for row in session.rows(CONNECT_QUERY, {"names": sorted(databases)}))
 
 
-def read_databases(module, sessions, databases, workers=WORKERS):
+def read_databases(module, databases, also=None, workers=WORKERS):
     """Read the code objects of every database in DATABASES (a list of names), over up to
-    WORKERS threads, each database on its own connection from SESSIONS (DatabaseSessions,
-    kept open for later reads). Returns ({database: [objects]}, {database: error text}) and
-    never fails the module (a database it cannot read is reported by the finding)."""
-    found, errors = {}, {}
+    WORKERS threads, one short connection per database (so at most WORKERS at a time, whatever
+    the number of Deployments). ALSO(database, session), when given, does more work on the same
+    connection before it closes (the audit names parity's objects there); its result is kept.
+    Returns ({database: [objects]}, {database: error text}, {database: ALSO's result}) and never
+    fails the module (a database it cannot read is reported by the finding)."""
+    found, errors, extra = {}, {}, {}
     stand_ins = [_database.ThreadModule(module) for dummy in range(_workers.thread_count(len(databases), workers))]
-    # Each job opens its database's connection in its worker thread and keeps it in OPENED
-    # (distinct keys); the module's thread hands them to SESSIONS once every thread is done.
-    opened = {}
 
     def job(database):
         def run(stand_in):
-            opened[database] = SharedSession(stand_in, _database.connect_database(stand_in, database, fail=False))
-            return read_database(opened[database])
+            session = _database.Session(stand_in, _database.connect_database(stand_in, database, fail=False))
+            try:
+                objects = read_database(session)
+                return objects, (also(database, session) if also is not None else None)
+            finally:
+                session.close()
         return run
 
     outcomes = _workers.run_jobs([job(db) for db in databases], stand_ins)
-    sessions.sessions.update(opened)
     for database, outcome in zip(databases, outcomes):
         if outcome.error is not None:
             errors[database] = _first_line(outcome.error)
         else:
-            found[database] = outcome.result
+            found[database], extra[database] = outcome.result
     for stand_in in stand_ins:
         for text in stand_in.warnings:
             module.warn(text)
-    return found, errors
+    return found, errors, extra
 
 
 def _first_line(error):

@@ -27,7 +27,7 @@ The user's own objects are accepted with the ``allowed_objects`` option
 (``dataplane_audit_allowed_objects``): entries ``"<kind> <name>"`` (the name as the audit prints
 it), or ``{object: "<kind> <name>", database: ..., deployment: ...}`` to accept it in one
 database or one Deployment only. ``parse_allowed``, ``normalise_name`` and ``is_allowed`` are
-pure (unit-tested); ``read_databases`` reads; ``findings`` is pure.
+pure (unit-tested); ``read_databases`` reads; ``finding`` is pure.
 """
 
 from __future__ import absolute_import, division, print_function

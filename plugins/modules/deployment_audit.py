@@ -66,7 +66,9 @@ description:
     (a trigger fires in the session that writes its table, an operator or a cast is chosen by name
     resolution in any session, ...: after a failover that is the admitted plane's session, or an
     admin's). Any such object not in O(allowed_objects) fails the finding; the result lists them
-    all in RV(deployments[].code_objects). A database it cannot connect to fails the finding too."
+    all in RV(deployments[].code_objects). A database it cannot connect to fails the finding too,
+    except one on which the login holds no C(CONNECT) privilege (a managed service's admin): the
+    finding then says it was not checked, and the module warns."
   - "C(login_passwords) (only for records that carry C(passwords), and only when the login may
     read C(pg_authid), that is a superuser): each login role's stored SCRAM-SHA-256 (or md5)
     verifier is compared with the password given, on the managed node; a role whose password was
@@ -111,7 +113,8 @@ options:
       - The checks use the records' C(schema_role). It is V(null) when C(dataplane_object_privileges) is
         false, and then only C(object_owners) and C(plane_privileges) run, for the login roles.
       - They read shared catalogs (C(pg_shdepend), C(pg_db_role_setting)) over the same connection;
-        only to name the objects of a database that drifted does the module connect to it.
+        the objects of a database that drifted are named over the connection that C(code_objects)
+        opens to it.
     version_added: 0.2.0
     type: bool
     default: true

@@ -44,39 +44,39 @@ READMIT_LOCK_TIMEOUT_MS = 60000
 ROLE_QUERY = """
 SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolsuper
   FROM pg_catalog.pg_roles r
- WHERE r.rolname = ANY(%s)
+ WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%s)
 """
 WRITER_QUERY = ("SELECT session_user AS who, pg_catalog.current_setting('application_name') AS app,"
                 " pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at_utc")
-PASSWORD_QUERY = "SELECT a.rolname, a.rolpassword FROM pg_catalog.pg_authid a WHERE a.rolname = ANY(%s)"
+PASSWORD_QUERY = "SELECT a.rolname, a.rolpassword FROM pg_catalog.pg_authid a WHERE a.rolname OPERATOR(pg_catalog.=) ANY(%s)"
 # The role names of each ACL entry by oid lookups (a join with pg_roles would scan every role
 # once per database: 40 ms instead of 3 at 200 Deployments and 1,000 roles).
 DATABASE_QUERY = """
 SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner,
        COALESCE((SELECT pg_catalog.array_agg(ARRAY[
-                   CASE WHEN a.grantee = 0 THEN ''
-                        ELSE COALESCE((SELECT ge.rolname FROM pg_catalog.pg_roles ge WHERE ge.oid = a.grantee),
+                   CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN ''
+                        ELSE COALESCE((SELECT ge.rolname FROM pg_catalog.pg_roles ge WHERE ge.oid OPERATOR(pg_catalog.=) a.grantee),
                                       a.grantee::text) END,
-                   COALESCE((SELECT gr.rolname FROM pg_catalog.pg_roles gr WHERE gr.oid = a.grantor), a.grantor::text),
+                   COALESCE((SELECT gr.rolname FROM pg_catalog.pg_roles gr WHERE gr.oid OPERATOR(pg_catalog.=) a.grantor), a.grantor::text),
                    a.privilege_type, CASE WHEN a.is_grantable THEN 't' ELSE 'f' END])
                    FROM pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) a), '{}') AS acl
   FROM pg_catalog.pg_database d
- WHERE d.datname = ANY(%s)
+ WHERE d.datname OPERATOR(pg_catalog.=) ANY(%s)
 """
 INFO_QUERY = """
 SELECT current_user AS acting_user, r.rolsuper AS superuser,
-       (SELECT b.rolname FROM pg_catalog.pg_roles b WHERE b.oid = 10) AS bootstrap_superuser,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = %(schema)s) AS helper_schema_exists,
+       (SELECT b.rolname FROM pg_catalog.pg_roles b WHERE b.oid OPERATOR(pg_catalog.=) 10) AS bootstrap_superuser,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) %(schema)s) AS helper_schema_exists,
        -- roles holding a privilege on the helper's schema or its functions (a killer role that
        -- holds none needs no REVOKE before it is dropped, which a managed admin may not run)
        ARRAY(SELECT DISTINCT ge.rolname
                FROM pg_catalog.pg_namespace n
-               LEFT JOIN pg_catalog.pg_proc p ON p.pronamespace = n.oid
+               LEFT JOIN pg_catalog.pg_proc p ON p.pronamespace OPERATOR(pg_catalog.=) n.oid
                CROSS JOIN LATERAL (SELECT x.grantee FROM pg_catalog.aclexplode(n.nspacl) x
                                    UNION SELECT y.grantee FROM pg_catalog.aclexplode(p.proacl) y) g
-               JOIN pg_catalog.pg_roles ge ON ge.oid = g.grantee
-              WHERE n.nspname = %(schema)s)::text[] AS helper_grantees
-  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
+               JOIN pg_catalog.pg_roles ge ON ge.oid OPERATOR(pg_catalog.=) g.grantee
+              WHERE n.nspname OPERATOR(pg_catalog.=) %(schema)s)::text[] AS helper_grantees
+  FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user
 """
 
 

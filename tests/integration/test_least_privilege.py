@@ -528,3 +528,89 @@ def test_managed_admin_decommission_beside_a_superusers_helper(pg16, names, run_
     # the other Deployment's killer keeps its use of the helper
     assert server.sql("SELECT count(*) FROM pg_namespace n, aclexplode(n.nspacl) x JOIN pg_roles r"
                       " ON r.oid = x.grantee WHERE n.nspname = %s AND r.rolname = %s", (schema, other_killer)) == [(1,)]
+
+
+class _Refused(Exception):
+    pass
+
+
+class _Caller(object):
+    """What database.Session asks of a module: only fail_json (the server decides the rest)."""
+
+    def fail_json(self, msg="", **kwargs):
+        raise _Refused(msg)
+
+
+def _held_by(server, member, roles):
+    return sorted(server.sql("SELECT g.rolname, am.inherit_option, am.set_option FROM pg_auth_members am"
+                             " JOIN pg_roles g ON g.oid = am.roleid JOIN pg_roles m ON m.oid = am.member"
+                             " WHERE m.rolname = %s AND g.rolname = ANY(%s) AND (am.inherit_option OR am.set_option)",
+                             (member, list(roles))))
+
+
+def _comments(server, roles):
+    return dict(server.sql("SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles"
+                           " WHERE rolname = ANY(%s)", (list(roles),)))
+
+
+def test_a_borrow_left_by_a_run_that_died_is_named_then_given_back(pg16, names, ansible_playbook, tmp_path):
+    """A managed admin's provision borrows the owner and schema roles in a committed transaction
+    for the step inside the metadata databases. A run that dies there (here: the borrow is made
+    through the collection's own code, then the connection is simply closed) leaves the admin
+    holding INHERIT and SET on them. The audit names it; the next provision gives it back first,
+    says so, and puts back the role's own comment."""
+    from ansible_collections.dataplane.postgresql.plugins.module_utils import schema_role
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session, make_durable
+
+    server = pg16
+    admin = create_managed_admin(server, names("rds_admin"), "rds")
+    commander = names("commander")
+    dep_id = names("b1")
+    extra = _managed_vars(names, [dep_id], commander, names("fence"), names("signaler"))
+    ops = names("ops")
+    conn = psycopg2.connect(**server.dsn(user=admin))
+    conn.autocommit = True
+    conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ops)))
+    conn.close()
+    extra["dataplane_pg_database"] = ops
+    as_admin = _inventory(tmp_path, server, admin)
+    first = ansible_playbook(PROVISION, inventory=as_admin, extra_vars=extra)
+    assert first.returncode == 0, first.stdout + first.stderr
+    owner, schema = "airflow_db_%s_owner" % dep_id, "airflow_db_%s_schema" % dep_id
+    assert _held_by(server, admin, [owner, schema]) == []
+    server.sql(sql.SQL("COMMENT ON ROLE {} IS 'team ledger'").format(sql.Identifier(owner)).as_string(server.connect()))
+
+    # The borrow of a run that dies before giving it back.
+    conn = psycopg2.connect(**server.dsn(user=admin, dbname=ops))
+    make_durable(conn)
+    record = {"id": dep_id, "owner_role": owner, "schema_role": schema, "database": "airflow_db_%s" % dep_id}
+    schema_role._borrow(Session(_Caller(), conn), [record], False)
+    conn.close()
+    assert _held_by(server, admin, [owner, schema]) == [(owner, True, True), (schema, True, True)]
+
+    reports = tmp_path / "reports"
+    audit = ansible_playbook(AUDIT, inventory=_inventory(tmp_path, server, commander),
+                             extra_vars=dict(extra, dataplane_report_dir=str(reports)))
+    assert audit.returncode != 0, audit.stdout
+    report = json.loads((reports / "audit-pg.json").read_text())
+    [finding] = [f for f in report["deployments"][0]["findings"] if f["check"] == "borrowed_roles"]
+    assert finding["ok"] is False
+    for name in (owner, schema):
+        assert "%s still holds INHERIT and SET on %s" % (admin, name) in finding["detail"], finding
+
+    rerun = ansible_playbook(PROVISION, inventory=as_admin, extra_vars=extra)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert _recap(rerun)["changed"] >= 1, rerun.stdout
+    said = rerun.stdout + rerun.stderr  # module warnings go to stderr
+    for name in (owner, schema):
+        assert ("role %s was still borrowed by %s (INHERIT and SET) from a provision that did not finish: "
+                "given back now" % (name, admin)) in said, said
+    assert _held_by(server, admin, [owner, schema]) == []
+    assert _comments(server, [owner, schema]) == {owner: "team ledger", schema: None}
+
+    again = ansible_playbook(PROVISION, inventory=as_admin, extra_vars=extra)
+    assert again.returncode == 0 and _recap(again)["changed"] == 0, again.stdout
+    assert _comments(server, [owner, schema]) == {owner: "team ledger", schema: None}
+    audit = ansible_playbook(AUDIT, inventory=_inventory(tmp_path, server, commander),
+                             extra_vars=dict(extra, dataplane_report_dir=str(reports)))
+    assert audit.returncode == 0, audit.stdout

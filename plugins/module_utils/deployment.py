@@ -309,20 +309,28 @@ def _is_text(value):
     return isinstance(value, str)
 
 
+def _type_name(value):
+    """The plain type name of VALUE (Ansible hands lists and dicts over in subclasses of its own)."""
+    for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (list, "list"), (dict, "dict")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
 def _item_type_problems(item):
     """Keys of a dataplane_deployments item whose value has the wrong type. Pure."""
     problems = []
     dep_id = item.get("id")
     if isinstance(dep_id, bool) or not isinstance(dep_id, (str, int)):
-        problems.append("id must be a string (or a whole number), got %s %r" % (type(dep_id).__name__, dep_id))
+        problems.append("id must be a string (or a whole number), got %s %r" % (_type_name(dep_id), dep_id))
     for key in NAME_KEYS:
         if key in item and item[key] is not None and not _is_text(item[key]):
-            problems.append("%s must be a string, got %s %r" % (key, type(item[key]).__name__, item[key]))
+            problems.append("%s must be a string, got %s %r" % (key, _type_name(item[key]), item[key]))
     logins = item.get("login_role_names")
     if isinstance(logins, dict):
         for plane, name in sorted(logins.items(), key=lambda kv: str(kv[0])):
             if name is not None and not _is_text(name):
-                problems.append("login_role_names.%s must be a string, got %s %r" % (plane, type(name).__name__, name))
+                problems.append("login_role_names.%s must be a string, got %s %r" % (plane, _type_name(name), name))
     return problems
 
 
@@ -335,14 +343,14 @@ def expand_deployments(deployments, planes=DEFAULT_PLANES, templates=None,
     ``object_privileges``: False leaves Airflow's objects to the platform: ``schema_role``
     is then None in every record.
     """
-    problems = ["dataplane_%s must be a string, got %s %r" % (key, type(value).__name__, value)
+    problems = ["dataplane_%s must be a string, got %s %r" % (key, _type_name(value), value)
                 for key, value in sorted((templates or {}).items()) if value not in (None, "") and not _is_text(value)]
     if commander_user not in (None, "") and not _is_text(commander_user):
         problems.append("dataplane_commander_user must be a string, got %s %r"
-                        % (type(commander_user).__name__, commander_user))
+                        % (_type_name(commander_user), commander_user))
     if airflow_schema not in (None, "") and not _is_text(airflow_schema):
         problems.append("dataplane_airflow_schema must be a string, got %s %r"
-                        % (type(airflow_schema).__name__, airflow_schema))
+                        % (_type_name(airflow_schema), airflow_schema))
     if problems:
         raise DeploymentModelError(problems)
     object_privileges = as_bool(object_privileges, True)

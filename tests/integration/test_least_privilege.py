@@ -93,6 +93,13 @@ CASES = {
     "member_of_privileged_group": "member of privileged role(s)",
     "other_deployments_database": "a role granted to commander_user",
     "database_postgres": "system or template database",
+    # the schema role (every login role acts as it; provisioning clears its attributes)
+    "schema_role_is_the_admin": "SUPERUSER",
+    "schema_role_is_other_deployments_login": "is granted to",
+    "schema_role_is_other_deployments_owner": "is granted to",
+    "schema_role_is_helper_owner": "fence helper's owner role",
+    "schema_role_is_an_application_role": "exists and is a member of",
+    "database_is_rds_maintenance": "system or template database",
 }
 
 
@@ -153,6 +160,22 @@ def bad_record(case, names, server, other):
     if case == "database_postgres":
         rec["database"] = "postgres"
         return rec, "postgres"
+    schema_roles = {"schema_role_is_the_admin": "postgres",
+                    "schema_role_is_other_deployments_login": other["login_roles"]["dp1"],
+                    "schema_role_is_other_deployments_owner": other["owner_role"],
+                    "schema_role_is_helper_owner": "dataplane_fence_signaler"}
+    if case in schema_roles:
+        rec["schema_role"] = schema_roles[case]
+        return rec, rec["schema_role"]
+    if case == "schema_role_is_an_application_role":
+        rec["schema_role"] = names("app_writer")
+        create_role(server, names("app"), "NOLOGIN")
+        create_role(server, rec["schema_role"], "NOLOGIN")
+        server.sql('GRANT "%s" TO "%s"' % (names("app"), rec["schema_role"]))
+        return rec, rec["schema_role"]
+    if case == "database_is_rds_maintenance":
+        rec["database"] = "rdsadmin"
+        return rec, "rdsadmin"
     raise AssertionError(case)
 
 
@@ -614,3 +637,17 @@ def test_a_borrow_left_by_a_run_that_died_is_named_then_given_back(pg16, names, 
     audit = ansible_playbook(AUDIT, inventory=_inventory(tmp_path, server, commander),
                              extra_vars=dict(extra, dataplane_report_dir=str(reports)))
     assert audit.returncode == 0, audit.stdout
+
+
+def test_the_helpers_database_is_refused_as_a_metadata_database(pg16, names, run_module):
+    """The database the run connects to holds the fence helper: no Deployment may take it over."""
+    ops = names("ops")
+    pg16.sql(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ops)).as_string(pg16.connect()))
+    commander = names("cmd")
+    rec = dict(record(names, "h", commander), database=ops)
+    before = snapshot(pg16)
+    res = run_module("deployment_setup", dict(setup_args(pg16, [rec]), login_db=ops))
+    assert res["failed"] and res["queries"] == [], res
+    assert snapshot(pg16) == before
+    assert ("Deployment %r: database %r is the database this run connects to (where the fence helper lives)"
+            % (rec["id"], ops)) in res["msg"], res["msg"]

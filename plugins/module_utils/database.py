@@ -53,8 +53,12 @@ def connection_argument_spec():
 # applies it before any statement can run, and over any ALTER ROLE/DATABASE ... SET), and
 # docs/maintaining.md gives the rule for the SQL itself (operators written
 # OPERATOR(pg_catalog.=), functions and catalogs qualified; tests/unit keeps it).
+# Two more settings are pinned the same way, because the owner role (commander_user) can set
+# them for everyone who enters its database (ALTER DATABASE ... SET): ``role`` (an admin's
+# session would otherwise start as whatever role the tenant chose) and
+# ``default_transaction_read_only`` (it would block provisioning).
 PINNED_SEARCH_PATH = "pg_catalog, pg_temp"
-PINNED_OPTIONS = "-c search_path=pg_catalog,pg_temp"
+PINNED_OPTIONS = "-c search_path=pg_catalog,pg_temp -c role=none -c default_transaction_read_only=off"
 
 
 def pinned_conn_params(module, params):
@@ -79,14 +83,16 @@ NOT_DURABLE_COMMIT = ("off", "local")
 #   standbys);
 # - pin search_path again, in case something between the module and the server (a pooler
 #   set to ignore start-up options) dropped the pin; set_config is qualified and no operator
-#   is used, so this statement is safe before the pin holds.
-# Returns the synchronous_commit value in effect and the search_path now in force.
+#   is used, so this statement is safe before the pin holds; default_transaction_read_only
+#   likewise (``role`` is not set here: a module's session_role is already in force by now).
+# Returns the synchronous_commit value in effect (then the search_path and read-only setting).
 DURABLE_COMMIT_SQL = (
     "SELECT CASE WHEN pg_catalog.current_setting('synchronous_commit')"
     " OPERATOR(pg_catalog.=) ANY (ARRAY['off', 'local']::pg_catalog.text[])"
     " THEN pg_catalog.set_config('synchronous_commit', 'on', false)"
     " ELSE pg_catalog.current_setting('synchronous_commit') END,"
-    " pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
+    " pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false),"
+    " pg_catalog.set_config('default_transaction_read_only', 'off', false)")
 
 
 def make_durable(conn):

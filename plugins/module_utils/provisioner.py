@@ -374,7 +374,7 @@ class Provisioning(object):
                 if text not in session.queries[first:]:
                     session.queries.append(text)
 
-        self.run_steps(plan.decommission)
+        self.run_steps(self.lend_helper_owner(plan.decommission))
         dropped_roles = plan.dropped_roles()
         restore = [back for role, dummy, back in borrows if role not in dropped_roles]
         if restore:
@@ -383,6 +383,17 @@ class Provisioning(object):
             session.conn.rollback()
         else:
             session.conn.commit()
+
+    def lend_helper_owner(self, steps):
+        """STEPS, with a borrow of the fence helper's owner role around them when one of them
+        takes the helper's use from a killer role: that changes ACLs the owner holds, and a
+        non-superuser admin has the owner's privileges only while it borrows the role (as
+        ensure_helper does for its own statements; nothing is added for a superuser)."""
+        if not any(isinstance(action, _p.RevokeHelper) for dummy, action in steps):
+            return steps
+        lend = _role_checks.borrow_statements(self.session, [self.params["helper_owner_role"]])
+        return ([_p.Step(None, _p.RawStatement(grant)) for dummy, grant, dummy2 in lend] + list(steps)
+                + [_p.Step(None, _p.RawStatement(back)) for dummy, dummy2, back in lend])
 
     def run_steps(self, steps):
         if steps:

@@ -162,6 +162,30 @@ def plan_database(record, facts, reassign_owned):
     return actions, problems, warnings
 
 
+# Before a decommission hands the schema role's objects to the admin (REASSIGN OWNED), the
+# code among them that would then run with the new owner's privileges for whoever calls it is
+# made to run with the caller's: SECURITY DEFINER functions and procedures become SECURITY
+# INVOKER, views get security_invoker. Written by the tenant, they would otherwise run as the
+# admin (a superuser) for the login roles that keep CONNECT on the kept database. One DO block,
+# run in that database (hostile ground: everything qualified, names formatted by the server).
+DISARM_SQL = """DO $dataplane_disarm$
+DECLARE
+  v_owner pg_catalog.oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) {role});
+  v_routine pg_catalog.regprocedure;
+  v_view pg_catalog.regclass;
+BEGIN
+  FOR v_routine IN SELECT p.oid FROM pg_catalog.pg_proc p
+                    WHERE p.proowner OPERATOR(pg_catalog.=) v_owner AND p.prosecdef LOOP
+    EXECUTE pg_catalog.format('ALTER ROUTINE %s SECURITY INVOKER', v_routine);
+  END LOOP;
+  FOR v_view IN SELECT c.oid FROM pg_catalog.pg_class c
+                 WHERE c.relowner OPERATOR(pg_catalog.=) v_owner AND c.relkind OPERATOR(pg_catalog.=) 'v' LOOP
+    EXECUTE pg_catalog.format('ALTER VIEW %s SET (security_invoker = true)', v_view);
+  END LOOP;
+END
+$dataplane_disarm$"""
+
+
 def action_sql(sql, action):
     """The composed statement for one action (names quoted, never interpolated)."""
     kind = action[0]
@@ -186,6 +210,8 @@ def action_sql(sql, action):
             sql.SQL(", ").join(ident(n) for n in action[1]), ident(action[2]))
     if kind == "drop_owned":
         return sql.SQL("DROP OWNED BY {}").format(ident(action[1]))
+    if kind == "disarm_owned":
+        return sql.SQL(DISARM_SQL).format(role=sql.Literal(action[1]))
     if kind == "drop_role":
         return sql.SQL("DROP ROLE {}").format(ident(action[1]))
     raise ValueError("unknown schema role action %r" % (kind,))
@@ -556,7 +582,8 @@ class _DatabaseStep(object):
                 if not exists:
                     return
                 new_owner = options.get("decommission_owner") or db_session.rows("SELECT current_user AS u")[0]["u"]
-                actions = [("reassign_owned", [rec["schema_role"]], new_owner), ("drop_owned", rec["schema_role"])]
+                actions = [("disarm_owned", rec["schema_role"]), ("reassign_owned", [rec["schema_role"]], new_owner),
+                           ("drop_owned", rec["schema_role"])]
             if not actions:
                 return  # only read: closing the connection ends its transaction, no round trip
             for action in actions:

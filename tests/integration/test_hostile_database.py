@@ -228,12 +228,11 @@ def test_no_planted_code_runs_in_the_collection_sessions(server, names, ansible_
     assert not problems, "\n\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="decommission keeps the database and hands the schema role's objects, SECURITY DEFINER "
-                          "functions included, to the admin; the kept login roles keep CONNECT and can call them")
 def test_decommission_hands_no_tenant_code_to_the_admin(pg16, names, ansible_playbook, tmp_path):
-    """A Deployment decommissioned with its database kept: the functions its tenant wrote must
-    not start running as the admin for that tenant."""
+    """A Deployment decommissioned with its database kept: the functions and views its tenant
+    wrote must not start running as the admin for that tenant (the schema role's objects go to
+    the admin; its SECURITY DEFINER routines become SECURITY INVOKER and its views
+    security_invoker first)."""
     commander = names("commander")
     _create_login(pg16, commander)
     dep_id = names("hd")
@@ -244,6 +243,12 @@ def test_decommission_hands_no_tenant_code_to_the_admin(pg16, names, ansible_pla
     assert proc.returncode == 0, _tail(proc, 60)
     plants = _plant(pg16, dep_id, commander, [ADMIN], actors=("schema_role",))
     assert "security definer public.hostile_definer()" in hostile.planted(plants)
+    conn = pg16.connect(user=rec["logins"]["dp1"], dbname=rec["database"])
+    try:  # a view reads with its owner's privileges: harmless while the tenant owns it
+        conn.cursor().execute("CREATE VIEW public.peek AS SELECT a.rolname, a.rolpassword FROM pg_catalog.pg_authid a;"
+                              " GRANT SELECT ON public.peek TO PUBLIC")
+    finally:
+        conn.close()
     proc = ansible_playbook(PROVISION, inventory=inventory,
                             extra_vars=dict(extra, dataplane_deployments=_deployments([dep_id], {dep_id: KEPT})))
     assert proc.returncode == 0, _tail(proc, 60)
@@ -256,7 +261,14 @@ def test_decommission_hands_no_tenant_code_to_the_admin(pg16, names, ansible_pla
         cur = conn.cursor()
         cur.execute("SELECT public.hostile_definer()")
         ran_as = cur.fetchone()[0]
+        conn.commit()
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("SELECT * FROM public.peek")
+        conn.rollback()
     finally:
         conn.close()
     gained = hostile.gains(before, hostile.catalog_snapshot(pg16))
     assert ran_as != ADMIN and not gained, "the tenant's function ran as %s: %s" % (ran_as, "; ".join(gained))
+    owners = pg16.sql("SELECT p.proname::text, pg_get_userbyid(p.proowner)::text, p.prosecdef FROM pg_proc p"
+                      " WHERE p.proname = 'hostile_definer'", dbname=rec["database"])
+    assert owners == [("hostile_definer", ADMIN, False)], owners

@@ -651,3 +651,33 @@ def test_the_helpers_database_is_refused_as_a_metadata_database(pg16, names, run
     assert snapshot(pg16) == before
     assert ("Deployment %r: database %r is the database this run connects to (where the fence helper lives)"
             % (rec["id"], ops)) in res["msg"], res["msg"]
+
+
+def test_managed_admin_decommission_with_the_fence_helper(server, names, run_module):
+    """A managed admin decommissions a Deployment whose killer role the fence helper serves: the
+    helper's use is taken from the killer role (the admin borrows the helper's owner role for it)
+    before the role is dropped, and the helper stays for the other Deployment."""
+    admin = create_managed_admin(server, names("rds_admin"), "rds")
+    ops = names("ops")
+    conn = psycopg2.connect(**server.dsn(user=admin))
+    conn.autocommit = True
+    conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ops)))
+    conn.close()
+    commander = names("cmd")
+    gone, kept = record(names, "x", commander), record(names, "y", commander)
+    helper = dict(fence_helper_owner_role=names("signaler"), fence_helper_schema=names("fence"))
+    args = dict(setup_args(server, [gone, kept], user=admin, commander_password="cmd-secret-77", **helper),
+                login_db=ops)
+    res = run_module("deployment_setup", args)
+    assert not res["failed"], res
+    absent = dict(args, deployments=[dict(gone, state="absent", drop_database=True, drop_login_roles=True), kept])
+    res = run_module("deployment_setup", absent)
+    assert not res["failed"] and res["changed"], res
+    assert server.sql("SELECT 1 FROM pg_roles WHERE rolname = %s", (gone["killer_role"],)) == []
+    acl = server.sql("SELECT p.proacl::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                     " WHERE n.nspname = %s", (helper["fence_helper_schema"],), dbname=ops)
+    assert acl and kept["killer_role"] in acl[0][0], acl
+    # the admin holds no SET or INHERIT on the helper's owner afterwards
+    assert _held_by(server, admin, [helper["fence_helper_owner_role"]]) == []
+    again = run_module("deployment_setup", absent)
+    assert not again["failed"] and again["changed"] is False, again

@@ -1,7 +1,7 @@
 """A hostile metadata database: code planted by the roles that may write there, which the
 collection's own sessions (an admin's, a managed admin's, commander_user's) must never run.
 
-CVE-2018-1058's class (docs: /work/shared/design/postgresql-facts.md, "Name resolution in a
+CVE-2018-1058's class (docs/maintaining.md; the design notes' postgresql-facts.md, "Name resolution in a
 database others can write to"). In a metadata database three identities can create things:
 
 - ``schema_role``: a plane's login role as it starts there (its ``role`` setting is the schema

@@ -106,7 +106,7 @@ def _params(**over):
 def test_search_path_is_pinned_in_the_startup_options():
     from ansible_collections.dataplane.postgresql.plugins.module_utils.database import pinned_conn_params
     kw = pinned_conn_params(_Warner(), _params())
-    assert kw["options"] == "-c search_path=pg_catalog,pg_temp"
+    assert kw["options"] == "-c search_path=pg_catalog,pg_temp -c role=none -c default_transaction_read_only=off"
     assert kw["dbname"] == "airflow_db_a"
 
 
@@ -116,5 +116,6 @@ def test_a_users_own_options_are_kept_and_the_pin_comes_last():
     from ansible_collections.dataplane.postgresql.plugins.module_utils.database import pinned_conn_params
     kw = pinned_conn_params(_Warner(), _params(connect_params={"options": "-c search_path=public -c work_mem=8MB",
                                                                 "application_name": "ops"}))
-    assert kw["options"] == "-c search_path=public -c work_mem=8MB -c search_path=pg_catalog,pg_temp"
+    assert kw["options"] == ("-c search_path=public -c work_mem=8MB -c search_path=pg_catalog,pg_temp -c role=none"
+                             " -c default_transaction_read_only=off")
     assert kw["application_name"] == "ops"

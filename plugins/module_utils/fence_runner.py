@@ -250,11 +250,14 @@ class Fence(object):
         params = self.params
         session = self.session
         me = session.rows("SELECT CURRENT_USER AS u, SESSION_USER AS s,"
-                          " pg_catalog.current_setting('application_name') AS app")[0]
+                          " pg_catalog.current_setting('application_name') AS app,"
+                          " pg_catalog.pg_is_in_recovery() AS in_recovery")[0]
         login = me["u"]
         version = session.version_num()
         self.version = version
         self.mark("connect")
+        if me["in_recovery"]:
+            self.fail_standby(version)
         if version < MIN_SERVER_VERSION_NUM:
             self.fail("PostgreSQL %s is not supported by the fence: it needs PostgreSQL 16 or newer, because the "
                       "reference setup's memberships (GRANT <login role> TO <killer role> WITH INHERIT FALSE, "
@@ -321,10 +324,9 @@ class Fence(object):
             for i in revoke_idx]
         fencing = [fence_state.comment_statement(self.deps[i]["database"], rows[i]["comment"], plans[i][0])
                    for i in write_idx]
-        for i in revoke_idx:
-            self.results[i]["revoked"] = True
-
         if self.check:
+            for i in revoke_idx:
+                self.results[i]["revoked"] = True  # would be revoked
             self.record(self.list_or_signal(all_idx, routes, signal=False), "sessions_terminated")
             self.mark("list")
             for i in grant_idx:
@@ -351,6 +353,8 @@ class Fence(object):
         self.shield.arm()
         if revokes or fencing:
             session.execute(sql.SQL("; ").join(revokes + fencing))
+        for i in revoke_idx:
+            self.results[i]["revoked"] = True  # set once the statement ran
         for i in write_idx:
             self.results[i]["state_after"] = plans[i][0]
             self.results[i]["state_written"] = True
@@ -427,6 +431,18 @@ class Fence(object):
             res["changed"] = (res["revoked"] or res["granted"] or res["state_written"]
                               or bool(res["sessions_terminated"]))
         self.mark("verify_and_grant")
+
+    def fail_standby(self, version):
+        """Refuse a server in recovery before any change: a standby takes no REVOKE, and a fence
+        must be made on the primary (streaming carries it to the standbys)."""
+        rows = self.session.rows("SELECT r.sender_host, r.sender_port, r.status FROM pg_catalog.pg_stat_wal_receiver r")
+        primary = rows[0] if rows and rows[0]["sender_host"] else None
+        where = ("its primary is %s:%s (WAL receiver %s)" % (primary["sender_host"], primary["sender_port"],
+                                                              primary["status"]) if primary else
+                 "where its primary is could not be read (pg_stat_wal_receiver needs pg_read_all_stats)")
+        self.fail("this server is a standby (in recovery), so it takes no REVOKE: %s. Run the failover against "
+                  "the primary; nothing was changed." % where, standby=True, primary=primary,
+                  server_version=version_label(version))
 
     def still_fenced(self, indexes, records):
         """{database: roles a previous record listed as fenced (besides this fence's two roles) that

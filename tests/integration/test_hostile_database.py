@@ -19,7 +19,6 @@ back), and dp1's trigger runs in dp2's session.
 """
 
 import json
-import sys
 
 import psycopg2
 import pytest
@@ -27,6 +26,7 @@ from psycopg2 import sql
 
 from conftest import create_managed_admin
 from tests.support import hostile
+from tests.support.playbooks import inventory as _inventory
 
 PROVISION = "dataplane.postgresql.provision"
 FAILOVER = "dataplane.postgresql.failover"
@@ -43,14 +43,6 @@ CONTROL_QUERY = ("SELECT pg_catalog.count(*) FROM pg_catalog.pg_shdepend sd"
 @pytest.fixture(params=[16, 18], ids=["pg16", "pg18"])
 def server(request, pg_server):
     return pg_server(request.param)
-
-
-def _inventory(tmp_path, server, user):
-    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-            "dataplane_pg_host": server.host, "dataplane_pg_port": server.port, "dataplane_pg_user": user}
-    path = tmp_path / ("inventory-%s.json" % user)
-    path.write_text(json.dumps({"dataplane_postgresql": {"hosts": {"pg": host}}}))
-    return path
 
 
 def _deployments(ids, per_id=None):

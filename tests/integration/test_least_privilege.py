@@ -11,13 +11,14 @@
 """
 
 import json
-import sys
 
 import psycopg2
 import pytest
 from psycopg2 import sql
 
 from conftest import create_managed_admin
+from tests.support.playbooks import database_of
+from tests.support.playbooks import inventory as _inventory
 
 PROVISION = "dataplane.postgresql.provision"
 FAILOVER = "dataplane.postgresql.failover"
@@ -275,14 +276,6 @@ def test_failure_after_create_database_names_what_stayed(server, names, run_modu
 
 # ------------------------------------------------------------------ managed PostgreSQL
 
-def _inventory(tmp_path, server, user):
-    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-            "dataplane_pg_host": server.host, "dataplane_pg_port": server.port, "dataplane_pg_user": user}
-    path = tmp_path / ("inventory-%s.json" % user)
-    path.write_text(json.dumps({"dataplane_postgresql": {"hosts": {"pg": host}}}))
-    return path
-
-
 def _recap(proc):
     for line in proc.stdout.splitlines():
         if line.startswith("pg ") and "ok=" in line:
@@ -315,11 +308,7 @@ def _managed_flow(server, shape, names, ansible_playbook, tmp_path):
     ids = [names("m1"), names("m2")]
     extra = _managed_vars(names, ids, commander, names("fence"), names("signaler"))
     # The fence helper lives in a database the admin owns (it has no CREATE on "postgres").
-    ops = names("ops")
-    conn = psycopg2.connect(**server.dsn(user=admin))
-    conn.autocommit = True
-    conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ops)))
-    conn.close()
+    ops = database_of(server, admin, names("ops"))
     extra["dataplane_pg_database"] = ops
     as_admin = _inventory(tmp_path, server, admin)
 
@@ -590,11 +579,7 @@ def test_a_borrow_left_by_a_run_that_died_is_named_then_given_back(pg16, names, 
     commander = names("commander")
     dep_id = names("b1")
     extra = _managed_vars(names, [dep_id], commander, names("fence"), names("signaler"))
-    ops = names("ops")
-    conn = psycopg2.connect(**server.dsn(user=admin))
-    conn.autocommit = True
-    conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ops)))
-    conn.close()
+    ops = database_of(server, admin, names("ops"))
     extra["dataplane_pg_database"] = ops
     as_admin = _inventory(tmp_path, server, admin)
     first = ansible_playbook(PROVISION, inventory=as_admin, extra_vars=extra)
@@ -658,11 +643,7 @@ def test_managed_admin_decommission_with_the_fence_helper(server, names, run_mod
     helper's use is taken from the killer role (the admin borrows the helper's owner role for it)
     before the role is dropped, and the helper stays for the other Deployment."""
     admin = create_managed_admin(server, names("rds_admin"), "rds")
-    ops = names("ops")
-    conn = psycopg2.connect(**server.dsn(user=admin))
-    conn.autocommit = True
-    conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ops)))
-    conn.close()
+    ops = database_of(server, admin, names("ops"))
     commander = names("cmd")
     gone, kept = record(names, "x", commander), record(names, "y", commander)
     helper = dict(fence_helper_owner_role=names("signaler"), fence_helper_schema=names("fence"))

@@ -62,7 +62,7 @@ _NOW_SQL = """pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC'
 # Which of the roles a previous record listed as fenced still cannot connect (kept as fenced).
 STILL_FENCED_SQL = """
 SELECT u.database, u.role
-  FROM unnest(%s::text[], %s::text[]) AS u(database, role)
+  FROM ROWS FROM (pg_catalog.unnest(%s::text[]), pg_catalog.unnest(%s::text[])) AS u(database, role)
   JOIN pg_catalog.pg_database db ON db.datname OPERATOR(pg_catalog.=) u.database
   JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) u.role
  WHERE NOT r.rolsuper AND NOT pg_catalog.has_database_privilege(r.oid, db.oid, 'CONNECT')"""
@@ -88,7 +88,7 @@ SELECT u.ord,
        CASE WHEN db.oid IS NULL OR s.oid IS NULL THEN ARRAY[]::text[] ELSE %s END AS other_connect,
        pg_catalog.shobj_description(db.oid, 'pg_database') AS comment,
        %s AS now_utc
-  FROM unnest(%%s::text[], %%s::text[], %%s::text[]) WITH ORDINALITY AS u(database, source, dest, ord)
+  FROM ROWS FROM (pg_catalog.unnest(%%s::text[]), pg_catalog.unnest(%%s::text[]), pg_catalog.unnest(%%s::text[])) WITH ORDINALITY AS u(database, source, dest, ord)
   LEFT JOIN pg_catalog.pg_database db ON db.datname OPERATOR(pg_catalog.=) u.database
   LEFT JOIN pg_catalog.pg_roles s ON s.rolname OPERATOR(pg_catalog.=) u.source
   LEFT JOIN pg_catalog.pg_roles t ON t.rolname OPERATOR(pg_catalog.=) u.dest
@@ -105,7 +105,7 @@ SELECT u.ord,
                ELSE ARRAY[]::text[] END
        OPERATOR(pg_catalog.||) %s AS connect_via,
        %s AS now_utc
-  FROM unnest({dbs}::text[], {srcs}::text[], {dsts}::text[]) WITH ORDINALITY AS u(database, source, dest, ord)
+  FROM ROWS FROM (pg_catalog.unnest({dbs}::text[]), pg_catalog.unnest({srcs}::text[]), pg_catalog.unnest({dsts}::text[])) WITH ORDINALITY AS u(database, source, dest, ord)
   LEFT JOIN pg_catalog.pg_database db ON db.datname OPERATOR(pg_catalog.=) u.database
   LEFT JOIN pg_catalog.pg_roles s ON s.rolname OPERATOR(pg_catalog.=) u.source
   LEFT JOIN pg_catalog.pg_roles t ON t.rolname OPERATOR(pg_catalog.=) u.dest
@@ -174,7 +174,7 @@ class Fence(object):
         try:
             self.session.rows(
                 "SELECT pg_catalog.pg_advisory_lock(%s, k)::text FROM"
-                " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM unnest(%s::text[]) AS d ORDER BY 1) AS keys",
+                " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM pg_catalog.unnest(%s::text[]) AS d ORDER BY 1) AS keys",
                 (ADVISORY_LOCK_CLASS, databases))
         except Exception as exc:
             if getattr(exc, "pgcode", None) != LOCK_NOT_AVAILABLE:
@@ -183,7 +183,7 @@ class Fence(object):
                 "SELECT DISTINCT l.pid, a.application_name, a.usename FROM pg_catalog.pg_locks l"
                 " LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid"
                 " WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted AND l.classid OPERATOR(pg_catalog.=) %s::oid"
-                " AND l.objid OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.hashtext(d)::oid FROM unnest(%s::text[]) AS d)"
+                " AND l.objid OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.hashtext(d)::oid FROM pg_catalog.unnest(%s::text[]) AS d)"
                 " ORDER BY l.pid", (ADVISORY_LOCK_CLASS, databases))
             self.fail("another fence of the same database is still running (%s); waited %s s "
                       "(lock_timeout). Nothing was changed." % (

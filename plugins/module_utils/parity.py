@@ -301,7 +301,7 @@ SELECT x.class, x.key,
        pg_catalog.pg_describe_object(o.classid, o.objid, o.objsubid) AS name,
        COALESCE((pg_catalog.pg_identify_object(o.classid, o.objid, o.objsubid)).schema
                 OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_[0-9]+$', false) AS temporary
-  FROM unnest(%(classes)s::text[], %(keys)s::text[]) AS x(class, key)
+  FROM ROWS FROM (pg_catalog.unnest(%(classes)s::text[]), pg_catalog.unnest(%(keys)s::text[])) AS x(class, key)
  CROSS JOIN LATERAL (SELECT x.class::pg_catalog.regclass::oid AS classid,
                             pg_catalog.split_part(x.key, '.', 1)::oid AS objid,
                             COALESCE(NULLIF(pg_catalog.split_part(x.key, '.', 2), ''), '0')::int AS objsubid) AS o

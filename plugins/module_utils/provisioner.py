@@ -130,7 +130,7 @@ def lock_readmitted(session, plan, check):
     databases = sorted(set(db for dummy, db, dummy2 in plan.readmits))
     session.rows("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (str(READMIT_LOCK_TIMEOUT_MS),))
     session.rows("SELECT pg_catalog.pg_advisory_xact_lock(%s, k)::text FROM"
-                 " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM unnest(%s::text[]) AS d ORDER BY 1) AS keys",
+                 " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM pg_catalog.unnest(%s::text[]) AS d ORDER BY 1) AS keys",
                  (ADVISORY_LOCK_CLASS, databases))
     now = _fence_state.read_comments(session, databases)
     moved = sorted(set(db for dummy, db, comment in plan.readmits if now.get(db) != comment))

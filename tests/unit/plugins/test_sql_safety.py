@@ -9,9 +9,10 @@ the SQL text is written ``OPERATOR(pg_catalog.=)``, so the SQL is safe even wher
 might not hold (a pooler that drops start-up options). docs/maintaining.md gives the rule.
 
 This test reads every string of plugins/ that is SQL and fails on an operator written bare,
-and on the constructs that look an operator up by name (IN (...), LIKE, BETWEEN,
+on the constructs that look an operator up by name (IN (...), LIKE, BETWEEN,
 IS DISTINCT FROM, JOIN ... USING): write ``x OPERATOR(pg_catalog.=) ANY (ARRAY[...])`` and
-an ON clause instead.
+an ON clause instead; and on a function called by its bare name (``pg_catalog.unnest``;
+a multi-array unnest is ``ROWS FROM (pg_catalog.unnest(a), pg_catalog.unnest(b))``).
 """
 
 import ast
@@ -89,6 +90,27 @@ def sql_strings():
                 yield "%s:%d" % (path.relative_to(REPO), line), text
 
 
+# A function called by its bare name is resolved through search_path too (a planted
+# public.unnest(text[]) beats pg_catalog's polymorphic one). SQL keywords are written in upper
+# case, so a lower-case name before "(" is a call, except a column list: an alias's
+# ("AS u(a, b)") or a common table expression's ("up(start, grp) AS (").
+BARE_CALL = re.compile(r"(?<![\w.\"])([a-z_][a-z0-9_]*)\s*\(")
+COLUMN_LIST_AFTER = re.compile(r"\s*\([^()]*\)\s+AS\s*\(")
+
+
+def bare_calls(text):
+    """The functions TEXT calls by a name that search_path would resolve."""
+    for pattern in NOT_OPERATORS[:4]:  # comments, literals, quoted identifiers, dollar quotes
+        text = pattern.sub(" ", text)
+    found = []
+    for match in BARE_CALL.finditer(text):
+        before = text[:match.start()].rstrip()
+        if re.search(r"\bAS$", before) or COLUMN_LIST_AFTER.match(text, match.end(1)):
+            continue
+        found.append(match.group(1))
+    return found
+
+
 def bare_operators(text):
     """The operators and by-name constructs in TEXT that search_path would resolve."""
     for pattern in NOT_OPERATORS:
@@ -122,10 +144,20 @@ def test_bare_operators(text, expected):
     assert bare_operators(text) == expected
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("SELECT 1 FROM unnest(%s::text[]) AS d", ["unnest"]),
+    ("SELECT count(*), pg_catalog.count(*) FROM pg_catalog.pg_roles", ["count"]),
+    ("SELECT 1 FROM ROWS FROM (pg_catalog.unnest(%s::text[])) AS u(a, b)", []),
+    ("WITH RECURSIVE up(start, grp) AS (SELECT 1, 2) SELECT COALESCE(NULLIF('f(x)', ''), 'y') FROM up", []),
+])
+def test_bare_calls(text, expected):
+    assert bare_calls(text) == expected
+
+
 def test_no_operator_is_resolved_through_search_path():
     problems = []
     for place, text in sql_strings():
-        found = bare_operators(text)
+        found = bare_operators(text) + bare_calls(text)
         if found:
             problems.append("%s: %s in %r" % (place, ", ".join(found), text[:200]))
     assert not problems, "SQL with operators resolved through search_path " \

@@ -20,6 +20,9 @@ allowed and what it refused ("where the planter may create them"):
   the default ``search_path``, the others win once ``public`` precedes ``pg_catalog``), and
   functions and aggregates named like the ones its SQL calls (``FUNCTIONS``, ``AGGREGATES``:
   exact-type variants beat ``pg_catalog``'s polymorphic or ``"any"`` ones);
+- domains named like the types its SQL casts to without a schema (``DOMAIN_TYPES``: ``text``,
+  ``oid``, ...), whose CHECK runs planted code (they win once the planter's schema precedes
+  ``pg_catalog`` in a session's path: only the pinned path protects these casts);
 - a table with a row trigger (the trigger runs in whatever session writes the table);
 - a ``SECURITY DEFINER`` function ``hostile_definer()`` (harmless while the tenant owns it);
 - a large object (``lo_create``), which makes the planter own something in the database;
@@ -385,6 +388,30 @@ def _operator_plants(schema):
     return out
 
 
+# Type names the collection's SQL casts to without a schema (``::text``, ``::oid``, ...): a
+# domain of that name whose CHECK runs planted code. It wins where a session's search_path
+# lists the planter's schema before pg_catalog (the database default path planted below);
+# only the pinned path keeps such casts on pg_catalog's types. (``int``, ``integer``, ``bigint``
+# and ``boolean`` are keywords that name pg_catalog's types directly.)
+DOMAIN_TYPES = ("text", "name", "oid", "regclass", "regrole", "int4", "bool", "jsonb", "pg_lsn")
+
+
+def _domain_plants(schema):
+    """[(label, [statements])]: a domain for each of DOMAIN_TYPES in SCHEMA, checked by planted code."""
+    out = []
+    for index, typ in enumerate(DOMAIN_TYPES):
+        label = "domain %s.%s" % (schema, typ)
+        check = sql.Identifier("hostile_domain_check_%d" % index)
+        body = sql.SQL("BEGIN {announce} RETURN true; END").format(announce=_announce(schema, label))
+        fn = sql.SQL("CREATE FUNCTION {s}.{f}(pg_catalog." + typ + ") RETURNS pg_catalog.bool"
+                     " LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS {body}").format(
+            s=sql.Identifier(schema), f=check, body=_Dollar(body))
+        domain = sql.SQL("CREATE DOMAIN {s}.{t} AS pg_catalog." + typ + " CHECK ({s}.{f}(VALUE))").format(
+            s=sql.Identifier(schema), t=sql.Identifier(typ), f=check)
+        out.append((label, [fn, domain]))
+    return out
+
+
 def _table_plants(schema, target_login):
     """A table with a row trigger, and a SECURITY DEFINER function, in SCHEMA."""
     trig_label = "trigger %s.hostile_trigger_target" % schema
@@ -444,7 +471,8 @@ def _plant_code(conn, schema, planter_label, target_login, grab_roles, tenant_lo
     object at a time (the objects another planter already made there are refused)."""
     plants = [("helper %s.hostile_plant_fired(text)" % schema,
                [_fired_helper(schema, planter_label, target_login, grab_roles, tenant_logins)])]
-    plants += _operator_plants(schema) + _function_plants(schema) + _table_plants(schema, target_login)
+    plants += (_operator_plants(schema) + _function_plants(schema) + _table_plants(schema, target_login)
+               + _domain_plants(schema))
     done, error = _attempt(conn, [s for dummy, statements in plants for s in statements])
     if done:
         return [(label, True, None) for label, dummy in plants]

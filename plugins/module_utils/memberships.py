@@ -401,24 +401,24 @@ def unconverged(grants, after_rows, server_version_num, acting_grantor, any_gran
 
 _READ_QUERY = """
 SELECT g.rolname AS "group", m.rolname AS member, gr.rolname AS grantor,
-       (pg_catalog.to_jsonb(am) ->> 'inherit_option')::boolean AS inherit_option,
-       (pg_catalog.to_jsonb(am) ->> 'set_option')::boolean AS set_option,
+       (pg_catalog.to_jsonb(am) OPERATOR(pg_catalog.->>) 'inherit_option')::boolean AS inherit_option,
+       (pg_catalog.to_jsonb(am) OPERATOR(pg_catalog.->>) 'set_option')::boolean AS set_option,
        am.admin_option
   FROM pg_catalog.pg_auth_members am
-  JOIN pg_catalog.pg_roles g ON g.oid = am.roleid
-  JOIN pg_catalog.pg_roles m ON m.oid = am.member
-  LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = am.grantor
- WHERE g.rolname = ANY(%(names)s::name[]) OR m.rolname = ANY(%(names)s::name[])
+  JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) am.roleid
+  JOIN pg_catalog.pg_roles m ON m.oid OPERATOR(pg_catalog.=) am.member
+  LEFT JOIN pg_catalog.pg_roles gr ON gr.oid OPERATOR(pg_catalog.=) am.grantor
+ WHERE g.rolname OPERATOR(pg_catalog.=) ANY(%(names)s::name[]) OR m.rolname OPERATOR(pg_catalog.=) ANY(%(names)s::name[])
  ORDER BY 1, 2, 3
 """
 
 _CONTEXT_QUERY = """
 SELECT pg_catalog.current_setting('server_version_num')::int AS version_num,
        CURRENT_USER::text AS login,
-       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) AS is_superuser,
-       (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = 10) AS bootstrap_superuser,
+       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) AS is_superuser,
+       (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) 10) AS bootstrap_superuser,
        COALESCE((SELECT pg_catalog.json_object_agg(r.rolname, r.rolinherit)
-                   FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(names)s::name[])),
+                   FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%(names)s::name[])),
                 '{}'::json) AS roles
 """
 

@@ -296,7 +296,7 @@ def _base_backup(args, bindir, data, base, primary, password):
     with open(data / "postgresql.auto.conf", "a") as handle:
         handle.write("\n".join(recovery) + "\n")
     (data / "standby.signal").touch()
-    _, uid, gid = server_user()
+    dummy, uid, gid = server_user()
     os.chown(data / "standby.signal", uid, gid)
 
 

@@ -208,7 +208,8 @@ SCHEMA_OBJECTS_SQL = (
     " UNION ALL SELECT 'pg_proc', p.oid, p.proname::text, p.prokind::text, NULL"
     "   FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_type', t.oid, t.typname::text, t.typtype::text, NULL"
-    "   FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) n.oid AND t.typrelid OPERATOR(pg_catalog.=) 0 AND t.typtype OPERATOR(pg_catalog.<>) 'm'"
+    "   FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) n.oid"
+    "    AND t.typrelid OPERATOR(pg_catalog.=) 0 AND t.typtype OPERATOR(pg_catalog.<>) 'm'"
     "    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type e WHERE e.typarray OPERATOR(pg_catalog.=) t.oid)"
     " UNION ALL SELECT 'pg_operator', x.oid, x.oprname::text, '', NULL FROM pg_catalog.pg_operator x"
     "   WHERE x.oprnamespace OPERATOR(pg_catalog.=) n.oid"
@@ -305,7 +306,8 @@ def _inspect_sql(new16):
         "                 pg_catalog.format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)"
         "               FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0"
         "                AND NOT a.attisdropped),"
-        "   'constraints', (SELECT pg_catalog.json_agg(x.contype::text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) COALESCE(x.conkey::text, '{}') ORDER BY 1)"
+        "   'constraints', (SELECT pg_catalog.json_agg(x.contype::text OPERATOR(pg_catalog.||) ':'"
+        "                                              OPERATOR(pg_catalog.||) COALESCE(x.conkey::text, '{}') ORDER BY 1)"
         "                   FROM pg_catalog.pg_constraint x WHERE x.conrelid OPERATOR(pg_catalog.=) c.oid AND x.contype OPERATOR(pg_catalog.<>) 'n'),"
         "   'plain', NOT (c.relrowsecurity OR c.relforcerowsecurity OR c.relhasrules OR c.relhastriggers"
         "                 OR c.relhassubclass OR c.relispartition),"
@@ -771,7 +773,8 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
     if dropped:
         statements.append(sql.SQL(
             "DELETE FROM {reg} k USING ROWS FROM (pg_catalog.unnest({oids}::pg_catalog.oid[]),"
-            " pg_catalog.unnest({names}::pg_catalog.name[])) AS d(o, n) WHERE k.role_oid OPERATOR(pg_catalog.=) d.o AND k.role_name OPERATOR(pg_catalog.=) d.n").format(
+            " pg_catalog.unnest({names}::pg_catalog.name[])) AS d(o, n)"
+            " WHERE k.role_oid OPERATOR(pg_catalog.=) d.o AND k.role_name OPERATOR(pg_catalog.=) d.n").format(
                 reg=reg_ident, oids=sql.Literal([str(e["role_oid"]) for e, why in dropped]),
                 names=sql.Literal([e["role_name"] for e, why in dropped])))
     to_register = [k for k in killer_roles if k not in registered]

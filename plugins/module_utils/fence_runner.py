@@ -44,9 +44,12 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils import sessio
 
 _VIA_SQL = """ARRAY(
   SELECT CASE
-           WHEN x.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC (CONNECT granted to PUBLIC by ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(x.grantor) OPERATOR(pg_catalog.||) ')'
+           WHEN x.grantee OPERATOR(pg_catalog.=) 0
+             THEN 'PUBLIC (CONNECT granted to PUBLIC by ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(x.grantor)
+                  OPERATOR(pg_catalog.||) ')'
            WHEN x.grantee OPERATOR(pg_catalog.=) s.oid THEN 'a direct grant by ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(x.grantor)
-                OPERATOR(pg_catalog.||) CASE WHEN x.grantor OPERATOR(pg_catalog.=) db.datdba THEN ' (the owner)' ELSE ' (another grantor: only it or a superuser can revoke it)' END
+                OPERATOR(pg_catalog.||) CASE WHEN x.grantor OPERATOR(pg_catalog.=) db.datdba THEN ' (the owner)'
+                                             ELSE ' (another grantor: only it or a superuser can revoke it)' END
            ELSE 'group role ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(x.grantee) OPERATOR(pg_catalog.||) ' (CONNECT granted by '
                 OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(x.grantor) OPERATOR(pg_catalog.||) ')'
          END
@@ -84,11 +87,13 @@ SELECT u.ord,
        pg_catalog.has_database_privilege(s.oid, db.oid, 'CONNECT') AS src_connect,
        pg_catalog.has_database_privilege(t.oid, db.oid, 'CONNECT') AS dst_connect,
        EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(db.datacl, pg_catalog.acldefault('d', db.datdba))) x
-                WHERE x.grantee OPERATOR(pg_catalog.=) s.oid AND x.grantor OPERATOR(pg_catalog.=) db.datdba AND x.privilege_type OPERATOR(pg_catalog.=) 'CONNECT') AS src_owner_entry,
+                WHERE x.grantee OPERATOR(pg_catalog.=) s.oid AND x.grantor OPERATOR(pg_catalog.=) db.datdba
+                  AND x.privilege_type OPERATOR(pg_catalog.=) 'CONNECT') AS src_owner_entry,
        CASE WHEN db.oid IS NULL OR s.oid IS NULL THEN ARRAY[]::text[] ELSE %s END AS other_connect,
        pg_catalog.shobj_description(db.oid, 'pg_database') AS comment,
        %s AS now_utc
-  FROM ROWS FROM (pg_catalog.unnest(%%s::text[]), pg_catalog.unnest(%%s::text[]), pg_catalog.unnest(%%s::text[])) WITH ORDINALITY AS u(database, source, dest, ord)
+  FROM ROWS FROM (pg_catalog.unnest(%%s::text[]), pg_catalog.unnest(%%s::text[]), pg_catalog.unnest(%%s::text[]))
+       WITH ORDINALITY AS u(database, source, dest, ord)
   LEFT JOIN pg_catalog.pg_database db ON db.datname OPERATOR(pg_catalog.=) u.database
   LEFT JOIN pg_catalog.pg_roles s ON s.rolname OPERATOR(pg_catalog.=) u.source
   LEFT JOIN pg_catalog.pg_roles t ON t.rolname OPERATOR(pg_catalog.=) u.dest
@@ -105,7 +110,8 @@ SELECT u.ord,
                ELSE ARRAY[]::text[] END
        OPERATOR(pg_catalog.||) %s AS connect_via,
        %s AS now_utc
-  FROM ROWS FROM (pg_catalog.unnest({dbs}::text[]), pg_catalog.unnest({srcs}::text[]), pg_catalog.unnest({dsts}::text[])) WITH ORDINALITY AS u(database, source, dest, ord)
+  FROM ROWS FROM (pg_catalog.unnest({dbs}::text[]), pg_catalog.unnest({srcs}::text[]),
+                  pg_catalog.unnest({dsts}::text[])) WITH ORDINALITY AS u(database, source, dest, ord)
   LEFT JOIN pg_catalog.pg_database db ON db.datname OPERATOR(pg_catalog.=) u.database
   LEFT JOIN pg_catalog.pg_roles s ON s.rolname OPERATOR(pg_catalog.=) u.source
   LEFT JOIN pg_catalog.pg_roles t ON t.rolname OPERATOR(pg_catalog.=) u.dest
@@ -437,9 +443,11 @@ class Fence(object):
         must be made on the primary (streaming carries it to the standbys)."""
         rows = self.session.rows("SELECT r.sender_host, r.sender_port, r.status FROM pg_catalog.pg_stat_wal_receiver r")
         primary = rows[0] if rows and rows[0]["sender_host"] else None
-        where = ("its primary is %s:%s (WAL receiver %s)" % (primary["sender_host"], primary["sender_port"],
-                                                              primary["status"]) if primary else
-                 "where its primary is could not be read (pg_stat_wal_receiver needs pg_read_all_stats)")
+        if primary:
+            where = "its primary is %s:%s (WAL receiver %s)" % (
+                primary["sender_host"], primary["sender_port"], primary["status"])
+        else:
+            where = "where its primary is could not be read (pg_stat_wal_receiver needs pg_read_all_stats)"
         self.fail("this server is a standby (in recovery), so it takes no REVOKE: %s. Run the failover against "
                   "the primary; nothing was changed." % where, standby=True, primary=primary,
                   server_version=version_label(version))

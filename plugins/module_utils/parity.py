@@ -67,7 +67,9 @@ SELECT g.rolname AS "group", m.rolname AS member, NULL::boolean AS inherit_optio
 SHDEPEND_QUERY = """
 SELECT d.datname, pg_catalog.pg_get_userbyid(sd.refobjid) AS rolname, sd.deptype::text AS deptype,
        sd.classid::pg_catalog.regclass::text AS class, pg_catalog.count(*) AS n,
-       pg_catalog.array_agg(sd.objid::text OPERATOR(pg_catalog.||) CASE WHEN sd.objsubid OPERATOR(pg_catalog.<>) 0 THEN '.' OPERATOR(pg_catalog.||) sd.objsubid::text ELSE '' END
+       pg_catalog.array_agg(sd.objid::text OPERATOR(pg_catalog.||)
+                              CASE WHEN sd.objsubid OPERATOR(pg_catalog.<>) 0
+                                   THEN '.' OPERATOR(pg_catalog.||) sd.objsubid::text ELSE '' END
                             ORDER BY sd.objid, sd.objsubid) AS objects
   FROM (SELECT ARRAY(SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%(roles)s)) AS oids) AS s
  CROSS JOIN pg_catalog.pg_database d

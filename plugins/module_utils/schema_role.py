@@ -165,14 +165,17 @@ def plan_database(record, facts, reassign_owned):
 # Before a decommission hands the schema role's objects to the admin (REASSIGN OWNED), the
 # code among them that would then run with the new owner's privileges for whoever calls it is
 # made to run with the caller's: SECURITY DEFINER functions and procedures become SECURITY
-# INVOKER, views get security_invoker. Written by the tenant, they would otherwise run as the
-# admin (a superuser) for the login roles that keep CONNECT on the kept database. One DO block,
-# run in that database (hostile ground: everything qualified, names formatted by the server).
+# INVOKER, views get security_invoker, and rules on its tables are disabled (a rule's actions
+# are checked with the table owner's privileges). Written by the tenant, they would otherwise
+# run as the admin (a superuser) for the login roles that keep CONNECT on the kept database.
+# One DO block, run in that database (hostile ground: everything qualified, names formatted by
+# the server). Nothing is dropped: the new owner may enable what it trusts.
 DISARM_SQL = """DO $dataplane_disarm$
 DECLARE
   v_owner pg_catalog.oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) {role});
   v_routine pg_catalog.regprocedure;
   v_view pg_catalog.regclass;
+  v_rule record;
 BEGIN
   FOR v_routine IN SELECT p.oid FROM pg_catalog.pg_proc p
                     WHERE p.proowner OPERATOR(pg_catalog.=) v_owner AND p.prosecdef LOOP
@@ -181,6 +184,12 @@ BEGIN
   FOR v_view IN SELECT c.oid FROM pg_catalog.pg_class c
                  WHERE c.relowner OPERATOR(pg_catalog.=) v_owner AND c.relkind OPERATOR(pg_catalog.=) 'v' LOOP
     EXECUTE pg_catalog.format('ALTER VIEW %s SET (security_invoker = true)', v_view);
+  END LOOP;
+  FOR v_rule IN SELECT w.ev_class::pg_catalog.regclass AS rel, w.rulename
+                  FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) w.ev_class
+                 WHERE c.relowner OPERATOR(pg_catalog.=) v_owner AND c.relkind OPERATOR(pg_catalog.<>) 'v'
+                   AND w.ev_enabled OPERATOR(pg_catalog.<>) 'D' LOOP
+    EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE RULE %I', v_rule.rel, v_rule.rulename);
   END LOOP;
 END
 $dataplane_disarm$"""

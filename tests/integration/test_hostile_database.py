@@ -238,7 +238,13 @@ def test_decommission_hands_no_tenant_code_to_the_admin(pg16, names, ansible_pla
     conn = pg16.connect(user=rec["logins"]["dp1"], dbname=rec["database"])
     try:  # a view reads with its owner's privileges: harmless while the tenant owns it
         conn.cursor().execute("CREATE VIEW public.peek AS SELECT a.rolname, a.rolpassword FROM pg_catalog.pg_authid a;"
-                              " GRANT SELECT ON public.peek TO PUBLIC")
+                              " GRANT SELECT ON public.peek TO PUBLIC;"
+                              # a rule's actions are checked with the table owner's privileges
+                              " CREATE TABLE public.loot (rolname text, rolpassword text);"
+                              " CREATE TABLE public.bait (x int);"
+                              " CREATE RULE steal AS ON INSERT TO public.bait DO ALSO INSERT INTO public.loot"
+                              " SELECT a.rolname, a.rolpassword FROM pg_catalog.pg_authid a;"
+                              " GRANT INSERT ON public.bait TO PUBLIC; GRANT SELECT ON public.loot TO PUBLIC")
     finally:
         conn.close()
     proc = ansible_playbook(PROVISION, inventory=inventory,
@@ -257,6 +263,11 @@ def test_decommission_hands_no_tenant_code_to_the_admin(pg16, names, ansible_pla
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             cur.execute("SELECT * FROM public.peek")
         conn.rollback()
+        cur.execute("INSERT INTO public.bait VALUES (1)")
+        cur.execute("SELECT count(*) FROM public.loot")
+        looted = cur.fetchone()[0]
+        conn.rollback()
+        assert looted == 0, "the tenant's rule copied %d rows of pg_authid as the admin" % looted
     finally:
         conn.close()
     gained = hostile.gains(before, hostile.catalog_snapshot(pg16))

@@ -114,8 +114,8 @@ def test_a_users_own_options_are_kept_and_the_pin_comes_last():
     """The server applies start-up options in order: the pin must come after the user's, so a
     search_path in connect_params cannot undo it."""
     from ansible_collections.dataplane.postgresql.plugins.module_utils.database import pinned_conn_params
-    kw = pinned_conn_params(_Warner(), _params(connect_params={"options": "-c search_path=public -c work_mem=8MB",
-                                                                "application_name": "ops"}))
+    given = {"options": "-c search_path=public -c work_mem=8MB", "application_name": "ops"}
+    kw = pinned_conn_params(_Warner(), _params(connect_params=given))
     assert kw["options"] == ("-c search_path=public -c work_mem=8MB -c search_path=pg_catalog,pg_temp -c role=none"
                              " -c default_transaction_read_only=off")
     assert kw["application_name"] == "ops"

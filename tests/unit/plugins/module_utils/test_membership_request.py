@@ -62,7 +62,9 @@ def test_grants_suboptions_mirror_the_top_level_options():
     assert sub["group"]["required"] is True and sub["target_role"]["required"] is True
     assert sub["state"]["choices"] == ["present", "absent"]
     assert ["groups", "grants"] in CONSTRAINTS["mutually_exclusive"]
-    assert CONSTRAINTS["required_together"] == [["groups", "target_roles"]]
+    assert CONSTRAINTS["required_by"] == {"groups": "target_roles"}
+    assert ["groups", "memberships"] in CONSTRAINTS["mutually_exclusive"]
+    assert CONSTRAINTS["required_one_of"] == [["groups", "grants", "memberships"]]
 
 
 def test_request_problems_null_lists_and_exact_with_grants():

@@ -216,8 +216,11 @@ def by_group(actions, kinds, groups=None):
 
 def upstream_view(state, with_grants, actions, groups):
     """``granted`` and/or ``revoked`` as community.postgresql returns them for STATE."""
-    if with_grants or state == "exact":
+    if with_grants:
         return dict(granted=by_group(actions, GRANT_KINDS), revoked=by_group(actions, REVOKE_KINDS))
+    if state == "exact":
+        # community.postgresql 5.0: every requested group in granted, only revoked groups in revoked
+        return dict(granted=by_group(actions, GRANT_KINDS, groups), revoked=by_group(actions, REVOKE_KINDS))
     if state == "present":
         return dict(granted=by_group(actions, GRANT_KINDS, groups))
     return dict(revoked=by_group(actions, REVOKE_KINDS, groups))

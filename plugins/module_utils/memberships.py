@@ -564,13 +564,14 @@ def grantor_problems(named, context, holders, usable):
             reachable = [h for h, ok in held if ok or context["is_superuser"]]
             if reachable:
                 problems.append('The granting role "%s" does not hold ADMIN OPTION on "%s". Set granted_by to a '
-                                'role that does and whose privileges the connecting role has (%s); groups that '
-                                'need different granting roles need a grants or memberships item each.'
-                                % (grantor, group, ", ".join(reachable)))
+                                'role that does and whose privileges the connecting role has (%s: %s); groups '
+                                'that need different granting roles need a grants or memberships item each (or '
+                                'split into separate tasks).' % (grantor, group, group, ", ".join(reachable)))
             elif held:
-                problems.append('The granting role "%s" does not hold ADMIN OPTION on "%s", and the roles that do '
-                                '(%s) are out of the connecting role\'s reach.'
-                                % (grantor, group, ", ".join(h for h, dummy in held)))
+                problems.append('The granting role "%s" does not hold ADMIN OPTION on "%s": ADMIN OPTION on "%s" '
+                                'is held only by roles whose privileges the connecting role lacks (%s: %s), so '
+                                'no granted_by can help.'
+                                % (grantor, group, group, group, ", ".join(h for h, dummy in held)))
             else:
                 problems.append('The granting role "%s" does not hold ADMIN OPTION on "%s", and no role does: only '
                                 'the bootstrap superuser can grant it under a named granting role.' % (grantor, group))

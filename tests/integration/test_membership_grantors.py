@@ -128,6 +128,55 @@ def test_admin_only_through_another_role_is_refused_and_granted_by_names_it(pg, 
 
 
 @impls("grantor")
+def test_session_role_grantor_checks_before_any_statement(pg, names, run_module, impl):
+    """As a non-superuser session role: the grant is recorded (and named) under it; a group it
+    holds ADMIN OPTION on only through a team role, or not at all, is refused before anything
+    runs, for the whole task; a converged task keeps passing after the grantor became
+    unusable, a task with work to do under it does not."""
+    group, own, nogrant, team, direct, indirect, m, m2 = (
+        names("group"), names("own"), names("nogrant"), names("team"), names("direct"), names("indirect"),
+        names("member"), names("member2"))
+    create_roles(pg, group, own, nogrant, team, direct, indirect, m, m2)
+    for statement in ("GRANT {group} TO {direct} WITH ADMIN TRUE", "GRANT {group} TO {team} WITH ADMIN TRUE",
+                      "GRANT {team} TO {indirect} WITH INHERIT TRUE", "GRANT {own} TO {indirect} WITH ADMIN TRUE",
+                      "GRANT {nogrant} TO {direct} WITH ADMIN TRUE"):
+        pg.sql(statement.format(**dict((k, q(v)) for k, v in dict(
+            group=group, own=own, nogrant=nogrant, team=team, direct=direct, indirect=indirect).items())))
+
+    res = call(run_module, impl, pg, session_role=direct, group=group, target_role=m)
+    assert res["changed"] is True and res["queries"] == ['GRANT %s TO %s GRANTED BY %s' % (q(group), q(m), q(direct))]
+    assert rows_of(pg, m) == [(group, direct)]
+    gone = call(run_module, impl, pg, session_role=direct, group=group, target_role=m, state="absent")
+    assert gone["queries"] == ['REVOKE %s FROM %s GRANTED BY %s' % (q(group), q(m), q(direct))]
+
+    mixed = call(run_module, impl, pg, session_role=indirect, groups=[own, group], target_role=m)
+    assert mixed["failed"] is True, mixed
+    assert 'The granting role "%s" does not hold ADMIN OPTION on "%s"' % (indirect, group) in mixed["msg"]
+    assert "%s: %s" % (group, team) in mixed["msg"] and "split into separate tasks" in mixed["msg"]
+    assert rows_of(pg, m) == []  # own, which indirect could grant, was not granted either
+
+    unreachable = call(run_module, impl, pg, session_role=indirect, group=nogrant, target_role=m)
+    assert unreachable["failed"] is True
+    assert 'ADMIN OPTION on "%s" is held only by roles' % nogrant in unreachable["msg"], unreachable
+    assert "%s: %s" % (nogrant, direct) in unreachable["msg"] and "Set granted_by" not in unreachable["msg"]
+
+    assert 'does not have the privileges of that role' in call(
+        run_module, impl, pg, session_role=indirect, group=group, target_role=m, granted_by=direct)["msg"]
+    fixed = call(run_module, impl, pg, session_role=indirect, group=group, target_role=m, granted_by=team)
+    assert fixed["queries"] == ['GRANT %s TO %s GRANTED BY %s' % (q(group), q(m), q(team))], fixed
+
+    pg.sql("REVOKE %s FROM %s" % (q(team), q(indirect)))
+    settled = call(run_module, impl, pg, session_role=indirect, group=group, target_role=m, granted_by=team)
+    assert settled["changed"] is False and not settled["failed"], settled
+    more = call(run_module, impl, pg, session_role=indirect, group=group, target_role=m2, granted_by=team)
+    assert more["failed"] is True and "does not have the privileges of that role" in more["msg"]
+    revoke = call(run_module, impl, pg, session_role=indirect, group=group, target_role=m, granted_by=team,
+                  state="absent")
+    assert revoke["failed"] is True and "cannot act as the granting role" in revoke["msg"], revoke
+    assert rows_of(pg, m) == [(group, team)] and rows_of(pg, m2) == []
+
+
+@impls("grantor")
 def test_granted_by_a_role_whose_privileges_the_login_lacks_is_refused(pg, names, run_module, impl):
     g, m, stranger, boss = names("group"), names("member"), names("stranger"), names("boss")
     create_roles(pg, g, m, stranger)

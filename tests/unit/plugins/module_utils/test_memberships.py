@@ -336,8 +336,11 @@ def test_grantor_problems():
         'The connecting role cannot act as the granting role "stranger", because it does not have the '
         'privileges of that role. Set granted_by to a role it does have the privileges of.',
         'The granting role "boss" does not hold ADMIN OPTION on "g". Set granted_by to a role that does and '
-        'whose privileges the connecting role has (team); groups that need different granting roles need a '
-        'grants or memberships item each.']
+        'whose privileges the connecting role has (g: team); groups that need different granting roles need a '
+        'grants or memberships item each (or split into separate tasks).']
+    [lacking] = grantor_problems([("grant", "g", "boss")], context, {"g": [("direct", False)]}, {})
+    assert 'ADMIN OPTION on "g" is held only by roles' in lacking and "(g: direct)" in lacking
+    assert "Set granted_by" not in lacking
     # the bootstrap superuser needs no ADMIN OPTION; a superuser has every role's privileges
     su = dict(context, is_superuser=True, login="postgres")
     assert grantor_problems([("grant", "g", "postgres"), ("revoke", "g", "stranger")], su, {}, {}) == []

@@ -151,6 +151,15 @@ def _duplicate_rows(rows, top):
     return problems
 
 
+def membership_row_labels(params):
+    """``memberships[i]`` for each grant ``requested_grants`` makes of a ``memberships`` row;
+    None for the other forms."""
+    if params.get("memberships") is None:
+        return None
+    return ["memberships[%d]" % index for index, row in enumerate(params["memberships"])
+            for dummy in _row_pairs(row, params.get("target_roles"))]
+
+
 def requested_grants(params):
     """The grant dicts the module's parameters ask for (state exact asks for present)."""
     defaults = dict((key, params.get(key)) for key in DEFAULTED_KEYS)
@@ -336,7 +345,8 @@ def run(module):
                              exact_members=_unique(member_list) if exact else None,
                              exact_granted_by=params.get("granted_by") if exact else None,
                              allow_predefined_groups=True, name_grantor=not any_grantor,
-                             check_grantors=True, refuse_granted_by_before_16=True)
+                             check_grantors=True, refuse_granted_by_before_16=True,
+                             row_labels=membership_row_labels(params))
     session.end_transaction(module.check_mode)
     session.close()
     timings.mark("converge")

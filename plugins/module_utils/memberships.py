@@ -578,6 +578,22 @@ def grantor_problems(named, context, holders, usable):
     return problems
 
 
+def derived_grantor_clashes(grants, labels, acting_grantor):
+    """Grants of two rows (LABELS) that are one grant once a missing ``granted_by`` is the
+    acting grantor, as messages. Pure."""
+    seen = {}
+    problems = []
+    for grant, label in zip(grants, labels):
+        grantor = grant["granted_by"] if grant["granted_by"] is not None else acting_grantor
+        key = (grant["group"], grant["target_role"], grantor)
+        first = seen.setdefault(key, (label, grant))
+        if first[0] != label and (first[1]["granted_by"] is None) != (grant["granted_by"] is None):
+            problems.append('%s and %s both grant "%s" to "%s" under "%s", the granting role derived for a row '
+                            'that names no granted_by: describe a grant once'
+                            % (first[0], label, grant["group"], grant["target_role"], grantor))
+    return problems
+
+
 def foreign_notes(grants, after_rows, acting_grantor, server_version_num):
     """Where another grantor's rows keep what a grant asked to remove (PostgreSQL 16+). Pure.
 
@@ -628,7 +644,7 @@ def foreign_warning(note):
 def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grantor=False,
                     skip_missing=False, exact_members=None, exact_granted_by=None,
                     allow_predefined_groups=False, name_grantor=False, all_grantors=False,
-                    check_grantors=False, refuse_granted_by_before_16=False):
+                    check_grantors=False, refuse_granted_by_before_16=False, row_labels=None):
     """Make pg_auth_members match GRANTS inside the session's current transaction.
 
     Does not commit or roll back (except through session.fail, which rolls back and fails
@@ -661,7 +677,9 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
     cleared on every grantor's row (provisioning). CHECK_GRANTORS refuses, before any
     statement, a grant its named grantor cannot make (``grantor_problems``).
     REFUSE_GRANTED_BY_BEFORE_16: see ``grant_problems``. The result's ``foreign`` lists
-    ``foreign_notes`` (empty with ANY_GRANTOR or ALL_GRANTORS).
+    ``foreign_notes`` (empty with ANY_GRANTOR or ALL_GRANTORS). ROW_LABELS (one label per
+    grant, e.g. ``memberships[0]``): two grants of different rows that are the same grant once
+    the acting grantor is filled in for a missing ``granted_by`` are refused (16+).
     """
     grants = [normalize_grant(g) for g in grants]
     exact_members = list(exact_members or [])
@@ -670,6 +688,8 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
     version = context["version_num"]
     problems = grant_problems(grants, version, allow_predefined_groups=allow_predefined_groups,
                               refuse_granted_by_before_16=refuse_granted_by_before_16)
+    if row_labels is not None and version >= MIN_SERVER_VERSION_NUM:
+        problems.extend(derived_grantor_clashes(grants, row_labels, context["acting_grantor"]))
     if problems:
         session.fail(refusal_message(REFUSED, problems), problems=problems, server_version=version_label(version))
     missing = [name for name in names if name not in context["roles"]]

@@ -294,7 +294,7 @@ def test_memberships_rows_with_their_own_grantor_and_options(pg, names, run_modu
 
 @impls("memberships")
 @pytest.mark.parametrize("case", ["mixed", "no_form", "groups_alone", "no_targets", "empty_exact",
-                                  "duplicate", "no_groups_key"])
+                                  "duplicate", "derived_duplicate", "no_groups_key"])
 def test_memberships_input_errors_change_nothing(pg16, names, run_module, impl, case):
     g, m = names("group"), names("member")
     create_roles(pg16, g, m)
@@ -306,6 +306,10 @@ def test_memberships_input_errors_change_nothing(pg16, names, run_module, impl, 
         "empty_exact": (dict(memberships=[], state="exact"), "needs target_roles"),
         "duplicate": (dict(target_role=m, memberships=[dict(groups=[g]), dict(groups=[g])]),
                       'both grant "%s" to "%s"' % (g, m)),
+        "derived_duplicate": (dict(target_role=m, memberships=[dict(groups=[g], admin_option=True),
+                                                               dict(groups=[g], granted_by="postgres",
+                                                                    admin_option=False)]),
+                              "the granting role derived for a row that names no granted_by"),
         "no_groups_key": (dict(target_role=m, memberships=[dict(target_roles=[m])]), "groups"),
     }[case]
     res = call(run_module, impl, pg16, **args)

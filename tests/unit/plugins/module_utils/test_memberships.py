@@ -360,3 +360,13 @@ def test_foreign_notes_name_what_other_grantors_keep():
     assert foreign_warning(gone).startswith('Role "m" remains a member of "g" through the grant(s) recorded '
                                             'under "other"')
     assert foreign_notes([grant("g", "m", state="absent")], after[1:], "postgres", V15) == []
+
+
+def test_derived_grantor_clashes():
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import derived_grantor_clashes
+    grants = [grant("g", "m", admin_option=True), grant("g", "m", granted_by="postgres", admin_option=False),
+              grant("g", "m", granted_by="team")]
+    [clash] = derived_grantor_clashes(grants, ["memberships[0]", "memberships[1]", "memberships[2]"], "postgres")
+    assert clash.startswith('memberships[0] and memberships[1] both grant "g" to "m" under "postgres", the '
+                            'granting role derived for a row that names no granted_by')
+    assert derived_grantor_clashes(grants, ["memberships[0]", "memberships[1]", "memberships[2]"], "boss") == []

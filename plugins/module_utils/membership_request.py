@@ -82,6 +82,7 @@ def argument_spec():
             groups=dict(type="list", elements="str", required=True),
             target_roles=dict(type="list", elements="str"),
             granted_by=dict(type="str"),
+            granted_by_any=dict(type="bool"),
         )),
         granted_by_any=dict(type="bool", default=False),
     )
@@ -110,6 +111,11 @@ def request_problems(params):
             if row.get("target_roles") is None and top is None:
                 problems.append("memberships[%d] has no target_roles, and there is no top-level target_roles "
                                 "to fall back on" % index)
+            if row.get("granted_by_any"):
+                named = [key for key in ("granted_by",) + OPTION_NAMES if row.get(key) is not None]
+                if named:
+                    problems.append("memberships[%d]: granted_by_any cannot be combined with %s, which describe "
+                                    "one grant" % (index, ", ".join(named)))
         if not rows and params.get("state") == "exact" and top is None:
             problems.append("memberships: [] with state=exact needs target_roles (the roles to leave in no group)")
         if not problems:
@@ -171,7 +177,7 @@ def requested_grants(params):
         out = []
         for row in params["memberships"]:
             for group, member in _row_pairs(row, params.get("target_roles")):
-                item = dict((key, row.get(key)) for key in OPTION_NAMES + ("granted_by",))
+                item = dict((key, row.get(key)) for key in OPTION_NAMES + ("granted_by", "granted_by_any"))
                 item.update(group=group, target_role=member)
                 out.append(normalize_grant(item, defaults))
         return out
@@ -344,7 +350,7 @@ def run(module):
                              skip_missing=not params["fail_on_role"],
                              exact_members=_unique(member_list) if exact else None,
                              exact_granted_by=params.get("granted_by") if exact else None,
-                             allow_predefined_groups=True, name_grantor=not any_grantor,
+                             allow_predefined_groups=True, name_grantor=True,
                              check_grantors=True, refuse_granted_by_before_16=True,
                              row_labels=membership_row_labels(params))
     session.end_transaction(module.check_mode)

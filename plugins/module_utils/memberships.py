@@ -6,8 +6,8 @@ Used by the ``membership`` module and by any module that converges memberships i
 its own transaction (``deployment_setup``).
 
 Vocabulary
-  grant  ``{group, target_role, inherit_option, set_option, admin_option, granted_by, state}``:
-         what is wanted. Options are True/False/None (None = keep the current value; a new
+  grant  ``{group, target_role, inherit_option, set_option, admin_option, granted_by, state,
+         granted_by_any}``: what is wanted (``granted_by_any`` None = the call's ANY_GRANTOR). Options are True/False/None (None = keep the current value; a new
          grant gets PostgreSQL's default). ``granted_by`` None = the connecting role, which
          PostgreSQL records as the bootstrap superuser when the connecting role is a
          superuser. ``state`` is ``present`` or ``absent``.
@@ -43,7 +43,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers i
 from ansible_collections.dataplane.postgresql.plugins.module_utils.results import refusal_message
 
 OPTION_NAMES = ("inherit_option", "set_option", "admin_option")
-GRANT_KEYS = ("group", "target_role") + OPTION_NAMES + ("granted_by", "state")
+GRANT_KEYS = ("group", "target_role") + OPTION_NAMES + ("granted_by", "state", "granted_by_any")
 STATES = ("present", "absent")
 # What a refusal of membership input names (results.refusal_message).
 REFUSED = "membership request"
@@ -206,6 +206,13 @@ def _revoke_row_statement(grant, row, acting_grantor, server_version_num):
     return _revoke_statement(named, server_version_num)
 
 
+def _whole(grant, any_grantor):
+    """Whether GRANT is about the membership as a whole, whoever granted it: no
+    ``granted_by``, and its ``granted_by_any`` (or the call's ANY_GRANTOR when it has none)."""
+    flag = grant.get("granted_by_any")
+    return grant.get("granted_by") is None and (any_grantor if flag is None else bool(flag))
+
+
 def _satisfied(rows, wanted):
     """Whether the effective options of ROWS (OR across grantors) equal every WANTED option."""
     if not rows:
@@ -246,7 +253,7 @@ def _plan(current_rows, grants, server_version_num, acting_grantor, member_inher
         grant = normalize_grant(raw)
         group, member = grant["group"], grant["target_role"]
         grantor = grant["granted_by"] if grant["granted_by"] is not None else acting_grantor
-        whole = any_grantor and grant["granted_by"] is None
+        whole = _whole(grant, any_grantor)
         if per_grantor and name_grantor and not whole and grant["granted_by"] is None:
             grant["granted_by"] = acting_grantor
         current[0] = grant["granted_by"] if per_grantor else None
@@ -260,6 +267,12 @@ def _plan(current_rows, grants, server_version_num, acting_grantor, member_inher
                 # Every grantor's row, the acting grantor's first (a plain REVOKE).
                 doomed = sorted(pair_rows, key=lambda r: (r["grantor"] != acting_grantor, r["grantor"] or ""))
                 for row in doomed:
+                    if name_grantor and row["grantor"] is not None:
+                        # community.postgresql names the grantor of each grant it revokes
+                        current[0] = row["grantor"]
+                        emit(_revoke_statement(dict(grant, granted_by=row["grantor"]), server_version_num),
+                             group, member, "revoke")
+                        continue
                     current[0] = None if row["grantor"] == acting_grantor else row["grantor"]
                     emit(_revoke_row_statement(grant, row, acting_grantor, server_version_num),
                          group, member, "revoke")
@@ -415,7 +428,7 @@ def unconverged(grants, after_rows, server_version_num, acting_grantor, any_gran
     out = []
     for raw in grants:
         grant = normalize_grant(raw)
-        if per_grantor and any_grantor and grant["granted_by"] is None:
+        if per_grantor and _whole(grant, any_grantor):
             rows = index.get((grant["group"], grant["target_role"]), [])
             wanted = dict((n, grant[n]) for n in OPTION_NAMES if grant[n] is not None)
             if (rows if grant["state"] == "absent" else not _satisfied(rows, wanted)):
@@ -594,7 +607,7 @@ def derived_grantor_clashes(grants, labels, acting_grantor):
     return problems
 
 
-def foreign_notes(grants, after_rows, acting_grantor, server_version_num):
+def foreign_notes(grants, after_rows, acting_grantor, server_version_num, any_grantor=False):
     """Where another grantor's rows keep what a grant asked to remove (PostgreSQL 16+). Pure.
 
     One dict per case: ``{"kind": "member", group, target_role, grantor, others}`` for an
@@ -609,6 +622,8 @@ def foreign_notes(grants, after_rows, acting_grantor, server_version_num):
     seen = set()
     for raw in grants:
         grant = normalize_grant(raw)
+        if _whole(grant, any_grantor):
+            continue
         grantor = grant["granted_by"] if grant["granted_by"] is not None else acting_grantor
         rows = [r for r in index.get((grant["group"], grant["target_role"]), []) if r["grantor"] != grantor]
         base = {"group": grant["group"], "target_role": grant["target_role"], "grantor": grantor}
@@ -738,7 +753,8 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
         except Exception as exc:  # psycopg error: report it with the statements tried
             texts = [session.render(s) for s in statements]
             hint = ""
-            if any_grantor and any(kind == "revoke" for dummy, dummy2, kind in actions) and any(
+            if any(_whole(g, any_grantor) for g in grants) and any(
+                    kind == "revoke" for dummy, dummy2, kind in actions) and any(
                     " GRANTED BY " in text and text.startswith("REVOKE ") for text in texts):
                 hint = (" (without granted_by, state absent revokes the rows of every grantor, which needs "
                         "the privileges of each grantor; set granted_by to revoke one grantor's rows only)")
@@ -771,7 +787,7 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
         "remaining": remaining,
         "memberships": summarize(grants, before, after, acting),
         "unconverged": [] if check_mode else unconverged(grants, after, version, acting, any_grantor),
-        "foreign": [] if (any_grantor or all_grantors) else foreign_notes(grants, after, acting, version),
+        "foreign": [] if all_grantors else foreign_notes(grants, after, acting, version, any_grantor),
         "server_version_num": version,
         "acting_grantor": acting,
     }

@@ -157,16 +157,18 @@ options:
         15 the two models coincide). V(present) is satisfied when the options OR-ed across
         every grantor's rows are the requested ones, else the connecting role's row is
         created or updated with a C(GRANT) that names no grantor (PostgreSQL picks it).
-        V(absent), and V(exact) for the groups it removes, revoke every grantor's row (the
-        connecting role's with a plain C(REVOKE), the others with C(GRANTED BY)), so the
-        member really leaves the group; that needs the privileges of each grantor (a superuser
-        has them), checked before any statement.
+        V(absent), and V(exact) for the groups it removes, revoke every grantor's row (one
+        C(REVOKE ... GRANTED BY) per grantor), so the member really leaves the group; that
+        needs the privileges of each grantor (a superuser has them), checked before any
+        statement.
       - V(false) (the default) is community.postgresql 5.0's grantor-scoped model (see the
         description). This collection's own provisioning (C(deployment_setup) with
         C(all_grantors), set by the C(deployments) role) judges memberships across every
         grantor's rows, too.
-      - A O(grants) or O(memberships) item that names its own C(granted_by) manages that
-        grantor's grant.
+      - The default for the O(memberships) rows that set neither their own
+        O(memberships[].granted_by_any) nor O(memberships[].granted_by), and what V(exact) uses
+        for the groups no row names. A O(grants) or O(memberships) item that names its own
+        C(granted_by) manages that grantor's grant.
     type: bool
     default: false
     version_added: 0.3.0
@@ -222,6 +224,12 @@ options:
       granted_by:
         description: As the top-level O(granted_by).
         type: str
+      granted_by_any:
+        description:
+          - As the top-level O(granted_by_any), for this row (default the top-level value).
+          - Cannot be combined with O(memberships[].granted_by) or the option keys of the row,
+            which describe one grant.
+        type: bool
   grants:
     description:
       - Memberships to converge in one call, each with its own options. Mutually exclusive
@@ -359,8 +367,9 @@ queries:
   description:
     - Statements run (in check mode, the statements that would run), in order.
     - On PostgreSQL 16+ each statement names its grantor in C(GRANTED BY), as in
-      community.postgresql 5.0 (with O(granted_by_any=true), a C(GRANT) or C(REVOKE) of the
-      connecting role's own row names none). Before 16 no statement names a grantor.
+      community.postgresql 5.0 (with O(granted_by_any=true) a C(GRANT) names none and
+      PostgreSQL picks the grantor; each C(REVOKE) names the grantor of the row it removes).
+      Before 16 no statement names a grantor.
   returned: always
   type: list
   elements: str

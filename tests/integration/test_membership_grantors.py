@@ -292,6 +292,38 @@ def test_memberships_rows_with_their_own_grantor_and_options(pg, names, run_modu
     assert any("remains a member" in w and team in w for w in warnings_of(empty)), empty
 
 
+@impls("memberships", "granted_by_any")
+def test_granted_by_any_per_row_and_for_the_task(pg, names, run_module, impl):
+    g1, g2, m, other = names("group1"), names("group2"), names("member"), names("other")
+    create_roles(pg, g1, g2, m, other)
+    for g in (g1, g2):
+        foreign_grant(pg, g, m, other)
+        pg.sql("GRANT %s TO %s" % (q(g), q(m)))
+    res = call(run_module, impl, pg, target_role=m, state="absent",
+               memberships=[dict(groups=[g1], granted_by_any=True), dict(groups=[g2])])
+    assert not res["failed"], res
+    # g1: every grantor's grant, each REVOKE naming its grantor; g2: the own grant only
+    assert sorted(res["queries"]) == sorted(['REVOKE %s FROM %s GRANTED BY %s' % (q(g1), q(m), q(other)),
+                                             'REVOKE %s FROM %s GRANTED BY "postgres"' % (q(g1), q(m)),
+                                             'REVOKE %s FROM %s GRANTED BY "postgres"' % (q(g2), q(m))])
+    assert rows_of(pg, m) == [(g2, other)]
+    notes = [w for w in warnings_of(res) if "remains a member" in w]
+    assert len(notes) == 1 and g2 in notes[0], res
+
+    # the task-wide value: GRANT names no grantor (PostgreSQL picks it), any grant counts
+    pg.sql("REVOKE %s FROM %s GRANTED BY %s" % (q(g2), q(m), q(other)))
+    foreign_grant(pg, g1, m, other)
+    res = call(run_module, impl, pg, target_role=m, granted_by_any=True, memberships=[dict(groups=[g1, g2])])
+    assert res["queries"] == ['GRANT %s TO %s' % (q(g2), q(m))] and res["granted"] == {g1: [], g2: [m]}, res
+    assert rows_of(pg, m) == sorted([(g1, other), (g2, "postgres")])
+
+    # a row with granted_by_any describes every grant: no grantor or options beside it
+    bad = call(run_module, impl, pg, target_role=m,
+               memberships=[dict(groups=[g1], granted_by_any=True, granted_by="postgres")])
+    assert bad["failed"] is True and "granted_by_any" in bad["msg"], bad
+    assert rows_of(pg, m) == sorted([(g1, other), (g2, "postgres")])
+
+
 @impls("memberships")
 @pytest.mark.parametrize("case", ["mixed", "no_form", "groups_alone", "no_targets", "empty_exact",
                                   "duplicate", "derived_duplicate", "no_groups_key"])

@@ -734,9 +734,11 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
         if groups:
             for row in session.rows(_ADMIN_HOLDERS_QUERY, {"groups": groups}):
                 holders.setdefault(row["group"], []).append((row["holder"], bool(row["usable"])))
-        named_grantors = sorted(set(g for dummy, dummy2, g in named if g is not None))
-        usable = dict((row["name"], bool(row["usable"]))
-                      for row in session.rows(_USABLE_QUERY, {"names": named_grantors})) if named_grantors else {}
+        named_grantors = sorted(set(g for dummy, dummy2, g in named if g is not None and g != context["login"]))
+        usable = {}
+        if named_grantors and not context["is_superuser"]:  # a superuser has every role's privileges
+            usable = dict((row["name"], bool(row["usable"]))
+                          for row in session.rows(_USABLE_QUERY, {"names": named_grantors}))
         problems = grantor_problems(named, context, holders, usable)
         if problems:
             session.fail(" ".join(problems), problems=problems, queries=[],

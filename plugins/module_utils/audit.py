@@ -470,10 +470,13 @@ def _audit_present(record, facts):
                 problems.append("%s is not granted to %s" % (login, killer))
                 continue
             if version >= MIN_SERVER_VERSION_NUM:
+                # What the killer holds is the union (OR) of every grantor's row.
                 bad = [m for m in mine if m["inherit_option"] or m["set_option"] or m["admin_option"]]
                 if bad:
-                    problems.append("%s granted with %s (must be INHERIT FALSE, SET FALSE)"
-                                    % (login, "; ".join(_describe_membership(m) for m in bad)))
+                    held = [k.upper() for k in ("inherit", "set", "admin") if any(m[k + "_option"] for m in mine)]
+                    problems.append("%s effectively granted with %s TRUE through %s (must be INHERIT FALSE, "
+                                    "SET FALSE whoever granted it)"
+                                    % (login, ", ".join(held), "; ".join(_describe_membership(m) for m in bad)))
         others = [m for m in rows if m["group"] not in logins]
         if others:
             problems.append("unexpected memberships: %s" % "; ".join(_describe_membership(m) for m in others))

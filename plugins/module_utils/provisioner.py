@@ -362,7 +362,8 @@ class Provisioning(object):
             # In check mode the roles planned above do not exist yet: they count as having
             # no memberships (every grant to them is planned).
             self.membership_result = _memberships.converge_grants(
-                session, [g for dummy, g in plan.grants], check, fail_on_missing=not check)
+                session, [g for dummy, g in plan.grants], check, fail_on_missing=not check,
+                all_grantors=self.params.get("all_grantors", False))
             if check:
                 session.queries.extend(self.membership_result.get("statements") or [])
         _p.attribute_statements(session.queries[first:], self.records, self.per_dep)
@@ -409,6 +410,7 @@ class Provisioning(object):
             self.schema_result = _schema_role.converge(
                 self.module, self.session, self.records,
                 dict(reassign_owned=self.params["reassign_owned"], dropped_databases=self.dropped,
+                     all_grantors=self.params.get("all_grantors", False),
                      decommission_owner=self.params["decommission_owner"]), self.check, sql, _memberships)
             for warning in self.schema_result["warnings"]:
                 self.module.warn(warning)
@@ -441,7 +443,8 @@ class Provisioning(object):
         plan, catalog, session = self.plan, self.catalog, self.session
         if self.check:
             after_roles, after_dbs = plan.predicted_roles, plan.predicted_databases
-            after_members = _p.predict_members(self.before_members, plan, catalog["grantor"])
+            after_members = _p.predict_members(self.before_members, plan, catalog["grantor"],
+                                               self.params.get("all_grantors", False))
             after_states = _p.predict_fence_states(self.fence_states, plan)
         elif not session.queries:
             # Nothing ran (a rerun with nothing to do): the catalog read before is the state after.

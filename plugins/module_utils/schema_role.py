@@ -392,7 +392,8 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     """Converge the schema role of every record; the caller's session is in autocommit.
 
     options: reassign_owned (bool), decommission_owner (str or None: the connecting role),
-    dropped_databases (names the caller dropped). Returns a dict with changed, statements,
+    dropped_databases (names the caller dropped), all_grantors (bool: memberships judged across
+    every grantor's rows, see memberships.converge_grants). Returns a dict with changed, statements,
     per_deployment ({index: [texts]}), before/after ({index: state}), warnings.
     Fails the module (through session.fail) on any error.
     """
@@ -434,8 +435,9 @@ def converge(module, session, records, options, check_mode, sql, memberships):
                 grants.append({"group": group, "target_role": member, "state": "absent", "granted_by": None,
                                "inherit_option": None, "set_option": None, "admin_option": None})
         first = len(session.queries)
-        result = membership_result = memberships.converge_grants(session, grants, check_mode, fail_on_missing=not check_mode) \
-            if grants else {"statements": []}
+        result = membership_result = memberships.converge_grants(
+            session, grants, check_mode, fail_on_missing=not check_mode,
+            all_grantors=options.get("all_grantors", False)) if grants else {"statements": []}
         for text in result.get("statements") or []:
             for index, rec in present:
                 if session.render(sql.Identifier(rec["schema_role"])) in text:

@@ -20,8 +20,9 @@ with one session, and only run there).
 
 The query runs inside a database that its planes can write to, so it resolves nothing through
 the search path: every operator is written ``OPERATOR(pg_catalog.x)``, every function and
-catalog is qualified with ``pg_catalog``, casts go to built-in types only, and the transaction
-pins ``search_path`` (which also makes the names it prints schema-qualified).
+catalog is qualified with ``pg_catalog``, casts go to built-in types only, and the connection
+pins ``search_path`` at start-up (which also makes the names it prints schema-qualified). A
+cheap existence query comes first: most metadata databases hold no such object.
 
 The user's own objects are accepted with the ``allowed_objects`` option
 (``dataplane_audit_allowed_objects``): entries ``"<kind> <name>"`` (the name as the audit prints
@@ -47,11 +48,10 @@ SHOWN = 10         # objects named in one finding's detail (the result lists eve
 KINDS = ("trigger", "rule", "event_trigger", "operator", "cast", "function", "procedure", "aggregate")
 KIND_ALIASES = {"event trigger": "event_trigger", "window function": "function"}
 
-READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 # Names that the query prints (regprocedure, regoperator, format_type) are schema-qualified
-# unless the schema is on the search path: with only pg_catalog there, every user object's
-# name carries its schema, whatever the database's or the role's own search_path says.
-PIN_SEARCH_PATH = "SET LOCAL search_path = pg_catalog, pg_temp"
+# unless the schema is on the search path: with only pg_catalog there (pinned at connect time,
+# database.PINNED_OPTIONS), every user object's name carries its schema, whatever the
+# database's or the role's own search_path says.
 
 # Columns: kind, name (what allowed_objects matches), owner, security_definer (routines),
 # extension (an extension's SECURITY DEFINER function), runs (the function it calls) with that
@@ -295,16 +295,30 @@ def is_allowed(obj, record, allowed):
 
 # --------------------------------------------------------------------------- reading
 
+# Whether the database holds any object CODE_OBJECTS_QUERY could list: most metadata databases
+# hold none (Airflow's migrations leave none), and this query costs a fresh connection about a
+# fifth of the full one (measured on 16: 1.2 ms against 5.8 ms, most of it planning on a cold
+# catalog cache), so the full query runs only where it can find something.
+ANY_CODE_QUERY = """
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
+                  AND r.rulename OPERATOR(pg_catalog.<>) '_RETURN')
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_operator o WHERE o.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c WHERE c.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger e) AS found
+"""
+
+
 def read_database(session):
-    """The code objects of the database SESSION is connected to (one query, read-only,
-    rolled back). Returns a list of dicts, the query's columns."""
-    try:
-        session.run(READ_ONLY)
-        session.run(PIN_SEARCH_PATH)
-        rows = session.rows(CODE_OBJECTS_QUERY)
-    finally:
-        session.rollback()
-    return [dict(row) for row in rows]
+    """The code objects of the database SESSION is connected to: one cheap query, and the
+    descriptive one only where it may find something, each a statement of its own in
+    autocommit (a single SELECT reads one snapshot; the session's search_path is pinned at
+    connect time). Returns a list of dicts, the query's columns."""
+    session.conn.autocommit = True
+    if not session.rows(ANY_CODE_QUERY)[0]["found"]:
+        return []
+    return [dict(row) for row in session.rows(CODE_OBJECTS_QUERY)]
 
 
 # Whether the login may connect to each database (any route: PUBLIC, a group, ownership,

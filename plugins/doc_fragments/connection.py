@@ -82,6 +82,9 @@ options:
     description:
       - Further libpq connection parameters, for example C(connect_timeout) or
         C(application_name). They take precedence over the options above.
+      - Every session pins C(search_path) to C(pg_catalog, pg_temp) through libpq C(options),
+        after any C(options) given here, so that no function or operator that another role
+        created in a database can run in the module's session.
     type: dict
     default: {}
 

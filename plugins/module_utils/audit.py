@@ -28,7 +28,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
+from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state, role_checks
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
     MIN_SERVER_VERSION_NUM,
     version_label,
@@ -65,40 +65,44 @@ def _quote_list(names):
 # --------------------------------------------------------------------------- reading
 
 def _role_names(record):
-    return [record["owner_role"], record["killer_role"]] + list(record["login_roles"].values())
+    names = [record["owner_role"], record["killer_role"]] + list(record["login_roles"].values())
+    if record.get("schema_role"):
+        names.append(record["schema_role"])
+    return names
 
 
 SERVER_QUERY = (
     "SELECT pg_catalog.current_setting('server_version_num')::int AS version_num, "
     "current_user AS connected_as, "
-    "(SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) AS superuser")
+    "(SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user) AS superuser")
 
 DATABASES_QUERY = (
     "SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner, "
     "pg_catalog.shobj_description(d.oid, 'pg_database') AS comment, "
-    "a.grantee = 0 AS to_public, "
-    "CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee) END AS grantee, "
+    "a.grantee OPERATOR(pg_catalog.=) 0 AS to_public, "
+    "CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee) END AS grantee, "
     "pg_catalog.pg_get_userbyid(a.grantor) AS grantor, a.is_grantable "
     "FROM pg_catalog.pg_database d "
     "LEFT JOIN LATERAL pg_catalog.aclexplode("
     "COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) a "
-    "ON a.privilege_type = 'CONNECT' "
-    "WHERE d.datname = ANY(%(names)s) "
+    "ON a.privilege_type OPERATOR(pg_catalog.=) 'CONNECT' "
+    "WHERE d.datname OPERATOR(pg_catalog.=) ANY(%(names)s) "
     "ORDER BY d.datname, grantee, grantor")
 
 ROLES_QUERY = (
-    "SELECT r.rolname, r.rolsuper, r.rolcanlogin, r.rolinherit "
-    "FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(names)s)")
+    "SELECT r.rolname, r.rolsuper, r.rolcanlogin, r.rolinherit, "
+    "pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment "
+    "FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%(names)s)")
 
 # One row per grantor; PostgreSQL < 16 has no inherit_option / set_option columns (NULL).
 _MEMBERSHIPS_QUERY = (
     "SELECT g.rolname AS \"group\", m.rolname AS member, gr.rolname AS grantor, "
     "am.admin_option, {options} "
     "FROM pg_catalog.pg_auth_members am "
-    "JOIN pg_catalog.pg_roles g ON g.oid = am.roleid "
-    "JOIN pg_catalog.pg_roles m ON m.oid = am.member "
-    "LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = am.grantor "
-    "WHERE m.rolname = ANY(%(members)s) OR g.rolname = ANY(%(groups)s) "
+    "JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) am.roleid "
+    "JOIN pg_catalog.pg_roles m ON m.oid OPERATOR(pg_catalog.=) am.member "
+    "LEFT JOIN pg_catalog.pg_roles gr ON gr.oid OPERATOR(pg_catalog.=) am.grantor "
+    "WHERE m.rolname OPERATOR(pg_catalog.=) ANY(%(members)s) OR g.rolname OPERATOR(pg_catalog.=) ANY(%(groups)s) "
     "ORDER BY 1, 2, 3")
 MEMBERSHIPS_QUERY_16 = _MEMBERSHIPS_QUERY.format(options="am.inherit_option, am.set_option")
 MEMBERSHIPS_QUERY_15 = _MEMBERSHIPS_QUERY.format(options="NULL::boolean AS inherit_option, "
@@ -111,8 +115,8 @@ PRIVILEGES_QUERY = (
     "pg_catalog.pg_has_role(m.oid, r.oid, 'USAGE') AS has_usage "
     "FROM ROWS FROM (pg_catalog.unnest(%(members)s::text[]), pg_catalog.unnest(%(roles)s::text[])) "
     "AS p(member, role) "
-    "JOIN pg_catalog.pg_roles m ON m.rolname = p.member "
-    "JOIN pg_catalog.pg_roles r ON r.rolname = p.role")
+    "JOIN pg_catalog.pg_roles m ON m.rolname OPERATOR(pg_catalog.=) p.member "
+    "JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) p.role")
 
 
 # Per (login role, database): can it connect (any route: PUBLIC, groups, other grantors), and
@@ -120,10 +124,10 @@ PRIVILEGES_QUERY = (
 LOGIN_ACCESS_QUERY = (
     "SELECT p.login, p.db, pg_catalog.has_database_privilege(r.oid, d.oid, 'CONNECT') AS can_connect, "
     "(SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a "
-    "  WHERE a.usesysid = r.oid AND a.datid = d.oid)::int AS sessions "
+    "  WHERE a.usesysid OPERATOR(pg_catalog.=) r.oid AND a.datid OPERATOR(pg_catalog.=) d.oid)::int AS sessions "
     "FROM ROWS FROM (pg_catalog.unnest(%(logins)s::text[]), pg_catalog.unnest(%(dbs)s::text[])) AS p(login, db) "
-    "JOIN pg_catalog.pg_roles r ON r.rolname = p.login "
-    "JOIN pg_catalog.pg_database d ON d.datname = p.db")
+    "JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) p.login "
+    "JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) p.db")
 
 
 class _LoggingReader(object):
@@ -177,7 +181,8 @@ def read_catalog(session, records, helper_schema, helper_status=None, helper_own
     facts["roles"] = {}
     for row in session.rows(ROLES_QUERY, {"names": sorted(role_names | commanders | set([SIGNAL_ROLE]))}):
         facts["roles"][row["rolname"]] = {"super": bool(row["rolsuper"]), "login": bool(row["rolcanlogin"]),
-                                          "inherit": bool(row["rolinherit"])}
+                                          "inherit": bool(row["rolinherit"]),
+                                          "borrowed": role_checks.borrow_mark(row["comment"])}
 
     query = MEMBERSHIPS_QUERY_16 if facts["server_version_num"] >= MIN_SERVER_VERSION_NUM else MEMBERSHIPS_QUERY_15
     facts["memberships"] = session.rows(query, {"members": sorted(killers | commanders),
@@ -358,6 +363,18 @@ def _helper_route(facts, record):
     return not reasons, reasons
 
 
+def _borrowed_roles(record, roles):
+    """A failing finding when a provision that did not finish left the owner or schema role
+    borrowed (role_checks.BORROW_MARK): the admin still holds INHERIT and SET on it. None else."""
+    problems = []
+    for name in (record["owner_role"], record.get("schema_role")):
+        mark = (roles.get(name) or {}).get("borrowed") if name else None
+        if mark:
+            problems.append("%s still holds INHERIT and SET on %s, borrowed by a provision that did not finish; "
+                            "run provision (as %s or a superuser) to give it back" % (mark["by"], name, mark["by"]))
+    return _finding("borrowed_roles", False, "; ".join(problems)) if problems else None
+
+
 def _audit_present(record, facts):
     findings = []
     roles = facts["roles"]
@@ -437,6 +454,9 @@ def _audit_present(record, facts):
 
     findings.append(_check_role_attrs("owner_role", owner_name, roles.get(owner_name), False))
     findings.append(_check_role_attrs("killer_role", killer, roles.get(killer), True))
+    borrowed = _borrowed_roles(record, roles)
+    if borrowed:
+        findings.append(borrowed)
 
     # The killer's memberships: exactly the login roles, INHERIT FALSE, SET FALSE (no ADMIN).
     if killer not in roles:
@@ -450,10 +470,13 @@ def _audit_present(record, facts):
                 problems.append("%s is not granted to %s" % (login, killer))
                 continue
             if version >= MIN_SERVER_VERSION_NUM:
+                # What the killer holds is the union (OR) of every grantor's row.
                 bad = [m for m in mine if m["inherit_option"] or m["set_option"] or m["admin_option"]]
                 if bad:
-                    problems.append("%s granted with %s (must be INHERIT FALSE, SET FALSE)"
-                                    % (login, "; ".join(_describe_membership(m) for m in bad)))
+                    held = [k.upper() for k in ("inherit", "set", "admin") if any(m[k + "_option"] for m in mine)]
+                    problems.append("%s effectively granted with %s TRUE through %s (must be INHERIT FALSE, "
+                                    "SET FALSE whoever granted it)"
+                                    % (login, ", ".join(held), "; ".join(_describe_membership(m) for m in bad)))
         others = [m for m in rows if m["group"] not in logins]
         if others:
             problems.append("unexpected memberships: %s" % "; ".join(_describe_membership(m) for m in others))

@@ -42,45 +42,89 @@ def connection_argument_spec():
     return spec
 
 
+# Every session of this collection resolves names in PostgreSQL's own catalog only.
+# A metadata database is ground that others control: its login roles (through the schema
+# role) and commander_user (through the owner role) can create functions and operators in
+# its schemas, and PostgreSQL prefers, for ``oid_column = 'x'::regclass``, an operator
+# ``public.=(oid, regclass)`` with an exact argument match over pg_catalog's ``=(oid, oid)``
+# that needs a coercion, even though pg_catalog is searched first. Such a function would run
+# with the privileges of whoever runs the query: the admin, a managed admin, commander_user.
+# So the path is pinned in the connection's start-up packet (libpq ``options``: the server
+# applies it before any statement can run, and over any ALTER ROLE/DATABASE ... SET), and
+# docs/maintaining.md gives the rule for the SQL itself (operators written
+# OPERATOR(pg_catalog.=), functions and catalogs qualified; tests/unit keeps it).
+# Two more settings are pinned the same way, because the owner role (commander_user) can set
+# them for everyone who enters its database (ALTER DATABASE ... SET): ``role`` (an admin's
+# session would otherwise start as whatever role the tenant chose) and
+# ``default_transaction_read_only`` (it would block provisioning).
+PINNED_SEARCH_PATH = "pg_catalog, pg_temp"
+PINNED_OPTIONS = "-c search_path=pg_catalog,pg_temp -c role=none -c default_transaction_read_only=off"
+
+
+def pinned_conn_params(module, params):
+    """community.postgresql's connection keywords for PARAMS, with the search_path pinned at
+    connect time. A user's own ``connect_params.options`` are kept, ours come last (the
+    server applies start-up options in order, so the pin wins)."""
+    kw = get_conn_params(module, params, warn_db_default=False)
+    given = kw.get("options")
+    kw["options"] = "%s %s" % (given, PINNED_OPTIONS) if given else PINNED_OPTIONS
+    return kw
+
+
 # synchronous_commit values that let a COMMIT return before its WAL is flushed to the
 # server's own disk: a crash right after such a commit can lose it although the module
 # reported success. Every session of this collection raises them to "on".
 NOT_DURABLE_COMMIT = ("off", "local")
 
-# One round trip: raise synchronous_commit to "on" for this session when the server (or
-# the role's or database's settings) say "off" or "local"; keep "on", "remote_write" and
-# "remote_apply" as they are (those already flush locally, and follow the server's policy
-# for synchronous standbys). Returns the value in effect.
+# The first statement of every session, one round trip:
+# - raise synchronous_commit to "on" for this session when the server (or the role's or
+#   database's settings) say "off" or "local"; keep "on", "remote_write" and "remote_apply"
+#   as they are (those already flush locally, and follow the server's policy for synchronous
+#   standbys);
+# - pin search_path again, in case something between the module and the server (a pooler
+#   set to ignore start-up options) dropped the pin; set_config is qualified and no operator
+#   is used, so this statement is safe before the pin holds; default_transaction_read_only
+#   likewise (``role`` is not set here: a module's session_role is already in force by now).
+# Returns the synchronous_commit value in effect (then the search_path and read-only setting).
 DURABLE_COMMIT_SQL = (
-    "SELECT CASE WHEN pg_catalog.current_setting('synchronous_commit') IN ('off', 'local')"
+    "SELECT CASE WHEN pg_catalog.current_setting('synchronous_commit')"
+    " OPERATOR(pg_catalog.=) ANY (ARRAY['off', 'local']::pg_catalog.text[])"
     " THEN pg_catalog.set_config('synchronous_commit', 'on', false)"
-    " ELSE pg_catalog.current_setting('synchronous_commit') END")
+    " ELSE pg_catalog.current_setting('synchronous_commit') END,"
+    " pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false),"
+    " pg_catalog.set_config('default_transaction_read_only', 'off', false)")
 
 
 def make_durable(conn):
-    """Make every later COMMIT of CONN durable before it returns (see DURABLE_COMMIT_SQL).
+    """Make every later COMMIT of CONN durable before it returns (see DURABLE_COMMIT_SQL),
+    and hold the session's search_path at PINNED_SEARCH_PATH.
 
     ``local`` is raised too: with synchronous standbys configured, "on" also waits for them,
     as the server's synchronous_standby_names says. Returns the session's setting now.
     """
-    cur = conn.cursor()
-    cur.execute(DURABLE_COMMIT_SQL)
-    value = first_value(cur.fetchone())
-    cur.close()
-    if not conn.autocommit:
-        conn.commit()  # a session setting made in a transaction is undone by a rollback
+    # Run outside a transaction (one round trip, no BEGIN and COMMIT): a session setting
+    # made in a transaction would be undone by a rollback.
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        cur = conn.cursor()
+        cur.execute(DURABLE_COMMIT_SQL)
+        value = first_value(cur.fetchone())
+        cur.close()
+    finally:
+        conn.autocommit = autocommit
     return value
 
 
 def connect(module, autocommit=False):
     """Connect with the module's connection options; fail the module on error.
 
-    The session's commits are made durable (make_durable): a module never reports a change
-    that a server crash a moment later could still undo.
+    The search_path is pinned (pinned_conn_params) and the session's commits are made
+    durable (make_durable): a module never reports a change that a server crash a moment
+    later could still undo.
     """
     ensure_required_libs(module)
-    params = get_conn_params(module, module.params, warn_db_default=False)
-    conn, dummy = connect_to_db(module, params, autocommit=autocommit)
+    conn, dummy = connect_to_db(module, pinned_conn_params(module, module.params), autocommit=autocommit)
     if conn is not None:
         make_durable(conn)
     return conn
@@ -88,14 +132,15 @@ def connect(module, autocommit=False):
 
 def connect_database(module, database, fail=True):
     """A new connection to DATABASE with the module's connection options (not autocommit),
-    for work that must happen inside another database than ``login_db``.
+    for work that must happen inside another database than ``login_db``: a metadata
+    database, where others can create objects. The search_path is pinned as in ``connect``.
     FAIL False: raise RuntimeError instead of failing the module when it cannot connect."""
     params = dict(module.params)
     params["login_db"] = database
-    conn, error = connect_to_db(module, get_conn_params(module, params, warn_db_default=False), autocommit=False,
-                                fail_on_conn=fail)
+    conn, error = connect_to_db(module, pinned_conn_params(module, params), autocommit=False, fail_on_conn=fail)
     if conn is None:
         raise RuntimeError("cannot connect to database %s: %s" % (database, error))
+    make_durable(conn)
     return conn
 
 

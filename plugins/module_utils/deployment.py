@@ -53,6 +53,10 @@ DEFAULT_TEMPLATES = {
     "schema_role_name": "airflow_db_{id}_schema",
 }
 DEFAULT_AIRFLOW_SCHEMA = "public"
+# PostgreSQL's own databases and the maintenance databases of managed services (Amazon RDS,
+# Cloud SQL, Azure): no Deployment may use one (role_checks says the same against the server).
+SYSTEM_DATABASES = frozenset(["postgres", "template0", "template1", "rdsadmin", "cloudsqladmin",
+                              "azure_maintenance", "azure_sys"])
 DEFAULT_PLANES = ("dp1", "dp2")
 DEFAULT_COMMANDER = "commander_user"
 ITEM_KEYS = frozenset(["id", "state", "passwords", "login_role_names", "update_password",
@@ -222,8 +226,9 @@ def model_problems(records, label):
     problems = []
     for index, rec in enumerate(records):
         where = label(index, rec)
-        if rec["database"] == "postgres" or rec["database"].startswith("template"):
-            problems.append("%s: database %r is a system database" % (where, rec["database"]))
+        if rec["database"] in SYSTEM_DATABASES or rec["database"].startswith("template"):
+            problems.append("%s: database %r is a system database (PostgreSQL's own, or a managed service's "
+                            "maintenance database)" % (where, rec["database"]))
         roles = [rec["owner_role"], rec["killer_role"]] + list(rec["login_roles"].values())
         if rec["commander_user"] in roles:
             problems.append("%s: commander_user %r collides with a Deployment role" % (where, rec["commander_user"]))
@@ -289,9 +294,44 @@ def exit_json(module, **result):
 # From playbook variables to records.
 
 def _item_label(index, item):
-    if isinstance(item, dict) and item.get("id") not in (None, ""):
+    if isinstance(item, dict) and isinstance(item.get("id"), (str, int)) and item.get("id") not in ("", True, False):
         return "dataplane_deployments[%d] (id %r)" % (index, str(item["id"]))
     return "dataplane_deployments[%d]" % index
+
+
+# The item keys that name something: a string each (an id may also be a whole number). Anything
+# else would reach the SQL as Python's text for it (``id: [x]`` would name ``dp1_user_['x']``).
+NAME_KEYS = ("database_name", "owner_role_name", "killer_role_name", "login_role_name", "schema_role_name",
+             "commander_user", "airflow_schema")
+
+
+def _is_text(value):
+    return isinstance(value, str)
+
+
+def _type_name(value):
+    """The plain type name of VALUE (Ansible hands lists and dicts over in subclasses of its own)."""
+    for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (list, "list"), (dict, "dict")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _item_type_problems(item):
+    """Keys of a dataplane_deployments item whose value has the wrong type. Pure."""
+    problems = []
+    dep_id = item.get("id")
+    if isinstance(dep_id, bool) or not isinstance(dep_id, (str, int)):
+        problems.append("id must be a string (or a whole number), got %s %r" % (_type_name(dep_id), dep_id))
+    for key in NAME_KEYS:
+        if key in item and item[key] is not None and not _is_text(item[key]):
+            problems.append("%s must be a string, got %s %r" % (key, _type_name(item[key]), item[key]))
+    logins = item.get("login_role_names")
+    if isinstance(logins, dict):
+        for plane, name in sorted(logins.items(), key=lambda kv: str(kv[0])):
+            if name is not None and not _is_text(name):
+                problems.append("login_role_names.%s must be a string, got %s %r" % (plane, _type_name(name), name))
+    return problems
 
 
 def expand_deployments(deployments, planes=DEFAULT_PLANES, templates=None,
@@ -303,6 +343,16 @@ def expand_deployments(deployments, planes=DEFAULT_PLANES, templates=None,
     ``object_privileges``: False leaves Airflow's objects to the platform: ``schema_role``
     is then None in every record.
     """
+    problems = ["dataplane_%s must be a string, got %s %r" % (key, _type_name(value), value)
+                for key, value in sorted((templates or {}).items()) if value not in (None, "") and not _is_text(value)]
+    if commander_user not in (None, "") and not _is_text(commander_user):
+        problems.append("dataplane_commander_user must be a string, got %s %r"
+                        % (_type_name(commander_user), commander_user))
+    if airflow_schema not in (None, "") and not _is_text(airflow_schema):
+        problems.append("dataplane_airflow_schema must be a string, got %s %r"
+                        % (_type_name(airflow_schema), airflow_schema))
+    if problems:
+        raise DeploymentModelError(problems)
     object_privileges = as_bool(object_privileges, True)
     airflow_schema = DEFAULT_AIRFLOW_SCHEMA if airflow_schema in (None, "") else str(airflow_schema)
     names = dict(DEFAULT_TEMPLATES)
@@ -336,6 +386,10 @@ def expand_deployments(deployments, planes=DEFAULT_PLANES, templates=None,
             problems.append("%s: unknown keys %s" % (label, ", ".join(unknown)))
         if item.get("id") in (None, ""):
             problems.append("%s: id is required" % label)
+            continue
+        typed = _item_type_problems(item)
+        if typed:
+            problems.extend("%s: %s" % (label, p) for p in typed)
             continue
         dep_id = str(item["id"])
         if "\x00" in dep_id:

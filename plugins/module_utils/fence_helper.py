@@ -189,7 +189,7 @@ def create_registry_statements(schema, owner):
 
 def _acl_json(acl_expr, kind, owner_expr):
     return ("(SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
-            "'grantee', CASE WHEN x.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(x.grantee) END,"
+            "'grantee', CASE WHEN x.grantee OPERATOR(pg_catalog.=) 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(x.grantee) END,"
             "'grantor', pg_catalog.pg_get_userbyid(x.grantor), 'privilege', x.privilege_type,"
             "'grantable', x.is_grantable))"
             " FROM pg_catalog.aclexplode(COALESCE(%s, pg_catalog.acldefault('%s', %s))) x)"
@@ -203,35 +203,36 @@ SCHEMA_OBJECTS_SQL = (
     " 'kind', o.kind, 'relid', o.relid, 'what', pg_catalog.pg_describe_object(o.cat::pg_catalog.regclass, o.oid, 0))"
     " ORDER BY o.cat, o.name) FROM ("
     " SELECT 'pg_class' AS cat, c.oid, c.relname::text AS name, c.relkind::text AS kind,"
-    "   (SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid = c.oid) AS relid"
-    "   FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid"
+    "   (SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid OPERATOR(pg_catalog.=) c.oid) AS relid"
+    "   FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_proc', p.oid, p.proname::text, p.prokind::text, NULL"
-    "   FROM pg_catalog.pg_proc p WHERE p.pronamespace = n.oid"
+    "   FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_type', t.oid, t.typname::text, t.typtype::text, NULL"
-    "   FROM pg_catalog.pg_type t WHERE t.typnamespace = n.oid AND t.typrelid = 0 AND t.typtype <> 'm'"
-    "    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type e WHERE e.typarray = t.oid)"
+    "   FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) n.oid"
+    "    AND t.typrelid OPERATOR(pg_catalog.=) 0 AND t.typtype OPERATOR(pg_catalog.<>) 'm'"
+    "    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type e WHERE e.typarray OPERATOR(pg_catalog.=) t.oid)"
     " UNION ALL SELECT 'pg_operator', x.oid, x.oprname::text, '', NULL FROM pg_catalog.pg_operator x"
-    "   WHERE x.oprnamespace = n.oid"
+    "   WHERE x.oprnamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_collation', x.oid, x.collname::text, '', NULL FROM pg_catalog.pg_collation x"
-    "   WHERE x.collnamespace = n.oid"
+    "   WHERE x.collnamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_conversion', x.oid, x.conname::text, '', NULL FROM pg_catalog.pg_conversion x"
-    "   WHERE x.connamespace = n.oid"
+    "   WHERE x.connamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_opclass', x.oid, x.opcname::text, '', NULL FROM pg_catalog.pg_opclass x"
-    "   WHERE x.opcnamespace = n.oid"
+    "   WHERE x.opcnamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_opfamily', x.oid, x.opfname::text, '', NULL FROM pg_catalog.pg_opfamily x"
-    "   WHERE x.opfnamespace = n.oid"
+    "   WHERE x.opfnamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_ts_config', x.oid, x.cfgname::text, '', NULL FROM pg_catalog.pg_ts_config x"
-    "   WHERE x.cfgnamespace = n.oid"
+    "   WHERE x.cfgnamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_ts_dict', x.oid, x.dictname::text, '', NULL FROM pg_catalog.pg_ts_dict x"
-    "   WHERE x.dictnamespace = n.oid"
+    "   WHERE x.dictnamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_ts_parser', x.oid, x.prsname::text, '', NULL FROM pg_catalog.pg_ts_parser x"
-    "   WHERE x.prsnamespace = n.oid"
+    "   WHERE x.prsnamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_ts_template', x.oid, x.tmplname::text, '', NULL FROM pg_catalog.pg_ts_template x"
-    "   WHERE x.tmplnamespace = n.oid"
+    "   WHERE x.tmplnamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_statistic_ext', x.oid, x.stxname::text, '', NULL FROM pg_catalog.pg_statistic_ext x"
-    "   WHERE x.stxnamespace = n.oid"
+    "   WHERE x.stxnamespace OPERATOR(pg_catalog.=) n.oid"
     " UNION ALL SELECT 'pg_extension', x.oid, x.extname::text, '', NULL FROM pg_catalog.pg_extension x"
-    "   WHERE x.extnamespace = n.oid"
+    "   WHERE x.extnamespace OPERATOR(pg_catalog.=) n.oid"
     ") o")
 
 # Roles that could act as the owner role, and so redefine the SECURITY DEFINER function: any
@@ -244,31 +245,31 @@ SCHEMA_OBJECTS_SQL = (
 # rds_superuser). Not pg_has_role(..., 'MEMBER WITH ADMIN OPTION'): that would also count ADMIN
 # that reaches the member through the owner itself.
 _EXCUSED = ("(SELECT pg_catalog.count(DISTINCT a.roleid) FROM pg_catalog.pg_auth_members a"
-            " JOIN pg_catalog.pg_roles g ON g.oid = a.roleid"
-            " WHERE a.admin_option AND g.rolname = ANY (%(granted)s::text[]) AND (a.member = m.oid"
+            " JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.roleid"
+            " WHERE a.admin_option AND g.rolname OPERATOR(pg_catalog.=) ANY (%(granted)s::text[]) AND (a.member OPERATOR(pg_catalog.=) m.oid"
             # managed PostgreSQL: the ADMIN comes through a provider group (rds_superuser, ...), not
             # through the owner role, since the member does not inherit the owner's privileges
-            "  OR (a.member <> o.oid AND pg_catalog.pg_has_role(m.oid, a.member, 'USAGE')"
+            "  OR (a.member OPERATOR(pg_catalog.<>) o.oid AND pg_catalog.pg_has_role(m.oid, a.member, 'USAGE')"
             "      AND NOT pg_catalog.pg_has_role(m.oid, o.oid, 'USAGE'))))"
-            " = pg_catalog.cardinality(%(granted)s::text[])")
+            " OPERATOR(pg_catalog.=) pg_catalog.cardinality(%(granted)s::text[])")
 OWNER_MEMBERS_SQL = (
     "SELECT pg_catalog.json_agg(m.rolname ORDER BY m.rolname) FROM pg_catalog.pg_roles m"
-    " WHERE m.oid <> o.oid AND NOT m.rolsuper AND pg_catalog.pg_has_role(m.oid, o.oid, 'MEMBER')"
+    " WHERE m.oid OPERATOR(pg_catalog.<>) o.oid AND NOT m.rolsuper AND pg_catalog.pg_has_role(m.oid, o.oid, 'MEMBER')"
     "   AND NOT " + _EXCUSED)
 # The direct rows that make someone a member of the owner (the excused members' rows stay).
 OWNER_MEMBER_ROWS_SQL = (
     "SELECT pg_catalog.json_agg(pg_catalog.json_build_object('member', m.rolname,"
     " 'grantor', pg_catalog.pg_get_userbyid(a.grantor), 'super', m.rolsuper) ORDER BY m.rolname)"
-    " FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles m ON m.oid = a.member"
-    " WHERE a.roleid = o.oid AND NOT m.rolsuper AND NOT " + _EXCUSED)
+    " FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles m ON m.oid OPERATOR(pg_catalog.=) a.member"
+    " WHERE a.roleid OPERATOR(pg_catalog.=) o.oid AND NOT m.rolsuper AND NOT " + _EXCUSED)
 
 
 def _held_sql(new16):
     return ("SELECT pg_catalog.json_agg(pg_catalog.json_build_object('role', g.rolname,"
             " 'grantor', pg_catalog.pg_get_userbyid(a.grantor), 'admin_option', a.admin_option,"
             " 'inherit_option', " + ("a.inherit_option" if new16 else "true") + ") ORDER BY g.rolname)"
-            " FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles g ON g.oid = a.roleid"
-            " WHERE a.member = o.oid")
+            " FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.roleid"
+            " WHERE a.member OPERATOR(pg_catalog.=) o.oid")
 
 
 def _inspect_sql(new16):
@@ -295,31 +296,32 @@ def _inspect_sql(new16):
         "   'usable', (SELECT pg_catalog.json_object_agg(k.rolname,"
         "       pg_catalog.has_function_privilege(k.oid, p.oid, 'EXECUTE')"
         "       AND pg_catalog.has_schema_privilege(k.oid, n.oid, 'USAGE'))"
-        "     FROM pg_catalog.pg_roles k WHERE k.rolname = ANY (%(killers)s::text[])))"
+        "     FROM pg_catalog.pg_roles k WHERE k.rolname OPERATOR(pg_catalog.=) ANY (%(killers)s::text[])))"
         "   ORDER BY p.oid)"
-        "   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang"
-        "  WHERE p.pronamespace = n.oid AND p.proname = %(fn)s) AS functions,"
+        "   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang"
+        "  WHERE p.pronamespace OPERATOR(pg_catalog.=) n.oid AND p.proname OPERATOR(pg_catalog.=) %(fn)s) AS functions,"
         " (SELECT pg_catalog.json_build_object('oid', c.oid, 'kind', c.relkind,"
         "   'owner', pg_catalog.pg_get_userbyid(c.relowner),"
         "   'columns', (SELECT pg_catalog.json_agg(pg_catalog.format('%%s %%s', a.attname,"
         "                 pg_catalog.format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)"
-        "               FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
+        "               FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0"
         "                AND NOT a.attisdropped),"
-        "   'constraints', (SELECT pg_catalog.json_agg(x.contype::text || ':' || COALESCE(x.conkey::text, '{}') ORDER BY 1)"
-        "                   FROM pg_catalog.pg_constraint x WHERE x.conrelid = c.oid AND x.contype <> 'n'),"
+        "   'constraints', (SELECT pg_catalog.json_agg(x.contype::text OPERATOR(pg_catalog.||) ':'"
+        "                                              OPERATOR(pg_catalog.||) COALESCE(x.conkey::text, '{}') ORDER BY 1)"
+        "                   FROM pg_catalog.pg_constraint x WHERE x.conrelid OPERATOR(pg_catalog.=) c.oid AND x.contype OPERATOR(pg_catalog.<>) 'n'),"
         "   'plain', NOT (c.relrowsecurity OR c.relforcerowsecurity OR c.relhasrules OR c.relhastriggers"
         "                 OR c.relhassubclass OR c.relispartition),"
         "   'readable', pg_catalog.has_table_privilege(c.oid, 'SELECT'),"
         "   'acl', " + _acl_json("c.relacl", "r", "c.relowner") + ")"
-        "   FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid AND c.relname = %(registry)s) AS registry,"
+        "   FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relname OPERATOR(pg_catalog.=) %(registry)s) AS registry,"
         " (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('name', k.rolname, 'oid', k.oid,"
         "   'login', k.rolcanlogin, 'super', k.rolsuper, 'createrole', k.rolcreaterole,"
         "   'replication', k.rolreplication, 'bypassrls', k.rolbypassrls))"
-        "   FROM pg_catalog.pg_roles k WHERE k.rolname = ANY (%(killers)s::text[])) AS killers,"
+        "   FROM pg_catalog.pg_roles k WHERE k.rolname OPERATOR(pg_catalog.=) ANY (%(killers)s::text[])) AS killers,"
         " pg_catalog.current_setting('server_version_num')::int AS version_num"
         " FROM (SELECT 1) AS one"
-        " LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s"
-        " LEFT JOIN pg_catalog.pg_roles o ON o.rolname = %(owner)s")
+        " LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) %(schema)s"
+        " LEFT JOIN pg_catalog.pg_roles o ON o.rolname OPERATOR(pg_catalog.=) %(owner)s")
 
 
 REGISTRY_COLUMNS = ["role_oid oid", "role_name name"]
@@ -335,7 +337,7 @@ def _read_registry(session, schema):
     return session.rows(sql.SQL(
         "SELECT DISTINCT k.role_oid::bigint AS role_oid, k.role_name::text AS role_name, r.rolname AS rolname,"
         " r.rolcanlogin, r.rolsuper, r.rolcreaterole, r.rolreplication, r.rolbypassrls"
-        " FROM {} k LEFT JOIN pg_catalog.pg_roles r ON r.oid = k.role_oid ORDER BY 2, 1").format(
+        " FROM {} k LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) k.role_oid ORDER BY 2, 1").format(
             registry_ident(schema)))
 
 
@@ -593,7 +595,7 @@ def drop_object_statement(session, catalog, fn_oid, keyword, regtype):
     (oid::regclass, ::regprocedure, ::regtype) when the block runs, so no name read from the
     catalog is pasted into SQL text; the oid is the only value and goes in as a literal. The
     object may already be gone (an index dropped with its table): then nothing happens."""
-    body = sql.SQL("BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.{cat} WHERE oid = {oid}::pg_catalog.oid) THEN "
+    body = sql.SQL("BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.{cat} WHERE oid OPERATOR(pg_catalog.=) {oid}::pg_catalog.oid) THEN "
                    "EXECUTE pg_catalog.format('DROP {kw} %s', {oid}::pg_catalog.oid::pg_catalog.{reg}); "
                    "END IF; END").format(cat=sql.Identifier(catalog), kw=sql.SQL(keyword),
                                          oid=sql.Literal(str(int(fn_oid))), reg=sql.SQL(regtype))
@@ -771,14 +773,15 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
     if dropped:
         statements.append(sql.SQL(
             "DELETE FROM {reg} k USING ROWS FROM (pg_catalog.unnest({oids}::pg_catalog.oid[]),"
-            " pg_catalog.unnest({names}::pg_catalog.name[])) AS d(o, n) WHERE k.role_oid = d.o AND k.role_name = d.n").format(
+            " pg_catalog.unnest({names}::pg_catalog.name[])) AS d(o, n)"
+            " WHERE k.role_oid OPERATOR(pg_catalog.=) d.o AND k.role_name OPERATOR(pg_catalog.=) d.n").format(
                 reg=reg_ident, oids=sql.Literal([str(e["role_oid"]) for e, why in dropped]),
                 names=sql.Literal([e["role_name"] for e, why in dropped])))
     to_register = [k for k in killer_roles if k not in registered]
     if to_register:
         statements.append(sql.SQL(
             "INSERT INTO {} (role_oid, role_name) SELECT r.oid, r.rolname FROM pg_catalog.pg_roles r"
-            " WHERE r.rolname = ANY ({}::pg_catalog.name[]) ON CONFLICT DO NOTHING").format(
+            " WHERE r.rolname OPERATOR(pg_catalog.=) ANY ({}::pg_catalog.name[]) ON CONFLICT DO NOTHING").format(
                 reg_ident, sql.Literal(to_register)))
 
     # --- the function
@@ -860,7 +863,7 @@ def owner_members(session, owner_oid):
     """Non-superuser roles that could act as the owner role (should be none)."""
     if owner_oid is None:
         return []
-    rows = session.rows("SELECT (" + OWNER_MEMBERS_SQL + ") AS m FROM pg_catalog.pg_roles o WHERE o.oid = %(owner)s",
+    rows = session.rows("SELECT (" + OWNER_MEMBERS_SQL + ") AS m FROM pg_catalog.pg_roles o WHERE o.oid OPERATOR(pg_catalog.=) %(owner)s",
                         {"owner": owner_oid, "granted": list(OWNER_GRANTED_ROLES)})
     return (rows[0]["m"] or []) if rows else []
 

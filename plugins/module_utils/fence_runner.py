@@ -44,17 +44,20 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils import sessio
 
 _VIA_SQL = """ARRAY(
   SELECT CASE
-           WHEN x.grantee = 0 THEN 'PUBLIC (CONNECT granted to PUBLIC by ' || pg_catalog.pg_get_userbyid(x.grantor) || ')'
-           WHEN x.grantee = s.oid THEN 'a direct grant by ' || pg_catalog.pg_get_userbyid(x.grantor)
-                || CASE WHEN x.grantor = db.datdba THEN ' (the owner)' ELSE ' (another grantor: only it or a superuser can revoke it)' END
-           ELSE 'group role ' || pg_catalog.pg_get_userbyid(x.grantee) || ' (CONNECT granted by '
-                || pg_catalog.pg_get_userbyid(x.grantor) || ')'
+           WHEN x.grantee OPERATOR(pg_catalog.=) 0
+             THEN 'PUBLIC (CONNECT granted to PUBLIC by ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(x.grantor)
+                  OPERATOR(pg_catalog.||) ')'
+           WHEN x.grantee OPERATOR(pg_catalog.=) s.oid THEN 'a direct grant by ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(x.grantor)
+                OPERATOR(pg_catalog.||) CASE WHEN x.grantor OPERATOR(pg_catalog.=) db.datdba THEN ' (the owner)'
+                                             ELSE ' (another grantor: only it or a superuser can revoke it)' END
+           ELSE 'group role ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(x.grantee) OPERATOR(pg_catalog.||) ' (CONNECT granted by '
+                OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(x.grantor) OPERATOR(pg_catalog.||) ')'
          END
     FROM pg_catalog.aclexplode(COALESCE(db.datacl, pg_catalog.acldefault('d', db.datdba))) x
-   WHERE x.privilege_type = 'CONNECT'
-     AND (x.grantee = 0
-          OR (x.grantee = s.oid AND (%(extra)s OR x.grantor <> db.datdba))
-          OR (x.grantee NOT IN (0, s.oid) AND pg_catalog.pg_has_role(s.oid, x.grantee, 'USAGE'))))"""
+   WHERE x.privilege_type OPERATOR(pg_catalog.=) 'CONNECT'
+     AND (x.grantee OPERATOR(pg_catalog.=) 0
+          OR (x.grantee OPERATOR(pg_catalog.=) s.oid AND (%(extra)s OR x.grantor OPERATOR(pg_catalog.<>) db.datdba))
+          OR (x.grantee OPERATOR(pg_catalog.<>) ALL (ARRAY[0, s.oid]::pg_catalog.oid[]) AND pg_catalog.pg_has_role(s.oid, x.grantee, 'USAGE'))))"""
 
 # The server's clock, for the fence state record's "at" (UTC, ISO 8601).
 _NOW_SQL = """pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
@@ -62,9 +65,9 @@ _NOW_SQL = """pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC'
 # Which of the roles a previous record listed as fenced still cannot connect (kept as fenced).
 STILL_FENCED_SQL = """
 SELECT u.database, u.role
-  FROM unnest(%s::text[], %s::text[]) AS u(database, role)
-  JOIN pg_catalog.pg_database db ON db.datname = u.database
-  JOIN pg_catalog.pg_roles r ON r.rolname = u.role
+  FROM ROWS FROM (pg_catalog.unnest(%s::text[]), pg_catalog.unnest(%s::text[])) AS u(database, role)
+  JOIN pg_catalog.pg_database db ON db.datname OPERATOR(pg_catalog.=) u.database
+  JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) u.role
  WHERE NOT r.rolsuper AND NOT pg_catalog.has_database_privilege(r.oid, db.oid, 'CONNECT')"""
 
 # Membership in the database owner role is checked twice, on purpose with two modes:
@@ -84,15 +87,17 @@ SELECT u.ord,
        pg_catalog.has_database_privilege(s.oid, db.oid, 'CONNECT') AS src_connect,
        pg_catalog.has_database_privilege(t.oid, db.oid, 'CONNECT') AS dst_connect,
        EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(db.datacl, pg_catalog.acldefault('d', db.datdba))) x
-                WHERE x.grantee = s.oid AND x.grantor = db.datdba AND x.privilege_type = 'CONNECT') AS src_owner_entry,
+                WHERE x.grantee OPERATOR(pg_catalog.=) s.oid AND x.grantor OPERATOR(pg_catalog.=) db.datdba
+                  AND x.privilege_type OPERATOR(pg_catalog.=) 'CONNECT') AS src_owner_entry,
        CASE WHEN db.oid IS NULL OR s.oid IS NULL THEN ARRAY[]::text[] ELSE %s END AS other_connect,
        pg_catalog.shobj_description(db.oid, 'pg_database') AS comment,
        %s AS now_utc
-  FROM unnest(%%s::text[], %%s::text[], %%s::text[]) WITH ORDINALITY AS u(database, source, dest, ord)
-  LEFT JOIN pg_catalog.pg_database db ON db.datname = u.database
-  LEFT JOIN pg_catalog.pg_roles s ON s.rolname = u.source
-  LEFT JOIN pg_catalog.pg_roles t ON t.rolname = u.dest
-  LEFT JOIN pg_catalog.pg_roles me ON me.rolname = CURRENT_USER
+  FROM ROWS FROM (pg_catalog.unnest(%%s::text[]), pg_catalog.unnest(%%s::text[]), pg_catalog.unnest(%%s::text[]))
+       WITH ORDINALITY AS u(database, source, dest, ord)
+  LEFT JOIN pg_catalog.pg_database db ON db.datname OPERATOR(pg_catalog.=) u.database
+  LEFT JOIN pg_catalog.pg_roles s ON s.rolname OPERATOR(pg_catalog.=) u.source
+  LEFT JOIN pg_catalog.pg_roles t ON t.rolname OPERATOR(pg_catalog.=) u.dest
+  LEFT JOIN pg_catalog.pg_roles me ON me.rolname OPERATOR(pg_catalog.=) CURRENT_USER
  ORDER BY u.ord""" % (_VIA_SQL % {"extra": "false"}, _NOW_SQL)
 
 VERIFY_SQL = """
@@ -100,15 +105,16 @@ SELECT u.ord,
        pg_catalog.has_database_privilege(s.oid, db.oid, 'CONNECT') AS src_connect,
        pg_catalog.has_database_privilege(t.oid, db.oid, 'CONNECT') AS dst_connect,
        CASE WHEN s.rolsuper THEN ARRAY['SUPERUSER']::text[] ELSE ARRAY[]::text[] END
-       || CASE WHEN pg_catalog.pg_has_role(s.oid, db.datdba, 'USAGE')
-               THEN ARRAY['membership in the owner role ' || pg_catalog.pg_get_userbyid(db.datdba)]
+       OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.pg_has_role(s.oid, db.datdba, 'USAGE')
+               THEN ARRAY['membership in the owner role ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(db.datdba)]
                ELSE ARRAY[]::text[] END
-       || %s AS connect_via,
+       OPERATOR(pg_catalog.||) %s AS connect_via,
        %s AS now_utc
-  FROM unnest({dbs}::text[], {srcs}::text[], {dsts}::text[]) WITH ORDINALITY AS u(database, source, dest, ord)
-  LEFT JOIN pg_catalog.pg_database db ON db.datname = u.database
-  LEFT JOIN pg_catalog.pg_roles s ON s.rolname = u.source
-  LEFT JOIN pg_catalog.pg_roles t ON t.rolname = u.dest
+  FROM ROWS FROM (pg_catalog.unnest({dbs}::text[]), pg_catalog.unnest({srcs}::text[]),
+                  pg_catalog.unnest({dsts}::text[])) WITH ORDINALITY AS u(database, source, dest, ord)
+  LEFT JOIN pg_catalog.pg_database db ON db.datname OPERATOR(pg_catalog.=) u.database
+  LEFT JOIN pg_catalog.pg_roles s ON s.rolname OPERATOR(pg_catalog.=) u.source
+  LEFT JOIN pg_catalog.pg_roles t ON t.rolname OPERATOR(pg_catalog.=) u.dest
  ORDER BY u.ord""" % (_VIA_SQL % {"extra": "true"}, _NOW_SQL)
 
 
@@ -174,16 +180,16 @@ class Fence(object):
         try:
             self.session.rows(
                 "SELECT pg_catalog.pg_advisory_lock(%s, k)::text FROM"
-                " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM unnest(%s::text[]) AS d ORDER BY 1) AS keys",
+                " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM pg_catalog.unnest(%s::text[]) AS d ORDER BY 1) AS keys",
                 (ADVISORY_LOCK_CLASS, databases))
         except Exception as exc:
             if getattr(exc, "pgcode", None) != LOCK_NOT_AVAILABLE:
                 raise
             holders = self.session.rows(
                 "SELECT DISTINCT l.pid, a.application_name, a.usename FROM pg_catalog.pg_locks l"
-                " LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s::oid"
-                " AND l.objid = ANY (SELECT pg_catalog.hashtext(d)::oid FROM unnest(%s::text[]) AS d)"
+                " LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid"
+                " WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted AND l.classid OPERATOR(pg_catalog.=) %s::oid"
+                " AND l.objid OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.hashtext(d)::oid FROM pg_catalog.unnest(%s::text[]) AS d)"
                 " ORDER BY l.pid", (ADVISORY_LOCK_CLASS, databases))
             self.fail("another fence of the same database is still running (%s); waited %s s "
                       "(lock_timeout). Nothing was changed." % (
@@ -250,11 +256,14 @@ class Fence(object):
         params = self.params
         session = self.session
         me = session.rows("SELECT CURRENT_USER AS u, SESSION_USER AS s,"
-                          " pg_catalog.current_setting('application_name') AS app")[0]
+                          " pg_catalog.current_setting('application_name') AS app,"
+                          " pg_catalog.pg_is_in_recovery() AS in_recovery")[0]
         login = me["u"]
         version = session.version_num()
         self.version = version
         self.mark("connect")
+        if me["in_recovery"]:
+            self.fail_standby(version)
         if version < MIN_SERVER_VERSION_NUM:
             self.fail("PostgreSQL %s is not supported by the fence: it needs PostgreSQL 16 or newer, because the "
                       "reference setup's memberships (GRANT <login role> TO <killer role> WITH INHERIT FALSE, "
@@ -321,10 +330,9 @@ class Fence(object):
             for i in revoke_idx]
         fencing = [fence_state.comment_statement(self.deps[i]["database"], rows[i]["comment"], plans[i][0])
                    for i in write_idx]
-        for i in revoke_idx:
-            self.results[i]["revoked"] = True
-
         if self.check:
+            for i in revoke_idx:
+                self.results[i]["revoked"] = True  # would be revoked
             self.record(self.list_or_signal(all_idx, routes, signal=False), "sessions_terminated")
             self.mark("list")
             for i in grant_idx:
@@ -352,6 +360,8 @@ class Fence(object):
         self.shield.arm()
         if revokes or fencing:
             session.execute(sql.SQL("; ").join(revokes + fencing))
+        for i in revoke_idx:
+            self.results[i]["revoked"] = True  # set once the statement ran
         for i in write_idx:
             self.results[i]["state_after"] = plans[i][0]
             self.results[i]["state_written"] = True
@@ -428,6 +438,20 @@ class Fence(object):
             res["changed"] = (res["revoked"] or res["granted"] or res["state_written"]
                               or bool(res["sessions_terminated"]))
         self.mark("verify_and_grant")
+
+    def fail_standby(self, version):
+        """Refuse a server in recovery before any change: a standby takes no REVOKE, and a fence
+        must be made on the primary (streaming carries it to the standbys)."""
+        rows = self.session.rows("SELECT r.sender_host, r.sender_port, r.status FROM pg_catalog.pg_stat_wal_receiver r")
+        primary = rows[0] if rows and rows[0]["sender_host"] else None
+        if primary:
+            where = "its primary is %s:%s (WAL receiver %s)" % (
+                primary["sender_host"], primary["sender_port"], primary["status"])
+        else:
+            where = "where its primary is could not be read (pg_stat_wal_receiver needs pg_read_all_stats)"
+        self.fail("this server is a standby (in recovery), so it takes no REVOKE: %s. Run the failover against "
+                  "the primary; nothing was changed." % where, standby=True, primary=primary,
+                  server_version=version_label(version))
 
     def still_fenced(self, indexes, records):
         """{database: roles a previous record listed as fenced (besides this fence's two roles) that

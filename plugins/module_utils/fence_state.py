@@ -49,7 +49,7 @@ PHASES = ("fencing", "complete")
 
 READ_SQL = (
     "SELECT d.datname, pg_catalog.shobj_description(d.oid, 'pg_database') AS comment"
-    " FROM pg_catalog.pg_database d WHERE d.datname = ANY (%s::text[])")
+    " FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ANY (%s::text[])")
 
 
 class RecordError(ValueError):

@@ -21,6 +21,7 @@ __metaclass__ = type
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.community.postgresql.plugins.module_utils.database import check_input
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
+    MIN_SERVER_VERSION_NUM,
     Session,
     connect,
     connection_argument_spec,
@@ -31,6 +32,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships i
     OPTION_NAMES,
     REFUSED,
     converge_grants,
+    foreign_warning,
     grant_problems,
     normalize_grant,
 )
@@ -42,10 +44,13 @@ DEFAULTED_KEYS = OPTION_NAMES + ("granted_by", "state")
 GRANT_KINDS, REVOKE_KINDS = ("grant", "revoke_admin"), ("revoke",)
 # The AnsibleModule constraints between the options.
 CONSTRAINTS = dict(
-    mutually_exclusive=[["groups", "grants"], ["target_roles", "grants"]],
-    required_together=[["groups", "target_roles"]],
-    required_one_of=[["groups", "grants"]],
+    mutually_exclusive=[["groups", "grants"], ["target_roles", "grants"], ["groups", "memberships"],
+                        ["grants", "memberships"], ["granted_by", "granted_by_any"]],
+    required_by={"groups": "target_roles"},
+    required_one_of=[["groups", "grants", "memberships"]],
 )
+# The community.postgresql release whose postgresql_membership this module matches.
+UPSTREAM_VERSION = "5.0.0"
 
 
 def argument_spec():
@@ -72,6 +77,14 @@ def argument_spec():
             granted_by=dict(type="str"),
             state=dict(type="str", choices=["present", "absent"]),
         )),
+        memberships=dict(type="list", elements="dict", options=dict(
+            options,
+            groups=dict(type="list", elements="str", required=True),
+            target_roles=dict(type="list", elements="str"),
+            granted_by=dict(type="str"),
+            granted_by_any=dict(type="bool"),
+        )),
+        granted_by_any=dict(type="bool", default=False),
     )
     return spec
 
@@ -91,6 +104,23 @@ def _unique(names):
 def request_problems(params):
     """What is wrong with the shape of the request (before any name is looked at)."""
     problems = []
+    if params.get("memberships") is not None:
+        rows = params["memberships"]
+        top = params.get("target_roles")
+        for index, row in enumerate(rows):
+            if row.get("target_roles") is None and top is None:
+                problems.append("memberships[%d] has no target_roles, and there is no top-level target_roles "
+                                "to fall back on" % index)
+            if row.get("granted_by_any"):
+                named = [key for key in ("granted_by",) + OPTION_NAMES if row.get(key) is not None]
+                if named:
+                    problems.append("memberships[%d]: granted_by_any cannot be combined with %s, which describe "
+                                    "one grant" % (index, ", ".join(named)))
+        if not rows and params.get("state") == "exact" and top is None:
+            problems.append("memberships: [] with state=exact needs target_roles (the roles to leave in no group)")
+        if not problems:
+            problems.extend(_duplicate_rows(rows, top))
+        return problems
     if params.get("grants") is None:
         # required_one_of counts a key given as null: refuse it here, as upstream does
         for name in ("groups", "target_roles"):
@@ -101,6 +131,41 @@ def request_problems(params):
     return problems
 
 
+def _row_pairs(row, top):
+    """(group, target role) pairs of one ``memberships`` row, names stripped, each once."""
+    members = row.get("target_roles")
+    if members is None:
+        members = top
+    return [(group, member) for member in _unique(_stripped(members))
+            for group in _unique(_stripped(row.get("groups")))]
+
+
+def _duplicate_rows(rows, top):
+    """Two ``memberships`` rows describing the same grant (group, target role, granted_by)."""
+    seen = {}
+    problems = []
+    for index, row in enumerate(rows):
+        grantor = row.get("granted_by")
+        for group, member in _row_pairs(row, top):
+            key = (group, member, grantor)
+            if key in seen and seen[key] != index:
+                problems.append('memberships[%d] and memberships[%d] both grant "%s" to "%s"%s: describe a grant '
+                                'once, the second would only overwrite the options of the first'
+                                % (seen[key], index, group, member,
+                                   ' under "%s"' % grantor if grantor is not None else ""))
+            seen.setdefault(key, index)
+    return problems
+
+
+def membership_row_labels(params):
+    """``memberships[i]`` for each grant ``requested_grants`` makes of a ``memberships`` row;
+    None for the other forms."""
+    if params.get("memberships") is None:
+        return None
+    return ["memberships[%d]" % index for index, row in enumerate(params["memberships"])
+            for dummy in _row_pairs(row, params.get("target_roles"))]
+
+
 def requested_grants(params):
     """The grant dicts the module's parameters ask for (state exact asks for present)."""
     defaults = dict((key, params.get(key)) for key in DEFAULTED_KEYS)
@@ -108,6 +173,14 @@ def requested_grants(params):
         defaults["state"] = "present"
     if params.get("grants") is not None:
         return [normalize_grant(item, defaults) for item in params["grants"]]
+    if params.get("memberships") is not None:
+        out = []
+        for row in params["memberships"]:
+            for group, member in _row_pairs(row, params.get("target_roles")):
+                item = dict((key, row.get(key)) for key in OPTION_NAMES + ("granted_by", "granted_by_any"))
+                item.update(group=group, target_role=member)
+                out.append(normalize_grant(item, defaults))
+        return out
     out = []
     for group in _unique(_stripped(params.get("groups"))):
         for member in _unique(_stripped(params.get("target_roles"))):
@@ -120,6 +193,11 @@ def requested_roles(params, grants):
     are left out: stripped, in the order given (with ``grants``, each name once)."""
     if params.get("grants") is not None:
         return _unique(g["group"] for g in grants), _unique(g["target_role"] for g in grants)
+    if params.get("memberships") is not None:
+        members = _unique(g["target_role"] for g in grants)
+        if not params["memberships"]:
+            members = _unique(_stripped(params.get("target_roles")))
+        return _unique(g["group"] for g in grants), members
     return _stripped(params["groups"]), _stripped(params["target_roles"])
 
 
@@ -131,6 +209,11 @@ def names_to_check(params):
             names.append(value)
     for grant in params.get("grants") or []:
         names.extend(grant[key] for key in ("group", "target_role", "granted_by") if grant.get(key) is not None)
+    for row in params.get("memberships") or []:
+        names.extend(row.get("groups") or [])
+        names.extend(row.get("target_roles") or [])
+        if row.get("granted_by") is not None:
+            names.append(row["granted_by"])
     return names
 
 
@@ -148,11 +231,36 @@ def by_group(actions, kinds, groups=None):
 
 def upstream_view(state, with_grants, actions, groups):
     """``granted`` and/or ``revoked`` as community.postgresql returns them for STATE."""
-    if with_grants or state == "exact":
+    if with_grants:
         return dict(granted=by_group(actions, GRANT_KINDS), revoked=by_group(actions, REVOKE_KINDS))
+    if state == "exact":
+        # community.postgresql 5.0: every requested group in granted, only revoked groups in revoked
+        return dict(granted=by_group(actions, GRANT_KINDS, groups), revoked=by_group(actions, REVOKE_KINDS))
     if state == "present":
         return dict(granted=by_group(actions, GRANT_KINDS, groups))
     return dict(revoked=by_group(actions, REVOKE_KINDS, groups))
+
+
+def upstream_grants(rows, pairs, server_version_num):
+    """community.postgresql 5.0's ``grants`` and ``effective_options`` return values for the
+    requested PAIRS from ROWS (pg_auth_members, after the call): ``{group: {target role:
+    [{grantor, options}]}}`` and ``{group: {target role: {options OR-ed}}}``; pairs whose
+    target role is not a member are left out; before 16 only ``admin_option``."""
+    names = OPTION_NAMES if server_version_num >= MIN_SERVER_VERSION_NUM else ("admin_option",)
+    grants, effective = {}, {}
+    for group, member in pairs:
+        mine = sorted((r for r in rows if r["group"] == group and r["member"] == member),
+                      key=lambda r: r["grantor"] or "")
+        if not mine:
+            continue
+        entries = []
+        for row in mine:
+            entry = dict(grantor=row["grantor"])
+            entry.update((name, bool(row.get(name))) for name in names)
+            entries.append(entry)
+        grants.setdefault(group, {})[member] = entries
+        effective.setdefault(group, {})[member] = dict((name, any(e[name] for e in entries)) for name in names)
+    return grants, effective
 
 
 def diff_view(rows):
@@ -212,8 +320,13 @@ def _open_session(module):
 
 def _warnings(module, params, result):
     state = params["state"]
-    if state == "absent" and any(params.get(n) is not None for n in OPTION_NAMES):
-        module.warn("inherit_option, set_option and admin_option have no effect with state=absent")
+    ignored = [n for n in ("admin_option", "inherit_option", "set_option") if params.get(n) is not None]
+    ignored += [n for n in ("admin_option", "inherit_option", "set_option")
+                if n not in ignored and any(row.get(n) is not None for row in params.get("memberships") or [])]
+    if state == "absent" and ignored:
+        module.warn("The %s parameter(s) have no effect with state=absent and are ignored" % ", ".join(ignored))
+    for note in result.get("foreign") or []:
+        module.warn(foreign_warning(note))
     if result["unconverged"]:
         module.warn("These memberships do not have the requested options after the run, because of "
                     "rows of other grantors or because PostgreSQL recorded another grantor (set granted_by "
@@ -232,11 +345,14 @@ def run(module):
     session = _open_session(module)
     timings.mark("connect")
     group_list, member_list = requested_roles(params, grants)
-    result = converge_grants(session, grants, module.check_mode, any_grantor=True,
+    any_grantor = params.get("granted_by_any", False)
+    result = converge_grants(session, grants, module.check_mode, any_grantor=any_grantor,
                              skip_missing=not params["fail_on_role"],
                              exact_members=_unique(member_list) if exact else None,
                              exact_granted_by=params.get("granted_by") if exact else None,
-                             allow_predefined_groups=True)
+                             allow_predefined_groups=True, name_grantor=True,
+                             check_grantors=True, refuse_granted_by_before_16=True,
+                             row_labels=membership_row_labels(params))
     session.end_transaction(module.check_mode)
     session.close()
     timings.mark("converge")
@@ -257,6 +373,10 @@ def run(module):
         acting_grantor=result["acting_grantor"],
     )
     output.update(upstream_view(state, params.get("grants") is not None, result["actions"], group_list))
+    requested = [(g["group"], g["target_role"]) for g in grants if g["group"] not in skipped
+                 and g["target_role"] not in skipped]
+    output["grants"], output["effective_options"] = upstream_grants(
+        result["after"], _unique(requested), result["server_version_num"])
     _warnings(module, params, result)
     if module._diff:
         output["diff"] = dict(before=diff_view(result["before"]), after=diff_view(result["after"]))

@@ -6,8 +6,8 @@ Used by the ``membership`` module and by any module that converges memberships i
 its own transaction (``deployment_setup``).
 
 Vocabulary
-  grant  ``{group, target_role, inherit_option, set_option, admin_option, granted_by, state}``:
-         what is wanted. Options are True/False/None (None = keep the current value; a new
+  grant  ``{group, target_role, inherit_option, set_option, admin_option, granted_by, state,
+         granted_by_any}``: what is wanted (``granted_by_any`` None = the call's ANY_GRANTOR). Options are True/False/None (None = keep the current value; a new
          grant gets PostgreSQL's default). ``granted_by`` None = the connecting role, which
          PostgreSQL records as the bootstrap superuser when the connecting role is a
          superuser. ``state`` is ``present`` or ``absent``.
@@ -43,7 +43,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers i
 from ansible_collections.dataplane.postgresql.plugins.module_utils.results import refusal_message
 
 OPTION_NAMES = ("inherit_option", "set_option", "admin_option")
-GRANT_KEYS = ("group", "target_role") + OPTION_NAMES + ("granted_by", "state")
+GRANT_KEYS = ("group", "target_role") + OPTION_NAMES + ("granted_by", "state", "granted_by_any")
 STATES = ("present", "absent")
 # What a refusal of membership input names (results.refusal_message).
 REFUSED = "membership request"
@@ -79,7 +79,8 @@ def _listing(items):
     return name_listing(items, _LIST_LIMIT)
 
 
-def grant_problems(grants, server_version_num, allow_predefined_groups=False):
+def grant_problems(grants, server_version_num, allow_predefined_groups=False,
+                   refuse_granted_by_before_16=False):
     """Every problem with GRANTS as a list of messages; empty when they can be applied.
 
     Pure. Checks names (identifiers.role_name_problem: empty, NUL, > 63 bytes, ``pg_``
@@ -89,10 +90,13 @@ def grant_problems(grants, server_version_num, allow_predefined_groups=False):
     ALLOW_PREDEFINED_GROUPS lets a group start with ``pg_``: PostgreSQL reserves that
     prefix for its predefined roles (``pg_monitor``, ``pg_signal_backend``...), which
     exist and may be granted; the name still has to exist, like any other.
+    REFUSE_GRANTED_BY_BEFORE_16: ``granted_by`` on a server older than 16 is a problem
+    (the ``membership`` module, as community.postgresql 5.0 does).
     """
     problems = []
     seen = {}
     needs_16 = []
+    needs_grantor = []
     for index, raw in enumerate(grants):
         where = "grants[%d]" % index
         if not isinstance(raw, dict):
@@ -130,12 +134,21 @@ def grant_problems(grants, server_version_num, allow_predefined_groups=False):
         if grant["state"] == "present" and (grant["inherit_option"] is not None
                                             or grant["set_option"] is not None):
             needs_16.append(_label(grant))
+        if grant["granted_by"] is not None:
+            needs_grantor.append(_label(grant))
     if needs_16 and server_version_num is not None and server_version_num < MIN_SERVER_VERSION_NUM:
         problems.append(
-            "PostgreSQL %s does not support the INHERIT and SET membership options: "
+            "The inherit_option, set_option parameter(s) require PostgreSQL 16 or later: "
+            "PostgreSQL %s does not support the INHERIT and SET membership options, "
             "inherit_option and set_option need PostgreSQL 16 or newer (requested for %s). "
             "Omit them to manage plain membership (and admin_option) on this server."
             % (version_label(server_version_num), _listing(needs_16)))
+    if (refuse_granted_by_before_16 and server_version_num is not None
+            and server_version_num < MIN_SERVER_VERSION_NUM and needs_grantor):
+        problems.append(
+            "The granted_by parameter(s) require PostgreSQL 16 or later: PostgreSQL %s keeps one "
+            "row per group and member whoever granted it (requested for %s)"
+            % (version_label(server_version_num), _listing(needs_grantor)))
     return problems
 
 
@@ -193,6 +206,13 @@ def _revoke_row_statement(grant, row, acting_grantor, server_version_num):
     return _revoke_statement(named, server_version_num)
 
 
+def _whole(grant, any_grantor):
+    """Whether GRANT is about the membership as a whole, whoever granted it: no
+    ``granted_by``, and its ``granted_by_any`` (or the call's ANY_GRANTOR when it has none)."""
+    flag = grant.get("granted_by_any")
+    return grant.get("granted_by") is None and (any_grantor if flag is None else bool(flag))
+
+
 def _satisfied(rows, wanted):
     """Whether the effective options of ROWS (OR across grantors) equal every WANTED option."""
     if not rows:
@@ -202,39 +222,58 @@ def _satisfied(rows, wanted):
 
 
 def _plan(current_rows, grants, server_version_num, acting_grantor, member_inherit=None,
-          any_grantor=False):
+          any_grantor=False, name_grantor=False, all_grantors=False):
     """(statements, predicted rows, actions) for GRANTS applied in order to CURRENT_ROWS.
 
     ACTIONS has one ``(group, member, kind)`` per statement, kind ``grant`` (a GRANT),
     ``revoke`` (a row removed) or ``revoke_admin`` (14/15: ADMIN OPTION lowered).
-    ANY_GRANTOR applies to grants without ``granted_by`` on 16+: ``present`` is satisfied
-    by the effective options of every grantor's rows, ``absent`` removes every grantor's row.
+    On 16+ (see ``converge_grants`` for the modes):
+    ANY_GRANTOR applies to grants without ``granted_by``: ``present`` is satisfied by the
+    effective options of every grantor's rows, ``absent`` removes every grantor's row.
+    NAME_GRANTOR writes ``GRANTED BY`` the acting grantor in statements for a grant that
+    names none (the grantor-scoped model of community.postgresql 5.0).
+    ALL_GRANTORS: ``absent`` removes every grantor's row, and an option that ``present``
+    wants false is also cleared on the rows of the other grantors (GRANTED BY each), so the
+    effective options (the OR across rows) are the requested ones.
     """
     member_inherit = member_inherit or {}
     per_grantor = server_version_num >= MIN_SERVER_VERSION_NUM
     index = _index(current_rows)
     statements = []
     actions = []
+    named = []  # per statement: (kind, group, grantor named in GRANTED BY or None)
 
     def emit(statement, group, member, kind):
         statements.append(statement)
         actions.append((group, member, kind))
+        named.append((kind, group, current[0]))
 
+    current = [None]
     for raw in grants:
         grant = normalize_grant(raw)
         group, member = grant["group"], grant["target_role"]
         grantor = grant["granted_by"] if grant["granted_by"] is not None else acting_grantor
-        whole = any_grantor and grant["granted_by"] is None
+        whole = _whole(grant, any_grantor)
+        if per_grantor and name_grantor and not whole and grant["granted_by"] is None:
+            grant["granted_by"] = acting_grantor
+        current[0] = grant["granted_by"] if per_grantor else None
         pair_rows = index.setdefault((group, member), [])
         if per_grantor:
             mine = [r for r in pair_rows if r["grantor"] == grantor]
         else:
             mine = list(pair_rows)
         if grant["state"] == "absent":
-            if per_grantor and whole:
+            if per_grantor and (whole or all_grantors):
                 # Every grantor's row, the acting grantor's first (a plain REVOKE).
                 doomed = sorted(pair_rows, key=lambda r: (r["grantor"] != acting_grantor, r["grantor"] or ""))
                 for row in doomed:
+                    if name_grantor and row["grantor"] is not None:
+                        # community.postgresql names the grantor of each grant it revokes
+                        current[0] = row["grantor"]
+                        emit(_revoke_statement(dict(grant, granted_by=row["grantor"]), server_version_num),
+                             group, member, "revoke")
+                        continue
+                    current[0] = None if row["grantor"] == acting_grantor else row["grantor"]
                     emit(_revoke_row_statement(grant, row, acting_grantor, server_version_num),
                          group, member, "revoke")
                 pair_rows[:] = []
@@ -255,24 +294,36 @@ def _plan(current_rows, grants, server_version_num, acting_grantor, member_inher
                 row["inherit_option"] = wanted.get("inherit_option", bool(member_inherit.get(member, True)))
                 row["set_option"] = wanted.get("set_option", True)
             pair_rows.append(row)
-            continue
-        row = mine[0]
-        differ = dict((name, value) for name, value in wanted.items() if row.get(name) != value)
-        if not differ:
-            continue
-        if per_grantor:
-            emit(_grant_statement(grant, differ, server_version_num), group, member, "grant")
-        elif differ["admin_option"]:
-            emit(_grant_statement(grant, differ, server_version_num), group, member, "grant")
-            row["grantor"] = grantor  # 14/15 re-record the grantor of a re-GRANT
         else:
-            emit(_revoke_statement(grant, server_version_num, admin_only=True), group, member, "revoke_admin")
-        row.update(differ)
+            row = mine[0]
+            differ = dict((name, value) for name, value in wanted.items() if row.get(name) != value)
+            if differ:
+                if per_grantor:
+                    emit(_grant_statement(grant, differ, server_version_num), group, member, "grant")
+                elif differ["admin_option"]:
+                    emit(_grant_statement(grant, differ, server_version_num), group, member, "grant")
+                    row["grantor"] = grantor  # 14/15 re-record the grantor of a re-GRANT
+                else:
+                    emit(_revoke_statement(grant, server_version_num, admin_only=True), group, member,
+                         "revoke_admin")
+                row.update(differ)
+        if per_grantor and all_grantors:
+            # The other grantors' rows must not keep an option this grant wants false.
+            for other in sorted(pair_rows, key=_sort_key):
+                if other["grantor"] in (grantor, None):
+                    continue
+                lower = dict((name, False) for name, value in wanted.items() if value is False and other.get(name))
+                if lower:
+                    current[0] = other["grantor"]
+                    emit(_grant_statement(dict(grant, granted_by=other["grantor"]), lower, server_version_num),
+                         group, member, "grant")
+                    other.update(lower)
     predicted = [row for pair_rows in index.values() for row in pair_rows]
-    return statements, sorted(predicted, key=_sort_key), actions
+    return statements, sorted(predicted, key=_sort_key), actions, named
 
 
-def plan_grants(current_rows, grants, server_version_num, acting_grantor, any_grantor=False):
+def plan_grants(current_rows, grants, server_version_num, acting_grantor, any_grantor=False,
+                name_grantor=False, all_grantors=False):
     """The statements (``sql.Composed``) that turn CURRENT_ROWS into what GRANTS want. Pure.
 
     ``acting_grantor`` is the grantor PostgreSQL records when a grant names none (the
@@ -282,18 +333,19 @@ def plan_grants(current_rows, grants, server_version_num, acting_grantor, any_gr
     rows are matched on (group, member) only and only ADMIN is managed.
     ANY_GRANTOR: see ``converge_grants``.
     """
-    return _plan(current_rows, grants, server_version_num, acting_grantor, any_grantor=any_grantor)[0]
+    return _plan(current_rows, grants, server_version_num, acting_grantor, any_grantor=any_grantor,
+                 name_grantor=name_grantor, all_grantors=all_grantors)[0]
 
 
 def predict_rows(current_rows, grants, server_version_num, acting_grantor, member_inherit=None,
-                 any_grantor=False):
+                 any_grantor=False, name_grantor=False, all_grantors=False):
     """The rows after ``plan_grants``' statements would run (check mode). Pure.
 
     MEMBER_INHERIT maps a member to its ``rolinherit`` (PostgreSQL's default for an omitted
     INHERIT on a new grant); unknown members count as INHERIT.
     """
     return _plan(current_rows, grants, server_version_num, acting_grantor, member_inherit,
-                 any_grantor=any_grantor)[1]
+                 any_grantor=any_grantor, name_grantor=name_grantor, all_grantors=all_grantors)[1]
 
 
 def effective_options(rows):
@@ -376,7 +428,7 @@ def unconverged(grants, after_rows, server_version_num, acting_grantor, any_gran
     out = []
     for raw in grants:
         grant = normalize_grant(raw)
-        if per_grantor and any_grantor and grant["granted_by"] is None:
+        if per_grantor and _whole(grant, any_grantor):
             rows = index.get((grant["group"], grant["target_role"]), [])
             wanted = dict((n, grant[n]) for n in OPTION_NAMES if grant[n] is not None)
             if (rows if grant["state"] == "absent" else not _satisfied(rows, wanted)):
@@ -401,24 +453,24 @@ def unconverged(grants, after_rows, server_version_num, acting_grantor, any_gran
 
 _READ_QUERY = """
 SELECT g.rolname AS "group", m.rolname AS member, gr.rolname AS grantor,
-       (pg_catalog.to_jsonb(am) ->> 'inherit_option')::boolean AS inherit_option,
-       (pg_catalog.to_jsonb(am) ->> 'set_option')::boolean AS set_option,
+       (pg_catalog.to_jsonb(am) OPERATOR(pg_catalog.->>) 'inherit_option')::boolean AS inherit_option,
+       (pg_catalog.to_jsonb(am) OPERATOR(pg_catalog.->>) 'set_option')::boolean AS set_option,
        am.admin_option
   FROM pg_catalog.pg_auth_members am
-  JOIN pg_catalog.pg_roles g ON g.oid = am.roleid
-  JOIN pg_catalog.pg_roles m ON m.oid = am.member
-  LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = am.grantor
- WHERE g.rolname = ANY(%(names)s::name[]) OR m.rolname = ANY(%(names)s::name[])
+  JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) am.roleid
+  JOIN pg_catalog.pg_roles m ON m.oid OPERATOR(pg_catalog.=) am.member
+  LEFT JOIN pg_catalog.pg_roles gr ON gr.oid OPERATOR(pg_catalog.=) am.grantor
+ WHERE g.rolname OPERATOR(pg_catalog.=) ANY(%(names)s::name[]) OR m.rolname OPERATOR(pg_catalog.=) ANY(%(names)s::name[])
  ORDER BY 1, 2, 3
 """
 
 _CONTEXT_QUERY = """
 SELECT pg_catalog.current_setting('server_version_num')::int AS version_num,
        CURRENT_USER::text AS login,
-       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) AS is_superuser,
-       (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = 10) AS bootstrap_superuser,
+       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) AS is_superuser,
+       (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) 10) AS bootstrap_superuser,
        COALESCE((SELECT pg_catalog.json_object_agg(r.rolname, r.rolinherit)
-                   FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(names)s::name[])),
+                   FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%(names)s::name[])),
                 '{}'::json) AS roles
 """
 
@@ -474,9 +526,140 @@ def exact_revocations(current_rows, grants, exact_members, granted_by=None):
     return out
 
 
+_ADMIN_HOLDERS_QUERY = """
+SELECT g.rolname AS "group", a.rolname AS holder,
+       pg_catalog.pg_has_role(a.oid, 'USAGE') AS usable
+  FROM pg_catalog.pg_auth_members am
+  JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) am.roleid
+  JOIN pg_catalog.pg_roles a ON a.oid OPERATOR(pg_catalog.=) am.member
+ WHERE am.admin_option AND g.rolname OPERATOR(pg_catalog.=) ANY(%(groups)s::name[])
+ ORDER BY 1, 2
+"""
+
+_USABLE_QUERY = """
+SELECT r.rolname AS name, pg_catalog.pg_has_role(r.oid, 'USAGE') AS usable
+  FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%(names)s::name[])
+"""
+
+
+def grantor_problems(named, context, holders, usable):
+    """Why the statements (``_plan``'s 4th value) cannot be run under the grantors they name,
+    as messages; empty when they can. Pure.
+
+    NAMED: ``(kind, group, grantor or None)`` per statement. CONTEXT: ``server_context``.
+    HOLDERS: ``{group: [(role holding ADMIN OPTION on it, whether the connection has that
+    role's privileges)]}``. USABLE: ``{grantor: whether the connection has its privileges}``.
+    PostgreSQL records a grant under a named grantor only when the connection has that role's
+    privileges (a superuser has every role's) and the grantor holds ADMIN OPTION on the group
+    (the bootstrap superuser needs none). Checked before any statement runs, so a refusal
+    leaves nothing half done.
+    """
+    problems = []
+    grantors = sorted(set(g for dummy, dummy2, g in named if g is not None))
+    if not context["is_superuser"]:
+        for grantor in grantors:
+            if grantor != context["login"] and not usable.get(grantor):
+                problems.append('The connecting role cannot act as the granting role "%s", because it does not '
+                                'have the privileges of that role. Set granted_by to a role it does have the '
+                                'privileges of.' % grantor)
+    lacking = {}
+    for kind, group, grantor in named:
+        if kind != "grant" or grantor is None or grantor == context["bootstrap_superuser"]:
+            continue
+        if grantor in [h for h, dummy in holders.get(group, [])]:
+            continue
+        lacking.setdefault(grantor, [])
+        if group not in lacking[grantor]:
+            lacking[grantor].append(group)
+    for grantor in sorted(lacking):
+        for group in lacking[grantor]:
+            held = holders.get(group, [])
+            reachable = [h for h, ok in held if ok or context["is_superuser"]]
+            if reachable:
+                problems.append('The granting role "%s" does not hold ADMIN OPTION on "%s". Set granted_by to a '
+                                'role that does and whose privileges the connecting role has (%s: %s); groups '
+                                'that need different granting roles need a grants or memberships item each (or '
+                                'split into separate tasks).' % (grantor, group, group, ", ".join(reachable)))
+            elif held:
+                problems.append('The granting role "%s" does not hold ADMIN OPTION on "%s": ADMIN OPTION on "%s" '
+                                'is held only by roles whose privileges the connecting role lacks (%s: %s), so '
+                                'no granted_by can help.'
+                                % (grantor, group, group, group, ", ".join(h for h, dummy in held)))
+            else:
+                problems.append('The granting role "%s" does not hold ADMIN OPTION on "%s", and no role does: only '
+                                'the bootstrap superuser can grant it under a named granting role.' % (grantor, group))
+    return problems
+
+
+def derived_grantor_clashes(grants, labels, acting_grantor):
+    """Grants of two rows (LABELS) that are one grant once a missing ``granted_by`` is the
+    acting grantor, as messages. Pure."""
+    seen = {}
+    problems = []
+    for grant, label in zip(grants, labels):
+        grantor = grant["granted_by"] if grant["granted_by"] is not None else acting_grantor
+        key = (grant["group"], grant["target_role"], grantor)
+        first = seen.setdefault(key, (label, grant))
+        if first[0] != label and (first[1]["granted_by"] is None) != (grant["granted_by"] is None):
+            problems.append('%s and %s both grant "%s" to "%s" under "%s", the granting role derived for a row '
+                            'that names no granted_by: describe a grant once'
+                            % (first[0], label, grant["group"], grant["target_role"], grantor))
+    return problems
+
+
+def foreign_notes(grants, after_rows, acting_grantor, server_version_num, any_grantor=False):
+    """Where another grantor's rows keep what a grant asked to remove (PostgreSQL 16+). Pure.
+
+    One dict per case: ``{"kind": "member", group, target_role, grantor, others}`` for an
+    ``absent`` grant whose pair is still held through OTHERS' rows, and ``{"kind": "option",
+    group, target_role, grantor, others, option}`` for an option a ``present`` grant wants
+    false that OTHERS' rows keep true. GRANTOR is the grant's own (``granted_by`` or the
+    acting grantor)."""
+    if server_version_num < MIN_SERVER_VERSION_NUM:
+        return []
+    index = _index(after_rows)
+    out = []
+    seen = set()
+    for raw in grants:
+        grant = normalize_grant(raw)
+        if _whole(grant, any_grantor):
+            continue
+        grantor = grant["granted_by"] if grant["granted_by"] is not None else acting_grantor
+        rows = [r for r in index.get((grant["group"], grant["target_role"]), []) if r["grantor"] != grantor]
+        base = {"group": grant["group"], "target_role": grant["target_role"], "grantor": grantor}
+        if grant["state"] == "absent":
+            key = ("member", grant["group"], grant["target_role"])
+            if rows and key not in seen:
+                seen.add(key)
+                out.append(dict(base, kind="member", others=sorted(r["grantor"] or "" for r in rows)))
+            continue
+        for option in OPTION_NAMES:
+            if grant[option] is False:
+                keeping = sorted(r["grantor"] or "" for r in rows if r.get(option))
+                if keeping:
+                    out.append(dict(base, kind="option", option=option, others=keeping))
+    return out
+
+
+def foreign_warning(note):
+    """The warning for one ``foreign_notes`` entry."""
+    others = ", ".join('"%s"' % g for g in note["others"])
+    if note["kind"] == "member":
+        return ('Role "%s" remains a member of "%s" through the grant(s) recorded under %s: only the grant '
+                'recorded under "%s" is managed here. Set granted_by to one of those roles (or granted_by_any: '
+                'true) to remove theirs, with the privileges of that role.'
+                % (note["target_role"], note["group"], others, note["grantor"]))
+    keyword = note["option"].split("_")[0].upper()
+    return ('Role "%s" keeps the %s option on "%s" through the grant(s) recorded under %s: only the grant '
+            'recorded under "%s" is managed here, so %s=false does not take it away (the effective_options '
+            'return value shows what the role holds).'
+            % (note["target_role"], keyword, note["group"], others, note["grantor"], note["option"]))
+
+
 def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grantor=False,
                     skip_missing=False, exact_members=None, exact_granted_by=None,
-                    allow_predefined_groups=False):
+                    allow_predefined_groups=False, name_grantor=False, all_grantors=False,
+                    check_grantors=False, refuse_granted_by_before_16=False, row_labels=None):
     """Make pg_auth_members match GRANTS inside the session's current transaction.
 
     Does not commit or roll back (except through session.fail, which rolls back and fails
@@ -500,13 +683,28 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
     remaining (absent pairs still held through other grantors), memberships (summarize()),
     unconverged, server_version_num, acting_grantor}.
     ``changed`` compares the catalog rows before and after (predicted in check mode).
+
+    The grantor models on 16+ (14/15 keep one row per group and member, so they coincide):
+    by default a grant without ``granted_by`` is the connecting role's row (``acting_grantor``)
+    and nothing else; NAME_GRANTOR also writes ``GRANTED BY`` it (community.postgresql 5.0's
+    statements). ANY_GRANTOR (above) is the grantor-agnostic model. ALL_GRANTORS converges the
+    effective options: ``absent`` revokes every grantor's row, an option wanted false is
+    cleared on every grantor's row (provisioning). CHECK_GRANTORS refuses, before any
+    statement, a grant its named grantor cannot make (``grantor_problems``).
+    REFUSE_GRANTED_BY_BEFORE_16: see ``grant_problems``. The result's ``foreign`` lists
+    ``foreign_notes`` (empty with ANY_GRANTOR or ALL_GRANTORS). ROW_LABELS (one label per
+    grant, e.g. ``memberships[0]``): two grants of different rows that are the same grant once
+    the acting grantor is filled in for a missing ``granted_by`` are refused (16+).
     """
     grants = [normalize_grant(g) for g in grants]
     exact_members = list(exact_members or [])
     names = sorted(set(role_names(grants)) | set(exact_members))
     context = server_context(session, names)
     version = context["version_num"]
-    problems = grant_problems(grants, version, allow_predefined_groups=allow_predefined_groups)
+    problems = grant_problems(grants, version, allow_predefined_groups=allow_predefined_groups,
+                              refuse_granted_by_before_16=refuse_granted_by_before_16)
+    if row_labels is not None and version >= MIN_SERVER_VERSION_NUM:
+        problems.extend(derived_grantor_clashes(grants, row_labels, context["acting_grantor"]))
     if problems:
         session.fail(refusal_message(REFUSED, problems), problems=problems, server_version=version_label(version))
     missing = [name for name in names if name not in context["roles"]]
@@ -527,8 +725,24 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
     current = read_memberships(session, names)
     if exact_members:
         grants = exact_revocations(current, grants, exact_members, exact_granted_by) + grants
-    statements, predicted, actions = _plan(current, grants, version, acting, context["roles"],
-                                           any_grantor=any_grantor)
+    statements, predicted, actions, named = _plan(current, grants, version, acting, context["roles"],
+                                                  any_grantor=any_grantor, name_grantor=name_grantor,
+                                                  all_grantors=all_grantors)
+    if check_grantors and version >= MIN_SERVER_VERSION_NUM and named:
+        groups = sorted(set(group for kind, group, grantor in named if kind == "grant" and grantor is not None))
+        holders = {}
+        if groups:
+            for row in session.rows(_ADMIN_HOLDERS_QUERY, {"groups": groups}):
+                holders.setdefault(row["group"], []).append((row["holder"], bool(row["usable"])))
+        named_grantors = sorted(set(g for dummy, dummy2, g in named if g is not None and g != context["login"]))
+        usable = {}
+        if named_grantors and not context["is_superuser"]:  # a superuser has every role's privileges
+            usable = dict((row["name"], bool(row["usable"]))
+                          for row in session.rows(_USABLE_QUERY, {"names": named_grantors}))
+        problems = grantor_problems(named, context, holders, usable)
+        if problems:
+            session.fail(" ".join(problems), problems=problems, queries=[],
+                         server_version=version_label(version))
     pairs = set((g["group"], g["target_role"]) for g in grants)
     before = rows_for_pairs(current, pairs)
     if not statements:
@@ -541,7 +755,8 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
         except Exception as exc:  # psycopg error: report it with the statements tried
             texts = [session.render(s) for s in statements]
             hint = ""
-            if any_grantor and any(kind == "revoke" for dummy, dummy2, kind in actions) and any(
+            if any(_whole(g, any_grantor) for g in grants) and any(
+                    kind == "revoke" for dummy, dummy2, kind in actions) and any(
                     " GRANTED BY " in text and text.startswith("REVOKE ") for text in texts):
                 hint = (" (without granted_by, state absent revokes the rows of every grantor, which needs "
                         "the privileges of each grantor; set granted_by to revoke one grantor's rows only)")
@@ -574,6 +789,7 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
         "remaining": remaining,
         "memberships": summarize(grants, before, after, acting),
         "unconverged": [] if check_mode else unconverged(grants, after, version, acting, any_grantor),
+        "foreign": [] if all_grantors else foreign_notes(grants, after, acting, version, any_grantor),
         "server_version_num": version,
         "acting_grantor": acting,
     }

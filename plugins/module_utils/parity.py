@@ -44,10 +44,10 @@ MEMBERSHIPS_QUERY_16 = """
 SELECT g.rolname AS "group", m.rolname AS member, pg_catalog.bool_or(am.inherit_option) AS inherit_option,
        pg_catalog.bool_or(am.set_option) AS set_option, pg_catalog.bool_or(am.admin_option) AS admin_option
   FROM pg_catalog.pg_auth_members am
-  JOIN pg_catalog.pg_roles g ON g.oid = am.roleid
-  JOIN pg_catalog.pg_roles m ON m.oid = am.member
- WHERE (m.rolname = ANY(%(roles)s) OR g.rolname = ANY(%(schema_roles)s))
-   AND NOT (g.rolname = ANY(%(schema_roles)s) AND m.rolcreaterole AND NOT m.rolsuper
+  JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) am.roleid
+  JOIN pg_catalog.pg_roles m ON m.oid OPERATOR(pg_catalog.=) am.member
+ WHERE (m.rolname OPERATOR(pg_catalog.=) ANY(%(roles)s) OR g.rolname OPERATOR(pg_catalog.=) ANY(%(schema_roles)s))
+   AND NOT (g.rolname OPERATOR(pg_catalog.=) ANY(%(schema_roles)s) AND m.rolcreaterole AND NOT m.rolsuper
             AND am.admin_option AND NOT am.inherit_option AND NOT am.set_option)
  GROUP BY 1, 2
 """
@@ -55,9 +55,9 @@ MEMBERSHIPS_QUERY_15 = """
 SELECT g.rolname AS "group", m.rolname AS member, NULL::boolean AS inherit_option,
        NULL::boolean AS set_option, pg_catalog.bool_or(am.admin_option) AS admin_option
   FROM pg_catalog.pg_auth_members am
-  JOIN pg_catalog.pg_roles g ON g.oid = am.roleid
-  JOIN pg_catalog.pg_roles m ON m.oid = am.member
- WHERE m.rolname = ANY(%(roles)s) OR g.rolname = ANY(%(schema_roles)s)
+  JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) am.roleid
+  JOIN pg_catalog.pg_roles m ON m.oid OPERATOR(pg_catalog.=) am.member
+ WHERE m.rolname OPERATOR(pg_catalog.=) ANY(%(roles)s) OR g.rolname OPERATOR(pg_catalog.=) ANY(%(schema_roles)s)
  GROUP BY 1, 2
 """
 # Owners of every object in the Deployments' databases, and the ACL mentions of the login and
@@ -67,14 +67,16 @@ SELECT g.rolname AS "group", m.rolname AS member, NULL::boolean AS inherit_optio
 SHDEPEND_QUERY = """
 SELECT d.datname, pg_catalog.pg_get_userbyid(sd.refobjid) AS rolname, sd.deptype::text AS deptype,
        sd.classid::pg_catalog.regclass::text AS class, pg_catalog.count(*) AS n,
-       pg_catalog.array_agg(sd.objid::text || CASE WHEN sd.objsubid <> 0 THEN '.' || sd.objsubid::text ELSE '' END
+       pg_catalog.array_agg(sd.objid::text OPERATOR(pg_catalog.||)
+                              CASE WHEN sd.objsubid OPERATOR(pg_catalog.<>) 0
+                                   THEN '.' OPERATOR(pg_catalog.||) sd.objsubid::text ELSE '' END
                             ORDER BY sd.objid, sd.objsubid) AS objects
-  FROM (SELECT ARRAY(SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(roles)s)) AS oids) AS s
+  FROM (SELECT ARRAY(SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%(roles)s)) AS oids) AS s
  CROSS JOIN pg_catalog.pg_database d
-  JOIN pg_catalog.pg_shdepend sd ON sd.dbid = d.oid
- WHERE d.datname = ANY(%(databases)s)
-   AND sd.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
-   AND (sd.deptype = 'o' OR (sd.deptype = 'a' AND sd.refobjid = ANY(s.oids)))
+  JOIN pg_catalog.pg_shdepend sd ON sd.dbid OPERATOR(pg_catalog.=) d.oid
+ WHERE d.datname OPERATOR(pg_catalog.=) ANY(%(databases)s)
+   AND sd.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+   AND (sd.deptype OPERATOR(pg_catalog.=) 'o' OR (sd.deptype OPERATOR(pg_catalog.=) 'a' AND sd.refobjid OPERATOR(pg_catalog.=) ANY(s.oids)))
  GROUP BY d.datname, sd.refobjid, sd.deptype, sd.classid
 """
 
@@ -300,8 +302,8 @@ DESCRIBE_QUERY = """
 SELECT x.class, x.key,
        pg_catalog.pg_describe_object(o.classid, o.objid, o.objsubid) AS name,
        COALESCE((pg_catalog.pg_identify_object(o.classid, o.objid, o.objsubid)).schema
-                ~ '^pg_(toast_)?temp_[0-9]+$', false) AS temporary
-  FROM unnest(%(classes)s::text[], %(keys)s::text[]) AS x(class, key)
+                OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_[0-9]+$', false) AS temporary
+  FROM ROWS FROM (pg_catalog.unnest(%(classes)s::text[]), pg_catalog.unnest(%(keys)s::text[])) AS x(class, key)
  CROSS JOIN LATERAL (SELECT x.class::pg_catalog.regclass::oid AS classid,
                             pg_catalog.split_part(x.key, '.', 1)::oid AS objid,
                             COALESCE(NULLIF(pg_catalog.split_part(x.key, '.', 2), ''), '0')::int AS objsubid) AS o

@@ -44,39 +44,39 @@ READMIT_LOCK_TIMEOUT_MS = 60000
 ROLE_QUERY = """
 SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolsuper
   FROM pg_catalog.pg_roles r
- WHERE r.rolname = ANY(%s)
+ WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%s)
 """
 WRITER_QUERY = ("SELECT session_user AS who, pg_catalog.current_setting('application_name') AS app,"
                 " pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at_utc")
-PASSWORD_QUERY = "SELECT a.rolname, a.rolpassword FROM pg_catalog.pg_authid a WHERE a.rolname = ANY(%s)"
+PASSWORD_QUERY = "SELECT a.rolname, a.rolpassword FROM pg_catalog.pg_authid a WHERE a.rolname OPERATOR(pg_catalog.=) ANY(%s)"
 # The role names of each ACL entry by oid lookups (a join with pg_roles would scan every role
 # once per database: 40 ms instead of 3 at 200 Deployments and 1,000 roles).
 DATABASE_QUERY = """
 SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner,
        COALESCE((SELECT pg_catalog.array_agg(ARRAY[
-                   CASE WHEN a.grantee = 0 THEN ''
-                        ELSE COALESCE((SELECT ge.rolname FROM pg_catalog.pg_roles ge WHERE ge.oid = a.grantee),
+                   CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN ''
+                        ELSE COALESCE((SELECT ge.rolname FROM pg_catalog.pg_roles ge WHERE ge.oid OPERATOR(pg_catalog.=) a.grantee),
                                       a.grantee::text) END,
-                   COALESCE((SELECT gr.rolname FROM pg_catalog.pg_roles gr WHERE gr.oid = a.grantor), a.grantor::text),
+                   COALESCE((SELECT gr.rolname FROM pg_catalog.pg_roles gr WHERE gr.oid OPERATOR(pg_catalog.=) a.grantor), a.grantor::text),
                    a.privilege_type, CASE WHEN a.is_grantable THEN 't' ELSE 'f' END])
                    FROM pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) a), '{}') AS acl
   FROM pg_catalog.pg_database d
- WHERE d.datname = ANY(%s)
+ WHERE d.datname OPERATOR(pg_catalog.=) ANY(%s)
 """
 INFO_QUERY = """
 SELECT current_user AS acting_user, r.rolsuper AS superuser,
-       (SELECT b.rolname FROM pg_catalog.pg_roles b WHERE b.oid = 10) AS bootstrap_superuser,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = %(schema)s) AS helper_schema_exists,
+       (SELECT b.rolname FROM pg_catalog.pg_roles b WHERE b.oid OPERATOR(pg_catalog.=) 10) AS bootstrap_superuser,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) %(schema)s) AS helper_schema_exists,
        -- roles holding a privilege on the helper's schema or its functions (a killer role that
        -- holds none needs no REVOKE before it is dropped, which a managed admin may not run)
        ARRAY(SELECT DISTINCT ge.rolname
                FROM pg_catalog.pg_namespace n
-               LEFT JOIN pg_catalog.pg_proc p ON p.pronamespace = n.oid
+               LEFT JOIN pg_catalog.pg_proc p ON p.pronamespace OPERATOR(pg_catalog.=) n.oid
                CROSS JOIN LATERAL (SELECT x.grantee FROM pg_catalog.aclexplode(n.nspacl) x
                                    UNION SELECT y.grantee FROM pg_catalog.aclexplode(p.proacl) y) g
-               JOIN pg_catalog.pg_roles ge ON ge.oid = g.grantee
-              WHERE n.nspname = %(schema)s)::text[] AS helper_grantees
-  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
+               JOIN pg_catalog.pg_roles ge ON ge.oid OPERATOR(pg_catalog.=) g.grantee
+              WHERE n.nspname OPERATOR(pg_catalog.=) %(schema)s)::text[] AS helper_grantees
+  FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user
 """
 
 
@@ -130,7 +130,7 @@ def lock_readmitted(session, plan, check):
     databases = sorted(set(db for dummy, db, dummy2 in plan.readmits))
     session.rows("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (str(READMIT_LOCK_TIMEOUT_MS),))
     session.rows("SELECT pg_catalog.pg_advisory_xact_lock(%s, k)::text FROM"
-                 " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM unnest(%s::text[]) AS d ORDER BY 1) AS keys",
+                 " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM pg_catalog.unnest(%s::text[]) AS d ORDER BY 1) AS keys",
                  (ADVISORY_LOCK_CLASS, databases))
     now = _fence_state.read_comments(session, databases)
     moved = sorted(set(db for dummy, db, comment in plan.readmits if now.get(db) != comment))
@@ -380,7 +380,8 @@ class Provisioning(object):
             # In check mode the roles planned above do not exist yet: they count as having
             # no memberships (every grant to them is planned).
             self.membership_result = _memberships.converge_grants(
-                session, [g for dummy, g in plan.grants], check, fail_on_missing=not check)
+                session, [g for dummy, g in plan.grants], check, fail_on_missing=not check,
+                all_grantors=self.params.get("all_grantors", False))
             if check:
                 session.queries.extend(self.membership_result.get("statements") or [])
         _p.attribute_statements(session.queries[first:], self.records, self.per_dep)
@@ -392,7 +393,7 @@ class Provisioning(object):
                 if text not in session.queries[first:]:
                     session.queries.append(text)
 
-        self.run_steps(plan.decommission)
+        self.run_steps(self.lend_helper_owner(plan.decommission))
         dropped_roles = plan.dropped_roles()
         restore = [back for role, dummy, back in borrows if role not in dropped_roles]
         if restore:
@@ -401,6 +402,17 @@ class Provisioning(object):
             session.conn.rollback()
         else:
             session.conn.commit()
+
+    def lend_helper_owner(self, steps):
+        """STEPS, with a borrow of the fence helper's owner role around them when one of them
+        takes the helper's use from a killer role: that changes ACLs the owner holds, and a
+        non-superuser admin has the owner's privileges only while it borrows the role (as
+        ensure_helper does for its own statements; nothing is added for a superuser)."""
+        if not any(isinstance(action, _p.RevokeHelper) for dummy, action in steps):
+            return steps
+        lend = _role_checks.borrow_statements(self.session, [self.params["helper_owner_role"]])
+        return ([_p.Step(None, _p.RawStatement(grant)) for dummy, grant, dummy2 in lend] + list(steps)
+                + [_p.Step(None, _p.RawStatement(back)) for dummy, dummy2, back in lend])
 
     def run_steps(self, steps):
         if steps:
@@ -416,6 +428,7 @@ class Provisioning(object):
             self.schema_result = _schema_role.converge(
                 self.module, self.session, self.records,
                 dict(reassign_owned=self.params["reassign_owned"], dropped_databases=self.dropped,
+                     all_grantors=self.params.get("all_grantors", False),
                      decommission_owner=self.params["decommission_owner"]), self.check, sql, _memberships)
             for warning in self.schema_result["warnings"]:
                 self.module.warn(warning)
@@ -448,7 +461,8 @@ class Provisioning(object):
         plan, catalog, session = self.plan, self.catalog, self.session
         if self.check:
             after_roles, after_dbs = plan.predicted_roles, plan.predicted_databases
-            after_members = _p.predict_members(self.before_members, plan, catalog["grantor"])
+            after_members = _p.predict_members(self.before_members, plan, catalog["grantor"],
+                                               self.params.get("all_grantors", False))
             after_states = _p.predict_fence_states(self.fence_states, plan)
         elif not session.queries:
             # Nothing ran (a rerun with nothing to do): the catalog read before is the state after.

@@ -584,9 +584,10 @@ def attribute_statements(texts, records, per_dep):
                 break
 
 
-def predict_members(before_rows, plan, grantor):
+def predict_members(before_rows, plan, grantor, all_grantors=False):
     """Check mode: memberships after = current rows updated by the planned grants, minus
-    the rows of dropped roles (DROP ROLE removes them)."""
+    the rows of dropped roles (DROP ROLE removes them). ALL_GRANTORS: an option a grant
+    wants false is cleared on every grantor's row of the pair too (memberships.converge_grants)."""
     dropped = plan.dropped_roles()
     rows = dict((membership_key(r), dict(r)) for r in before_rows
                 if r["group"] not in dropped and r["member"] not in dropped)
@@ -601,6 +602,12 @@ def predict_members(before_rows, plan, grantor):
         for option in ("admin_option", "inherit_option", "set_option"):
             if grant.get(option) is not None:
                 row[option] = grant[option]
+        if all_grantors:
+            for other in rows.values():
+                if (other["group"], other["member"]) == key[:2] and other["grantor"] is not None:
+                    for option in ("admin_option", "inherit_option", "set_option"):
+                        if grant.get(option) is False and other.get(option) is not None:
+                            other[option] = False
     return list(rows.values())
 
 

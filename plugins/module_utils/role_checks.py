@@ -28,39 +28,43 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+
+from ansible_collections.dataplane.postgresql.plugins.module_utils import deployment as _deployment
 from ansible_collections.dataplane.postgresql.plugins.module_utils.database import sql
 from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import name_listing
 
 PRIVILEGED_ATTRIBUTES = (("rolsuper", "SUPERUSER"), ("rolcreaterole", "CREATEROLE"),
                          ("rolbypassrls", "BYPASSRLS"), ("rolreplication", "REPLICATION"))
-# Databases no Deployment may take over.
-SYSTEM_DATABASES = frozenset(["postgres", "template0", "template1"])
+# Databases no Deployment may take over (the model's list: PostgreSQL's own, and managed
+# services' maintenance databases).
+SYSTEM_DATABASES = _deployment.SYSTEM_DATABASES
 
 # One query for all role names. ``up``: every role each named role is a member of, directly
 # or through others (any options: a SET-only or ADMIN-only path still lets it become or grant
 # that role). Predefined roles are the pg_* roles the server created (oid below 16384).
 ROLE_FACTS_SQL = """
 WITH RECURSIVE named AS (
-  SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = ANY (%(names)s::text[])
+  SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY (%(names)s::text[])
 ), up(start, grp) AS (
-  SELECT n.oid, a.roleid FROM named n JOIN pg_catalog.pg_auth_members a ON a.member = n.oid
+  SELECT n.oid, a.roleid FROM named n JOIN pg_catalog.pg_auth_members a ON a.member OPERATOR(pg_catalog.=) n.oid
   UNION
-  SELECT up.start, a.roleid FROM up JOIN pg_catalog.pg_auth_members a ON a.member = up.grp
+  SELECT up.start, a.roleid FROM up JOIN pg_catalog.pg_auth_members a ON a.member OPERATOR(pg_catalog.=) up.grp
 ), reach AS (
   SELECT up.start AS oid,
          pg_catalog.array_agg(DISTINCT g.rolname::text)
-           FILTER (WHERE g.oid < 16384 AND g.rolname LIKE 'pg\\_%%') AS predefined,
+           FILTER (WHERE g.oid OPERATOR(pg_catalog.<) 16384 AND g.rolname::pg_catalog.text OPERATOR(pg_catalog.~~) 'pg\\_%%') AS predefined,
          pg_catalog.array_agg(DISTINCT g.rolname::text)
            FILTER (WHERE g.rolsuper OR g.rolcreaterole OR g.rolbypassrls OR g.rolreplication) AS privileged
-    FROM up JOIN pg_catalog.pg_roles g ON g.oid = up.grp GROUP BY up.start
+    FROM up JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) up.grp GROUP BY up.start
 ), groups AS (
   SELECT a.member AS oid, pg_catalog.array_agg(DISTINCT g.rolname::text) AS names
-    FROM pg_catalog.pg_auth_members a JOIN named n ON n.oid = a.member
-    JOIN pg_catalog.pg_roles g ON g.oid = a.roleid GROUP BY a.member
+    FROM pg_catalog.pg_auth_members a JOIN named n ON n.oid OPERATOR(pg_catalog.=) a.member
+    JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.roleid GROUP BY a.member
 ), members AS (
   SELECT a.roleid AS oid, pg_catalog.array_agg(DISTINCT m.rolname::text) AS names
-    FROM pg_catalog.pg_auth_members a JOIN named n ON n.oid = a.roleid
-    JOIN pg_catalog.pg_roles m ON m.oid = a.member
+    FROM pg_catalog.pg_auth_members a JOIN named n ON n.oid OPERATOR(pg_catalog.=) a.roleid
+    JOIN pg_catalog.pg_roles m ON m.oid OPERATOR(pg_catalog.=) a.member
    WHERE NOT m.rolsuper AND NOT m.rolcreaterole GROUP BY a.roleid
 ), owns AS (
   SELECT d.datdba AS oid, pg_catalog.array_agg(d.datname::text ORDER BY d.datname) AS names
@@ -72,15 +76,15 @@ SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolbypassrls, r.rolreplication,
        COALESCE(ow.names, '{}') AS owns,
        pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION') AS acting_admin,
        pg_catalog.pg_has_role(current_user, r.oid, 'USAGE') AS acting_usage
-  FROM named n JOIN pg_catalog.pg_roles r ON r.oid = n.oid
-  LEFT JOIN reach re ON re.oid = n.oid LEFT JOIN groups gr ON gr.oid = n.oid
-  LEFT JOIN members me ON me.oid = n.oid LEFT JOIN owns ow ON ow.oid = n.oid
+  FROM named n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.oid
+  LEFT JOIN reach re ON re.oid OPERATOR(pg_catalog.=) n.oid LEFT JOIN groups gr ON gr.oid OPERATOR(pg_catalog.=) n.oid
+  LEFT JOIN members me ON me.oid OPERATOR(pg_catalog.=) n.oid LEFT JOIN owns ow ON ow.oid OPERATOR(pg_catalog.=) n.oid
 """
 
 DATABASE_FACTS_SQL = """
 SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner, d.datistemplate,
        pg_catalog.pg_has_role(current_user, d.datdba, 'USAGE') AS acting_owns
-  FROM pg_catalog.pg_database d WHERE d.datname = ANY (%(names)s::text[])
+  FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ANY (%(names)s::text[])
 """
 
 ACTING_SQL = """
@@ -89,7 +93,7 @@ SELECT r.rolname AS name, r.rolsuper AS superuser, r.rolcreaterole AS createrole
        pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE') AS database_create,
        pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'MEMBER WITH ADMIN OPTION') AS admin_signal,
        pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER WITH ADMIN OPTION') AS admin_stats
-  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
+  FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user
 """
 
 
@@ -97,6 +101,8 @@ def record_names(rec):
     """(kind, name) of every role a record names, commander last."""
     out = [("owner role", rec["owner_role"]), ("killer role", rec["killer_role"])]
     out += [("%s login role" % plane, name) for plane, name in sorted((rec.get("login_roles") or {}).items())]
+    if rec.get("schema_role"):
+        out.append(("schema role", rec["schema_role"]))
     out.append(("commander_user", rec["commander_user"]))
     return out
 
@@ -211,6 +217,20 @@ def _belongs_elsewhere(label, kind, name, fact, rec, logins, owners, killers, co
         if others:
             out.append("%s: owner role %r exists and owns other database(s) %s; it belongs to another "
                        "Deployment or application" % (label, name, _listing(others)))
+    elif kind == "schema role":
+        # Every login role acts as the schema role in the metadata database, and provisioning
+        # clears its attributes: it must be this Deployment's own, never a role that another
+        # Deployment, an application or an administrator uses.
+        members = [m for m in fact["members"] if m not in logins]
+        if members:
+            out.append("%s: schema role %r exists and is granted to %s, not only to this Deployment's "
+                       "login roles; it belongs to another Deployment or application"
+                       % (label, name, _listing(members)))
+        if fact["member_of"]:
+            out.append("%s: schema role %r exists and is a member of %s; the model's schema role holds no "
+                       "role" % (label, name, _listing(fact["member_of"])))
+        if fact["owns"]:
+            out.append("%s: schema role %r exists and owns database(s) %s" % (label, name, _listing(fact["owns"])))
     elif kind == "killer role":
         extra = [g for g in fact["member_of"] if g not in logins]
         if extra:
@@ -324,25 +344,55 @@ SELECT r.rolname,
        pg_catalog.pg_has_role(current_user, r.oid, 'USAGE') AND pg_catalog.pg_has_role(current_user, r.oid, 'SET')
          AS has_both,
        (SELECT ARRAY[a.inherit_option, a.set_option] FROM pg_catalog.pg_auth_members a
-         WHERE a.roleid = r.oid AND a.member = me.oid AND a.grantor = me.oid) AS own_row,
+         WHERE a.roleid OPERATOR(pg_catalog.=) r.oid AND a.member OPERATOR(pg_catalog.=) me.oid AND a.grantor OPERATOR(pg_catalog.=) me.oid) AS own_row,
        pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION') AS admin
   FROM pg_catalog.pg_roles r, pg_catalog.pg_roles me
- WHERE r.rolname = ANY (%(names)s::text[]) AND me.rolname = current_user AND NOT me.rolsuper
+ WHERE r.rolname OPERATOR(pg_catalog.=) ANY (%(names)s::text[]) AND me.rolname OPERATOR(pg_catalog.=) current_user AND NOT me.rolsuper
 """
 
 
-def borrow_statements(session, role_names, new_roles=()):
+# A borrow that spans transactions (the schema role step's, schema_role._borrow) is recorded
+# on the borrowed role itself, in the same transaction as the GRANT: its comment holds this
+# marker and what to restore. If the
+# run dies before giving the role back (a lost connection, a killed ansible-playbook), the next
+# provision finds the marker and gives the role back first (schema_role.give_back_leftovers), and the audit
+# names it meanwhile (audit: the borrowed_roles finding). COMMENT ON ROLE needs what the borrow needs
+# (CREATEROLE and ADMIN on the role), and the previous comment is kept in the marker and put back.
+BORROW_MARK = "dataplane.postgresql borrowed: "
+
+
+def borrow_mark(comment):
+    """The borrow recorded in a role's COMMENT (a dict: by, restore, comment), or None."""
+    if not comment or not comment.startswith(BORROW_MARK):
+        return None
+    try:
+        mark = json.loads(comment[len(BORROW_MARK):])
+    except ValueError:
+        return None
+    if not isinstance(mark, dict) or not isinstance(mark.get("by"), str):
+        return None
+    restore = mark.get("restore")
+    if restore is not None and not (isinstance(restore, list) and len(restore) == 2
+                                    and all(isinstance(v, bool) for v in restore)):
+        return None
+    if mark.get("comment") is not None and not isinstance(mark["comment"], str):
+        return None
+    return mark
+
+
+def borrow_statements(session, role_names, new_roles=(), with_own=False):
     """[(role, grant, give_back)]: the statements that let a non-superuser admin act as each
     role of ROLE_NAMES inside the current transaction. ``grant`` is ``GRANT r TO CURRENT_USER
     WITH INHERIT TRUE, SET TRUE``; ``give_back`` is ``REVOKE r FROM CURRENT_USER`` (it removes
     only the row this admin granted) or, when the admin already had a row of its own, a GRANT
     restoring that row's options. Empty for a superuser, and nothing for a role the admin
     already has SET and INHERIT on. NEW_ROLES (created in this transaction, possibly not yet,
-    in check mode) count as roles the admin has no row on."""
+    in check mode) count as roles the admin has no row on. WITH_OWN: each tuple has a fourth
+    item, the options [inherit, set] of the admin's own row before (None: no row)."""
     names = sorted(set(role_names))
     if not names:
         return []
-    superuser = session.rows("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")[0]["rolsuper"]
+    superuser = session.rows("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user")[0]["rolsuper"]
     if superuser:
         return []
     found = dict((r["rolname"], r) for r in session.rows(BORROW_SQL, {"names": names}))
@@ -367,7 +417,7 @@ def borrow_statements(session, role_names, new_roles=()):
         else:
             back = sql.SQL("GRANT {} TO {} WITH INHERIT {}, SET {}").format(
                 role, me, sql.SQL("TRUE" if own[0] else "FALSE"), sql.SQL("TRUE" if own[1] else "FALSE"))
-        out.append((name, grant, back))
+        out.append((name, grant, back, own) if with_own else (name, grant, back))
     return out
 
 

@@ -27,8 +27,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.dataplane.postgresql.plugins.module_utils import database as _database
+from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks as _role_checks
 from ansible_collections.dataplane.postgresql.plugins.module_utils import workers as _workers
 
 MEMBERSHIP_OPTIONS = {"inherit_option": False, "set_option": True, "admin_option": False}
@@ -159,6 +162,39 @@ def plan_database(record, facts, reassign_owned):
     return actions, problems, warnings
 
 
+# Before a decommission hands the schema role's objects to the admin (REASSIGN OWNED), the
+# code among them that would then run with the new owner's privileges for whoever calls it is
+# made to run with the caller's: SECURITY DEFINER functions and procedures become SECURITY
+# INVOKER, views get security_invoker, and rules on its tables are disabled (a rule's actions
+# are checked with the table owner's privileges). Written by the tenant, they would otherwise
+# run as the admin (a superuser) for the login roles that keep CONNECT on the kept database.
+# One DO block, run in that database (hostile ground: everything qualified, names formatted by
+# the server). Nothing is dropped: the new owner may enable what it trusts.
+DISARM_SQL = """DO $dataplane_disarm$
+DECLARE
+  v_owner pg_catalog.oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) {role});
+  v_routine pg_catalog.regprocedure;
+  v_view pg_catalog.regclass;
+  v_rule record;
+BEGIN
+  FOR v_routine IN SELECT p.oid FROM pg_catalog.pg_proc p
+                    WHERE p.proowner OPERATOR(pg_catalog.=) v_owner AND p.prosecdef LOOP
+    EXECUTE pg_catalog.format('ALTER ROUTINE %s SECURITY INVOKER', v_routine);
+  END LOOP;
+  FOR v_view IN SELECT c.oid FROM pg_catalog.pg_class c
+                 WHERE c.relowner OPERATOR(pg_catalog.=) v_owner AND c.relkind OPERATOR(pg_catalog.=) 'v' LOOP
+    EXECUTE pg_catalog.format('ALTER VIEW %s SET (security_invoker = true)', v_view);
+  END LOOP;
+  FOR v_rule IN SELECT w.ev_class::pg_catalog.regclass AS rel, w.rulename
+                  FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) w.ev_class
+                 WHERE c.relowner OPERATOR(pg_catalog.=) v_owner AND c.relkind OPERATOR(pg_catalog.<>) 'v'
+                   AND w.ev_enabled OPERATOR(pg_catalog.<>) 'D' LOOP
+    EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE RULE %I', v_rule.rel, v_rule.rulename);
+  END LOOP;
+END
+$dataplane_disarm$"""
+
+
 def action_sql(sql, action):
     """The composed statement for one action (names quoted, never interpolated)."""
     kind = action[0]
@@ -183,6 +219,8 @@ def action_sql(sql, action):
             sql.SQL(", ").join(ident(n) for n in action[1]), ident(action[2]))
     if kind == "drop_owned":
         return sql.SQL("DROP OWNED BY {}").format(ident(action[1]))
+    if kind == "disarm_owned":
+        return sql.SQL(DISARM_SQL).format(role=sql.Literal(action[1]))
     if kind == "drop_role":
         return sql.SQL("DROP ROLE {}").format(ident(action[1]))
     raise ValueError("unknown schema role action %r" % (kind,))
@@ -241,16 +279,16 @@ def _flag(value):
 # parity checks (parity.py) read the same.
 ROLES_QUERY = """
 SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication, r.rolbypassrls
-  FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(roles)s)
+  FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%(roles)s)
 """
 SETTINGS_QUERY = """
 SELECT r.rolname, d.datname, s.setconfig
   FROM pg_catalog.pg_db_role_setting s
-  JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
-  LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
- WHERE r.rolname = ANY(%(logins)s) AND (s.setdatabase = 0 OR d.datname = ANY(%(databases)s))
+  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
+  LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.setdatabase
+ WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%(logins)s) AND (s.setdatabase OPERATOR(pg_catalog.=) 0 OR d.datname OPERATOR(pg_catalog.=) ANY(%(databases)s))
 """
-DATABASES_QUERY = "SELECT d.datname FROM pg_catalog.pg_database d WHERE d.datname = ANY(%s)"
+DATABASES_QUERY = "SELECT d.datname FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ANY(%s)"
 # Inside one metadata database, in one round trip: the schema, the schema role's direct
 # privileges on it, and what the login roles own here (pg_shdepend, deptype 'o') and in shared
 # catalogs (dbid 0), as three arrays in the same order (login role, object description).
@@ -258,23 +296,23 @@ DATABASE_QUERY = """
 SELECT n.oid IS NOT NULL AS schema_exists,
        COALESCE((SELECT pg_catalog.array_agg(DISTINCT a.privilege_type::text)
                    FROM pg_catalog.aclexplode(COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
-                   JOIN pg_catalog.pg_roles g ON g.oid = a.grantee
-                  WHERE g.rolname = %(role)s), '{}') AS privileges,
+                   JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+                  WHERE g.rolname OPERATOR(pg_catalog.=) %(role)s), '{}') AS privileges,
        o.rolnames AS owned_by, o.shared AS owned_shared, o.objects AS owned_objects
   FROM (SELECT 1) AS one
-  LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s
+  LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) %(schema)s
  CROSS JOIN (
        SELECT pg_catalog.array_agg(x.rolname::text ORDER BY x.rolname, x.object, x.shared) AS rolnames,
               pg_catalog.array_agg(x.shared ORDER BY x.rolname, x.object, x.shared) AS shared,
               pg_catalog.array_agg(x.object ORDER BY x.rolname, x.object, x.shared) AS objects
-         FROM (SELECT r.rolname, (sd.dbid = 0) AS shared,
+         FROM (SELECT r.rolname, (sd.dbid OPERATOR(pg_catalog.=) 0) AS shared,
                       pg_catalog.pg_describe_object(sd.classid, sd.objid, sd.objsubid) AS object
                  FROM pg_catalog.pg_shdepend sd
-                 JOIN pg_catalog.pg_roles r ON r.oid = sd.refobjid
-                WHERE sd.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND sd.deptype = 'o'
-                  AND r.rolname = ANY(%(logins)s)
-                  AND sd.dbid IN (0, (SELECT d.oid FROM pg_catalog.pg_database d
-                                       WHERE d.datname = pg_catalog.current_database()))) x) o
+                 JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) sd.refobjid
+                WHERE sd.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass AND sd.deptype OPERATOR(pg_catalog.=) 'o'
+                  AND r.rolname OPERATOR(pg_catalog.=) ANY(%(logins)s)
+                  AND sd.dbid OPERATOR(pg_catalog.=) ANY (ARRAY[0, (SELECT d.oid FROM pg_catalog.pg_database d
+                                       WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())])) x) o
 """
 
 
@@ -284,9 +322,9 @@ SCHEMA_QUERY = """
 SELECT n.oid IS NOT NULL AS schema_exists,
        COALESCE((SELECT pg_catalog.array_agg(DISTINCT a.privilege_type::text)
                    FROM pg_catalog.aclexplode(COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
-                  WHERE a.grantee = %(role_oid)s::pg_catalog.oid), '{}') AS privileges
+                  WHERE a.grantee OPERATOR(pg_catalog.=) %(role_oid)s::pg_catalog.oid), '{}') AS privileges
   FROM (SELECT 1) AS one
-  LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s
+  LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) %(schema)s
 """
 # Where the login roles own objects: pg_shdepend is a shared catalog, so one query on the
 # module's connection covers every database (dbid 0: shared objects). Only a metadata database
@@ -294,13 +332,13 @@ SELECT n.oid IS NOT NULL AS schema_exists,
 OWNERS_QUERY = """
 SELECT r.rolname, d.datname
   FROM pg_catalog.pg_shdepend sd
-  JOIN pg_catalog.pg_roles r ON r.oid = sd.refobjid
-  JOIN pg_catalog.pg_database d ON d.oid = sd.dbid
- WHERE sd.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND sd.deptype = 'o'
-   AND r.rolname = ANY(%(logins)s) AND d.datname = ANY(%(databases)s)
+  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) sd.refobjid
+  JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) sd.dbid
+ WHERE sd.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass AND sd.deptype OPERATOR(pg_catalog.=) 'o'
+   AND r.rolname OPERATOR(pg_catalog.=) ANY(%(logins)s) AND d.datname OPERATOR(pg_catalog.=) ANY(%(databases)s)
  GROUP BY r.rolname, d.datname
 """
-ROLE_OIDS_QUERY = "SELECT r.rolname, r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%s)"
+ROLE_OIDS_QUERY = "SELECT r.rolname, r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%s)"
 
 
 def _login_names(records):
@@ -354,7 +392,8 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     """Converge the schema role of every record; the caller's session is in autocommit.
 
     options: reassign_owned (bool), decommission_owner (str or None: the connecting role),
-    dropped_databases (names the caller dropped). Returns a dict with changed, statements,
+    dropped_databases (names the caller dropped), all_grantors (bool: memberships judged across
+    every grantor's rows, see memberships.converge_grants). Returns a dict with changed, statements,
     per_deployment ({index: [texts]}), before/after ({index: state}), warnings.
     Fails the module (through session.fail) on any error.
     """
@@ -368,6 +407,13 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     def log(index, text):
         texts_of.setdefault(index, []).append(text)
         out["statements"].append(text)
+
+    # 0. A borrow an earlier run left behind (it died before giving it back) is given back first.
+    left_over, notes = give_back_leftovers(session, records, check_mode)
+    for index in sorted(left_over):
+        for text in left_over[index]:
+            log(index, text)
+    out["warnings"].extend(notes)
 
     catalog = read_shared(session, records)
     before_members = memberships.read_memberships(session, sorted(set(r["schema_role"] for dummy, r in present + absent)))
@@ -389,8 +435,9 @@ def converge(module, session, records, options, check_mode, sql, memberships):
                 grants.append({"group": group, "target_role": member, "state": "absent", "granted_by": None,
                                "inherit_option": None, "set_option": None, "admin_option": None})
         first = len(session.queries)
-        result = membership_result = memberships.converge_grants(session, grants, check_mode, fail_on_missing=not check_mode) \
-            if grants else {"statements": []}
+        result = membership_result = memberships.converge_grants(
+            session, grants, check_mode, fail_on_missing=not check_mode,
+            all_grantors=options.get("all_grantors", False)) if grants else {"statements": []}
         for text in result.get("statements") or []:
             for index, rec in present:
                 if session.render(sql.Identifier(rec["schema_role"])) in text:
@@ -546,7 +593,8 @@ class _DatabaseStep(object):
                 if not exists:
                     return
                 new_owner = options.get("decommission_owner") or db_session.rows("SELECT current_user AS u")[0]["u"]
-                actions = [("reassign_owned", [rec["schema_role"]], new_owner), ("drop_owned", rec["schema_role"])]
+                actions = [("disarm_owned", rec["schema_role"]), ("reassign_owned", [rec["schema_role"]], new_owner),
+                           ("drop_owned", rec["schema_role"])]
             if not actions:
                 return  # only read: closing the connection ends its transaction, no round trip
             for action in actions:
@@ -561,29 +609,91 @@ class _DatabaseStep(object):
             db_session.close()
 
 
+# A borrow that spans transactions (this step's) is recorded on the borrowed role itself
+# (role_checks.BORROW_MARK), in the same transaction as the GRANT.
+ROLE_COMMENTS_QUERY = ("SELECT r.rolname, pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment"
+                       " FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY (%s::text[])")
+
+
+def _comment_sql(role, text):
+    return _database.sql.SQL("COMMENT ON ROLE {} IS {}").format(
+        _database.sql.Identifier(role), _database.sql.Literal(text) if text is not None else _database.sql.SQL("NULL"))
+
+
 def _borrow(session, records, check_mode):
     """Let a non-superuser admin act as the owner and schema roles of RECORDS (committed, so the
-    connections to their databases see it). Returns what to give back; nothing for a superuser.
-    In check mode the schema role may not exist yet: only the owner roles are borrowed then."""
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks
+    connections to their databases see it), each borrow recorded on the role (BORROW_MARK).
+    Returns what to give back; nothing for a superuser. In check mode the schema role may not
+    exist yet: only the owner roles are borrowed then."""
     names = set()
     for rec in records:
         names.add(rec["owner_role"])
         if rec.get("schema_role"):
             names.add(rec["schema_role"])
-    existing = set(r["rolname"] for r in session.rows(
-        "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY (%s::text[])", (sorted(names),)))
-    pairs = role_checks.borrow_statements(session, sorted(names & existing))
-    for dummy, grant, back in pairs:
-        session.execute(grant, log=False)
+    comments = dict((r["rolname"], r["comment"]) for r in session.rows(ROLE_COMMENTS_QUERY, (sorted(names),)))
+    pairs = _role_checks.borrow_statements(session, sorted(names & set(comments)), with_own=True)
+    me = session.rows("SELECT current_user::text AS me")[0]["me"] if pairs else None
+    out, statements = [], []
+    for name, grant, back, own in pairs:
+        previous = comments.get(name)
+        mark = {"by": me, "restore": list(own) if own is not None else None, "comment": previous}
+        statements += [grant, _comment_sql(name, _role_checks.BORROW_MARK + json.dumps(mark, sort_keys=True))]
+        out.append((name, back, previous))
+    session.execute_many(statements, log=False)
     session.commit()
-    return pairs
+    return out
 
 
-def _give_back(session, pairs):
-    for dummy, grant, back in pairs:
-        session.execute(back, log=False)
+def _give_back(session, borrowed):
+    statements = []
+    for name, back, previous in borrowed:
+        statements += [back, _comment_sql(name, previous)]
+    session.execute_many(statements, log=False)
     session.commit()
+
+
+def give_back_leftovers(session, records, check_mode):
+    """Give back the borrows that an earlier run recorded and never gave back (BORROW_MARK on an
+    owner or schema role of RECORDS), in one committed transaction (nothing in check mode).
+    Returns (per record index: statements, warnings). A borrow recorded by another role is given
+    back when this role may act as its grantor (a superuser, or that role itself); otherwise it
+    is only reported."""
+    roles = {}
+    for index, rec in enumerate(records):
+        for name in (rec["owner_role"], rec.get("schema_role")):
+            if name:
+                roles.setdefault(name, index)
+    found = [(r["rolname"], _role_checks.borrow_mark(r["comment"])) for r in session.rows(ROLE_COMMENTS_QUERY, (sorted(roles),))]
+    found = [(name, mark) for name, mark in found if mark is not None]
+    per_record, warnings = {}, []
+    if not found:
+        return per_record, warnings
+    me = session.rows("SELECT current_user::text AS me, r.rolsuper FROM pg_catalog.pg_roles r"
+                      " WHERE r.rolname OPERATOR(pg_catalog.=) current_user")[0]
+    statements = []
+    for name, mark in sorted(found):
+        who = mark["by"]
+        if who != me["me"] and not me["rolsuper"]:
+            warnings.append("role %s was borrowed by %s during a provision that did not finish (%s still holds "
+                            "INHERIT and SET on it); run provision as %s or as a superuser to give it back"
+                            % (name, who, who, who))
+            continue
+        role, member = _database.sql.Identifier(name), _database.sql.Identifier(who)
+        if mark["restore"] is None:
+            back = _database.sql.SQL("REVOKE {} FROM {} GRANTED BY {}").format(role, member, member)
+        else:
+            back = _database.sql.SQL("GRANT {} TO {} WITH INHERIT {}, SET {} GRANTED BY {}").format(
+                role, member, _database.sql.SQL("TRUE" if mark["restore"][0] else "FALSE"),
+                _database.sql.SQL("TRUE" if mark["restore"][1] else "FALSE"), member)
+        texts = [session.render(back), session.render(_comment_sql(name, mark.get("comment")))]
+        statements += texts
+        per_record.setdefault(roles[name], []).extend(texts)
+        warnings.append("role %s was still borrowed by %s (INHERIT and SET) from a provision that did not finish: %s"
+                        % (name, who, "given back now" if not check_mode else "it would be given back (check mode)"))
+    if statements and not check_mode:
+        session.execute_many(statements, log=False)
+        session.commit()
+    return per_record, warnings
 
 
 def _run(session, check_mode, statement, log, index):

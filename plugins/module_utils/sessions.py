@@ -79,11 +79,11 @@ def termination_routes(session, pairs, schema=DEFAULT_SCHEMA, helper=None):
         " k.oid IS NOT NULL AS killer_exists,"
         " pg_catalog.pg_has_role(SESSION_USER, k.oid, 'USAGE') AS usage_killer,"
         " EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m"
-        "          WHERE m.roleid = r.oid AND m.member = k.oid) AS granted_to_killer"
-        " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(role, killer, ord)"
-        " LEFT JOIN pg_catalog.pg_roles r ON r.rolname = u.role"
-        " LEFT JOIN pg_catalog.pg_roles k ON k.rolname = u.killer"
-        " LEFT JOIN pg_catalog.pg_roles me ON me.rolname = CURRENT_USER"
+        "          WHERE m.roleid OPERATOR(pg_catalog.=) r.oid AND m.member OPERATOR(pg_catalog.=) k.oid) AS granted_to_killer"
+        " FROM ROWS FROM (pg_catalog.unnest(%s::text[]), pg_catalog.unnest(%s::text[])) WITH ORDINALITY AS u(role, killer, ord)"
+        " LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) u.role"
+        " LEFT JOIN pg_catalog.pg_roles k ON k.rolname OPERATOR(pg_catalog.=) u.killer"
+        " LEFT JOIN pg_catalog.pg_roles me ON me.rolname OPERATOR(pg_catalog.=) CURRENT_USER"
         " ORDER BY u.ord", (roles, killers))
     wanted_killers = sorted(set(k for k in killers if k))
     if helper is None and wanted_killers:
@@ -148,7 +148,7 @@ def _helper_probe_statement(killers, schema):
     # p_roles = '{}' lists nothing, p_signal = false signals nothing: only the helper's own
     # checks (killer exists, registered, not LOGIN, caller has its privileges) run.
     return sql.SQL(
-        "SELECT count(t.pid) FROM unnest({killers}::name[]) AS k(killer)"
+        "SELECT pg_catalog.count(t.pid) FROM pg_catalog.unnest({killers}::name[]) AS k(killer)"
         " CROSS JOIN LATERAL {schema}.{fn}(k.killer, ARRAY[]::name[], NULL::name[], false) AS t").format(
             killers=sql.Literal(list(killers)), schema=sql.Identifier(schema), fn=sql.Identifier(FUNCTION_NAME))
 
@@ -196,8 +196,8 @@ def signal_direct(session, roles, databases=None, signal=True, log=True):
         "SELECT " + SESSION_COLUMNS + ","
         " CASE WHEN %s THEN pg_catalog.pg_terminate_backend(pid) ELSE false END AS terminated"
         " FROM pg_catalog.pg_stat_activity"
-        " WHERE usename = ANY (%s::name[]) AND pid <> pg_catalog.pg_backend_pid()"
-        " AND (%s::name[] IS NULL OR datname = ANY (%s::name[]))"
+        " WHERE usename OPERATOR(pg_catalog.=) ANY (%s::name[]) AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()"
+        " AND (%s::name[] IS NULL OR datname OPERATOR(pg_catalog.=) ANY (%s::name[]))"
         " ORDER BY pid",
         (bool(signal), list(roles), databases, databases), log and signal)
     return rows
@@ -211,7 +211,7 @@ def signal_via_helper(session, pairs, databases=None, signal=True, schema=DEFAUL
     statement = sql.SQL(
         "SELECT t.pid, t.usename, t.datname, t.application_name, t.client_addr, t.backend_start,"
         " t.terminated, k.killer"
-        " FROM unnest({killers}::name[], {roles}::name[]) AS k(killer, role)"
+        " FROM ROWS FROM (pg_catalog.unnest({killers}::name[]), pg_catalog.unnest({roles}::name[])) AS k(killer, role)"
         " CROSS JOIN LATERAL {schema}.{fn}(k.killer, ARRAY[k.role], {dbs}::name[], {signal}) AS t"
         " ORDER BY t.pid").format(
             killers=sql.Literal([p[0] for p in pairs]), roles=sql.Literal([p[1] for p in pairs]),
@@ -234,8 +234,8 @@ def current_sessions(session, roles, databases=None):
     _fresh(session)
     return session.rows(
         "SELECT " + SESSION_COLUMNS + " FROM pg_catalog.pg_stat_activity"
-        " WHERE usename = ANY (%s::name[]) AND pid <> pg_catalog.pg_backend_pid()"
-        " AND (%s::name[] IS NULL OR datname = ANY (%s::name[])) ORDER BY pid",
+        " WHERE usename OPERATOR(pg_catalog.=) ANY (%s::name[]) AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()"
+        " AND (%s::name[] IS NULL OR datname OPERATOR(pg_catalog.=) ANY (%s::name[])) ORDER BY pid",
         (list(roles), databases, databases))
 
 

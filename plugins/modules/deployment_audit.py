@@ -15,7 +15,8 @@ version_added: 0.1.0
 description:
   - Reads the catalog of the server for every Deployment given (in a fixed number of queries,
     whatever the number of Deployments) inside a C(READ ONLY) transaction that is rolled back,
-    and compares it with the Deployment model. It never changes anything; RV(ignore:changed)
+    plus one read-only query inside each metadata database (C(code_objects)), and compares it
+    with the Deployment model. It never changes anything; RV(ignore:changed)
     is always C(false).
   - "Checks per Deployment (the C(check) names of RV(deployments[].findings)):
     C(database_exists); C(database_owner) (the owner role owns the database);
@@ -57,9 +58,25 @@ description:
     and reports a C(server_version) finding for every Deployment.
   - Deployments with C(state=absent) are checked for absence of their owner and killer roles
     (and of the database and login roles when C(drop_database) or C(drop_login_roles) is set).
+  - "C(code_objects) (per present Deployment whose database exists): code that runs in other
+    sessions. The module connects to each metadata database (one connection each, also used to
+    name parity's objects) and lists, in one query, every trigger, rule, event trigger, operator,
+    cast, function, procedure and aggregate that PostgreSQL did not create itself and that no
+    extension owns, and every C(SECURITY DEFINER) function, each with its owner and why it matters
+    (a trigger fires in the session that writes its table, an operator or a cast is chosen by name
+    resolution in any session, ...: after a failover that is the admitted plane's session, or an
+    admin's). Any such object not in O(allowed_objects) fails the finding; the result lists them
+    all in RV(deployments[].code_objects). A database it cannot connect to fails the finding too,
+    except one on which the login holds no C(CONNECT) privilege (a managed service's admin): the
+    finding then says it was not checked, and the module warns."
+  - "C(login_passwords) (only for records that carry C(passwords), and only when the login may
+    read C(pg_authid), that is a superuser): each login role's stored SCRAM-SHA-256 (or md5)
+    verifier is compared with the password given, on the managed node; a role whose password was
+    changed outside the collection fails the finding. Without read access the finding says that
+    nothing was compared. No password or verifier is ever returned."
   - Runs as C(commander_user) or as an admin; it needs no write privilege.
-  - Of the records it uses C(id), C(state), the names, C(drop_database) and C(drop_login_roles);
-    C(passwords) are never used (and never returned).
+  - Of the records it uses C(id), C(state), the names, C(drop_database), C(drop_login_roles), and
+    C(passwords) only for C(login_passwords) (never returned).
 author:
   - dataplane.postgresql contributors (@dataplane)
 attributes:
@@ -96,10 +113,28 @@ options:
       - The checks use the records' C(schema_role). It is V(null) when C(dataplane_object_privileges) is
         false, and then only C(object_owners) and C(plane_privileges) run, for the login roles.
       - They read shared catalogs (C(pg_shdepend), C(pg_db_role_setting)) over the same connection;
-        only to name the objects of a database that drifted does the module connect to it.
+        the objects of a database that drifted are named over the connection that C(code_objects)
+        opens to it.
     version_added: 0.2.0
     type: bool
     default: true
+  allowed_objects:
+    description:
+      - Code objects the user accepts in a metadata database (C(code_objects) does not report them).
+      - "Each entry is a string C(<kind> <name>), the kind one of C(trigger), C(rule),
+        C(event_trigger), C(operator), C(cast), C(function), C(procedure), C(aggregate), and the name
+        as the finding prints it - C(trigger public.my_table.my_trigger), C(rule public.my_table.my_rule),
+        C(function public.my_function(integer,text)), C(operator public.=(oid,regclass)),
+        C(cast (text AS public.my_type)), C(event_trigger my_event_trigger). Letter case and white space
+        outside double quotes do not matter."
+      - Or a dict C({object, database, deployment}) - C(object) is such a string, C(database) and
+        C(deployment) (a Deployment id) limit the entry to that metadata database or Deployment.
+      - A trigger's function is an object of its own; accept both.
+      - An entry that cannot be read fails the module before it connects.
+    version_added: 0.2.0
+    type: list
+    elements: raw
+    default: []
 notes:
   - Supports PostgreSQL 16, 17 and 18; older servers are audited with a C(server_version) finding.
 seealso:
@@ -171,6 +206,27 @@ deployments:
       description: How the sessions would be terminated, V(direct), V(helper), or null when the fence would fail.
       type: str
       sample: helper
+    code_objects:
+      description:
+        - The code objects of the Deployment's database (see C(code_objects) above), each with
+          C(kind), C(name), C(owner), C(security_definer), C(runs) (the function a trigger, event
+          trigger, operator or cast calls), C(extension) (for an extension's C(SECURITY DEFINER)
+          function), C(why) (where it runs, and as whom) and C(allowed) (on O(allowed_objects)).
+      type: list
+      elements: dict
+      returned: for present Deployments whose database exists
+      version_added: 0.2.0
+      sample:
+        - kind: trigger
+          name: public.dag_run.keep_me
+          owner: airflow_db_a_schema
+          security_definer: false
+          runs: public.keep_me()
+          extension: null
+          why: "fires BEFORE UPDATE, FOR EACH ROW on public.dag_run in every session that writes the table
+            (the admitted plane's sessions after a failover, or an admin's); it runs public.keep_me() (owner
+            airflow_db_a_schema)"
+          allowed: false
     fence:
       description:
         - The fence state of a present Deployment whose database exists - C(state) (V(open),
@@ -243,7 +299,9 @@ helper:
     usable_by:
       airflow_conn_killer_a: true
 timings:
-  description: Wall time in milliseconds - C(read_ms) (connecting, reading the catalog), C(compare_ms), C(total_ms).
+  description:
+    - Wall time in milliseconds - C(read_ms) (connecting, reading the catalog), C(compare_ms) (the reads
+      inside each metadata database, and comparing), C(total_ms).
   returned: always
   type: dict
   version_added: 0.2.0
@@ -278,6 +336,7 @@ def main():
         helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
         helper_owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE),
         parity=dict(type="bool", default=True),
+        allowed_objects=dict(type="list", elements="raw", default=[]),
     )
     run(AnsibleModule(argument_spec=argument_spec, supports_check_mode=True))
 

@@ -158,6 +158,25 @@ options:
         O(readmit_fenced_planes) rewrites.
     version_added: 0.2.0
     type: str
+  all_grantors:
+    description:
+      - How memberships are judged on PostgreSQL 16+, where each grantor has its own row and a
+        member holds the union (OR) of the options of all its rows.
+      - V(true) converges the effective options. A membership the model requires with an option
+        false (the killer role's C(INHERIT FALSE, SET FALSE) memberships of the login roles,
+        the schema role's C(INHERIT FALSE)) has that option cleared on every grantor's row
+        (C(GRANT ... WITH INHERIT FALSE GRANTED BY <that grantor>)), so no other grantor's row
+        lets the killer role inherit a login role's privileges or C(SET ROLE) to it. A
+        membership the model forbids loses every grantor's row (C(REVOKE ... GRANTED BY)
+        each), so it is really gone. Acting as another grantor needs that role's privileges
+        (a superuser has them); without them the run fails and changes nothing.
+      - V(false) manages only the rows of the connecting role (the grantor PostgreSQL records
+        for it), as C(dataplane.postgresql.membership) does without O(dataplane.postgresql.membership#module:granted_by_any);
+        other grantors' rows are left alone and the audit reports them.
+      - The C(deployments) role (the provision playbook) passes V(true).
+    version_added: 0.3.0
+    type: bool
+    default: false
 notes:
   - Run as a superuser or as a managed-service admin (Amazon RDS/Aurora, Cloud SQL, Azure Flexible
     Server). A superuser's C(GRANT)s are recorded with grantor C(postgres) (PostgreSQL records any
@@ -348,6 +367,7 @@ def main():
         decommission_owner=dict(type="str"),
         readmit_fenced_planes=dict(type="bool", default=False),
         run_id=dict(type="str"),
+        all_grantors=dict(type="bool", default=False),
         unchanged_states=dict(type="bool", default=True),
     )
     run(AnsibleModule(argument_spec=spec, supports_check_mode=True))

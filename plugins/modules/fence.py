@@ -334,6 +334,17 @@ signals_received:
   returned: always
   type: list
   elements: str
+primary:
+  description:
+    - When the server is a standby (in recovery), the fence is refused before any change; this is
+      where its WAL receiver streams from (C(sender_host), C(sender_port), C(status)), or null when
+      the login may not read C(pg_stat_wal_receiver) (it needs C(pg_read_all_stats)).
+  returned: when the server is a standby
+  type: dict
+standby:
+  description: True when the fence was refused because the server is a standby (in recovery).
+  returned: when the server is a standby
+  type: bool
 state_changes:
   description: One message per database whose fence state changed while this run waited for the lock.
   returned: always

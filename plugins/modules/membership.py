@@ -13,25 +13,46 @@ version_added: 0.1.0
 description:
   - Grants or revokes membership of roles (O(groups)) to other roles (O(target_roles)) and
     manages the membership options C(INHERIT), C(SET) and C(ADMIN) that PostgreSQL 16 added.
-  - A drop-in superset of M(community.postgresql.postgresql_membership) (4.x) - its options,
-    aliases and return values mean the same; replacing the module name in a task is enough.
-    Everything else (O(inherit_option), O(set_option), O(admin_option), O(granted_by),
-    O(grants), RV(memberships), RV(remaining), diff mode) is an addition.
+  - B(Matches community.postgresql 5.0.0.) A drop-in superset of
+    M(community.postgresql.postgresql_membership) as of community.postgresql 5.0.0 (and of
+    its 4.x releases on PostgreSQL 15) - its options (O(groups), O(target_roles),
+    O(memberships), O(admin_option), O(inherit_option), O(set_option), O(granted_by),
+    O(granted_by_any), O(state), O(fail_on_role), O(session_role), O(trust_input)), aliases,
+    return values (RV(queries), RV(granted), RV(revoked), RV(grants), RV(effective_options)...),
+    warnings and the server state a task leaves mean the same; replacing the module name in a
+    task is enough. O(grants), diff mode, RV(memberships), RV(remaining) and the other
+    return values are additions.
   - B(Grantors, PostgreSQL 16+.) PostgreSQL keeps one row in C(pg_auth_members) per group,
-    member and grantor; what a member may do is the OR of the options across its rows.
-    B(Without) O(granted_by) the membership is handled as a whole, as upstream does; V(present)
-    is satisfied by the rows of any grantor, else the row of the connecting role (see
-    RV(acting_grantor)) is created or updated; V(absent) (and V(exact) for the groups it
-    removes) revokes every grantor's row. B(With) O(granted_by) only that grantor's rows are
-    converged; other grantors' rows are left alone (V(absent) reports them in RV(remaining)).
+    member and grantor; what a member may do is the union (OR) of the options across its
+    rows. By default (as community.postgresql 5.0) a membership is B(one grantor's grant) -
+    the grantor is O(granted_by), or else the connecting role (RV(acting_grantor), the
+    bootstrap superuser for any superuser), and every statement names it in C(GRANTED BY).
+    V(present) makes that grantor's own grant even when another role already granted the
+    membership (so it no longer depends on that role) and sets the options on it only;
+    V(absent) and V(exact) revoke only that grant. Where another grantor's grant keeps the
+    member in the group, or keeps an option the task sets to V(false), the module warns
+    (C(remains a member), C(keeps the ... option)) and RV(effective_options) shows what the
+    member really holds.
+  - Before any statement, the module checks that the grantor can make the grants it is
+    about to make - it holds C(ADMIN OPTION) on the group (the bootstrap superuser needs
+    none) and the connecting role has its privileges - and otherwise fails naming the roles
+    that could be used in O(granted_by). A non-superuser that holds C(ADMIN OPTION) only
+    through another role is refused this way (PostgreSQL would record the grant under that
+    other role).
+  - O(granted_by_any=true) is the grantor-agnostic model (this module's default before
+    0.3.0) - V(present) is satisfied when the options of all grantors' rows together are the
+    requested ones (else the connecting role's row is created or updated, its C(GRANT)
+    naming no grantor); V(absent) and V(exact) revoke every grantor's row, so the member
+    really leaves the group.
   - Whether something changed is decided by comparing C(pg_auth_members) before and after,
     never from command tags (PostgreSQL answers C(GRANT ROLE) for no-ops too).
   - All memberships of a call are converged over one connection, in one transaction.
     Everything is validated first (names, server version, that every role exists); on any
     problem nothing is changed.
-  - On PostgreSQL 14 and 15 plain membership, O(state) and O(admin_option) work like upstream
-    (one row per group and member, whoever granted it); O(inherit_option) and O(set_option)
-    fail before any change, naming the server version.
+  - On PostgreSQL 14 and 15 plain membership and O(state) work like community.postgresql 4.x
+    (one row per group and member, whoever granted it; statements name no grantor), and
+    O(admin_option) works too (an addition); O(inherit_option), O(set_option) and
+    O(granted_by) fail before any change, naming the server version.
 author:
   - dataplane.postgresql contributors (@dataplane)
 extends_documentation_fragment:
@@ -53,7 +74,7 @@ options:
       - An empty list is allowed (with O(state=exact) it removes every membership of the target
         roles); C(null) is an error.
       - A group may be one of PostgreSQL's predefined roles (C(pg_monitor), C(pg_read_all_data)...).
-      - Mutually exclusive with O(grants); requires O(target_roles).
+      - Mutually exclusive with O(grants) and O(memberships); requires O(target_roles).
     type: list
     elements: str
     aliases: [group, source_role, source_roles]
@@ -61,6 +82,7 @@ options:
     description:
       - Roles that become (or stop being) members of each of O(groups). Spaces are removed
         as for O(groups). An empty list changes nothing; C(null) is an error.
+      - With O(memberships), the target roles of the rows that name none.
     type: list
     elements: str
     aliases: [target_role, user, users]
@@ -119,32 +141,99 @@ options:
     type: bool
   granted_by:
     description:
-      - The grantor whose rows are managed (C(GRANTED BY)). The connecting role must be
-        allowed to act as it (PostgreSQL requires that the grantor holds C(ADMIN) on the group).
-      - When omitted, the membership is handled as a whole (see the description); new rows and
-        option changes go to the row of the connecting role, which PostgreSQL records as the
-        bootstrap superuser (usually C(postgres)) for any superuser. A non-superuser that holds
-        C(ADMIN) only through another role should name that role here.
+      - The grantor whose grant is managed (C(GRANTED BY)). It must exist, hold C(ADMIN
+        OPTION) on the groups, and the connecting role must have its privileges (a superuser
+        has every role's); the module checks this before any statement.
+      - When omitted, the grantor is the connecting role (O(session_role) if set), or the
+        bootstrap superuser (usually C(postgres)) when that role is a superuser, as PostgreSQL
+        records it (RV(acting_grantor)). A non-superuser that holds C(ADMIN OPTION) only
+        through another role names that role here.
+      - Needs PostgreSQL 16 or newer (before 16 a membership has one row whoever granted it).
+      - Mutually exclusive with O(granted_by_any).
     type: str
+  granted_by_any:
+    description:
+      - V(true) handles each membership as a whole, whoever granted it (PostgreSQL 16+; on
+        15 the two models coincide). V(present) is satisfied when the options OR-ed across
+        every grantor's rows are the requested ones, else the connecting role's row is
+        created or updated with a C(GRANT) that names no grantor (PostgreSQL picks it).
+        V(absent), and V(exact) for the groups it removes, revoke every grantor's row (one
+        C(REVOKE ... GRANTED BY) per grantor), so the member really leaves the group; that
+        needs the privileges of each grantor (a superuser has them), checked before any
+        statement.
+      - V(false) (the default) is community.postgresql 5.0's grantor-scoped model (see the
+        description). This collection's own provisioning (C(deployment_setup) with
+        C(all_grantors), set by the C(deployments) role) judges memberships across every
+        grantor's rows, too.
+      - The default for the O(memberships) rows that set neither their own
+        O(memberships[].granted_by_any) nor O(memberships[].granted_by), and what V(exact) uses
+        for the groups no row names. A O(grants) or O(memberships) item that names its own
+        C(granted_by) manages that grantor's grant.
+    type: bool
+    default: false
+    version_added: 0.3.0
   state:
     description:
       - V(present) makes each target role a member of each group with the requested options.
-      - V(absent) removes the membership (options are ignored), every grantor's row or only
-        the rows of O(granted_by) if given (rows of other grantors then remain, the member still
-        belongs to the group, and RV(remaining) says so).
-      - Revoking another grantor's row needs the privileges of that grantor (a superuser has
-        them). Without them, V(absent) without O(granted_by) fails and changes nothing; name
-        the connecting role in O(granted_by) to revoke its own rows only.
-      - V(exact) makes each target role a member of the O(groups) (as V(present)) and of no
-        other group; its other memberships are revoked (with O(granted_by), only that grantor's).
-        Not available with O(grants).
+      - V(absent) revokes the grant of the grantor (O(granted_by), or the connecting role's);
+        options are ignored, with a warning. Other grantors' grants remain, the member still
+        belongs to the group, the module warns (C(remains a member)) and RV(remaining) says
+        through whom. With O(granted_by_any=true) every grantor's row is revoked.
+      - V(exact) makes each target role a member of the requested groups (as V(present)) and
+        of no other group the grantor granted; a membership another role granted is kept and
+        warned about (with O(granted_by_any=true) it is revoked too). With O(memberships) it
+        spans the rows - a target role keeps every group any row names for it. Not available
+        with O(grants).
     type: str
     choices: [present, absent, exact]
     default: present
+  memberships:
+    description:
+      - community.postgresql's list form - one row per set of memberships, each with its own
+        grantor and options, converged in one call and one transaction. Mutually exclusive
+        with O(groups) and O(grants).
+      - A row's O(memberships[].target_roles) replaces the top-level O(target_roles), which is
+        the fallback for rows that name none. A key omitted from a row takes the top-level
+        option of the same name (O(inherit_option), O(set_option), O(admin_option),
+        O(granted_by)).
+      - Two rows describing the same grant (group, target role and O(memberships[].granted_by))
+        are refused. An empty list with O(state=exact) leaves the top-level O(target_roles) in
+        no group the grantor granted.
+    type: list
+    elements: dict
+    version_added: 0.3.0
+    suboptions:
+      groups:
+        description: Groups granted to (or revoked from) the target roles of this row.
+        type: list
+        elements: str
+        required: true
+      target_roles:
+        description: The target roles of this row (default the top-level O(target_roles)).
+        type: list
+        elements: str
+      inherit_option:
+        description: As the top-level O(inherit_option).
+        type: bool
+      set_option:
+        description: As the top-level O(set_option).
+        type: bool
+      admin_option:
+        description: As the top-level O(admin_option).
+        type: bool
+      granted_by:
+        description: As the top-level O(granted_by).
+        type: str
+      granted_by_any:
+        description:
+          - As the top-level O(granted_by_any), for this row (default the top-level value).
+          - Cannot be combined with O(memberships[].granted_by) or the option keys of the row,
+            which describe one grant.
+        type: bool
   grants:
     description:
       - Memberships to converge in one call, each with its own options. Mutually exclusive
-        with O(groups) and O(target_roles).
+        with O(groups), O(target_roles) and O(memberships).
       - A key omitted from an item takes the value of the top-level option of the same name
         (O(inherit_option), O(set_option), O(admin_option), O(granted_by), O(state)).
       - Entries are applied in order; contradicting entries for the same group, member and
@@ -177,11 +266,11 @@ options:
         type: str
         choices: [present, absent]
 notes:
-  - Deliberate differences from upstream, none of which changes the result of a task that
-    upstream runs correctly, are explained in C(docs/membership.md) of the collection - names
-    are always quoted identifiers, a name given twice is handled once, V(absent) on 16+ removes
-    every grantor's row, check mode predicts instead of rolling back, C(null) O(groups) or
-    O(target_roles) is an error.
+  - Deliberate differences from community.postgresql 5.0.0, none of which changes the server
+    state a task leaves, are explained in C(docs/membership.md) of the collection - names are
+    always quoted identifiers, a name given twice is handled once, check mode predicts instead
+    of rolling back, C(null) O(groups) or O(target_roles) is an error, O(admin_option) also
+    works on PostgreSQL 15, refusals use this collection's message format.
   - Refused input fails with C(membership request refused, nothing was changed) followed by
     one sentence per problem, also listed in C(problems).
   - Role names are used exactly as given in O(grants) (case and hyphens are kept; they are
@@ -218,13 +307,30 @@ EXAMPLES = r"""
     target_role: alice
     state: exact
 
-# Without granted_by: alice is already a member of reporting, granted by team_admin,
-# with INHERIT. This task changes nothing (no second row under the connecting role).
-- name: Alice is a member of reporting, whoever granted it
+# alice is already a member of reporting, granted by team_admin. As in
+# community.postgresql 5.0, this task makes the connecting role's own grant beside it.
+- name: Alice is a member of reporting through our own grant
   dataplane.postgresql.membership:
     groups: reporting
     target_roles: alice
     inherit_option: true
+
+# The grantor-agnostic model: any grant counts for present, absent revokes every grant.
+- name: Alice leaves reporting, whoever granted it
+  dataplane.postgresql.membership:
+    groups: reporting
+    target_roles: alice
+    granted_by_any: true
+    state: absent
+
+- name: community.postgresql's list form, a grantor and options per row
+  dataplane.postgresql.membership:
+    target_roles: [alice, bob]
+    memberships:
+      - groups: read_only
+      - groups: read_write
+        granted_by: dba_team
+        set_option: false
 
 # With granted_by: the row of that grantor is converged, the others are left alone.
 - name: The row granted by team_admin has SET FALSE
@@ -258,11 +364,16 @@ EXAMPLES = r"""
 
 RETURN = r"""
 queries:
-  description: Statements run (in check mode, the statements that would run), in order.
+  description:
+    - Statements run (in check mode, the statements that would run), in order.
+    - On PostgreSQL 16+ each statement names its grantor in C(GRANTED BY), as in
+      community.postgresql 5.0 (with O(granted_by_any=true) a C(GRANT) names none and
+      PostgreSQL picks the grantor; each C(REVOKE) names the grantor of the row it removes).
+      Before 16 no statement names a grantor.
   returned: always
   type: list
   elements: str
-  sample: ['GRANT "dp1_user_a" TO "airflow_conn_killer_a" WITH INHERIT FALSE, SET FALSE']
+  sample: ['GRANT "dp1_user_a" TO "airflow_conn_killer_a" WITH INHERIT FALSE, SET FALSE GRANTED BY "postgres"']
 state:
   description: The requested O(state) (as in community.postgresql).
   returned: success
@@ -286,8 +397,8 @@ granted:
   description:
     - For each group, the target roles a C(GRANT) was (in check mode, would be) run for, as in
       community.postgresql. A new membership, or new options on an existing one.
-    - With O(state=present) every group of the task has a key (an empty list when nothing was
-      granted); with O(state=exact) only the groups granted to someone.
+    - With O(state=present) and O(state=exact) every group of the task has a key (an empty
+      list when nothing was granted), as in community.postgresql 5.0.
   returned: when O(state) is V(present) or V(exact), and with O(grants)
   type: dict
   sample: {read_only: [alice, bob]}
@@ -365,6 +476,27 @@ server_version:
   returned: success
   type: str
   sample: '16.15'
+grants:
+  description:
+    - community.postgresql 5.0's view of the requested memberships after the call (predicted
+      in check mode) - for each group and target role, every grantor's grant with its options,
+      including grants the task does not manage.
+    - Pairs whose target role is not a member are left out. Before PostgreSQL 16 only
+      C(admin_option) is given.
+    - Not to be confused with the O(grants) option.
+  returned: success
+  type: dict
+  version_added: 0.3.0
+  sample: {read_only: {alice: [{grantor: postgres, admin_option: false, inherit_option: true, set_option: true}]}}
+effective_options:
+  description:
+    - What each target role really holds in each requested group after the call - the union
+      (OR) of the options of all its grantors' grants. Only pairs where the target role is a
+      member; before PostgreSQL 16 only C(admin_option).
+  returned: success
+  type: dict
+  version_added: 0.3.0
+  sample: {read_only: {alice: {admin_option: false, inherit_option: true, set_option: true}}}
 acting_grantor:
   description: The grantor PostgreSQL records when O(granted_by) is omitted (the bootstrap
     superuser's name for a superuser login or O(session_role), else that role).

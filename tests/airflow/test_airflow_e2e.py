@@ -25,9 +25,12 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from tests.support.reports import latest_report
+
 REPO = Path(__file__).resolve().parents[2]
 PROVISION = REPO / "playbooks" / "provision.yml"
 FAILOVER = REPO / "playbooks" / "failover.yml"
+AUDIT = REPO / "playbooks" / "audit.yml"
 
 # An Airflow ORM session that writes without committing, waits, then tries to commit and to
 # use a new session: what a scheduler holding a transaction sees when its plane is fenced.
@@ -123,6 +126,22 @@ def playbook(playbook_path, server, tmp_path, extra):
     return proc
 
 
+def audit_report(server, tmp_path, extra):
+    """Run the audit playbook (it must pass) and return its JSON report of host pg."""
+    reports = tmp_path / "audit-reports"
+    playbook(AUDIT, server, tmp_path, dict(extra, dataplane_report_dir=str(reports)))
+    return latest_report(reports, "audit")   # one file per run: this run's is the newest
+
+
+def code_objects(report):
+    """{Deployment id: (its code_objects finding, the objects listed)}."""
+    out = {}
+    for dep in report["deployments"]:
+        [finding] = [f for f in dep["findings"] if f["check"] == "code_objects"]
+        out[dep["id"]] = (finding, dep["code_objects"])
+    return out
+
+
 def table_count(server, database):
     return server.sql("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                       "WHERE n.nspname = 'public' AND c.relkind = 'r'", dbname=database)[0][0]
@@ -151,6 +170,12 @@ def test_airflow_runs_on_either_plane(pg, names, tmp_path, airflow_venv):
     owners = server.sql("SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n "
                         "ON n.oid = c.relnamespace WHERE n.nspname = 'public'", dbname=database)
     assert owners == [(schema_role,)]
+    # Airflow's migrations leave no code behind that runs in other sessions (no trigger, rule,
+    # function, operator, ...): the audit, as commander_user, passes with nothing allowed.
+    report = audit_report(server, tmp_path, dict(common, dataplane_pg_user=commander))
+    finding, objects = code_objects(report)[dep_id]
+    assert finding["ok"] and objects == [], finding
+    assert report["drift"] is False, report["summary"]
     airflow["dp1"].cli("variables", "set", "written_by", "dp1")
     airflow["dp1"].cli("pools", "set", "dp1_pool", "3", "made by dp1")
     assert airflow["dp1"].cli("variables", "get", "written_by").stdout.strip().splitlines()[-1] == "dp1"
@@ -179,6 +204,12 @@ def test_airflow_runs_on_either_plane(pg, names, tmp_path, airflow_venv):
         airflow[other].cli("db", "check-migrations", "-t", "5")
         assert table_count(server, database) == tables
         current, other = other, current
+
+    # 4b. Both planes migrated and wrote: still no code objects, still no drift.
+    report = audit_report(server, tmp_path, dict(common, dataplane_pg_user=commander))
+    finding, objects = code_objects(report)[dep_id]
+    assert finding["ok"] and objects == [], finding
+    assert report["drift"] is False, report["summary"]
 
     # 5. The orchestrator keeps no access to Airflow's data.
     with pytest.raises(psycopg2.errors.InsufficientPrivilege) as denied:

@@ -138,7 +138,7 @@ def _after_failback(pg, run_module, commander, dep):
 def _module_is_polling(server, commander):
     """The fence's session was seen running its pg_stat_activity poll (so it signalled already)."""
     return server.sql("SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
-                      " AND query LIKE '%%FROM pg_catalog.pg_stat_activity WHERE usename = ANY%%'"
+                      " AND query LIKE '%%FROM pg_catalog.pg_stat_activity WHERE usename OPERATOR(pg_catalog.=) ANY%%'"
                       " AND query NOT LIKE '%%terminate%%'", (commander,))[0][0] > 0
 
 

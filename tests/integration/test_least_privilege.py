@@ -11,13 +11,14 @@
 """
 
 import json
-import sys
 
 import psycopg2
 import pytest
 from psycopg2 import sql
 
 from conftest import create_managed_admin
+from tests.support.playbooks import database_of
+from tests.support.playbooks import inventory as _inventory
 from tests.support.reports import latest_report
 
 PROVISION = "dataplane.postgresql.provision"
@@ -94,6 +95,13 @@ CASES = {
     "member_of_privileged_group": "member of privileged role(s)",
     "other_deployments_database": "a role granted to commander_user",
     "database_postgres": "system or template database",
+    # the schema role (every login role acts as it; provisioning clears its attributes)
+    "schema_role_is_the_admin": "SUPERUSER",
+    "schema_role_is_other_deployments_login": "is granted to",
+    "schema_role_is_other_deployments_owner": "is granted to",
+    "schema_role_is_helper_owner": "fence helper's owner role",
+    "schema_role_is_an_application_role": "exists and is a member of",
+    "database_is_rds_maintenance": "system or template database",
 }
 
 
@@ -154,6 +162,22 @@ def bad_record(case, names, server, other):
     if case == "database_postgres":
         rec["database"] = "postgres"
         return rec, "postgres"
+    schema_roles = {"schema_role_is_the_admin": "postgres",
+                    "schema_role_is_other_deployments_login": other["login_roles"]["dp1"],
+                    "schema_role_is_other_deployments_owner": other["owner_role"],
+                    "schema_role_is_helper_owner": "dataplane_fence_signaler"}
+    if case in schema_roles:
+        rec["schema_role"] = schema_roles[case]
+        return rec, rec["schema_role"]
+    if case == "schema_role_is_an_application_role":
+        rec["schema_role"] = names("app_writer")
+        create_role(server, names("app"), "NOLOGIN")
+        create_role(server, rec["schema_role"], "NOLOGIN")
+        server.sql('GRANT "%s" TO "%s"' % (names("app"), rec["schema_role"]))
+        return rec, rec["schema_role"]
+    if case == "database_is_rds_maintenance":
+        rec["database"] = "rdsadmin"
+        return rec, "rdsadmin"
     raise AssertionError(case)
 
 
@@ -253,14 +277,6 @@ def test_failure_after_create_database_names_what_stayed(server, names, run_modu
 
 # ------------------------------------------------------------------ managed PostgreSQL
 
-def _inventory(tmp_path, server, user):
-    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-            "dataplane_pg_host": server.host, "dataplane_pg_port": server.port, "dataplane_pg_user": user}
-    path = tmp_path / ("inventory-%s.json" % user)
-    path.write_text(json.dumps({"dataplane_postgresql": {"hosts": {"pg": host}}}))
-    return path
-
-
 def _recap(proc):
     for line in proc.stdout.splitlines():
         if line.startswith("pg ") and "ok=" in line:
@@ -293,11 +309,7 @@ def _managed_flow(server, shape, names, ansible_playbook, tmp_path):
     ids = [names("m1"), names("m2")]
     extra = _managed_vars(names, ids, commander, names("fence"), names("signaler"))
     # The fence helper lives in a database the admin owns (it has no CREATE on "postgres").
-    ops = names("ops")
-    conn = psycopg2.connect(**server.dsn(user=admin))
-    conn.autocommit = True
-    conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ops)))
-    conn.close()
+    ops = database_of(server, admin, names("ops"))
     extra["dataplane_pg_database"] = ops
     as_admin = _inventory(tmp_path, server, admin)
 
@@ -529,3 +541,125 @@ def test_managed_admin_decommission_beside_a_superusers_helper(pg16, names, run_
     # the other Deployment's killer keeps its use of the helper
     assert server.sql("SELECT count(*) FROM pg_namespace n, aclexplode(n.nspacl) x JOIN pg_roles r"
                       " ON r.oid = x.grantee WHERE n.nspname = %s AND r.rolname = %s", (schema, other_killer)) == [(1,)]
+
+
+class _Refused(Exception):
+    pass
+
+
+class _Caller(object):
+    """What database.Session asks of a module: only fail_json (the server decides the rest)."""
+
+    def fail_json(self, msg="", **kwargs):
+        raise _Refused(msg)
+
+
+def _held_by(server, member, roles):
+    return sorted(server.sql("SELECT g.rolname, am.inherit_option, am.set_option FROM pg_auth_members am"
+                             " JOIN pg_roles g ON g.oid = am.roleid JOIN pg_roles m ON m.oid = am.member"
+                             " WHERE m.rolname = %s AND g.rolname = ANY(%s) AND (am.inherit_option OR am.set_option)",
+                             (member, list(roles))))
+
+
+def _comments(server, roles):
+    return dict(server.sql("SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles"
+                           " WHERE rolname = ANY(%s)", (list(roles),)))
+
+
+def test_a_borrow_left_by_a_run_that_died_is_named_then_given_back(pg16, names, ansible_playbook, tmp_path):
+    """A managed admin's provision borrows the owner and schema roles in a committed transaction
+    for the step inside the metadata databases. A run that dies there (here: the borrow is made
+    through the collection's own code, then the connection is simply closed) leaves the admin
+    holding INHERIT and SET on them. The audit names it; the next provision gives it back first,
+    says so, and puts back the role's own comment."""
+    from ansible_collections.dataplane.postgresql.plugins.module_utils import schema_role
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session, make_durable
+
+    server = pg16
+    admin = create_managed_admin(server, names("rds_admin"), "rds")
+    commander = names("commander")
+    dep_id = names("b1")
+    extra = _managed_vars(names, [dep_id], commander, names("fence"), names("signaler"))
+    ops = database_of(server, admin, names("ops"))
+    extra["dataplane_pg_database"] = ops
+    as_admin = _inventory(tmp_path, server, admin)
+    first = ansible_playbook(PROVISION, inventory=as_admin, extra_vars=extra)
+    assert first.returncode == 0, first.stdout + first.stderr
+    owner, schema = "airflow_db_%s_owner" % dep_id, "airflow_db_%s_schema" % dep_id
+    assert _held_by(server, admin, [owner, schema]) == []
+    server.sql(sql.SQL("COMMENT ON ROLE {} IS 'team ledger'").format(sql.Identifier(owner)).as_string(server.connect()))
+
+    # The borrow of a run that dies before giving it back.
+    conn = psycopg2.connect(**server.dsn(user=admin, dbname=ops))
+    make_durable(conn)
+    record = {"id": dep_id, "owner_role": owner, "schema_role": schema, "database": "airflow_db_%s" % dep_id}
+    schema_role._borrow(Session(_Caller(), conn), [record], False)
+    conn.close()
+    assert _held_by(server, admin, [owner, schema]) == [(owner, True, True), (schema, True, True)]
+
+    reports = tmp_path / "reports"
+    audit = ansible_playbook(AUDIT, inventory=_inventory(tmp_path, server, commander),
+                             extra_vars=dict(extra, dataplane_report_dir=str(reports)))
+    assert audit.returncode != 0, audit.stdout
+    report = latest_report(reports, "audit")
+    [finding] = [f for f in report["deployments"][0]["findings"] if f["check"] == "borrowed_roles"]
+    assert finding["ok"] is False
+    for name in (owner, schema):
+        assert "%s still holds INHERIT and SET on %s" % (admin, name) in finding["detail"], finding
+
+    rerun = ansible_playbook(PROVISION, inventory=as_admin, extra_vars=extra)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert _recap(rerun)["changed"] >= 1, rerun.stdout
+    said = rerun.stdout + rerun.stderr  # module warnings go to stderr
+    for name in (owner, schema):
+        assert ("role %s was still borrowed by %s (INHERIT and SET) from a provision that did not finish: "
+                "given back now" % (name, admin)) in said, said
+    assert _held_by(server, admin, [owner, schema]) == []
+    assert _comments(server, [owner, schema]) == {owner: "team ledger", schema: None}
+
+    again = ansible_playbook(PROVISION, inventory=as_admin, extra_vars=extra)
+    assert again.returncode == 0 and _recap(again)["changed"] == 0, again.stdout
+    assert _comments(server, [owner, schema]) == {owner: "team ledger", schema: None}
+    audit = ansible_playbook(AUDIT, inventory=_inventory(tmp_path, server, commander),
+                             extra_vars=dict(extra, dataplane_report_dir=str(reports)))
+    assert audit.returncode == 0, audit.stdout
+
+
+def test_the_helpers_database_is_refused_as_a_metadata_database(pg16, names, run_module):
+    """The database the run connects to holds the fence helper: no Deployment may take it over."""
+    ops = names("ops")
+    pg16.sql(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ops)).as_string(pg16.connect()))
+    commander = names("cmd")
+    rec = dict(record(names, "h", commander), database=ops)
+    before = snapshot(pg16)
+    res = run_module("deployment_setup", dict(setup_args(pg16, [rec]), login_db=ops))
+    assert res["failed"] and res["queries"] == [], res
+    assert snapshot(pg16) == before
+    assert ("Deployment %r: database %r is the database this run connects to (where the fence helper lives)"
+            % (rec["id"], ops)) in res["msg"], res["msg"]
+
+
+def test_managed_admin_decommission_with_the_fence_helper(server, names, run_module):
+    """A managed admin decommissions a Deployment whose killer role the fence helper serves: the
+    helper's use is taken from the killer role (the admin borrows the helper's owner role for it)
+    before the role is dropped, and the helper stays for the other Deployment."""
+    admin = create_managed_admin(server, names("rds_admin"), "rds")
+    ops = database_of(server, admin, names("ops"))
+    commander = names("cmd")
+    gone, kept = record(names, "x", commander), record(names, "y", commander)
+    helper = dict(fence_helper_owner_role=names("signaler"), fence_helper_schema=names("fence"))
+    args = dict(setup_args(server, [gone, kept], user=admin, commander_password="cmd-secret-77", **helper),
+                login_db=ops)
+    res = run_module("deployment_setup", args)
+    assert not res["failed"], res
+    absent = dict(args, deployments=[dict(gone, state="absent", drop_database=True, drop_login_roles=True), kept])
+    res = run_module("deployment_setup", absent)
+    assert not res["failed"] and res["changed"], res
+    assert server.sql("SELECT 1 FROM pg_roles WHERE rolname = %s", (gone["killer_role"],)) == []
+    acl = server.sql("SELECT p.proacl::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                     " WHERE n.nspname = %s", (helper["fence_helper_schema"],), dbname=ops)
+    assert acl and kept["killer_role"] in acl[0][0], acl
+    # the admin holds no SET or INHERIT on the helper's owner afterwards
+    assert _held_by(server, admin, [helper["fence_helper_owner_role"]]) == []
+    again = run_module("deployment_setup", absent)
+    assert not again["failed"] and again["changed"] is False, again

@@ -39,6 +39,11 @@ def create_roles(server, *specs):
         server.sql("CREATE ROLE %s %s" % (q(name), attrs))
 
 
+# community.postgresql 5.0's statements name the grantor they mean on PostgreSQL 16+: a
+# superuser's grant is recorded under the bootstrap superuser, "postgres" on these servers.
+BY = ' GRANTED BY "postgres"'
+
+
 def membership(run_module, server, check=False, diff=False, user="postgres", **args):
     return run_module("membership", dict(server.login_args(user=user), **args), check=check, diff=diff)
 
@@ -52,7 +57,7 @@ def test_reference_pair_read_back_and_idempotent(pg, names, run_module):
     res = membership(run_module, pg, groups=[dp1], target_roles=[killer], inherit_option=False, set_option=False)
     assert not res["failed"], res
     assert res["changed"] is True
-    assert res["queries"] == ['GRANT "%s" TO "%s" WITH INHERIT FALSE, SET FALSE' % (dp1, killer)]
+    assert res["queries"] == ['GRANT "%s" TO "%s" WITH INHERIT FALSE, SET FALSE' % (dp1, killer) + BY]
     assert catalog(pg, names) == [(dp1, killer, "postgres", False, False, False)]
     [item] = res["memberships"]
     assert item["member_before"] is False and item["member_after"] is True
@@ -71,7 +76,7 @@ def test_new_grant_gets_postgresql_defaults_for_omitted_options(pg, names, run_m
     create_roles(pg, g, inh + " INHERIT", noinh + " NOINHERIT")
     check = membership(run_module, pg, check=True, groups=[g], target_roles=[inh, noinh])
     res = membership(run_module, pg, groups=[g], target_roles=[inh, noinh])
-    assert res["changed"] and res["queries"] == ['GRANT "%s" TO "%s"' % (g, inh), 'GRANT "%s" TO "%s"' % (g, noinh)]
+    assert res["changed"] and res["queries"] == ['GRANT "%s" TO "%s"' % (g, inh) + BY, 'GRANT "%s" TO "%s"' % (g, noinh) + BY]
     # inherit follows the member's INHERIT attribute, set defaults to true, admin to false
     assert catalog(pg, names) == [(g, inh, "postgres", True, True, False), (g, noinh, "postgres", False, True, False)]
     # check mode predicted exactly what PostgreSQL then recorded
@@ -94,7 +99,7 @@ def test_drift_by_hand_is_corrected_with_diff(pg, names, run_module):
     res = membership(run_module, pg, diff=True, groups=[dp1], target_roles=[killer],
                      inherit_option=False, set_option=False)
     assert res["changed"] is True
-    assert res["queries"] == ['GRANT "%s" TO "%s" WITH INHERIT FALSE' % (dp1, killer)]
+    assert res["queries"] == ['GRANT "%s" TO "%s" WITH INHERIT FALSE' % (dp1, killer) + BY]
     assert catalog(pg, names) == [(dp1, killer, "postgres", False, False, False)]
     key = "%s in %s" % (killer, dp1)
     assert res["diff"]["before"][key]["postgres"]["inherit_option"] is True
@@ -113,7 +118,7 @@ def test_admin_option_raised_and_lowered(pg, names, run_module):
     up = membership(run_module, pg, groups=[g], target_roles=[m], admin_option=True)
     assert up["changed"] and catalog(pg, names) == [(g, m, "postgres", True, True, True)]
     down = membership(run_module, pg, groups=[g], target_roles=[m], admin_option=False)
-    assert down["queries"] == ['GRANT "%s" TO "%s" WITH ADMIN FALSE' % (g, m)]
+    assert down["queries"] == ['GRANT "%s" TO "%s" WITH ADMIN FALSE' % (g, m) + BY]
     assert catalog(pg, names) == [(g, m, "postgres", True, True, False)]
 
 
@@ -162,8 +167,8 @@ def test_multiple_grantors_each_row_managed_and_absent_reports_remaining(pg, nam
     assert one["changed"] and one["queries"] == ['REVOKE "%s" FROM "%s" GRANTED BY "%s"' % (g, m, g1)]
     assert one["remaining"][0]["grantors"] == [g2]
 
-    # absent without granted_by: the membership goes, whoever granted it
-    last = membership(run_module, pg, groups=[g], target_roles=[m], state="absent")
+    # absent with granted_by_any: the membership goes, whoever granted it
+    last = membership(run_module, pg, groups=[g], target_roles=[m], state="absent", granted_by_any=True)
     assert last["changed"] and last["remaining"] == []
     assert last["queries"] == ['REVOKE "%s" FROM "%s" GRANTED BY "%s"' % (g, m, g2)]
     assert sorted(catalog(pg, names)) == sorted(admin_rows)
@@ -196,9 +201,9 @@ def test_check_mode_changes_nothing_and_predicts_the_run(pg, names, run_module):
 
     check = membership(run_module, pg, check=True, diff=True, grants=grants)
     assert check["changed"] is True
-    expected = ['GRANT "%s" TO "%s" WITH SET FALSE' % (g, m),
-                'GRANT "%s" TO "%s" WITH INHERIT FALSE, ADMIN TRUE' % (keep, m),
-                'REVOKE "%s" FROM "%s"' % (old, m)]
+    expected = ['GRANT "%s" TO "%s" WITH SET FALSE' % (g, m) + BY,
+                'GRANT "%s" TO "%s" WITH INHERIT FALSE, ADMIN TRUE' % (keep, m) + BY,
+                'REVOKE "%s" FROM "%s"' % (old, m) + BY]
     assert check["queries"] == expected
     assert catalog(pg, names) == before
     assert pg.sql("SELECT oid, roleid, member, grantor, admin_option, inherit_option, set_option "
@@ -253,14 +258,29 @@ def test_hostile_names_rejected_before_any_change(pg, names, run_module, bad, ne
     assert pg.sql("SELECT count(*) FROM pg_auth_members") == snapshot
 
 
-def test_statement_failure_rolls_back_everything(pg, names, run_module):
+def test_grantor_without_admin_refused_before_any_statement(pg, names, run_module):
     g, m, m2, nobody = names("grp"), names("member"), names("member2"), names("no_admin")
     create_roles(pg, g, m, m2, nobody)
     res = membership(run_module, pg, grants=[dict(group=g, target_role=m),
                                              dict(group=g, target_role=m2, granted_by=nobody)])
-    assert res["failed"] is True
-    assert "permission denied" in res["msg"] or "ADMIN option" in res["msg"], res["msg"]
+    assert res["failed"] is True and res["queries"] == []
+    assert 'The granting role "%s" does not hold ADMIN OPTION on "%s"' % (nobody, g) in res["msg"], res["msg"]
     assert catalog(pg, names) == []
+
+
+def test_statement_failure_rolls_back_everything(pg, names, run_module):
+    # PostgreSQL refuses to revoke a row whose member has granted the group onward (no
+    # CASCADE): the grant before it in the same call is rolled back with it.
+    g, m, m2, m3 = names("grp"), names("member"), names("member2"), names("member3")
+    create_roles(pg, g, m, m2, m3)
+    pg.sql("GRANT %s TO %s WITH ADMIN TRUE" % (q(g), q(m)))
+    pg.sql("GRANT %s TO %s GRANTED BY %s" % (q(g), q(m2), q(m)))
+    before = catalog(pg, names)
+    res = membership(run_module, pg, grants=[dict(group=g, target_role=m3),
+                                             dict(group=g, target_role=m, state="absent")])
+    assert res["failed"] is True
+    assert "dependent privileges exist" in res["msg"], res["msg"]
+    assert catalog(pg, names) == before
 
 
 def test_mixed_case_hyphen_and_quote_names(pg, names, run_module):
@@ -268,7 +288,7 @@ def test_mixed_case_hyphen_and_quote_names(pg, names, run_module):
     create_roles(pg, (g, "LOGIN"), (m, "NOINHERIT"))
     res = membership(run_module, pg, groups=[g], target_roles=[m], inherit_option=False, set_option=False)
     assert not res["failed"], res
-    assert res["queries"] == ['GRANT %s TO %s WITH INHERIT FALSE, SET FALSE' % (q(g), q(m))]
+    assert res["queries"] == ['GRANT %s TO %s WITH INHERIT FALSE, SET FALSE' % (q(g), q(m)) + BY]
     assert catalog(pg, names) == [(g, m, "postgres", False, False, False)]
     assert membership(run_module, pg, groups=[g], target_roles=[m], inherit_option=False,
                       set_option=False)["changed"] is False
@@ -330,8 +350,8 @@ def test_ansible_playbook_converges_and_is_idempotent(pg16, names, ansible_playb
     report = json.loads(out.read_text())
     first, second = report["first"], report["second"]
     assert first["changed"] is True
-    assert first["queries"] == ['GRANT "%s" TO "%s" WITH INHERIT FALSE, SET FALSE' % (login, killer),
-                                'GRANT "%s" TO "%s"' % (killer, commander)]
+    assert first["queries"] == ['GRANT "%s" TO "%s" WITH INHERIT FALSE, SET FALSE' % (login, killer) + BY,
+                                'GRANT "%s" TO "%s"' % (killer, commander) + BY]
     assert second["changed"] is False and second["queries"] == []
     assert catalog(pg16, names) == sorted([(login, killer, "postgres", False, False, False),
                                            (killer, commander, "postgres", True, True, False)])
@@ -364,7 +384,8 @@ def test_grants_items_take_top_level_defaults(pg, names, run_module):
     create_roles(pg, g1, g2, m)
     res = membership(run_module, pg, set_option=False, grants=[dict(group=g1, target_role=m),
                                                                dict(group=g2, target_role=m, set_option=True)])
-    assert res["queries"] == ['GRANT "%s" TO "%s" WITH SET FALSE' % (g1, m), 'GRANT "%s" TO "%s" WITH SET TRUE' % (g2, m)]
+    assert res["queries"] == ['GRANT "%s" TO "%s" WITH SET FALSE' % (g1, m) + BY,
+                              'GRANT "%s" TO "%s" WITH SET TRUE' % (g2, m) + BY]
     assert catalog(pg, names) == [(g1, m, "postgres", True, False, False), (g2, m, "postgres", True, True, False)]
     gone = membership(run_module, pg, state="absent", grants=[dict(group=g1, target_role=m),
                                                               dict(group=g2, target_role=m)])
@@ -411,7 +432,8 @@ def test_pg15_options_refused_in_the_shared_format(pg15, names, run_module):
     create_roles(pg15, g, m)
     res = membership(run_module, pg15, groups=[g], target_roles=[m], set_option=False)
     assert res["failed"] is True and res["queries"] == [] and res["server_version"].startswith("15.")
-    assert res["msg"].startswith("membership request refused, nothing was changed: PostgreSQL 15.")
+    assert res["msg"].startswith("membership request refused, nothing was changed: The inherit_option, "
+                                 "set_option parameter(s) require PostgreSQL 16 or later: PostgreSQL 15.")
     assert catalog(pg15, names) == []
 
 
@@ -437,7 +459,7 @@ def test_names_with_percent_semicolon_and_quotes_in_one_round_trip(pg16, names, 
     args = dict(grants=[dict(group=g1, target_role=m, set_option=False), dict(group=g2, target_role=m)])
     res = membership(run_module, pg16, **args)
     assert not res["failed"], res
-    assert res["queries"] == ['GRANT %s TO %s WITH SET FALSE' % (q(g1), q(m)), 'GRANT %s TO %s' % (q(g2), q(m))]
+    assert res["queries"] == ['GRANT %s TO %s WITH SET FALSE' % (q(g1), q(m)) + BY, 'GRANT %s TO %s' % (q(g2), q(m)) + BY]
     assert catalog(pg16, names) == sorted([(g1, m, "postgres", True, False, False),
                                            (g2, m, "postgres", True, True, False)])
     again = membership(run_module, pg16, **args)

@@ -1,14 +1,19 @@
 """dataplane.postgresql.membership as a drop-in for community.postgresql.postgresql_membership.
 
 Each upstream-style case runs against BOTH modules (parameter ``impl``) with the same
-arguments and the same expectations, written from upstream's documentation (4.2.0 is in the
-venv): options and aliases, return values (queries, groups, target_roles, state, granted,
+arguments and the same expectations, written from upstream's documentation. Ours follows
+community.postgresql 5.0's grantor-scoped model on PostgreSQL 16+; the venv has an older
+upstream (4.2.0), so where the two models differ (``grantor_scoped``) each side is checked
+against its own version's documented behaviour: options and aliases, return values (queries, groups, target_roles, state, granted,
 revoked), fail_on_role, trust_input, session_role, state=exact, check mode. Where this
 collection differs on purpose (documented in the module), the test says so and checks both
 sides. Every outcome is read back from pg_auth_members on real PostgreSQL 15, 16, 17 and 18.
 """
 
+import glob
 import json
+import os
+import sys
 
 import pytest
 
@@ -31,6 +36,31 @@ UPSTREAM_KEYS = ("changed", "failed", "queries", "groups", "target_roles", "stat
 
 def q(name):
     return '"%s"' % name.replace('"', '""')
+
+
+def upstream_version():
+    """The community.postgresql version the tests run (the venv's, from the ansible wheel)."""
+    for entry in sys.path:
+        for path in glob.glob(os.path.join(entry, "ansible_collections", "community", "postgresql", "MANIFEST.json")):
+            with open(path) as handle:
+                return tuple(int(p) for p in json.load(handle)["collection_info"]["version"].split(".")[:3])
+    return (0, 0, 0)
+
+
+def grantor_scoped(impl, server):
+    """Whether IMPL follows community.postgresql 5.0's grantor-scoped model on SERVER: ours
+    does on PostgreSQL 16+, upstream from 5.0 on; before 16 both behave like 4.x."""
+    return server.major >= 16 and (impl == OURS or upstream_version() >= (5, 0, 0))
+
+
+def five(impl):
+    """Whether IMPL has community.postgresql 5.0's return values (on any server version)."""
+    return impl == OURS or upstream_version() >= (5, 0, 0)
+
+
+def by(impl, server, grantor="postgres"):
+    """The GRANTED BY clause 5.0's statements carry (none for 4.x or before PostgreSQL 16)."""
+    return ' GRANTED BY %s' % q(grantor) if grantor_scoped(impl, server) else ""
 
 
 def create_roles(server, *names, attrs=""):
@@ -74,7 +104,7 @@ def _present_absent_cycle(server, names, run_module, impl):
 
     # check mode: reports the grant, changes nothing
     res = call(run_module, impl, server, check=True, group=g1, user=u1, state="present")
-    assert visible(res) == dict(changed=True, failed=False, queries=['GRANT %s TO %s' % (q(g1), q(u1))],
+    assert visible(res) == dict(changed=True, failed=False, queries=['GRANT %s TO %s' % (q(g1), q(u1)) + by(impl, server)],
                                 groups=[g1], target_roles=[u1], state="present", granted={g1: [u1]}), res
     assert groups_of(server, u1) == []
     res = call(run_module, impl, server, check=True, group=g1, user=u1, state="absent")
@@ -91,7 +121,7 @@ def _present_absent_cycle(server, names, run_module, impl):
 
     # revoke, then again
     res = call(run_module, impl, server, groups=[g1], target_roles=[u1], state="absent")
-    assert visible(res) == dict(changed=True, failed=False, queries=['REVOKE %s FROM %s' % (q(g1), q(u1))],
+    assert visible(res) == dict(changed=True, failed=False, queries=['REVOKE %s FROM %s' % (q(g1), q(u1)) + by(impl, server)],
                                 groups=[g1], target_roles=[u1], state="absent", revoked={g1: [u1]}), res
     assert groups_of(server, u1) == []
     res = call(run_module, impl, server, groups=[g1], target_roles=[u1], state="absent")
@@ -102,7 +132,7 @@ def _present_absent_cycle(server, names, run_module, impl):
     assert res["changed"] is True
     assert res["target_roles"] == [u1, u2] and res["groups"] == [g1, g2]
     assert res["granted"] == {g1: [u1, u2], g2: [u1, u2]}
-    assert res["queries"] == ['GRANT %s TO %s' % (q(g), q(u)) for g in (g1, g2) for u in (u1, u2)]
+    assert res["queries"] == ['GRANT %s TO %s' % (q(g), q(u)) + by(impl, server) for g in (g1, g2) for u in (u1, u2)]
     assert groups_of(server, u1) == sorted([g1, g2]) and groups_of(server, u2) == sorted([g1, g2])
     again = call(run_module, impl, server, groups=[g1, g2], users="%s, %s" % (u1, u2))
     assert again["changed"] is False and again["granted"] == {g1: [], g2: []}
@@ -110,7 +140,7 @@ def _present_absent_cycle(server, names, run_module, impl):
     # one revoked; the next present grants only that one back
     call(run_module, impl, server, group=g1, user=u1, state="absent")
     res = call(run_module, impl, server, groups=[g1, g2], target_roles=[u1, u2])
-    assert res["queries"] == ['GRANT %s TO %s' % (q(g1), q(u1))]
+    assert res["queries"] == ['GRANT %s TO %s' % (q(g1), q(u1)) + by(impl, server)]
     assert res["granted"] == {g1: [u1], g2: []}
 
 
@@ -147,7 +177,7 @@ def test_fail_on_role(pg, names, run_module, impl):
     # the existing roles of a mixed list are still handled
     res = call(run_module, impl, pg, groups=[g, fake_g], target_roles=[fake_u, u], fail_on_role=False)
     assert res["changed"] is True and res["groups"] == [g] and res["target_roles"] == [u]
-    assert res["granted"] == {g: [u]} and res["queries"] == ['GRANT %s TO %s' % (q(g), q(u))]
+    assert res["granted"] == {g: [u]} and res["queries"] == ['GRANT %s TO %s' % (q(g), q(u)) + by(impl, pg)]
     assert groups_of(pg, u) == [g]
 
 
@@ -179,7 +209,7 @@ def _exact_cycle(server, names, run_module, impl):
     assert groups_of(server, u1) == sorted([g1, g2, g3])
     res = call(run_module, impl, server, groups=[], user=u1, state="exact")
     assert res["changed"] is True and res["revoked"] == {g1: [u1], g2: [u1], g3: [u1]}
-    assert sorted(res["queries"]) == sorted('REVOKE %s FROM %s' % (q(g), q(u1)) for g in (g1, g2, g3))
+    assert sorted(res["queries"]) == sorted('REVOKE %s FROM %s' % (q(g), q(u1)) + by(impl, server) for g in (g1, g2, g3))
     assert groups_of(server, u1) == []
 
     res = call(run_module, impl, server, groups=[g1, g2, g3], user=u1, state="exact")
@@ -188,7 +218,9 @@ def _exact_cycle(server, names, run_module, impl):
     assert groups_of(server, u1) == sorted([g1, g2, g3])
 
     res = call(run_module, impl, server, groups=[g1], user=u1, state="exact")
-    assert res["changed"] is True and res["revoked"] == {g2: [u1], g3: [u1]} and res["granted"] == {}
+    # 5.0 lists every requested group in granted (4.x only the groups granted to someone)
+    assert res["changed"] is True and res["revoked"] == {g2: [u1], g3: [u1]}
+    assert res["granted"] == ({g1: []} if five(impl) else {})
     assert groups_of(server, u1) == [g1]
 
     res = call(run_module, impl, server, groups=[g2, g3], users=[u1, u2], state="exact")
@@ -198,7 +230,7 @@ def _exact_cycle(server, names, run_module, impl):
 
     res = call(run_module, impl, server, groups=[g2, g3], users=[u1, u2], state="exact")
     assert visible(res) == dict(changed=False, failed=False, queries=[], groups=[g2, g3], target_roles=[u1, u2],
-                                state="exact", granted={}, revoked={}), res
+                                state="exact", granted={g2: [], g3: []} if five(impl) else {}, revoked={}), res
 
 
 @IMPLS
@@ -223,7 +255,7 @@ def test_session_role_grants_as_that_role(pg, names, run_module, impl):
 
     res = call(run_module, impl, pg, login=login, session_role=admin, group=g, target_role=m)
     assert not res["failed"], res
-    assert res["changed"] is True and res["queries"] == ['GRANT %s TO %s' % (q(g), q(m))]
+    assert res["changed"] is True and res["queries"] == ['GRANT %s TO %s' % (q(g), q(m)) + by(impl, pg, admin)]
     assert rows_of(pg, m) == [(g, admin)]  # recorded as granted by the session role
     res = call(run_module, impl, pg, login=login, session_role=admin, group=g, target_role=m)
     assert res["changed"] is False and res["queries"] == []
@@ -275,36 +307,54 @@ def test_groups_null_is_an_error(pg16, names, run_module, impl):
 # --- grantors (PostgreSQL 16+) ------------------------------------------------------------------------------
 
 @IMPLS
-def test_present_is_satisfied_by_another_grantors_membership(pg, names, run_module, impl):
+def test_present_when_another_role_granted_it(pg, names, run_module, impl):
+    """5.0: another role's grant is not the module's own, so present makes its own beside it
+    (the membership no longer depends on that role). 4.x, and ours with granted_by_any: any
+    grant satisfies present, nothing is added."""
     g, m, g1 = names("group"), names("member"), names("grantor1")
     create_roles(pg, g, m, g1)
     pg.sql("GRANT %s TO %s WITH ADMIN TRUE" % (q(g), q(g1)))
     pg.sql("GRANT %s TO %s GRANTED BY %s" % (q(g), q(m), q(g1)))
+    if impl == OURS:
+        res = call(run_module, impl, pg, groups=[g], target_roles=[m], granted_by_any=True)
+        assert visible(res) == dict(changed=False, failed=False, queries=[], groups=[g], target_roles=[m],
+                                    state="present", granted={g: []}), res
+        assert rows_of(pg, m) == [(g, g1)]
     res = call(run_module, impl, pg, groups=[g], target_roles=[m])
-    assert visible(res) == dict(changed=False, failed=False, queries=[], groups=[g], target_roles=[m],
-                                state="present", granted={g: []}), res
-    assert rows_of(pg, m) == [(g, g1)]  # no second row under the login
+    if grantor_scoped(impl, pg):
+        assert visible(res) == dict(changed=True, failed=False, queries=['GRANT %s TO %s' % (q(g), q(m)) + by(impl, pg)],
+                                    groups=[g], target_roles=[m], state="present", granted={g: [m]}), res
+        assert rows_of(pg, m) == sorted([(g, g1), (g, "postgres")])
+        assert sorted(e["grantor"] for e in res["grants"][g][m]) == sorted([g1, "postgres"])
+        again = call(run_module, impl, pg, groups=[g], target_roles=[m])
+        assert again["changed"] is False and again["queries"] == []
+    else:
+        assert visible(res) == dict(changed=False, failed=False, queries=[], groups=[g], target_roles=[m],
+                                    state="present", granted={g: []}), res
+        assert rows_of(pg, m) == [(g, g1)]
 
 
-def test_any_grantor_rule_with_options_and_granted_by(pg, names, run_module):
-    """Without granted_by the effective options of every grantor's rows count; with
-    granted_by, that grantor's rows are converged and the others left alone."""
+def test_granted_by_any_rule_with_options_and_granted_by(pg, names, run_module):
+    """granted_by_any: the effective options of every grantor's rows count; with granted_by,
+    that grantor's rows are converged and the others left alone."""
     g, m, g1 = names("group"), names("member"), names("grantor1")
     create_roles(pg, g, g1)
     create_roles(pg, m, attrs="NOINHERIT")
     pg.sql("GRANT %s TO %s WITH ADMIN TRUE" % (q(g), q(g1)))
     pg.sql("GRANT %s TO %s WITH INHERIT TRUE, SET FALSE GRANTED BY %s" % (q(g), q(m), q(g1)))
+    anyone = dict(groups=[g], target_roles=[m], granted_by_any=True)
 
-    same = call(run_module, OURS, pg, groups=[g], target_roles=[m], inherit_option=True, set_option=False)
+    same = call(run_module, OURS, pg, inherit_option=True, set_option=False, **anyone)
     assert same["changed"] is False and same["queries"] == [] and rows_of(pg, m) == [(g, g1)]
 
     # an option no row has: the acting grantor's row is added with it
-    more = call(run_module, OURS, pg, diff=True, groups=[g], target_roles=[m], set_option=True)
+    more = call(run_module, OURS, pg, diff=True, set_option=True, **anyone)
     assert more["changed"] is True and more["queries"] == ['GRANT %s TO %s WITH SET TRUE' % (q(g), q(m))]
     assert rows_of(pg, m) == sorted([(g, g1), (g, "postgres")])
     assert more["memberships"][0]["effective_after"]["set_option"] is True
+    assert more["effective_options"] == {g: {m: {"inherit_option": True, "set_option": True, "admin_option": False}}}
     assert set(more["diff"]["after"]["%s in %s" % (m, g)]) == {g1, "postgres"}
-    assert call(run_module, OURS, pg, groups=[g], target_roles=[m], set_option=True)["changed"] is False
+    assert call(run_module, OURS, pg, set_option=True, **anyone)["changed"] is False
 
     # granted_by: that grantor's row is converged, postgres's row stays as it is
     mine = call(run_module, OURS, pg, groups=[g], target_roles=[m], granted_by=g1, set_option=True)
@@ -313,7 +363,7 @@ def test_any_grantor_rule_with_options_and_granted_by(pg, names, run_module):
                   "WHERE member = %s::regrole", (q(m),)) == [(True, 2)]
 
     # a false option another grantor's row keeps true: warned, not hidden
-    warn = call(run_module, OURS, pg, groups=[g], target_roles=[m], set_option=False)
+    warn = call(run_module, OURS, pg, set_option=False, **anyone)
     assert warn["changed"] is True
     assert any("other grantors" in w for w in warnings_of(warn)), warn
     assert warn["memberships"][0]["effective_after"]["set_option"] is True
@@ -321,20 +371,30 @@ def test_any_grantor_rule_with_options_and_granted_by(pg, names, run_module):
 
 @IMPLS
 def test_absent_when_another_role_granted_it(pg, names, run_module, impl):
-    """Upstream's REVOKE removes only the connecting role's row and reports a change while
-    the member stays in the group; ours removes the membership (documented difference)."""
+    """5.0: absent revokes the module's own grant only and warns that the role remains a
+    member. 4.x: a plain REVOKE that reports a change while the member stays. Ours with
+    granted_by_any: every grantor's grant goes."""
     g, m, g1 = names("group"), names("member"), names("grantor1")
     create_roles(pg, g, m, g1)
     pg.sql("GRANT %s TO %s WITH ADMIN TRUE" % (q(g), q(g1)))
     pg.sql("GRANT %s TO %s GRANTED BY %s" % (q(g), q(m), q(g1)))
+    pg.sql("GRANT %s TO %s" % (q(g), q(m)))  # the connecting role's own grant
     res = call(run_module, impl, pg, groups=[g], target_roles=[m], state="absent")
     assert res["changed"] is True and res["revoked"] == {g: [m]}
+    assert res["queries"] == ['REVOKE %s FROM %s' % (q(g), q(m)) + by(impl, pg)]
+    assert rows_of(pg, m) == [(g, g1)]
+    if grantor_scoped(impl, pg):
+        assert any("remains a member" in w for w in warnings_of(res)), res
+        assert res["effective_options"] == {g: {m: {"admin_option": False, "inherit_option": True,
+                                                    "set_option": True}}}
+        again = call(run_module, impl, pg, groups=[g], target_roles=[m], state="absent")
+        assert again["changed"] is False and again["queries"] == [] and again["revoked"] == {g: []}
+        assert any("remains a member" in w for w in warnings_of(again)), again
     if impl == OURS:
-        assert res["queries"] == ['REVOKE %s FROM %s GRANTED BY %s' % (q(g), q(m), q(g1))]
-        assert rows_of(pg, m) == [] and res["remaining"] == []
-        assert call(run_module, impl, pg, groups=[g], target_roles=[m], state="absent")["changed"] is False
-    else:
-        assert rows_of(pg, m) == [(g, g1)]
+        gone = call(run_module, impl, pg, groups=[g], target_roles=[m], state="absent", granted_by_any=True)
+        assert gone["queries"] == ['REVOKE %s FROM %s GRANTED BY %s' % (q(g), q(m), q(g1))]
+        assert rows_of(pg, m) == [] and gone["remaining"] == [] and gone["effective_options"] == {}
+        assert not any("remains a member" in w for w in warnings_of(gone)), gone
 
 
 # --- PostgreSQL 15: options refused, nothing changed ------------------------------------------------------
@@ -362,9 +422,9 @@ def test_exact_with_options_check_diff_idempotent(pg, names, run_module):
     before = rows_of(pg, m)
     check = call(run_module, OURS, pg, check=True, diff=True, **args)
     assert check["changed"] is True and rows_of(pg, m) == before
-    expected = ['REVOKE %s FROM %s' % (q(old), q(m)),
-                'GRANT %s TO %s WITH INHERIT FALSE, SET FALSE' % (q(g1), q(m)),
-                'GRANT %s TO %s WITH INHERIT FALSE, SET FALSE' % (q(g2), q(m))]
+    expected = ['REVOKE %s FROM %s' % (q(old), q(m)) + by(OURS, pg),
+                'GRANT %s TO %s WITH INHERIT FALSE, SET FALSE' % (q(g1), q(m)) + by(OURS, pg),
+                'GRANT %s TO %s WITH INHERIT FALSE, SET FALSE' % (q(g2), q(m)) + by(OURS, pg)]
     assert check["queries"] == expected
     assert check["granted"] == {g1: [m], g2: [m]} and check["revoked"] == {old: [m]}
     assert "%s in %s" % (m, old) in check["diff"]["before"] and "%s in %s" % (m, old) not in check["diff"]["after"]
@@ -443,7 +503,12 @@ def test_upstream_playbook_with_the_module_name_swapped(pg16, names, ansible_pla
         assert "failed=0" in run.stdout
         results[impl] = dict((k, visible(v)) for k, v in json.loads(out.read_text()).items())
         assert groups_of(pg16, user1) == [] and groups_of(pg16, user2) == []
-    assert results[UPSTREAM] == results["dataplane.postgresql.membership"]
+    ours, theirs = results["dataplane.postgresql.membership"], results[UPSTREAM]
+    if not grantor_scoped(UPSTREAM, pg16):
+        # 4.x writes no GRANTED BY; 5.0 (and this module) name the grantor they mean
+        for step in ours.values():
+            step["queries"] = [text.replace(by(OURS, pg16), "") for text in step["queries"]]
+    assert theirs == ours
     assert results[UPSTREAM]["exact"]["revoked"] == {grp: [user1]}
     assert results[UPSTREAM]["revoked"]["revoked"] == {grp: [user2]}
 
@@ -456,7 +521,8 @@ def test_predefined_role_as_group(pg, names, run_module, impl):
     create_roles(pg, m)
     res = call(run_module, impl, pg, groups=["pg_read_all_stats"], target_roles=[m])
     assert not res["failed"], res
-    assert res["queries"] == ['GRANT "pg_read_all_stats" TO %s' % q(m)] and res["granted"] == {"pg_read_all_stats": [m]}
+    assert res["queries"] == ['GRANT "pg_read_all_stats" TO %s' % q(m) + by(impl, pg)]
+    assert res["granted"] == {"pg_read_all_stats": [m]}
     assert groups_of(pg, m) == ["pg_read_all_stats"]
     assert call(run_module, impl, pg, groups=["pg_read_all_stats"], target_roles=[m])["changed"] is False
     res = call(run_module, impl, pg, groups=["pg_read_all_stats"], target_roles=[m], state="absent")
@@ -488,9 +554,9 @@ def test_two_runs_at_once_leave_one_row(pg, names, run_module):
 
 
 def test_absent_as_non_superuser_when_another_grantor_also_granted(pg, names, run_module):
-    """A non-superuser admin cannot revoke a row another grantor made: without granted_by the
-    task fails, changes nothing and says how to revoke its own row only; with granted_by it
-    does that and reports the membership that remains."""
+    """A non-superuser admin cannot revoke a row another grantor made: with granted_by_any the
+    task fails before any statement and says what to do; by default (5.0) it revokes its own
+    row and warns; with granted_by it does that and reports the membership that remains."""
     g, m, boss, other = names("group"), names("member"), names("boss"), names("other_admin")
     create_roles(pg, g, m, other)
     create_roles(pg, boss, attrs="LOGIN")
@@ -499,9 +565,18 @@ def test_absent_as_non_superuser_when_another_grantor_also_granted(pg, names, ru
     pg.sql("GRANT %s TO %s GRANTED BY %s" % (q(g), q(m), q(other)))
     before = rows_of(pg, m)
 
-    res = call(run_module, OURS, pg, login=boss, groups=[g], target_roles=[m], state="absent")
-    assert res["failed"] is True and "set granted_by" in res["msg"] and "permission denied" in res["msg"], res
+    # granted_by_any: other's row cannot be revoked by boss; refused before any statement
+    res = call(run_module, OURS, pg, login=boss, groups=[g], target_roles=[m], state="absent", granted_by_any=True)
+    assert res["failed"] is True and res["queries"] == [], res
+    assert 'cannot act as the granting role "%s"' % other in res["msg"] and "Set granted_by" in res["msg"], res
     assert rows_of(pg, m) == before
+
+    # the default (5.0): boss's own grant goes, the role remains a member through other's
+    res = call(run_module, OURS, pg, login=boss, groups=[g], target_roles=[m], state="absent")
+    assert res["changed"] is True and res["queries"] == ['REVOKE %s FROM %s GRANTED BY %s' % (q(g), q(m), q(boss))]
+    assert rows_of(pg, m) == [(g, other)]
+    assert any("remains a member" in w and other in w for w in warnings_of(res)), res
+    pg.sql("GRANT %s TO %s GRANTED BY %s" % (q(g), q(m), q(boss)))
 
     res = call(run_module, OURS, pg, login=boss, groups=[g], target_roles=[m], granted_by=boss, state="absent")
     assert res["changed"] is True and res["revoked"] == {g: [m]}

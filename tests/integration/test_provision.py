@@ -305,6 +305,10 @@ def test_playbook_bad_input_names_the_item(pg16, ansible_playbook, tmp_path, nam
         "dup": ([{"id": tag, "passwords": {"dp1": "p"}}, {"id": tag}], "duplicate id"),
         "plane": ([{"id": tag, "passwords": {"dp3": "p"}}], "unknown plane 'dp3'"),
         "nopw": ([{"id": tag, "passwords": {"dp1": "pw-one-secret"}}], "no password is given"),
+        "listid": ([{"id": [tag], "passwords": {"dp1": "p", "dp2": "p"}}],
+                   "id must be a string (or a whole number), got list"),
+        "listname": ([{"id": tag, "database_name": [tag], "passwords": {"dp1": "p", "dp2": "p"}}],
+                     "database_name must be a string, got list"),
     }
     for label, (items, message) in cases.items():
         proc = ansible_playbook(PLAYBOOK, extra_vars={"dataplane_deployments": items,

@@ -143,7 +143,7 @@ def test_schema_role_converges_parity_drift_stops_the_failover(pg, deployments):
         sql.Identifier(d.login("dp2", second)), sql.Identifier(d.db(second))))
     audit = d.playbook(AUDIT, user=d.commander)
     assert audit.returncode != 0
-    assert "object_owners: objects in %s owned by a role other than %s: %s owns 1 in pg_class (table drift_t)" % (
+    assert "object_owners: objects in %s owned by a role other than %s: %s owns 1 in pg_class (table public.drift_t)" % (
         d.db(first), d.schema(first), d.login("dp1", first)) in audit.stdout, audit.stdout
     assert "role_settings: %s starts as itself in %s" % (d.login("dp2", second), d.db(second)) in audit.stdout
     assert "DRIFT" in audit.stdout
@@ -154,7 +154,7 @@ def test_schema_role_converges_parity_drift_stops_the_failover(pg, deployments):
                     ([d.db(i) for i in d.ids],))
     proc = d.playbook(FAILOVER, user=d.commander, dataplane_failover_from="dp1", dataplane_failover_to="dp2")
     assert proc.returncode != 0
-    assert "owns objects in %s that %s could neither use nor migrate: 1 in pg_class (table drift_t)" % (
+    assert "owns objects in %s that %s could neither use nor migrate: 1 in pg_class (table public.drift_t)" % (
         d.db(first), d.login("dp2", first)) in proc.stdout, proc.stdout
     assert "%s would not start as the schema role %s" % (d.login("dp2", second), d.schema(second)) in proc.stdout
     assert "dataplane_failover_ignore_parity" in proc.stdout
@@ -218,7 +218,7 @@ def test_object_privileges_false_leaves_objects_to_the_platform(pg16, names, ans
         sql.Identifier(d.login("dp1", d.ids[0]))), dbname=d.db(d.ids[0]))
     audit = d.playbook(AUDIT, user=d.commander, dataplane_object_privileges=False)
     assert audit.returncode != 0
-    assert "owned by a login role: %s owns 1 in pg_class (table mine)" % d.login("dp1", d.ids[0]) in audit.stdout
+    assert "owned by a login role: %s owns 1 in pg_class (table public.mine)" % d.login("dp1", d.ids[0]) in audit.stdout
 
 
 def test_one_unreachable_database_is_reported_and_the_others_converge(pg16, names, ansible_playbook, tmp_path):
@@ -297,7 +297,7 @@ def test_objects_of_login_roles_are_found_per_database_from_the_shared_catalog(p
         text = json.dumps(warned.get("warnings"))
         assert "%r: objects in %s are owned by a login role" % (a["id"], a["database"]) in text, text
         assert "%r: objects in %s are owned by a login role" % (b["id"], b["database"]) in text, text
-        assert "table t_a" in text and "table t_b" in text, text
+        assert "table public.t_a" in text and "table public.t_b" in text, text
         assert "t_c" not in text and c["id"] not in text, text
 
         handed = run_module("deployment_setup", dict(args, reassign_owned=True))

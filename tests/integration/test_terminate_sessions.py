@@ -142,7 +142,7 @@ def test_sessions_that_appear_while_waiting_are_signalled(pg, names, deployment_
 
     def module_is_polling():
         return pg.sql("SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
-                      " AND query LIKE '%%FROM pg_catalog.pg_stat_activity WHERE usename = ANY%%'"
+                      " AND query LIKE '%%FROM pg_catalog.pg_stat_activity WHERE usename OPERATOR(pg_catalog.=) ANY%%'"
                       " AND query NOT LIKE '%%terminate%%'", (commander,))[0][0] > 0
 
     def newcomer():

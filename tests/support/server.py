@@ -67,7 +67,10 @@ class PgServer(object):
     them. ``start()`` picks a free port (or uses ``port``) and retries up to ``attempts`` times.
     """
 
-    def __init__(self, version, base, settings=(), auth="trust", password_file=None, port=None, host=HOST):
+    def __init__(self, version, base, settings=(), auth="trust", password_file=None, port=None, host=HOST,
+                 standby_of=None, slot=None):
+        self.standby_of = standby_of  # a PgServer: start a streaming hot standby of it
+        self.slot = slot
         self.version = version
         self.host = host
         self.base = Path(base)
@@ -89,6 +92,8 @@ class PgServer(object):
                 cmd += ["--set", setting]
             if self.auth != "trust":
                 cmd += ["--auth", self.auth, "--password-file", str(self.password_file)]
+            if self.standby_of is not None:
+                cmd += ["--standby-of", str(self.standby_of.base)] + (["--slot", self.slot] if self.slot else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode == 0:
                 self.info = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -97,15 +102,33 @@ class PgServer(object):
             shutil.rmtree(str(self.base), ignore_errors=True)
         raise ServerError("could not start PostgreSQL %s: %s" % (self.version, last))
 
-    def stop(self, check=False):
-        """Stop the server (fast mode); with ``check``, raise when pg.py fails."""
+    def stop(self, check=False, mode="fast"):
+        """Stop the server (MODE as pg.py takes it: fast, or immediate as a crash would); with
+        ``check``, raise when pg.py fails."""
         if self.info is None:
             return True
-        proc = subprocess.run([sys.executable, str(PG_SCRIPT), "stop", "--dir", str(self.base)],
+        proc = subprocess.run([sys.executable, str(PG_SCRIPT), "stop", "--dir", str(self.base), "--mode", mode],
                               capture_output=True, text=True, check=False)
         if check and proc.returncode != 0:
             raise ServerError("scripts/pg.py stop failed: %s" % proc.stderr)
         return proc.returncode == 0
+
+    def promote(self):
+        """Promote this standby (scripts/pg.py promote): it accepts writes when this returns."""
+        proc = subprocess.run([sys.executable, str(PG_SCRIPT), "promote", "--dir", str(self.base)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise ServerError("scripts/pg.py promote failed: %s" % proc.stderr)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def replayed(self, lsn, timeout=30):
+        """Wait until this standby has replayed LSN (text); True when it has within TIMEOUT s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.sql("SELECT pg_catalog.pg_last_wal_replay_lsn() >= %s::pg_catalog.pg_lsn", (lsn,))[0][0]:
+                return True
+            time.sleep(0.02)
+        return False
 
     @property
     def major(self):

@@ -88,3 +88,34 @@ def test_as_session_wraps_a_connection_once():
     assert as_session(session) is session
     session.close()
     assert conn.ended == ["close"]
+
+
+class _Warner(object):
+    def warn(self, msg):
+        raise AssertionError(msg)
+
+
+def _params(**over):
+    params = {"login_host": "127.0.0.1", "login_port": 5432, "login_user": "postgres", "login_password": None,
+              "login_db": "airflow_db_a", "login_unix_socket": "", "ssl_mode": "prefer", "ca_cert": None,
+              "ssl_cert": None, "ssl_key": None, "connect_params": {}}
+    params.update(over)
+    return params
+
+
+def test_search_path_is_pinned_in_the_startup_options():
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.database import pinned_conn_params
+    kw = pinned_conn_params(_Warner(), _params())
+    assert kw["options"] == "-c search_path=pg_catalog,pg_temp -c role=none -c default_transaction_read_only=off"
+    assert kw["dbname"] == "airflow_db_a"
+
+
+def test_a_users_own_options_are_kept_and_the_pin_comes_last():
+    """The server applies start-up options in order: the pin must come after the user's, so a
+    search_path in connect_params cannot undo it."""
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.database import pinned_conn_params
+    given = {"options": "-c search_path=public -c work_mem=8MB", "application_name": "ops"}
+    kw = pinned_conn_params(_Warner(), _params(connect_params=given))
+    assert kw["options"] == ("-c search_path=public -c work_mem=8MB -c search_path=pg_catalog,pg_temp -c role=none"
+                             " -c default_transaction_read_only=off")
+    assert kw["application_name"] == "ops"

@@ -62,3 +62,35 @@ def test_selected_ids():
 def test_hostile_id_is_kept_verbatim_for_quoting():
     [rec] = expand_deployments([{"id": "x\"; DROP ROLE y; --"}])
     assert rec["killer_role"] == "airflow_conn_killer_x\"; DROP ROLE y; --"
+
+
+@pytest.mark.parametrize("item, fragment", [
+    ({"id": ["x"]}, "dataplane_deployments[0]: id must be a string (or a whole number), got list ['x']"),
+    ({"id": {"a": 1}}, "id must be a string (or a whole number), got dict"),
+    ({"id": True}, "id must be a string (or a whole number), got bool True"),
+    ({"id": 1.5}, "id must be a string (or a whole number), got float 1.5"),
+    ({"id": "a", "database_name": ["db"]}, "dataplane_deployments[0] (id 'a'): database_name must be a string, got list"),
+    ({"id": "a", "schema_role_name": 5}, "schema_role_name must be a string, got int 5"),
+    ({"id": "a", "commander_user": {"x": 1}}, "commander_user must be a string, got dict"),
+    ({"id": "a", "login_role_names": {"dp1": ["x"]}}, "login_role_names.dp1 must be a string, got list"),
+])
+def test_names_that_are_not_text_are_refused(item, fragment):
+    """A name of another type would reach the SQL as Python's text for it (dp1_user_['x'])."""
+    with pytest.raises(DeploymentModelError) as err:
+        expand_deployments([item, {"id": "fine"}])
+    assert fragment in str(err.value)
+
+
+def test_templates_and_commander_that_are_not_text_are_refused():
+    with pytest.raises(DeploymentModelError) as err:
+        expand_deployments([{"id": "a"}], templates={"database_name": ["x"]}, commander_user=["c"])
+    assert "dataplane_database_name must be a string, got list" in str(err.value)
+    assert "dataplane_commander_user must be a string, got list" in str(err.value)
+
+
+@pytest.mark.parametrize("database", ["postgres", "rdsadmin", "cloudsqladmin", "azure_maintenance", "azure_sys",
+                                      "template0"])
+def test_system_and_maintenance_databases_are_refused(database):
+    with pytest.raises(DeploymentModelError) as err:
+        expand_deployments([{"id": "a", "database_name": database}])
+    assert "database %r is a system database" % database in str(err.value)

@@ -12,6 +12,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.membership_re
     requested_grants,
     requested_roles,
     skipped_roles,
+    upstream_grants,
     upstream_view,
 )
 
@@ -62,7 +63,9 @@ def test_grants_suboptions_mirror_the_top_level_options():
     assert sub["group"]["required"] is True and sub["target_role"]["required"] is True
     assert sub["state"]["choices"] == ["present", "absent"]
     assert ["groups", "grants"] in CONSTRAINTS["mutually_exclusive"]
-    assert CONSTRAINTS["required_together"] == [["groups", "target_roles"]]
+    assert CONSTRAINTS["required_by"] == {"groups": "target_roles"}
+    assert ["groups", "memberships"] in CONSTRAINTS["mutually_exclusive"]
+    assert CONSTRAINTS["required_one_of"] == [["groups", "grants", "memberships"]]
 
 
 def test_request_problems_null_lists_and_exact_with_grants():
@@ -89,7 +92,9 @@ def test_upstream_view_per_state():
     assert upstream_view("present", False, actions, ["g1", "g3"]) == {"granted": {"g1": ["a"], "g3": []}}
     assert upstream_view("absent", False, actions, ["g2", "g3"]) == {"revoked": {"g2": ["b"], "g3": []}}
     both = {"granted": {"g1": ["a"]}, "revoked": {"g2": ["b"]}}
-    assert upstream_view("exact", False, actions, ["g1", "g3"]) == both
+    # community.postgresql 5.0: exact lists every requested group in granted
+    assert upstream_view("exact", False, actions, ["g1", "g3"]) == {"granted": {"g1": ["a"], "g3": []},
+                                                                   "revoked": {"g2": ["b"]}}
     assert upstream_view("present", True, actions, ["g1", "g3"]) == both
 
 
@@ -113,3 +118,43 @@ def test_skipped_roles_are_the_missing_names_of_dropped_grants():
     result = {"missing_roles": ["ghost", "nobody", "grantor"],
               "skipped": [{"group": "ghost", "target_role": "m"}, {"group": "g", "target_role": "nobody"}]}
     assert skipped_roles(result) == ["ghost", "nobody"]
+
+
+def test_memberships_rows_fall_back_to_top_level_target_roles_and_options():
+    p = params(memberships=[dict(groups=["g1", " g2"]), dict(groups=["h"], target_roles=["c"], granted_by="team",
+                                                              set_option=False)],
+               target_roles=["a", "b"], inherit_option=False)
+    assert request_problems(p) == []
+    grants = requested_grants(p)
+    assert [(g["group"], g["target_role"], g["granted_by"], g["inherit_option"], g["set_option"]) for g in grants] == [
+        ("g1", "a", None, False, None), ("g2", "a", None, False, None),
+        ("g1", "b", None, False, None), ("g2", "b", None, False, None),
+        ("h", "c", "team", False, False)]
+    assert requested_roles(p, grants) == (["g1", "g2", "h"], ["a", "b", "c"])
+
+
+def test_memberships_request_problems():
+    assert request_problems(params(memberships=[dict(groups=["g"])])) == [
+        "memberships[0] has no target_roles, and there is no top-level target_roles to fall back on"]
+    assert "needs target_roles" in request_problems(params(memberships=[], state="exact"))[0]
+    assert request_problems(params(memberships=[], state="exact", target_roles=["a"])) == []
+    [dup] = request_problems(params(memberships=[dict(groups=["g"]), dict(groups=["g", "h"])], target_roles=["a"]))
+    assert dup.startswith('memberships[0] and memberships[1] both grant "g" to "a"')
+    # the same pair under another grantor is another grant
+    assert request_problems(params(memberships=[dict(groups=["g"]), dict(groups=["g"], granted_by="team")],
+                                   target_roles=["a"])) == []
+
+
+def test_upstream_grants_and_effective_options():
+    rows = [{"group": "g", "member": "m", "grantor": "postgres", "inherit_option": False, "set_option": True,
+             "admin_option": False},
+            {"group": "g", "member": "m", "grantor": "other", "inherit_option": True, "set_option": False,
+             "admin_option": False}]
+    grants, effective = upstream_grants(rows, [("g", "m"), ("g", "x")], 160000)
+    assert grants == {"g": {"m": [
+        {"grantor": "other", "admin_option": False, "inherit_option": True, "set_option": False},
+        {"grantor": "postgres", "admin_option": False, "inherit_option": False, "set_option": True}]}}
+    assert effective == {"g": {"m": {"admin_option": False, "inherit_option": True, "set_option": True}}}
+    grants, effective = upstream_grants(rows[:1], [("g", "m")], 150000)
+    assert grants == {"g": {"m": [{"grantor": "postgres", "admin_option": False}]}}
+    assert effective == {"g": {"m": {"admin_option": False}}}

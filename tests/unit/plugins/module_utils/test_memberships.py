@@ -291,3 +291,82 @@ def test_predefined_roles_allowed_as_groups_only_when_asked():
 def test_missing_roles_message_words_one_role_like_upstream():
     assert missing_roles_message(["fake"]) == "Role fake does not exist"
     assert missing_roles_message(["a", "b"]) == "Roles a, b do not exist (nothing was changed)"
+
+
+# --- community.postgresql 5.0's grantor-scoped statements, all_grantors, grantor checks ---------
+
+def named_texts(current, grants, version=V16, acting="postgres", **modes):
+    return [statement_text(s) for s in plan_grants(current, grants, version, acting, **modes)]
+
+
+def test_name_grantor_writes_the_acting_grantor_on_16_only():
+    wanted = [grant("g", "m", set_option=False), grant("h", "m", state="absent")]
+    current = [row("h", "m")]
+    assert named_texts(current, wanted, name_grantor=True) == [
+        'GRANT "g" TO "m" WITH SET FALSE GRANTED BY "postgres"', 'REVOKE "h" FROM "m" GRANTED BY "postgres"']
+    assert named_texts(current, wanted, version=V15, name_grantor=True) == ['GRANT "g" TO "m"', 'REVOKE "h" FROM "m"']
+    # another grantor's row: the own grant is made beside it, and absent leaves it alone
+    other = [row("g", "m", grantor="team")]
+    assert named_texts(other, [grant("g", "m")], name_grantor=True) == ['GRANT "g" TO "m" GRANTED BY "postgres"']
+    assert named_texts(other, [grant("g", "m", state="absent")], name_grantor=True) == []
+
+
+def test_all_grantors_clears_false_options_on_every_row_and_absent_removes_every_row():
+    current = [row("dp1", "killer", inherit=False, set_=False),
+               row("dp1", "killer", grantor="other", inherit=True, set_=True, admin=True)]
+    wanted = [grant("dp1", "killer", inherit_option=False, set_option=False)]
+    assert named_texts(current, wanted, all_grantors=True) == [
+        'GRANT "dp1" TO "killer" WITH INHERIT FALSE, SET FALSE GRANTED BY "other"']
+    after = predict_rows(current, wanted, V16, "postgres", all_grantors=True)
+    assert effective_options(after) == {"inherit_option": False, "set_option": False, "admin_option": True}
+    assert named_texts(after, wanted, all_grantors=True) == []
+    # without it only the acting grantor's row counts
+    assert named_texts(current, wanted) == []
+    assert named_texts(current, [grant("dp1", "killer", state="absent")], all_grantors=True) == [
+        'REVOKE "dp1" FROM "killer"', 'REVOKE "dp1" FROM "killer" GRANTED BY "other"']
+
+
+def test_grantor_problems():
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import grantor_problems
+    context = {"is_superuser": False, "login": "boss", "bootstrap_superuser": "postgres"}
+    named = [("grant", "g", "boss"), ("grant", "h", "team"), ("revoke", "k", "stranger"), ("grant", "x", None)]
+    holders = {"g": [("team", True)], "h": [("team", True)]}
+    problems = grantor_problems(named, context, holders, {"team": True, "stranger": False})
+    assert problems == [
+        'The connecting role cannot act as the granting role "stranger", because it does not have the '
+        'privileges of that role. Set granted_by to a role it does have the privileges of.',
+        'The granting role "boss" does not hold ADMIN OPTION on "g". Set granted_by to a role that does and '
+        'whose privileges the connecting role has (g: team); groups that need different granting roles need a '
+        'grants or memberships item each (or split into separate tasks).']
+    [lacking] = grantor_problems([("grant", "g", "boss")], context, {"g": [("direct", False)]}, {})
+    assert 'ADMIN OPTION on "g" is held only by roles' in lacking and "(g: direct)" in lacking
+    assert "Set granted_by" not in lacking
+    # the bootstrap superuser needs no ADMIN OPTION; a superuser has every role's privileges
+    su = dict(context, is_superuser=True, login="postgres")
+    assert grantor_problems([("grant", "g", "postgres"), ("revoke", "g", "stranger")], su, {}, {}) == []
+    assert "no role does" in grantor_problems([("grant", "g", "team")], su, {}, {})[0]
+
+
+def test_foreign_notes_name_what_other_grantors_keep():
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import (
+        foreign_notes, foreign_warning)
+    after = [row("g", "m", inherit=False), row("g", "m", grantor="other", inherit=True, admin=True)]
+    notes = foreign_notes([grant("g", "m", inherit_option=False, admin_option=False)], after, "postgres", V16)
+    assert [(n["kind"], n.get("option"), n["others"]) for n in notes] == [
+        ("option", "inherit_option", ["other"]), ("option", "admin_option", ["other"])]
+    assert foreign_warning(notes[1]).startswith('Role "m" keeps the ADMIN option on "g" through the grant(s) '
+                                                'recorded under "other"')
+    [gone] = foreign_notes([grant("g", "m", state="absent")], after[1:], "postgres", V16)
+    assert foreign_warning(gone).startswith('Role "m" remains a member of "g" through the grant(s) recorded '
+                                            'under "other"')
+    assert foreign_notes([grant("g", "m", state="absent")], after[1:], "postgres", V15) == []
+
+
+def test_derived_grantor_clashes():
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import derived_grantor_clashes
+    grants = [grant("g", "m", admin_option=True), grant("g", "m", granted_by="postgres", admin_option=False),
+              grant("g", "m", granted_by="team")]
+    [clash] = derived_grantor_clashes(grants, ["memberships[0]", "memberships[1]", "memberships[2]"], "postgres")
+    assert clash.startswith('memberships[0] and memberships[1] both grant "g" to "m" under "postgres", the '
+                            'granting role derived for a row that names no granted_by')
+    assert derived_grantor_clashes(grants, ["memberships[0]", "memberships[1]", "memberships[2]"], "boss") == []

@@ -136,3 +136,34 @@ def test_plan_needs_only_for_changes():
     assert sorted(needs["admin_on"]) == ["dp1", "o2", "old"]
     assert list(needs["own_databases"]) == ["e"]
     assert needs["helper_predefined"] is True
+
+
+def test_schema_role_must_be_the_deployments_own():
+    """The schema role is checked like the other names: provisioning clears its attributes and
+    every login role acts as it, so an existing role of anyone else is refused."""
+    dep = rec("s", schema_role="airflow_db_s_schema")
+    # its own, as provisioning leaves it: granted to its login roles only
+    own = role(members=["dp1_user_s", "dp2_user_s"])
+    assert name_problems([dep], facts({"airflow_db_s_schema": own}), OPTS) == []
+    cases = [
+        ("postgres", role(rolsuper=True, rolcanlogin=True), "schema role 'postgres' exists and is SUPERUSER"),
+        ("postgres", role(), "schema role 'postgres' is the role this run connects as"),
+        (CMD, role(rolcanlogin=True), "schema role 'commander_user' is a commander_user"),
+        ("dataplane_fence_signaler", role(), "is the fence helper's owner role"),
+        ("dp1_user_t", role(members=["airflow_conn_killer_t"]),
+         "schema role 'dp1_user_t' exists and is granted to airflow_conn_killer_t"),
+        ("airflow_db_t_owner", role(members=[CMD]), "exists and is granted to commander_user"),
+        ("app", role(member_of=["reporting"]), "schema role 'app' exists and is a member of reporting"),
+        ("app", role(owns=["appdb"]), "schema role 'app' exists and owns database(s) appdb"),
+        ("monitor", role(predefined=["pg_monitor"]), "predefined role(s) pg_monitor"),
+    ]
+    for name, fact, expected in cases:
+        problems = name_problems([rec("s", schema_role=name)], facts({name: fact}), OPTS)
+        assert any(expected in p for p in problems), (name, expected, problems)
+        assert all(p.startswith("Deployment 's': ") for p in problems)
+
+
+def test_managed_maintenance_databases_are_refused():
+    for name in ("rdsadmin", "cloudsqladmin", "azure_maintenance", "azure_sys", "template1"):
+        [problem] = name_problems([rec("m", database=name)], facts(), OPTS)
+        assert "database %r is a system or template database" % name in problem

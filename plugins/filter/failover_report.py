@@ -267,6 +267,9 @@ def _session_text(session):
         session.get("pid"), repr(session.get("application") or ""), session.get("client_addr") or "local socket")
 
 
+# The verdict's word for a run after which the destination plane must not start.
+NOT_SAFE = "NOT SAFE"
+
 # At most this many sessions per Deployment in the summary (the JSON report has them all).
 SESSIONS_SHOWN = 10
 
@@ -398,11 +401,11 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
     untouched = failed and not any(d.get("revoked") or d.get("granted") or d.get("sessions_terminated")
                                    for d in result.get("deployments") or [])
     if refused:
-        verdict = ("NOT SAFE to start %s on %s: the failover was refused, nothing was changed (see the problems "
-                   "below); %s" % (destination, host, run_text))
+        verdict = ("%s to start %s on %s: the failover was refused, nothing was changed (see the problems "
+                   "below); %s" % (NOT_SAFE, destination, host, run_text))
     elif untouched:
-        verdict = ("NOT SAFE to start %s on %s: the failover failed before changing anything (see the problems "
-                   "below); %s" % (destination, host, run_text))
+        verdict = ("%s to start %s on %s: the failover failed before changing anything (see the problems "
+                   "below); %s" % (NOT_SAFE, destination, host, run_text))
     elif check_mode:
         sessions = sum(d["sessions_terminated"] for d in would_change)
         if safe:
@@ -422,9 +425,9 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
                    "%s admitted); %s" % (destination, host, len(done), selected, _plural(selected), source, source,
                                          destination, run_text))
     else:
-        verdict = ("NOT SAFE to start %s on %s: %d of %d Deployment%s fenced and verified, %d %s session%s left "
+        verdict = ("%s to start %s on %s: %d of %d Deployment%s fenced and verified, %d %s session%s left "
                    "(%d problem%s below); %s" % (
-                       destination, host, len(done), selected, _plural(selected), sessions_left, source,
+                       NOT_SAFE, destination, host, len(done), selected, _plural(selected), sessions_left, source,
                        _plural(sessions_left), len(problems), _plural(len(problems)), run_text))
 
     summary = [verdict]

@@ -403,9 +403,12 @@ class PatroniCluster(object):
             raise PatroniError("something listens beyond 127.0.0.1: %s" % listeners)
 
     def _env(self):
-        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "HOME": str(self.base),
-               "PGAPPNAME": "patroni"}
-        return env
+        """Patroni's environment, which its PostgreSQL inherits. The WAL receiver
+        (libpqwalreceiver.so) has no RUNPATH and would load the system's libpq, older than the
+        options Patroni writes into primary_conninfo for a newer server (PostgreSQL 18 gets
+        ``sslnegotiation``, which libpq 15 refuses): the cached binaries' own libpq goes first."""
+        return {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "HOME": str(self.base),
+                "LD_LIBRARY_PATH": str(self.bin_dir.parent / "lib")}
 
     def _start_etcd(self, etcd, uid, gid):
         client, peer = free_port(), free_port()

@@ -193,6 +193,21 @@ def _alive(pid):
         return False
 
 
+def _remove_shared_memory_of(postmasters):
+    """Remove the System V shared memory segments that killed POSTMASTERS created and nobody
+    uses any more (a postmaster removes its own only when it shuts down)."""
+    if not postmasters:
+        return
+    try:
+        rows = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    except OSError:
+        return
+    for row in rows:
+        fields = row.split()  # key shmid perms size cpid lpid nattch ...
+        if len(fields) > 6 and int(fields[4]) in postmasters and fields[6] == "0":
+            subprocess.run(["ipcrm", "-m", fields[1]], capture_output=True, check=False)
+
+
 def listening_sockets(pids):
     """(address, port) of every TCP socket in LISTEN state held by one of PIDS."""
     inodes = set()
@@ -345,6 +360,7 @@ class PatroniCluster(object):
         self.scope = None
         self.started_at = None
         self.killed = []
+        self.killed_postmasters = []
 
     # -------------------------------------------------------------- life cycle
 
@@ -454,7 +470,10 @@ class PatroniCluster(object):
         hba = ["local all all trust", "host all all %s/32 trust" % HOST, "host replication all %s/32 trust" % HOST]
         parameters = {"max_connections": 200, "fsync": "off", "full_page_writes": "off",
                       "wal_keep_size": "128MB", "max_wal_senders": 10, "max_replication_slots": 10,
-                      "hot_standby": "on", "wal_sender_timeout": "10s", "wal_receiver_timeout": "10s"}
+                      "hot_standby": "on", "wal_sender_timeout": "10s", "wal_receiver_timeout": "10s",
+                      # dynamic shared memory as files in the data folder, not /dev/shm: a killed
+                      # postmaster's segments then go with the scratch folder
+                      "dynamic_shared_memory_type": "mmap"}
         parameters.update(self.parameters)
         return {
             "scope": self.scope,
@@ -490,6 +509,7 @@ class PatroniCluster(object):
         """Stop everything (Patroni stops its PostgreSQL), then kill whatever is left under the
         scratch folder, and remove it. Safe to call twice and after a failed start."""
         problems = []
+        started = self.all_pids() if self.base is not None else []
         for member in self.members:
             if member.process is not None:
                 member.process.stop(timeout=20)
@@ -504,9 +524,15 @@ class PatroniCluster(object):
                 time.sleep(0.25)
             else:
                 problems.append("processes still running under %s: %s" % (self.base, left))
+            # runuser gives up on a slow child and exits: that orphan is reaped by init, wait for it
+            deadline = time.monotonic() + 10
+            while any(os.path.exists("/proc/%d" % p) for p in started) and time.monotonic() < deadline:
+                time.sleep(0.1)
             shutil.rmtree(str(self.base), ignore_errors=True)
         if self.etcd_data is not None:
             shutil.rmtree(str(self.etcd_data), ignore_errors=True)
+        _remove_shared_memory_of(self.killed_postmasters)
+        self.killed_postmasters = []
         self.members, self.etcd, self.base, self.etcd_data = [], None, None, None
         if problems:
             raise PatroniError("; ".join(problems))
@@ -620,6 +646,8 @@ class PatroniCluster(object):
         if postmaster is not None:
             _kill([postmaster], signal.SIGKILL)
         self.killed.append(member.name)
+        if postmaster is not None:
+            self.killed_postmasters.append(postmaster)
         return member
 
     def wait_new_leader(self, old, timeout=90):

@@ -668,4 +668,3 @@ class PatroniCluster(object):
                                % (replica.name, lsn, timeout,
                                   replica.sql("SELECT pg_catalog.pg_last_wal_replay_lsn()::text")[0][0], self.logs()))
         return lsn
-

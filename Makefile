@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export LC_ALL := C.UTF-8
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv test demo units integration molecule lint sanity galaxy clone benchmarks clean
+.PHONY: venv test demo units integration ha molecule lint sanity galaxy clone benchmarks clean
 
 venv:
 	@bash scripts/setup_venv.sh
@@ -18,6 +18,10 @@ units: venv
 
 integration: venv
 	@bash scripts/run_tests.sh integration
+
+# A real Patroni cluster with etcd: the fence across a crash of the leader (tests/ha).
+ha: venv
+	@bash scripts/run_tests.sh ha
 
 molecule: venv
 	@bash scripts/run_tests.sh molecule

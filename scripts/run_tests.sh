@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Run the test suites. `all` (what `make test` and CI run) = units, integration, airflow,
+# Run the test suites. `all` (what `make test` and CI run) = units, integration, airflow, ha,
 # molecule, lint, sanity, galaxy, clone. Each suite must run something: a suite that finds
 # nothing to run fails.
 #
-#   bash scripts/run_tests.sh [all | units | integration | airflow | molecule | lint | sanity | galaxy | clone]...
+#   bash scripts/run_tests.sh [all | units | integration | airflow | ha | molecule | lint | sanity | galaxy | clone]...
 #
 # Every requested suite runs even when an earlier one failed, so one run shows every
 # problem; the exit status is non-zero if any suite failed. Each suite's wall time is
@@ -15,7 +15,7 @@ ROOT=$(pwd)
 export PATH="$ROOT/.venv/bin:$PATH" LC_ALL=C.UTF-8 ANSIBLE_NOCOLOR=1
 [ -t 1 ] || export NO_COLOR=1   # ansible-lint and Molecule colour their output even in a log
 PY="$ROOT/.venv/bin/python"
-ALL_SUITES=(units integration airflow molecule lint sanity galaxy clone)
+ALL_SUITES=(units integration airflow ha molecule lint sanity galaxy clone)
 SUITES=("$@")
 [ "${SUITES[0]:-all}" = all ] && SUITES=("${ALL_SUITES[@]}")
 
@@ -58,6 +58,17 @@ run_airflow() {
     banner "Apache Airflow end-to-end (real apache-airflow-core, PostgreSQL 16, 17, 18; ${DATAPLANE_TEST_WORKERS:-2} workers)"
     bash scripts/airflow_venv.sh >/dev/null
     run_pytest_workers tests/airflow -q
+}
+
+# A real Patroni cluster (tests/ha, tests/support/patroni.py): Patroni from PyPI in a venv on
+# /usr/bin/python3 and Debian's etcd, both fetched once into scripts/pg.py's cache. One process:
+# each test starts its own cluster, and two at once on two cores would make Patroni's timing
+# (ttl 10 s) the thing under test.
+run_ha() {
+    banner "Patroni $("$PY" -c 'from tests.support import patroni; print(patroni.PATRONI_VERSION)') with etcd: the fence across a crash of the leader (PostgreSQL 16, 18)"
+    "$PY" -c 'from tests.support import patroni
+print("etcd: %s\npatroni: %s" % (patroni.etcd_binary(), patroni.patroni_venv()))'
+    run_pytest tests/ha -q -rxXs --durations=10
 }
 
 run_molecule() {

@@ -24,6 +24,7 @@ from psycopg2 import sql
 
 from tests.support.patroni import PatroniCluster
 from tests.support.playbooks import inventory
+from tests.support.reports import latest_report
 from tests.support.sessions import Sessions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +165,7 @@ def test_the_fence_survives_a_crash_of_the_leader_and_patroni_promotion(cluster,
         killed_at = time.monotonic()
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
         assert alive == [] and activity == [], (alive, activity, proc.stdout[-4000:])
-        report = json.loads((tmp_path / "reports" / "failover-pg.json").read_text())
+        report = latest_report(tmp_path / "reports", "failover")
         assert report["verified"] is True, report
         for dep in report["deployments"]:
             assert dep["sessions_terminated"] == len(HELD_STATES) and dep["verified"], dep

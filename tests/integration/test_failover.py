@@ -20,6 +20,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from tests.support.processes import process_tree
 from tests.support.sessions import Sessions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,35 +65,21 @@ def login(server, user, dbname):
         return "refused", str(exc).strip().splitlines()[0]
 
 
-def process_tree(root):
-    """ROOT and all its descendants (from /proc), children first."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as handle:
-                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    order, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        order.append(pid)
-        todo.extend(children.get(pid, []))
-    return list(reversed(order))
+def children_first(root):
+    """ROOT and all its descendants, children first."""
+    return list(reversed(process_tree(root)))
 
 
 def kill_tree(root):
     """SIGKILL a process and every descendant: Ansible runs modules in their own sessions,
     so killing the process group would leave the module running (not a crash)."""
     for _round in range(3):  # stop them first so none can fork a new child meanwhile
-        for pid in process_tree(root):
+        for pid in children_first(root):
             try:
                 os.kill(pid, signal.SIGSTOP)
             except ProcessLookupError:
                 pass
-    for pid in process_tree(root):
+    for pid in children_first(root):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -31,6 +31,7 @@ from pathlib import Path
 import psycopg2
 
 from tests.support import PG_SCRIPT
+from tests.support.processes import process_tree
 from tests.support.server import HOST, PgServer, free_port, pg_script_module, scratch_dir
 
 PATRONI_VERSION = "4.1.5"
@@ -131,28 +132,6 @@ def patroni_venv():
 
 
 # ------------------------------------------------------------------ processes
-
-def _children():
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as handle:
-                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            table.setdefault(ppid, []).append(int(entry))
-    return table
-
-
-def _descendants(pid):
-    table, out, todo = _children(), [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(table.get(current, []))
-    return out
-
 
 def processes_under(folder):
     """Pids of the processes whose working folder or command line lies under FOLDER (PostgreSQL's
@@ -269,7 +248,7 @@ class _Spawned(object):
                                          cwd=str(cwd), env=env, start_new_session=True)
 
     def pids(self):
-        return _descendants(self.proc.pid) if self.proc.poll() is None else []
+        return process_tree(self.proc.pid) if self.proc.poll() is None else []
 
     def running(self):
         return self.proc.poll() is None

@@ -21,11 +21,13 @@ import pytest
 from psycopg2 import sql
 
 from tests.support.processes import process_tree
+from tests.support.reports import latest_report
 from tests.support.sessions import Sessions
 
 REPO = Path(__file__).resolve().parents[2]
 FAILOVER = REPO / "playbooks" / "failover.yml"
 PROVISION = REPO / "playbooks" / "provision.yml"
+AUDIT = REPO / "playbooks" / "audit.yml"
 AWX_PROJECT = REPO / "examples" / "awx"
 
 
@@ -143,6 +145,14 @@ class Env(object):
         proc = self.failover(source, destination, **extra)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
+
+    def audit(self, **extra):
+        """The audit playbook as commander_user with a report directory: (process, its report)."""
+        extra_vars = {"dataplane_pg_user": self.commander, "dataplane_deployments": self.deployments,
+                      "dataplane_commander_user": self.commander, "dataplane_report_dir": str(self.tmp / "reports")}
+        extra_vars.update(extra)
+        proc = self.run(AUDIT, inventory=self.inventory, extra_vars=extra_vars)
+        return proc, latest_report(self.tmp / "reports", "audit")
 
     def logins(self, dep_id):
         return dict((plane, login(self.server, self.role(plane, dep_id), self.db(dep_id)))

@@ -10,10 +10,9 @@ import json
 import pytest
 from psycopg2 import sql
 
-from test_failover import PROVISION, REPO, Env, login, recap
+from test_failover import PROVISION, Env, login, recap
 from tests.support.reports import latest_report
 
-AUDIT = REPO / "playbooks" / "audit.yml"
 RECORD_PREFIX = "dataplane.postgresql fence state: "
 
 
@@ -58,15 +57,6 @@ def provision(e, check=False, diff=False, **extra):
     proc = e.run(PROVISION, inventory=e.inventory, extra_vars=extra_vars, check=check, diff=diff)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
-
-
-def audit(e, **extra):
-    extra_vars = {"dataplane_pg_user": e.commander, "dataplane_deployments": e.deployments,
-                  "dataplane_commander_user": e.commander, "dataplane_report_dir": str(e.tmp / "reports")}
-    extra_vars.update(extra)
-    proc = e.run(AUDIT, inventory=e.inventory, extra_vars=extra_vars)
-    report = latest_report(e.tmp / "reports", "audit")
-    return proc, report
 
 
 def provision_report(e):
@@ -123,7 +113,7 @@ def test_provision_failover_provision_audit_failback(pg, env, names, tmp_path):
     assert recap(rerun.stdout)["pg"]["changed"] == 0, rerun.stdout
 
     # The audit (as commander_user) passes and names the admitted plane.
-    proc, report = audit(e)
+    proc, report = e.audit()
     assert proc.returncode == 0, proc.stdout
     summary = dict((d["id"], d["summary"]) for d in report["deployments"])
     assert summary[first].startswith("%s: OK, fence capable (helper); fenced: dp1, admitted: dp2" % first), summary
@@ -135,7 +125,7 @@ def test_provision_failover_provision_audit_failback(pg, env, names, tmp_path):
     pg.sql(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
         sql.Identifier(e.db(second)), sql.Identifier(e.role("dp1", second))))
     assert login(pg, e.role("dp1", second), e.db(second)) == ("admitted", None)
-    proc, report = audit(e)
+    proc, report = e.audit()
     assert proc.returncode != 0
     assert report["drifted"] == [second], report["drifted"]
     assert "Drift found on pg in 1 Deployment(s): %s" % second in proc.stdout
@@ -164,7 +154,7 @@ def test_provision_failover_provision_audit_failback(pg, env, names, tmp_path):
     after = provision(e)
     assert recap(after.stdout)["pg"]["changed"] == 0
     assert "%s: unchanged | fenced: dp2, admitted: dp1" % first in after.stdout
-    proc, report = audit(e)
+    proc, report = e.audit()
     assert proc.returncode == 0, proc.stdout
     assert "fenced: dp2, admitted: dp1" in dict((d["id"], d["summary"]) for d in report["deployments"])[first]
 
@@ -198,7 +188,7 @@ def test_no_record_inference_and_explicit_readmit(pg, env, names):
     assert recap(proc.stdout)["pg"]["changed"] == 0, proc.stdout
     assert "%s: unchanged | fenced: dp1, admitted: dp2 (inferred, no record)" % fenced in proc.stdout, proc.stdout
     assert login(pg, e.role("dp1", fenced), e.db(fenced))[0] == "refused"
-    proc, report = audit(e)
+    proc, report = e.audit()
     assert proc.returncode == 0, proc.stdout
     assert "fenced: dp1, admitted: dp2 (inferred, no record)" in [
         d["summary"] for d in report["deployments"] if d["id"] == fenced][0]
@@ -223,7 +213,7 @@ def test_no_record_inference_and_explicit_readmit(pg, env, names):
     assert comment.startswith("kept: a comment of the operators\n" + RECORD_PREFIX)
     assert record_of(pg, e.db(other)) is None        # untouched: it was never fenced
     assert recap(provision(e, dataplane_readmit_fenced_planes=True).stdout)["pg"]["changed"] == 0
-    proc, report = audit(e)
+    proc, report = e.audit()
     assert proc.returncode == 0, proc.stdout
 
 
@@ -244,7 +234,7 @@ def test_recorded_fence_and_damaged_record(pg16, env):
     assert "phase fencing: an interrupted failover" in proc.stdout, proc.stdout
     assert "[WARNING]" in proc.stdout + proc.stderr
     assert all(e.logins(dep_id)[p][0] == "refused" for p in ("dp1", "dp2"))
-    proc, report = audit(e)
+    proc, report = e.audit()
     assert proc.returncode != 0 and report["drifted"] == [dep_id]
     assert "phase 'fencing'" in json.dumps(report["deployments"][0]["findings"])
     # a completed failover fixes it
@@ -263,7 +253,7 @@ def test_recorded_fence_and_damaged_record(pg16, env):
         dep_id, e.db(dep_id)) in bad.stdout, bad.stdout
     assert pg16.sql("SELECT datname, datacl::text FROM pg_database WHERE datname = ANY(%s) ORDER BY 1",
                     ([e.db(d) for d in e.ids],)) == acl_before
-    proc, report = audit(e)
+    proc, report = e.audit()
     assert proc.returncode != 0 and dep_id in report["drifted"]
     assert "cannot be read" in json.dumps(report["deployments"][0]["findings"])
 

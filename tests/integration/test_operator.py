@@ -14,7 +14,6 @@ from tests.support.reports import latest_report
 from tests.support.server import PgServer, scratch_dir
 
 
-
 def make_env(pg16, names, ansible_playbook, tmp_path, count):
     e = Env(pg16, names, ansible_playbook, tmp_path, count)
     e.provision()

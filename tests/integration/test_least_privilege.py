@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from conftest import create_managed_admin
+from tests.support.managed import create_managed_admin
 from tests.support.playbooks import database_of
 from tests.support.playbooks import inventory as _inventory
 from tests.support.reports import latest_report

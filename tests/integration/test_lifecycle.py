@@ -7,47 +7,11 @@ Failover and audit run as a least-privilege commander login; provision as postgr
 
 import json
 
-import pytest
 from psycopg2 import sql
 
-from test_failover import PROVISION, Env, login, recap
+from tests.support.playbooks import PROVISION, login, recap
+from tests.support.records import RECORD_PREFIX, record_of, set_comment
 from tests.support.reports import latest_report
-
-RECORD_PREFIX = "dataplane.postgresql fence state: "
-
-
-@pytest.fixture
-def env(names, ansible_playbook, tmp_path):
-    """env(server, count) -> an Env of test_failover: provisioned Deployments, commander login."""
-    made = []
-
-    def make(server, count=2):
-        e = Env(server, names, ansible_playbook, tmp_path, count)
-        made.append(e)
-        return e
-    yield make
-    for e in made:
-        e.sessions.close()
-
-
-def record_of(server, database):
-    """The fence state record in the database's comment (None when there is none)."""
-    comment = server.sql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                         (database,))[0][0]
-    for line in (comment or "").split("\n"):
-        if line.startswith(RECORD_PREFIX):
-            return json.loads(line[len(RECORD_PREFIX):])
-    return None
-
-
-def set_comment(server, database, text):
-    server.sql(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-        sql.Identifier(database), sql.Literal(text) if text is not None else sql.SQL("NULL")))
-
-
-def add_deployment(e, dep_id):
-    e.ids.append(dep_id)
-    e.deployments.append({"id": dep_id, "passwords": {"dp1": "pw-1-" + dep_id, "dp2": "pw-2-" + dep_id}})
 
 
 def provision(e, check=False, diff=False, **extra):
@@ -89,7 +53,7 @@ def test_provision_failover_provision_audit_failback(pg, env, names, tmp_path):
 
     # Provision again, adding a third Deployment: the fence holds, the newcomer gets both planes.
     third = names("f2")
-    add_deployment(e, third)
+    e.add_deployment(third)
     check = provision(e, check=True, diff=True)
     assert "%s: unchanged | fenced: dp1, admitted: dp2 (recorded by %s" % (first, e.commander) in check.stdout
     assert "CONNECT not granted to %s" % e.role("dp1", first) in check.stdout

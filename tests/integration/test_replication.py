@@ -6,7 +6,7 @@ naming its primary when the login may read it.
 
 import pytest
 
-from fence_support import fence_args, install_helper, make_deployment, setup_deployments
+from tests.support.fence import fence_args, install_helper, make_deployment, setup_deployments
 from tests.support.server import PgServer, remove, scratch_dir
 
 

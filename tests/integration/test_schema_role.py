@@ -12,40 +12,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from test_failover import PROVISION, FAILOVER, recap, write_inventory
-from test_provision import record
-
-AUDIT = PROVISION.parent / "audit.yml"
-
-
-class Deployments(object):
-    def __init__(self, server, names, ansible_playbook, tmp_path, count=2):
-        self.server = server
-        self.run = ansible_playbook
-        self.commander = names("commander")
-        self.ids = [names("s%d" % i) for i in range(count)]
-        self.deployments = [{"id": i, "passwords": {"dp1": "secret-one-" + i, "dp2": "secret-two-" + i}}
-                            for i in self.ids]
-        self.inventory = write_inventory(tmp_path / "inventory.yml", server)
-        server.sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(self.commander)))
-
-    def playbook(self, playbook, user="postgres", check=False, diff=False, deployments=None, **extra):
-        extra_vars = {"dataplane_pg_user": user, "dataplane_commander_user": self.commander,
-                      "dataplane_deployments": deployments or self.deployments}
-        extra_vars.update(extra)
-        return self.run(playbook, inventory=self.inventory, extra_vars=extra_vars, check=check, diff=diff)
-
-    @staticmethod
-    def db(i):
-        return "airflow_db_%s" % i
-
-    @staticmethod
-    def schema(i):
-        return "airflow_db_%s_schema" % i
-
-    @staticmethod
-    def login(plane, i):
-        return "%s_user_%s" % (plane, i)
+from tests.support.playbooks import AUDIT, FAILOVER, PROVISION, Deployments, recap
+from tests.support.provisioning import record
 
 
 def schema_state(server, d, i):
@@ -253,7 +221,7 @@ def test_one_unreachable_database_is_reported_and_the_others_converge(pg16, name
 
 
 def schema_record(names, tag):
-    """test_provision's record with the schema role of the model's naming."""
+    """A deployment_setup record with the schema role of the model's naming."""
     return record(names, tag, schema_role=names("airflow_db_%s_schema" % tag), airflow_schema="public")
 
 

@@ -10,7 +10,7 @@ whatever it creates under them is dropped afterwards, on the servers it used.
 Fixtures
   pg               parametrized over the supported versions (16, 17, 18)
   pg15             the too-old server, for the error path
-  pg16             one PostgreSQL 16 (for tests that need only one version)
+  pg16, pg17, pg18 one server of that version (for tests that run once: docs/testing.md says which)
   pg_server        factory: pg_server(17) gives that version's server
   names            unique, per-test name maker: names("dp1_user") -> "dp1_user_t3a9f"
   run_module       run one of this collection's modules as Ansible would (tests/support/modules.py)
@@ -94,6 +94,16 @@ def pg(request, _server_pool):
 @pytest.fixture
 def pg16(request, _server_pool):
     return _using(request, _server_pool.get(16))
+
+
+@pytest.fixture
+def pg17(request, _server_pool):
+    return _using(request, _server_pool.get(17))
+
+
+@pytest.fixture
+def pg18(request, _server_pool):
+    return _using(request, _server_pool.get(18))
 
 
 @pytest.fixture

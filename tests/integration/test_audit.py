@@ -12,6 +12,7 @@ from psycopg2 import sql
 
 from tests.support.audit import audit, by_check, catalog, failed_checks, make_deployment, seed
 from tests.support.reports import latest_report
+from tests.support.versions import on
 
 
 # ----------------------------------------------------------------------------- seed only
@@ -306,6 +307,7 @@ def _model_vars(records, names, **extra):
     return out
 
 
+@on(17)  # a playbook test: once (docs/testing.md, "Which PostgreSQL versions a test runs on")
 def test_playbook_seed_only_fails_after_writing_report(pg, names, ansible_playbook, tmp_path):
     records = seed(pg, names, ids=("a", "b"))
     reports = tmp_path / "reports"
@@ -347,6 +349,7 @@ def test_playbook_clean_server_passes(pg16, names, ansible_playbook, tmp_path):
     assert report["drift"] is False and report["deployments"][0]["fence_route"] == "helper"
 
 
+@on(18)  # a playbook test: once (docs/testing.md)
 def test_provisioned_server_is_clean(pg, names, ansible_playbook, tmp_path):
     commander = names("commander_user")
     pg.sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(commander)))

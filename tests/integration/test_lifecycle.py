@@ -12,6 +12,7 @@ from psycopg2 import sql
 from tests.support.playbooks import PROVISION, login, recap
 from tests.support.records import RECORD_PREFIX, record_of, set_comment
 from tests.support.reports import latest_report
+from tests.support.versions import on
 
 
 def provision(e, check=False, diff=False, **extra):
@@ -31,6 +32,7 @@ def can_connect(server, role, database):
     return server.sql("SELECT has_database_privilege(%s, %s, 'CONNECT')", (role, database))[0][0]
 
 
+@on(18)  # a playbook test: once (docs/testing.md, "Which PostgreSQL versions a test runs on")
 def test_provision_failover_provision_audit_failback(pg, env, names, tmp_path):
     e = env(pg, count=2)
     provision(e)
@@ -138,6 +140,7 @@ def test_failover_report_and_set_stats_carry_the_state(pg16, env):
     assert "%s: dp1 fenced (" % dep_id in proc.stdout and report["safe_to_start_destination"] is True
 
 
+@on(17)  # a playbook test: once (docs/testing.md)
 def test_no_record_inference_and_explicit_readmit(pg, env, names):
     """A 0.1-era fence (CONNECT revoked, no record) is kept; only the explicit variable
     re-admits, and it records that it did."""

@@ -14,6 +14,7 @@ from psycopg2 import sql
 
 from tests.support.playbooks import AUDIT, FAILOVER, PROVISION, Deployments, recap
 from tests.support.provisioning import record
+from tests.support.versions import on
 
 
 def schema_state(server, d, i):
@@ -144,6 +145,7 @@ def test_schema_role_converges_parity_drift_stops_the_failover(pg, deployments):
         conn.cursor().execute("INSERT INTO drift_t VALUES (1)")
 
 
+@on(17)  # a playbook test: once (docs/testing.md, "Which PostgreSQL versions a test runs on")
 def test_ignore_parity_override_and_decommission(pg, deployments):
     d = deployments
     first = d.ids[0]

@@ -8,7 +8,8 @@ and stopped at the end (also when tests fail). Each test gets its own names (``n
 whatever it creates under them is dropped afterwards, on the servers it used.
 
 Fixtures
-  pg               parametrized over the supported versions (16, 17, 18)
+  pg               parametrized over the supported versions (16, 17, 18); a test narrows it
+                   with ``@on(17)`` (tests/support/versions.py)
   pg15             the too-old server, for the error path
   pg16, pg17, pg18 one server of that version (for tests that run once: docs/testing.md says which)
   pg_server        factory: pg_server(17) gives that version's server
@@ -30,9 +31,7 @@ from tests.support import modules, playbooks
 from tests.support.fence import install_helper, make_deployment, setup_deployments
 from tests.support.managed import MANAGED_GROUP_GRANTS, create_managed_admin
 from tests.support.server import PgServer, scratch_dir
-
-SUPPORTED_VERSIONS = (16, 17, 18)
-TOO_OLD_VERSION = 15
+from tests.support.versions import SUPPORTED_VERSIONS, TOO_OLD_VERSION
 SERVER_SETTINGS = ["max_connections=400"]
 
 

@@ -35,11 +35,13 @@ from ..model import fence_record
 from ..base import results as _results
 from ..server import sessions as sess
 
-# The names plugins/modules/ takes from this entry point besides the run function (a module
-# imports its action's entry point only; see docs/architecture.md).
-from ..base.database import connection_argument_spec  # noqa: F401
-from ..server.helper import DEFAULT_SCHEMA  # noqa: F401
-from .plan import ON_STATE_CHANGE  # noqa: F401
+# What plugins/modules/ takes from this entry point (a module imports its action's entry point
+# only; see docs/architecture.md).
+from ..base.database import connection_argument_spec
+from ..server.helper import DEFAULT_SCHEMA
+from .plan import ON_STATE_CHANGE
+
+__all__ = ["run_fence", "connection_argument_spec", "DEFAULT_SCHEMA", "ON_STATE_CHANGE"]
 
 _VIA_SQL = """ARRAY(
   SELECT CASE
@@ -415,8 +417,8 @@ class Fence(object):
         for i in to_complete:
             dep = self.deps[i]
             completes[i] = fence_record.new_record(plans[i][0], plans[i][0]["fenced"], [dep["destination_role"]],
-                                                  "complete", params["run_id"], me["s"], verify[i]["now_utc"],
-                                                  me["app"])
+                                                   "complete", params["run_id"], me["s"], verify[i]["now_utc"],
+                                                   me["app"])
         if to_grant or to_complete:
             statement = sql.SQL("; ").join(
                 [sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(

@@ -572,7 +572,9 @@ def test_old_helper_option_names_still_work(pg16, names, run_module):
                       commander_password="cmd-secret-77")
     res = run_module("deployment_setup", args)
     assert not res["failed"] and res["changed"], res
-    assert sorted((d["msg"], d["version"], d["collection_name"]) for d in res["deprecations"]) == [
+    # ansible-core 2.19+ returns each as a DeprecationSummary: event.msg, deprecator.resolved_name
+    assert sorted((d["event"]["msg"], d["version"], d["deprecator"]["resolved_name"])
+                  for d in res["deprecations"]) == [
         ("Alias '%s' is deprecated. See the module docs for more information" % old, "1.0.0", "dataplane.postgresql")
         for old in ("fence_helper_owner_role", "fence_helper_schema")], res["deprecations"]
     assert pg16.sql("SELECT n.nspname, r.rolname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"

@@ -76,8 +76,8 @@ def test_the_contract_names_are_the_options():
     assert {"killer_roles", "schema", "owner_role", "state"} <= set(spec)
     spec = spec_of("fence")
     assert {"deployments", "mode", "drain_timeout"} <= set(spec)
-    assert set(spec["deployments"]["options"]) >= {"name", "database", "source_role", "destination_role",
-                                                  "killer_role"}
+    assert set(spec["deployments"]["options"]) >= {
+        "name", "database", "source_role", "destination_role", "killer_role"}
     assert {"roles", "databases", "killer_role", "wait_timeout"} <= set(spec_of("terminate_sessions"))
 
 

@@ -209,7 +209,7 @@ class Fence(object):
                                          schema=self.params["helper_schema"])
         report = []
         parity_facts = None
-        if self.params["parity"] != "ignore":
+        if self.params["parity_policy"] != "ignore":
             # imported only when asked for: the parity code is large, and a fence without it
             # should not pay for loading it
             from ..server import parity as _parity
@@ -227,9 +227,9 @@ class Fence(object):
                 found = _parity.preflight_problems(_parity.fence_record(dep), parity_facts,
                                                    dep["source_role"], dep["destination_role"], names)
                 res["parity"] = found
-                if self.params["parity"] == "refuse":
+                if self.params["parity_policy"] == "refuse":
                     problems.extend("parity: " + p for p in found)
-                for problem in found if self.params["parity"] == "warn" else ():
+                for problem in found if self.params["parity_policy"] == "warn" else ():
                     self.module.warn("Deployment %s: parity: %s" % (dep["name"], problem))
             if problems:
                 report.append({"name": dep["name"], "problems": problems})

@@ -24,7 +24,7 @@ def run_fence_helper(module):
     """The fence_helper module's main(): check the options, converge the helper, exit the module."""
     timings = Timings()
     params = module.params
-    schema = params["helper_schema"]
+    schema = params["schema"]
     problems = helper_problems(schema, params["owner_role"], params["killer_roles"])
     if problems:
         refuse(module, "fence helper request", problems, timings=timings.as_dict())

@@ -37,6 +37,7 @@ from .helper import (
     registry_ident,
 )
 
+
 def create_function_statement(session, schema):
     return sql.SQL(
         "CREATE OR REPLACE FUNCTION {fn}(p_killer name, p_roles name[] DEFAULT NULL, "

@@ -364,7 +364,7 @@ replication:
       physical slot, V(listed) only in O(standbys), V(report) only in the report), C(slot), C(listed), C(host),
       C(port), C(reachable), C(error), C(in_recovery), C(system_identifier), C(flush_lsn), C(replay_lsn),
       C(position_from) (V(pg_stat_replication), V(slot), V(standby), V(report)), C(gap_bytes) (behind the
-      fence's last position), C(state) (V(flushed), V(revoke_only), V(behind), V(unknown), V(not_compared),
+      fence's last position), C(state) (V(flushed), V(revoke_only), V(behind), V(unknown), V(unreachable), V(not_compared),
       V(not_seen), V(not_seen_behind)), C(sessions) (on a listed standby, C({role, database, pid}) of the
       fenced login roles).
   returned: always

@@ -146,7 +146,7 @@ options:
         not, and such sessions survive a promotion."
       - C(name) is the standby's C(application_name), as C(pg_stat_replication) and C(synchronous_standby_names)
         call it (or its replication slot's name); the server's view of that standby and the standby's own are
-        then one entry of RV(replication.standbys).
+        then one entry of C(standbys) in RV(replication).
     version_added: 0.2.0
     type: list
     elements: dict

@@ -241,7 +241,7 @@ def _describe(record):
 
 
 def _server_changes(server, report):
-    """(other server?, text about the system identifier and timeline) of SERVER against REPORT."""
+    """(another server?, promoted since? (None: unknown), notes) of SERVER against REPORT's wal."""
     wal = (report or {}).get("wal") or {}
     theirs, ours = _text(wal.get("system_identifier")), _text(server.get("system_identifier"))
     other = theirs is not None and ours is not None and theirs != ours
@@ -284,7 +284,7 @@ def last_failover_finding(dep, entry, server, report):
     if problems:
         if promoted is False and not other:
             problems.append("the server is on the failover's timeline (%s), so it was not promoted since: the "
-                            "database's comment was changed (by hand, or by a restore)" % server.get("timeline"))
+                            "database's comment was changed after the failover" % server.get("timeline"))
         elif promoted and not other:
             problems.extend(notes)
         return _finding(CHECK_LOST, False, "%s: %s" % (LOST, "; ".join(problems)))

@@ -222,7 +222,7 @@ def failover_failure_message(result, host, source, destination, several_hosts=Fa
         if parity:
             lines.append("Parity problems (%s) mean the destination plane could not use or migrate Airflow's objects "
                          "as the source could: fix them (provision with dataplane_schema_reassign_owned, see "
-                         "docs/airflow-objects.md) or set dataplane_failover_ignore_parity=true to fail over anyway."
+                         "docs/airflow-objects.md) or set dataplane_failover_parity_policy=warn to fail over anyway."
                          % ", ".join(parity))
         return "\n".join(lines)
     deployments = result.get("deployments") or []

@@ -92,12 +92,15 @@ extends_documentation_fragment:
 options:
   helper_schema:
     description:
-      - Schema of the fence helper function, in the database the module connects to (O(login_db)).
+      - Schema of the fence helper, in the database the module connects to (O(login_db)); the same
+        option as O(dataplane.postgresql.fence_helper#module:schema).
     type: str
     default: dataplane_fence
   helper_owner_role:
     description:
-      - The role that should own the fence helper (its function, schema and registry).
+      - The role that should own the fence helper (its function, schema and registry); the same
+        option as O(dataplane.postgresql.fence_helper#module:owner_role). Not a Deployment's owner
+        role, which is O(deployments[].owner_role).
     version_added: 0.2.0
     type: str
     default: dataplane_fence_signaler
@@ -115,6 +118,8 @@ options:
       - They read shared catalogs (C(pg_shdepend), C(pg_db_role_setting)) over the same connection;
         the objects of a database that drifted are named over the connection that C(code_objects)
         opens to it.
+      - Whether to check; what a failed check does to a fence is
+        O(dataplane.postgresql.fence#module:parity_policy) of M(dataplane.postgresql.fence).
     version_added: 0.2.0
     type: bool
     default: true
@@ -411,9 +416,9 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.audit.run imp
 )
 
 
-def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
         deployments=records_argument_spec(),
         helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
         helper_owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE),
@@ -424,7 +429,11 @@ def main():
             port=dict(type="int", default=5432))),
         last_report=dict(type="dict"),
     )
-    run(AnsibleModule(argument_spec=argument_spec, supports_check_mode=True))
+    return spec
+
+
+def main():
+    run(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True))
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ def _quote_list(names):
 
 # --------------------------------------------------------------------------- reading
 
+
 def _role_names(record):
     names = [record["owner_role"], record["killer_role"]] + list(record["login_roles"].values())
     if record.get("schema_role"):
@@ -245,6 +246,7 @@ def _read_helper(session, records, helper_schema, helper_status, helper_owner_ro
 
 
 # --------------------------------------------------------------------------- comparing
+
 
 def _privilege(facts, member, role):
     return facts["privileges"].get(member, {}).get(role, {"member": False, "usage": False})

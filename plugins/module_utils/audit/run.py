@@ -17,11 +17,13 @@ from ..base.database import MIN_SERVER_VERSION_NUM, Session, connect, connect_da
 from ..server.helper import helper_status
 from ..base.results import Timings
 
-# The names plugins/modules/ takes from this entry point besides the run function (a module
-# imports its action's entry point only; see docs/architecture.md).
-from ..base.database import connection_argument_spec  # noqa: F401
-from ..model.deployment import records_argument_spec  # noqa: F401
-from ..server.helper import DEFAULT_OWNER_ROLE, DEFAULT_SCHEMA  # noqa: F401
+# What plugins/modules/ takes from this entry point (a module imports its action's entry point
+# only; see docs/architecture.md).
+from ..base.database import connection_argument_spec
+from ..model.deployment import records_argument_spec
+from ..server.helper import DEFAULT_OWNER_ROLE, DEFAULT_SCHEMA
+
+__all__ = ["run", "connection_argument_spec", "records_argument_spec", "DEFAULT_OWNER_ROLE", "DEFAULT_SCHEMA"]
 
 READ_ONLY_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
@@ -131,7 +133,7 @@ def run(module):
     found, errors, skipped, parity_facts, names = _inside_databases(module, session, records, facts, parity_facts)
     if parity_facts is not None:
         results, overall = _parity.merge_findings(results, records, parity_facts, names, summary_line,
-                                                 overall_summary)
+                                                  overall_summary)
     results, overall = _code.merge_findings(results, records, found, errors,
                                             _code.parse_allowed(module.params.get("allowed_objects")),
                                             summary_line, overall_summary, facts["connected_as"], skipped)

@@ -110,6 +110,7 @@ def as_bool(value, default=False):
 # ---------------------------------------------------------------------------------------------
 # Field validation: one rule per kind of name.
 
+
 def name_problems(fields):
     """Problems of named fields: FIELDS is a list of (kind, value, label) with kind
     ``role`` (a role name), ``schema`` (no ``pg_`` prefix either) or any other word (a plain
@@ -286,6 +287,7 @@ def exit_json(module, **result):
 
 # ---------------------------------------------------------------------------------------------
 # From playbook variables to records.
+
 
 def _item_label(index, item):
     if isinstance(item, dict) and isinstance(item.get("id"), (str, int)) and item.get("id") not in ("", True, False):

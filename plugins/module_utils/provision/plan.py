@@ -33,6 +33,7 @@ MASK = "********"
 # ---------------------------------------------------------------------------------------------
 # Actions: one class per kind of change.
 
+
 def _action(class_name, kind, fields, doc):
     """A namedtuple ``(kind, *fields)`` whose constructor takes the fields only."""
     base = namedtuple(class_name, ("kind",) + tuple(fields.split()))
@@ -192,6 +193,7 @@ Step = namedtuple("Step", "index action")
 # ---------------------------------------------------------------------------------------------
 # Input problems of the module's own options (the records are checked by deployment.py).
 
+
 def option_problems(params):
     """Problems of the options that name the fence helper and the decommission owner. Pure."""
     problems = []
@@ -209,6 +211,7 @@ def option_problems(params):
 
 # ---------------------------------------------------------------------------------------------
 # Planning (pure): catalog snapshot + records -> actions, grants, predicted state.
+
 
 def default_acl(owner):
     """acldefault('d', owner): PUBLIC has TEMPORARY and CONNECT, the owner everything."""

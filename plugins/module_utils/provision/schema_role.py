@@ -58,10 +58,6 @@ def wanted(record):
     return bool(record.get("schema_role"))
 
 
-
-
-
-
 def grants_for(record):
     """The membership grants (memberships.converge_grants format) the schema role needs:
     every login role a member with MEMBERSHIP_OPTIONS; never a member of the owner or killer

@@ -36,6 +36,7 @@ from .helper import (
     registry_ident,
 )
 
+
 def create_function_statement(session, schema):
     return sql.SQL(
         "CREATE OR REPLACE FUNCTION {fn}(p_killer name, p_roles name[] DEFAULT NULL, "
@@ -339,4 +340,3 @@ def _run(session, statements, check_mode):
         return
     for statement in statements:
         session.execute(statement)
-

@@ -49,6 +49,7 @@ _LIST_LIMIT = 20
 # Input
 # ---------------------------------------------------------------------------------------
 
+
 def normalize_grant(grant, defaults=None):
     """Return a grant dict with every key; keys missing (or None) take DEFAULTS' value."""
     defaults = defaults or {}
@@ -157,6 +158,7 @@ def role_names(grants):
 # ---------------------------------------------------------------------------------------
 # Planning (pure)
 # ---------------------------------------------------------------------------------------
+
 
 def _grant_statement(grant, options, server_version_num):
     """GRANT group TO member [WITH ...] [GRANTED BY ...] for OPTIONS {name: bool}."""

@@ -153,21 +153,27 @@ queries:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import connection_argument_spec
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import DEFAULT_SCHEMA
-from ansible_collections.dataplane.postgresql.plugins.module_utils.sessions import run_terminate_sessions
+from ansible_collections.dataplane.postgresql.plugins.module_utils.terminate.run import (  # this module's entry point
+    DEFAULT_SCHEMA,
+    connection_argument_spec,
+    run_terminate_sessions,
+)
 
 
-def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
         roles=dict(type="list", elements="str", required=True),
         databases=dict(type="list", elements="str"),
         killer_role=dict(type="str"),
         helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
         wait_timeout=dict(type="float", default=30),
     )
-    run_terminate_sessions(AnsibleModule(argument_spec=argument_spec, supports_check_mode=True))
+    return spec
+
+
+def main():
+    run_terminate_sessions(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True))
 
 
 if __name__ == "__main__":

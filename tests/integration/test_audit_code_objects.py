@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import password_matches
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base.scram import password_matches
 from tests.support import REPO
 from tests.support.audit import audit, by_check, failed_checks
 from tests.support.playbooks import AUDIT, PROVISION, write_inventory

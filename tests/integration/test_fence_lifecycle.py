@@ -19,7 +19,9 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import ADVISORY_LOCK_CLASS
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.fence_record import (
+    ADVISORY_LOCK_CLASS,
+)
 from tests.support.fence import Sessions, fence_args, make_deployment, setup_deployments
 from tests.support.fence import can_connect as _can_connect
 from tests.support.fence import install_helper as _install_helper

@@ -217,7 +217,7 @@ def test_module_idempotent_and_password_rules(pg16, names, run_module):
     assert not again["failed"] and again["changed"] is False and again["queries"] == [], again
 
     # Passwords are stored as SCRAM secrets of what was given.
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import password_matches
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.base.scram import password_matches
     stored = pg16.sql("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (rec["login_roles"]["dp1"],))[0][0]
     assert stored.startswith("SCRAM-SHA-256$4096:")
     assert password_matches(stored, "first-secret-1", rec["login_roles"]["dp1"]) is True
@@ -240,7 +240,7 @@ def test_module_idempotent_and_password_rules(pg16, names, run_module):
 
 
 def test_scram_secret_matches_server_hashing(pg16, names):
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import password_matches
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.base.scram import password_matches
     role = names("scram_probe")
     for password in ("plain-ascii", "caf\u00e9 \u00fcber", "\u2168 roman", "with'quote\"s"):
         pg16.sql(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
@@ -444,10 +444,10 @@ def test_playbook_decommission_and_report(pg16, ansible_playbook, tmp_path, name
 
 def _write_record(server, database, fenced, admitted, phase="complete", run="test-run"):
     """A fence state record as the fence module writes it (the format of module_utils/fence_state)."""
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
-    record = fence_state.new_record(None, fenced, admitted, phase, run, "commander_user", "2026-11-27T00:00:00Z")
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record
+    record = fence_record.new_record(None, fenced, admitted, phase, run, "commander_user", "2026-11-27T00:00:00Z")
     server.sql(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-        sql.Identifier(database), sql.Literal(fence_state.render_comment(None, record))))
+        sql.Identifier(database), sql.Literal(fence_record.render_comment(None, record))))
     return record
 
 
@@ -481,10 +481,10 @@ def test_module_keeps_a_recorded_fence_and_readmits_only_when_asked(pg16, names,
     res = run_module("deployment_setup", setup_args(pg16, [rec], readmit_fenced_planes=True, run_id="r-1"))
     assert not res["failed"] and res["changed"] is True and res["deployments"][0]["readmitted"] is True, res
     assert pg16.sql("SELECT has_database_privilege(%s, %s, 'CONNECT')", (dp1, rec["database"]))[0][0] is True
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record
     comment = pg16.sql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
                        (rec["database"],))[0][0]
-    written = fence_state.parse_record(comment)
+    written = fence_record.parse_record(comment)
     assert written["fenced"] == [] and written["admitted"] == sorted([dp1, dp2]) and written["phase"] == "complete"
     assert written["generation"] == 2 and written["run"] == "r-1" and written["by"] == "postgres"
     again = run_module("deployment_setup", setup_args(pg16, [rec], readmit_fenced_planes=True))
@@ -514,7 +514,9 @@ def test_readmission_waits_for_a_running_fence_and_refuses_a_state_that_moved(pg
     sees that the fence state changed meanwhile, and re-admits nothing."""
     import threading
     import time
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import ADVISORY_LOCK_CLASS
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.model.fence_record import (
+        ADVISORY_LOCK_CLASS,
+    )
     rec = record(names, "rl")
     dp1, dp2 = rec["login_roles"]["dp1"], rec["login_roles"]["dp2"]
     assert not run_module("deployment_setup", setup_args(pg16, [rec], commander_password="cmd-secret-77"))["failed"]
@@ -547,14 +549,20 @@ def test_readmission_waits_for_a_running_fence_and_refuses_a_state_that_moved(pg
 
 
 def test_old_helper_option_names_still_work(pg16, names, run_module):
-    """0.1's ``fence_helper_schema`` / ``fence_helper_owner_role`` are aliases of
-    ``helper_schema`` / ``helper_owner_role``: the helper lands where they say."""
+    """0.1's ``fence_helper_schema`` / ``fence_helper_owner_role`` are deprecated aliases of
+    ``helper_schema`` / ``helper_owner_role``: the helper lands where they say, with a deprecation
+    for each."""
     rec = record(names, "alias")
     schema, owner = names("old_name_fence"), names("old_name_owner")
     args = setup_args(pg16, [rec], fence_helper=True, fence_helper_schema=schema, fence_helper_owner_role=owner,
                       commander_password="cmd-secret-77")
     res = run_module("deployment_setup", args)
     assert not res["failed"] and res["changed"], res
+    # ansible-core 2.19+ returns each as a DeprecationSummary: event.msg, deprecator.resolved_name
+    assert sorted((d["event"]["msg"], d["version"], d["deprecator"]["resolved_name"])
+                  for d in res["deprecations"]) == [
+        ("Alias '%s' is deprecated. See the module docs for more information" % old, "1.0.0", "dataplane.postgresql")
+        for old in ("fence_helper_owner_role", "fence_helper_schema")], res["deprecations"]
     assert pg16.sql("SELECT n.nspname, r.rolname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
                     " JOIN pg_roles r ON r.oid = p.proowner WHERE n.nspname = %s", (schema,)) == [(schema, owner)]
     assert pg16.sql("SELECT has_function_privilege(%s, p.oid, 'EXECUTE') FROM pg_proc p"

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from tests.support.playbooks import AUDIT, FAILOVER, PROVISION, Deployments, recap
+from tests.support.playbooks import AUDIT, FAILOVER, PROVISION, Deployments, can_log_in, connect_as, recap
 from tests.support.provisioning import record
 from tests.support.versions import on
 
@@ -43,20 +43,6 @@ def expected_state(d, i):
             "members": sorted([(d.login("dp1", i), False, True, False), (d.login("dp2", i), False, True, False)]),
             "settings": [(d.login("dp1", i), ["role=" + d.schema(i)]), (d.login("dp2", i), ["role=" + d.schema(i)])],
             "privileges": [(True, True)], "commander_member": [(False, False)]}
-
-
-def connect_as(server, user, dbname):
-    conn = psycopg2.connect(host=server.host, port=server.port, user=user, dbname=dbname, connect_timeout=5)
-    conn.autocommit = True
-    return conn
-
-
-def can_connect(server, user, dbname):
-    try:
-        connect_as(server, user, dbname).close()
-        return True
-    except psycopg2.OperationalError:
-        return False
 
 
 @pytest.fixture
@@ -126,7 +112,7 @@ def test_schema_role_converges_parity_drift_stops_the_failover(pg, deployments):
     assert "owns objects in %s that %s could neither use nor migrate: 1 in pg_class (table public.drift_t)" % (
         d.db(first), d.login("dp2", first)) in proc.stdout, proc.stdout
     assert "%s would not start as the schema role %s" % (d.login("dp2", second), d.schema(second)) in proc.stdout
-    assert "dataplane_failover_ignore_parity" in proc.stdout
+    assert "dataplane_failover_parity_policy=warn" in proc.stdout
     assert pg.sql("SELECT datname, datacl::text FROM pg_database WHERE datname = ANY(%s) ORDER BY 1",
                   ([d.db(i) for i in d.ids],)) == before
     live.cursor().execute("SELECT 1")
@@ -140,20 +126,20 @@ def test_schema_role_converges_parity_drift_stops_the_failover(pg, deployments):
     assert schema_state(pg, d, second) == expected_state(d, second)
     proc = d.playbook(FAILOVER, user=d.commander, dataplane_failover_from="dp1", dataplane_failover_to="dp2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert not can_connect(pg, d.login("dp1", first), d.db(first))
+    assert not can_log_in(pg, d.login("dp1", first), d.db(first))
     with connect_as(pg, d.login("dp2", first), d.db(first)) as conn:
         conn.cursor().execute("INSERT INTO drift_t VALUES (1)")
 
 
 @on(17)  # a playbook test: once (docs/testing.md, "Which PostgreSQL versions a test runs on")
-def test_ignore_parity_override_and_decommission(pg, deployments):
+def test_parity_policy_warn_and_decommission(pg, deployments):
     d = deployments
     first = d.ids[0]
     assert d.playbook(PROVISION).returncode == 0
     pg.sql(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET role").format(
         sql.Identifier(d.login("dp2", first)), sql.Identifier(d.db(first))))
     proc = d.playbook(FAILOVER, user=d.commander, dataplane_failover_from="dp1", dataplane_failover_to="dp2",
-                      dataplane_failover_ignore_parity=True)
+                      dataplane_failover_parity_policy="warn")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "parity: %s would not start as the schema role" % d.login("dp2", first) in proc.stdout + proc.stderr
 

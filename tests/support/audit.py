@@ -5,8 +5,8 @@ nothing, and its findings by check."""
 
 from psycopg2 import sql
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import ensure_helper
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base.database import Session
+from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper_install import ensure_helper
 from tests.support.reference import reference_statements
 
 

@@ -118,6 +118,22 @@ def login(server, user, dbname):
         return "refused", str(exc).strip().splitlines()[0]
 
 
+def connect_as(server, user, dbname):
+    """A connection (autocommit) as USER to DBNAME: a plane's login as Airflow would open it."""
+    conn = psycopg2.connect(host=server.host, port=server.port, user=user, dbname=dbname, connect_timeout=5)
+    conn.autocommit = True
+    return conn
+
+
+def can_log_in(server, user, dbname):
+    """Whether USER can log in to DBNAME now (a real login attempt; any refusal is False)."""
+    try:
+        connect_as(server, user, dbname).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
 def count_sessions(server, roles):
     """How many sessions of ROLES SERVER has now."""
     return server.sql("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = ANY(%s)",

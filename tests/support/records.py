@@ -24,9 +24,9 @@ def record_of(server, database):
 
 
 def parsed_record(server, database):
-    """The record as the collection's own parser (module_utils fence_state) reads it."""
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
-    return fence_state.parse_record(database_comment(server, database))
+    """The record as the collection's own parser (module_utils/model/fence_record.py) reads it."""
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record
+    return fence_record.parse_record(database_comment(server, database))
 
 
 def set_comment(server, database, text):

@@ -19,7 +19,13 @@ settings, ``--tables`` tables it owns, 60 by default, like Airflow's schema), th
 as the schema role, and the fence runs with ``parity=refuse``; check mode runs twice first,
 without and with the parity check, to show what the check costs in the preflight.
 
+With ``--statements`` the module run is also counted in round trips: the server logs every
+statement of the fencing login (``ALTER ROLE ... SET log_statement = 'all'``, so the sessions
+being fenced log nothing), and the lines the module run added to the server log are counted
+(one line per statement string the module sent; ``a; b`` sent at once is one round trip).
+
 Usage: .venv/bin/python benchmarks/fence_bench.py [--deployments 200] [--sessions 3] [--version 16] [--parity]
+       [--statements]
 Exit status 0 only when every Deployment was verified fenced in both runs.
 """
 
@@ -119,6 +125,25 @@ class Bench(object):
                  killer_role=d["killer"], schema_role=d["schema"] if self.args.parity else None)
             for d in self.deps])
 
+    def log_statements(self, on):
+        """Log (or stop logging) every statement of the fencing login; returns the log's size now."""
+        conn = self.connect()
+        conn.autocommit = True
+        conn.cursor().execute(sql.SQL("ALTER ROLE {} SET log_statement = {}").format(
+            sql.Identifier(self.args.login), sql.Literal("all" if on else "none")))
+        conn.close()
+        return self.log_path().stat().st_size
+
+    def log_path(self):
+        return Path(self.server.info["data_dir"]).parent / "server.log"
+
+    def statements_since(self, offset):
+        """The statements logged since OFFSET (bytes into the server log), one per round trip."""
+        with open(str(self.log_path()), "rb") as log:
+            log.seek(offset)
+            lines = log.read().decode("utf-8", "replace").splitlines()
+        return [line.split("statement: ", 1)[1] for line in lines if "LOG:  statement: " in line]
+
     def sessions_left(self, role_key):
         conn = self.connect()
         cur = conn.cursor()
@@ -169,6 +194,8 @@ def main():
     parser.add_argument("--tables", type=int, default=60, help="with --parity: tables per database")
     parser.add_argument("--login", default=COMMANDER,
                         help="role the fence connects as (default commander_user; postgres for comparison)")
+    parser.add_argument("--statements", action="store_true",
+                        help="count the module run's statements (round trips) in the server log")
     args = parser.parse_args()
     bench = Bench(args)
     ok = True
@@ -190,7 +217,15 @@ def main():
         summarize("check mode", checked, wall)
         ok &= not checked.get("failed")
         figures["check_preflight_ms"] = checked["timings"].get("preflight_ms")
+        offset = bench.log_statements(True) if args.statements else None
         wall, result = benchlib.run_module("fence", bench.fence_args())
+        if args.statements:
+            bench.log_statements(False)
+            statements = bench.statements_since(offset)
+            figures["module_statements"] = len(statements)
+            print("module statements (round trips): %d" % len(statements))
+            for text in statements:
+                print("    %s" % (text if len(text) < 160 else text[:157] + "..."))
         ok &= summarize("module", result, wall)
         ok &= bench.sessions_left("dp1") == 0
         figures["module_time_total_ms"] = result["time_total_ms"]

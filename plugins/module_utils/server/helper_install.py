@@ -15,11 +15,11 @@ from .helper import (
     COMMENT_PREFIX,
     DEFAULT_OWNER_ROLE,
     DEFAULT_SCHEMA,
-    FUNCTION_RESULT,
     HELPER_VERSION,
     OWNER_FLAGS,
     OWNER_GRANTED_ROLES,
     REGISTRY_TABLE,
+    REPLICATION_SQL,
     _acl_problems,
     _disqualified,
     _entry_verdicts,
@@ -30,7 +30,7 @@ from .helper import (
     _version_from_comment,
     function_body,
     function_ident,
-    function_signature,
+    function_spec,
     helper_problems,
     inspect,
     registry_ident,
@@ -45,6 +45,17 @@ def create_function_statement(session, schema):
         "LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT SECURITY DEFINER "
         "SET search_path = pg_catalog, pg_temp "
         "AS {body}").format(fn=function_ident(schema), body=sql.Literal(function_body(session, schema)))
+
+
+def create_positions_statement(schema):
+    return sql.SQL(
+        "CREATE OR REPLACE FUNCTION {fn} "
+        "RETURNS TABLE (pid integer, application_name text, state text, sync_state text, "
+        "flush_lsn pg_lsn, replay_lsn pg_lsn, slot_name name) "
+        "LANGUAGE sql VOLATILE CALLED ON NULL INPUT SECURITY DEFINER "
+        "SET search_path = pg_catalog, pg_temp "
+        "AS {body}").format(fn=function_spec(None, schema, positions=True)["signature"],
+                            body=sql.Literal(REPLICATION_SQL))
 
 
 def create_registry_statements(schema, owner):
@@ -266,40 +277,25 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
             " WHERE r.rolname OPERATOR(pg_catalog.=) ANY ({}::pg_catalog.name[]) ON CONFLICT DO NOTHING").format(
                 reg_ident, sql.Literal(to_register)))
 
-    # --- the function
-    signature = function_signature(schema)
-    fn_grant = sorted(accepted)
-    fn_problems = _function_problems(session, schema, fn, owner_role)
-    if fn is not None and (fn["result"] != FUNCTION_RESULT or fn["kind"] != "f"):
-        statements.append(drop_function_statement(session, fn["oid"]))  # CREATE OR REPLACE cannot change these
-        fn = None
-    if fn is None:
-        statements.append(create_function_statement(session, schema))
-        statements.append(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(signature, owner))
-        statements.append(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(signature))
-        statements.append(sql.SQL("COMMENT ON FUNCTION {} IS {}").format(
-            signature, sql.Literal(COMMENT_PREFIX + HELPER_VERSION)))
-    else:
-        if [p for p in fn_problems if not p.startswith("it is owned by")]:
-            statements.append(create_function_statement(session, schema))
-        if fn["owner"] != owner_role:
-            statements.append(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(signature, owner))
-        if _acl_problems("", fn["acl"], fn["owner"], accepted, "EXECUTE"):
-            statements += _reset_acl_statements(sql.SQL("FUNCTION {}").format(signature), fn["acl"], fn["owner"])
-        else:
-            held = _granted(fn["acl"], fn["owner"], "EXECUTE")
-            fn_grant = [k for k in fn_grant if k not in held]
-        if _version_from_comment(fn["comment"]) != HELPER_VERSION:
-            statements.append(sql.SQL("COMMENT ON FUNCTION {} IS {}").format(
-                signature, sql.Literal(COMMENT_PREFIX + HELPER_VERSION)))
+    # --- the functions: the terminating one, and standby_positions() (helper version 4)
+    fn_part = _function_part(session, schema, fn, function_spec(session, schema), owner, owner_role, accepted,
+                             create_function_statement(session, schema))
+    positions_part = _function_part(session, schema, current["positions"],
+                                    function_spec(session, schema, positions=True), owner, owner_role, accepted,
+                                    create_positions_statement(schema))
+    statements += fn_part[0] + positions_part[0]
+    for other in current["positions_functions"]:
+        if other is not current["positions"]:  # an overload of standby_positions
+            statements.append(drop_function_statement(session, other["oid"]))
 
     # --- use: USAGE + EXECUTE for the accepted killer roles (taken from everyone else above)
     if nsp_grant:
         statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
             schema_id, sql.SQL(", ").join(sql.Identifier(k) for k in nsp_grant)))
-    if fn_grant:
-        statements.append(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
-            signature, sql.SQL(", ").join(sql.Identifier(k) for k in fn_grant)))
+    for signature, fn_grant in (fn_part[1:], positions_part[1:]):
+        if fn_grant:
+            statements.append(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
+                signature, sql.SQL(", ").join(sql.Identifier(k) for k in fn_grant)))
 
     if len(statements) > role_part:
         # A non-superuser admin (managed PostgreSQL) borrows the owner role for the rest of the
@@ -311,6 +307,38 @@ def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE,
     return {"changed": bool(statements), "statements": [session.render(s) for s in statements],
             "version": HELPER_VERSION, "missing_roles": missing,
             "unregistered": sorted(set(e["role_name"] for e, why in dropped))}
+
+
+def _function_part(session, schema, fn, spec, owner, owner_role, accepted, create):
+    """(statements, signature, killer roles to grant EXECUTE) that make FN (None: missing) the
+    function SPEC describes (function_spec()); CREATE is its CREATE OR REPLACE statement."""
+    statements = []
+    signature = spec["signature"]
+    fn_grant = sorted(accepted)
+    fn_problems = _function_problems(session, schema, fn, owner_role, spec)
+    if fn is not None and (fn["result"] != spec["result"] or fn["kind"] != "f"):
+        statements.append(drop_function_statement(session, fn["oid"]))  # CREATE OR REPLACE cannot change these
+        fn = None
+    if fn is None:
+        statements.append(create)
+        statements.append(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(signature, owner))
+        statements.append(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(signature))
+        statements.append(sql.SQL("COMMENT ON FUNCTION {} IS {}").format(
+            signature, sql.Literal(COMMENT_PREFIX + HELPER_VERSION)))
+        return statements, signature, fn_grant
+    if [p for p in fn_problems if not p.startswith("it is owned by")]:
+        statements.append(create)
+    if fn["owner"] != owner_role:
+        statements.append(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(signature, owner))
+    if _acl_problems("", fn["acl"], fn["owner"], accepted, "EXECUTE"):
+        statements += _reset_acl_statements(sql.SQL("FUNCTION {}").format(signature), fn["acl"], fn["owner"])
+    else:
+        held = _granted(fn["acl"], fn["owner"], "EXECUTE")
+        fn_grant = [k for k in fn_grant if k not in held]
+    if _version_from_comment(fn["comment"]) != HELPER_VERSION:
+        statements.append(sql.SQL("COMMENT ON FUNCTION {} IS {}").format(
+            signature, sql.Literal(COMMENT_PREFIX + HELPER_VERSION)))
+    return statements, signature, fn_grant
 
 
 def _granted(acl, owner, privilege):

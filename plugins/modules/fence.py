@@ -386,6 +386,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence.run import (  # this module's entry point
     DEFAULT_SCHEMA,
     ON_STATE_CHANGE,
+    STANDBY_POLICIES,
     connection_argument_spec,
     run_fence,
 )
@@ -411,6 +412,13 @@ def main():
         run_id=dict(type="str"),
         on_state_change=dict(type="str", choices=list(ON_STATE_CHANGE), default="fail"),
         expected_generations=dict(type="dict"),
+        standbys=dict(type="list", elements="dict", default=[], options=dict(
+            name=dict(type="str", required=True),
+            host=dict(type="str", required=True),
+            port=dict(type="int", default=5432),
+        )),
+        standby_policy=dict(type="str", choices=list(STANDBY_POLICIES), default="require"),
+        standby_timeout=dict(type="float", default=30),
     )
     run_fence(AnsibleModule(argument_spec=argument_spec, supports_check_mode=True))
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence.plan import standby_label
 from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import (
     DeploymentModelError,
     expand_deployments,
@@ -331,6 +332,33 @@ def _deployment_lines(dep, source, destination, mode, drain_timeout, check_mode)
         destination, "" if dep["granted"] else " (it already was)")]
 
 
+def _standby_line(entry, source):
+    state = {"caught_up": "has the REVOKE", "lagging": "%s bytes behind the REVOKE" % entry.get("gap_bytes"),
+             "unknown": "position unknown"}.get(entry.get("state"), entry.get("state"))
+    line = "%s: %s (flushed %s)" % (standby_label(entry), state, entry.get("flush_lsn") or "?")
+    if entry.get("source") == "listed":
+        line += "%s; %s %s session%s terminated, %s left" % (
+            ", replayed" if entry.get("replayed") else ", not replayed", entry.get("sessions_terminated") or 0, source,
+            _plural(entry.get("sessions_terminated") or 0), "?" if entry.get("sessions_left") is None
+            else entry["sessions_left"])
+    return line
+
+
+def _replication_lines(wal, standbys, source, policy, problems, quiet):
+    """The summary lines about replication: the fence's WAL position, each standby, and with
+    standby_policy=warn the standbys that lack the fence (QUIET: the module's failure says it)."""
+    lines = []
+    if wal and wal.get("revoke_lsn"):
+        lines.append("WAL: REVOKE at %s, final %s, timeline %s, system identifier %s; %d standby%s%s" % (
+            wal["revoke_lsn"], wal.get("final_lsn"), wal.get("timeline"), wal.get("system_identifier"),
+            len(standbys), "" if len(standbys) == 1 else "s", " (not looked at: standby_policy=ignore)"
+            if policy == "ignore" else ""))
+    lines.extend("    " + _standby_line(entry, source) for entry in standbys)
+    if problems and policy == "warn" and not quiet:
+        lines.extend("WARNING (standby_policy=warn, the destination was admitted anyway): %s" % p for p in problems)
+    return lines
+
+
 def _not_verified_problem(dep):
     why = []
     if dep["remaining_sessions"]:
@@ -341,6 +369,55 @@ def _not_verified_problem(dep):
     if not dep["destination_admitted"]:
         why.append("%s is not admitted" % dep["destination_role"])
     return "%s: NOT VERIFIED: %s." % (dep["name"], "; ".join(why) or "the fence did not hold")
+
+
+def _verdict(result, deployments, names, problems, host, destination, source, check_mode, refused, failed, run_id):
+    """(safe, the verdict's sentence) of a failover report."""
+    selected = len(deployments) if deployments else len(names)
+    done = [d for d in deployments if d["verified"] and d["destination_admitted"]]
+    sessions_left = sum(len(d["remaining_sessions"] or []) for d in deployments)
+    would_change = [d for d in deployments if d["changed"]]
+    # The standbys: with standby_policy=require (the default) the fence module fails when one
+    # does not have the REVOKE, so the run is not safe; with warn the destination is admitted by
+    # the operator's choice and the lagging standbys are warnings of the summary.
+    if check_mode:
+        safe = bool(deployments) and not problems and not would_change
+    else:
+        safe = bool(deployments) and not problems and not failed and len(done) == len(deployments)
+    run_text = "run %s" % (result.get("run_id") or run_id)
+    untouched = failed and not any(d.get("revoked") or d.get("granted") or d.get("sessions_terminated")
+                                   for d in result.get("deployments") or [])
+    if refused:
+        verdict = ("%s to start %s on %s: the failover was refused, nothing was changed (see the problems "
+                   "below); %s" % (NOT_SAFE, destination, host, run_text))
+    elif untouched:
+        verdict = ("%s to start %s on %s: the failover failed before changing anything (see the problems "
+                   "below); %s" % (NOT_SAFE, destination, host, run_text))
+    elif check_mode:
+        sessions = sum(d["sessions_terminated"] for d in would_change)
+        if safe:
+            verdict = ("CHECK MODE, nothing changed. SAFE to start %s on %s: %d of %d Deployment%s already fenced "
+                       "(%s refused, 0 %s sessions, %s admitted); %s" % (
+                           destination, host, selected, selected, _plural(selected), source, source, destination,
+                           run_text))
+        else:
+            verdict = ("CHECK MODE, nothing changed. NOT SAFE yet to start %s on %s: the failover would fence %d of %d "
+                       "Deployment%s (%d %s session%s to terminate) and admit %s%s; %s" % (
+                           destination, host, len(would_change), selected, _plural(selected), sessions, source,
+                           _plural(sessions), destination,
+                           " (%d problem%s below)" % (len(problems), _plural(len(problems))) if problems else "",
+                           run_text))
+    elif safe:
+        verdict = ("SAFE to start %s on %s: %d of %d Deployment%s fenced and verified (%s refused, 0 %s sessions, "
+                   "%s admitted); %s" % (destination, host, len(done), selected, _plural(selected), source, source,
+                                         destination, run_text))
+    else:
+        verdict = ("%s to start %s on %s: %d of %d Deployment%s fenced and verified, %d %s session%s left "
+                   "(%d problem%s below); %s" % (
+                       NOT_SAFE, destination, host, len(done), selected, _plural(selected), sessions_left, source,
+                       _plural(sessions_left), len(problems), _plural(len(problems)), run_text))
+
+    return safe, verdict
 
 
 def failover_report(result, model, host, source, destination, mode, drain_timeout, check_mode=False,
@@ -386,57 +463,19 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
         if not check_mode and not dep["verified"] and not failed:
             problems.append(_not_verified_problem(dep))
 
-    selected = len(deployments) if deployments else len(names)
-    done = [d for d in deployments if d["verified"] and d["destination_admitted"]]
-    sessions_left = sum(len(d["remaining_sessions"] or []) for d in deployments)
-    would_change = [d for d in deployments if d["changed"]]
-    # The standbys of the contract (dataplane_standbys) are not implemented yet: nothing here
-    # waits for them, so they do not enter this decision. Once they are, a standby that has not
-    # applied the fence makes it false too.
-    if check_mode:
-        safe = bool(deployments) and not problems and not would_change
-    else:
-        safe = bool(deployments) and not problems and not failed and len(done) == len(deployments)
-    run_text = "run %s" % (result.get("run_id") or run_id)
-    untouched = failed and not any(d.get("revoked") or d.get("granted") or d.get("sessions_terminated")
-                                   for d in result.get("deployments") or [])
-    if refused:
-        verdict = ("%s to start %s on %s: the failover was refused, nothing was changed (see the problems "
-                   "below); %s" % (NOT_SAFE, destination, host, run_text))
-    elif untouched:
-        verdict = ("%s to start %s on %s: the failover failed before changing anything (see the problems "
-                   "below); %s" % (NOT_SAFE, destination, host, run_text))
-    elif check_mode:
-        sessions = sum(d["sessions_terminated"] for d in would_change)
-        if safe:
-            verdict = ("CHECK MODE, nothing changed. SAFE to start %s on %s: %d of %d Deployment%s already fenced "
-                       "(%s refused, 0 %s sessions, %s admitted); %s" % (
-                           destination, host, selected, selected, _plural(selected), source, source, destination,
-                           run_text))
-        else:
-            verdict = ("CHECK MODE, nothing changed. NOT SAFE yet to start %s on %s: the failover would fence %d of %d "
-                       "Deployment%s (%d %s session%s to terminate) and admit %s%s; %s" % (
-                           destination, host, len(would_change), selected, _plural(selected), sessions, source,
-                           _plural(sessions), destination,
-                           " (%d problem%s below)" % (len(problems), _plural(len(problems))) if problems else "",
-                           run_text))
-    elif safe:
-        verdict = ("SAFE to start %s on %s: %d of %d Deployment%s fenced and verified (%s refused, 0 %s sessions, "
-                   "%s admitted); %s" % (destination, host, len(done), selected, _plural(selected), source, source,
-                                         destination, run_text))
-    else:
-        verdict = ("%s to start %s on %s: %d of %d Deployment%s fenced and verified, %d %s session%s left "
-                   "(%d problem%s below); %s" % (
-                       NOT_SAFE, destination, host, len(done), selected, _plural(selected), sessions_left, source,
-                       _plural(sessions_left), len(problems), _plural(len(problems)), run_text))
+    safe, verdict = _verdict(result, deployments, names, problems, host, destination, source, check_mode, refused,
+                             failed, run_id)
 
     summary = [verdict]
+    standbys = [dict((k, v) for k, v in s.items() if k != "queries") for s in result.get("standbys") or []]
     if not refused:
         summary.append("%s -> %s on %s: %s mode, %d Deployment%s, %s ms in the fence%s" % (
             source, destination, host, mode, len(deployments), _plural(len(deployments)),
             result.get("time_total_ms", "?"), " (check mode, nothing changed)" if check_mode else ""))
         for dep in deployments:
             summary.extend(_deployment_lines(dep, source, destination, mode, drain_timeout, check_mode))
+        summary.extend(_replication_lines(result.get("wal"), standbys, source, result.get("standby_policy"),
+                                          result.get("standby_problems") or [], failed or check_mode))
     if problems:
         summary.append("PROBLEMS on %s: do not start %s before a run says SAFE" % (host, destination))
         summary.extend(problems if refused or failed else ["- " + p for p in problems])
@@ -461,6 +500,8 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
         "problems": problems,
         "verified": bool(deployments) and all(d["verified"] for d in deployments),
         "deployments": deployments, "summary": summary, "queries": result.get("queries") or [],
+        "wal": result.get("wal"), "standbys": standbys, "standby_policy": result.get("standby_policy"),
+        "standby_problems": result.get("standby_problems") or [], "commit_waits": result.get("commit_waits") or [],
     }
 
 

@@ -6,11 +6,10 @@ leader's Patroni and postmaster get SIGKILL right after the failover reported su
 promotes the replica, and the new leader must still hold the fence (dp1 refused, dp2 admitted,
 no dp1 session, the fence record intact).
 
-What the fence does not do yet (the next step of issue 22) is written as strict xfail tests: a
-dp1 session held on a replica survives the failover, and a failover reports success while a
-replica lacks the fence. They fail today for exactly that reason (their set-up checks raise
-``SetupError``, which the xfail does not accept); once the standby handling exists they pass,
-and strict xfail turns that into a failure that asks for the marker to go.
+Two more tests cover the standbys: a dp1 session held on a replica is ended by the failover
+(the replica given in ``dataplane_standbys``), and a failover whose replica does not receive the
+fence (its WAL receiver stopped) does not report success. Their set-up checks raise
+``SetupError`` when the scenario itself did not come about.
 """
 
 import json
@@ -196,9 +195,6 @@ def test_the_fence_survives_a_crash_of_the_leader_and_patroni_promotion(cluster,
     assert [a for a in cluster.listeners() if a[0] != "127.0.0.1"] == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the fence does not reach hot standbys yet (issue 22, next step): a dp1 session held "
-                          "on a replica survives the failover")
 def test_dp1_sessions_held_on_a_replica_are_ended_by_the_failover(cluster16, ansible_playbook, tmp_path):
     leader, replica = provisioned(cluster16, ansible_playbook, tmp_path)
     held = Sessions(replica, application="ha-dp1-replica", tx_sql="SELECT 1")  # a hot standby takes no write
@@ -218,9 +214,6 @@ def test_dp1_sessions_held_on_a_replica_are_ended_by_the_failover(cluster16, ans
         held.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="no standby gate yet (issue 22, next step): the failover reports success while a "
-                          "replica has not received the fence")
 def test_a_failover_with_a_lagging_replica_does_not_report_success(cluster16, ansible_playbook, tmp_path):
     leader, replica = provisioned(cluster16, ansible_playbook, tmp_path)
     receiver = replica.sql("SELECT pid FROM pg_catalog.pg_stat_wal_receiver")

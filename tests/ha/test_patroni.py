@@ -210,6 +210,12 @@ def test_dp1_sessions_held_on_a_replica_are_ended_by_the_failover(cluster16, ans
             require(not admitted and "permission denied for database" in message, message)
         assert sessions_of(replica, [role("dp1", i) for i in IDS]) == []
         assert still_alive(held) == []
+        report = latest_report(tmp_path / "reports", "failover")
+        listed = [s for s in report["standbys"] if s["source"] == "listed"]
+        assert len(listed) == 1 and listed[0]["name"] == replica.name, report["standbys"]
+        assert listed[0]["replayed"] and listed[0]["sessions_left"] == 0, listed
+        assert listed[0]["sessions_terminated"] == len(IDS) * len(HELD_STATES), listed
+        assert report["wal"]["revoke_lsn"] and report["wal"]["timeline"] >= 1, report["wal"]
     finally:
         held.close()
 
@@ -228,5 +234,12 @@ def test_a_failover_with_a_lagging_replica_does_not_report_success(cluster16, an
                 "the replica was not behind the fence: the scenario did not happen")
         assert proc.returncode != 0, ("the failover reported success while the replica lacked the fence:\n"
                                       + proc.stdout[-3000:])
+        report = latest_report(tmp_path / "reports", "failover")
+        assert report["safe_to_start_destination"] is False, report["verdict"]
+        assert "the standby gate did not pass" in "\n".join(report["problems"]), report["problems"]
+        lagging = [s for s in report["standbys"] if s["state"] == "lagging"]
+        assert lagging and all(s["gap_bytes"] > 0 for s in lagging), report["standbys"]
+        for dep_id in IDS:  # the record stays in phase fencing until a rerun finishes the fence
+            assert fence_record(leader, db(dep_id))["phase"] == "fencing"
     finally:
         os.kill(receiver_pid, signal.SIGCONT)

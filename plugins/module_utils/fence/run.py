@@ -458,17 +458,17 @@ class Fence(object):
                 self.results[i]["time_to_fence_ms"] = max(0, ms(gone_at[dep["source_role"]] - self.t0))
 
     def admit(self, me, rows, work, signal_all):
-        """4. verify the sources cannot connect (one query); the standby gate; 5. admit the
+        """4. the standby gate; verify the sources cannot connect (one query); 5. admit the
         destinations that are fenced, with the "complete" records in the same transaction (unless
         the gate holds them back), and re-read the privileges."""
         params = self.params
+        problems = self.replication.gate(signal_all, work["roles"])
+        self.mark("standbys")
         verify = self.verify()
         fenced = set(i for i in work["all"]
                      if not verify[i]["src_connect"] and not self.results[i]["remaining_sessions"])
         for i in work["all"]:
             self.results[i]["connect_still_via"] = list(verify[i]["connect_via"] or []) if verify[i]["src_connect"] else []
-        problems = self.replication.gate(signal_all, work["roles"])
-        self.mark("standbys")
         held = bool(problems) and self.replication.policy == "require"
         for problem in problems if self.replication.policy == "warn" else ():
             self.module.warn("standby_policy=warn: admitted although %s" % problem)

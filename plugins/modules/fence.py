@@ -459,6 +459,24 @@ standbys:
     problem:
       description: Why the standby's state is what it is, when something went wrong (null otherwise).
       type: str
+    replayed:
+      description: For a listed standby, whether it has replayed the C(REVOKE) (it refuses the source only then).
+      type: bool
+    host:
+      description: For a listed standby, its host.
+      type: str
+    port:
+      description: For a listed standby, its port.
+      type: int
+    time_ms:
+      description: For a listed standby, milliseconds from the start of its thread until it was done.
+      type: int
+    slot:
+      description: The replication slot (for a connected standby, the one it streams through, if any).
+      type: str
+    sync_state:
+      description: For a connected standby, C(async), C(potential), C(sync) or C(quorum).
+      type: str
 standby_policy:
   description: The O(standby_policy) the fence ran with.
   returned: always

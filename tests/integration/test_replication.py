@@ -160,6 +160,7 @@ def test_a_healthy_standby_has_the_fence_and_loses_its_source_sessions(cluster, 
         "standby", "standby_1", "caught_up", 0), connected
     assert listed["state"] == "caught_up" and listed["replayed"] is True, listed
     assert (listed["sessions_terminated"], listed["sessions_left"]) == (len(HELD), 0), listed
+    print("healthy standby: standbys_ms %s, total_ms %s" % (res["timings"]["standbys_ms"], res["timings"]["total_ms"]))
     assert sorted(s["pid"] for s in listed["sessions"]) == sorted(on_standby.pids())
     assert res["deployments"][0]["verified"] and res["standby_problems"] == []
     # the standby refuses dp1 and holds no dp1 session; it also has the complete record
@@ -201,6 +202,8 @@ def test_a_lagging_standby_keeps_the_destination_out(cluster, deployment, run_mo
     assert connected["state"] == "lagging" and connected["gap_bytes"] > 0, connected
     assert "standby standby (connected, async, slot standby_1): %d bytes behind" % connected["gap_bytes"] in res["msg"]
     assert 2 <= took < 15, took
+    print("lagging standby, standby_timeout 2: the module failed after %.2f s (%d bytes behind)"
+          % (took, connected["gap_bytes"]))
     assert res["deployments"][0]["revoked"] and not res["deployments"][0]["granted"], res["deployments"]
     assert res["deployments"][0]["destination_admitted"] is False
     assert _refused(primary, dep["dp1"], dep["database"])
@@ -262,6 +265,7 @@ def test_a_stuck_synchronous_standby_fails_the_fence_in_time_and_nothing_is_canc
     waits = res["commit_waits"]
     assert len(waits) == 1 and waits[0]["wait_event"] == "SyncRep" and waits[0]["waited_ms"] >= 1000, waits
     assert waits[0]["synchronous_standby_names"] == "standby", waits
+    print("synchronous standby back after 1.5 s: the REVOKE's commit waited %d ms" % waits[0]["waited_ms"])
     assert any("waited" in w and "synchronous standby" in w for w in _warnings(res)), _warnings(res)
 
     # a commit that waits longer than standby_timeout: the module fails at the timeout, saying why
@@ -271,6 +275,7 @@ def test_a_stuck_synchronous_standby_fails_the_fence_in_time_and_nothing_is_canc
     res = run_module("fence", fence_args(primary, [back], commander, standby_timeout=2))
     took = time.monotonic() - started
     assert res["failed"] and 2 <= took < 10, (took, res)
+    print("synchronous standby stuck, standby_timeout 2: the module failed after %.2f s" % took)
     assert "has waited" in res["msg"] and "for a synchronous standby (wait event SyncRep" in res["msg"], res["msg"]
     assert "It was not cancelled" in res["msg"] and "the source plane can still connect" in res["msg"], res["msg"]
     assert res["deployments"][0]["revoked"] is False, res["deployments"]  # its statement has not returned

@@ -268,7 +268,7 @@ class HotStandby(threading.Thread):
 
     def make_entry(self, flush_lsn, replay_lsn, **extra):
         base = {"host": self.spec["host"], "port": self.spec["port"], "replayed": False, "sessions": [],
-                "remaining_sessions": [], "queries": []}
+                "remaining_sessions": [], "queries": [], "time_ms": None}
         if getattr(self, "entry", None):
             base.update((k, self.entry[k]) for k in base)
         base.update(extra)
@@ -276,6 +276,7 @@ class HotStandby(threading.Thread):
 
     def run(self):
         session = None
+        started = time.monotonic()
         try:
             session = thread_server_session(self.replication.module, self.spec["host"], self.spec["port"],
                                             connect_timeout=max(2, self.deadline - time.monotonic()))
@@ -287,6 +288,7 @@ class HotStandby(threading.Thread):
             if session is not None:
                 self.entry["queries"] = session.queries
                 session.close()
+            self.entry["time_ms"] = int((time.monotonic() - started) * 1000)
 
     def follow(self, session):
         """Read the standby's positions until it has replayed the REVOKE (True) or the deadline passed."""
@@ -310,10 +312,17 @@ class HotStandby(threading.Thread):
             delay = _sleep(delay, self.deadline)
 
     def fence_sessions(self, session):
-        found = self.signal(session, not self.check)
+        # one look at pg_stat_activity first (any login sees who is connected): the usual hot
+        # standby has no source session, and then no termination statement runs there
+        found = sess.current_sessions(session, self.roles)
+        if found and not self.check:
+            found = self.signal(session, True)
         self.entry["sessions"] = [sess.session_record(r) for r in found]
         self.entry["sessions_terminated"] = len(found)
         if self.check:
+            return
+        if not found:
+            self.entry["sessions_left"] = 0
             return
         seen = set(r["pid"] for r in found)
 

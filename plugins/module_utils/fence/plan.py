@@ -118,8 +118,11 @@ def failure_summary(results):
                        % (len(res["remaining_sessions"]), res["source_role"],
                           ", ".join(str(s["pid"]) for s in res["remaining_sessions"])))
         if res.get("held_for_standbys"):
-            why.append("not every standby has the REVOKE yet (standby_policy=require), so %s was not admitted "
-                       "(fence state left in phase 'fencing')" % res["destination_role"])
+            why.append("not every standby has the REVOKE yet (standby_policy=require), so %s (fence state left "
+                       "in phase 'fencing')" % ("%s was not admitted" % res["destination_role"]
+                                                if res.get("destination_connect") is False else
+                                                "the fence was not completed; %s already held CONNECT before this "
+                                                "run" % res["destination_role"]))
         if not why and not res["granted"] and res.get("destination_connect") is False:
             why.append("destination role %s does not hold CONNECT on %s"
                        % (res["destination_role"], res["database"]))
@@ -391,10 +394,10 @@ def planned_records(record, dep, fenced, run, by, at, application=None):
 def standby_gate_message(problems, target, waited, timeout, failures=()):
     """The failure of a fence whose standbys do not all have its REVOKE (standby_policy=require). Pure."""
     return ("the standby gate did not pass (standby_policy=require): after %.1f s (standby_timeout: %s s), %d "
-            "standby(s) do not have the REVOKE (WAL position %s):\n%s\nThe source plane is fenced on this server, but the "
-            "destination was not admitted and the fence state stays in phase 'fencing': a standby promoted now "
-            "could come up without the fence. Rerun the failover once the standbys have caught up (or remove "
-            "what is not a standby any more: an abandoned replication slot, a wrong dataplane_standbys entry) to "
-            "finish it; standby_policy=warn admits the destination anyway.%s" % (
+            "standby(s) do not have the REVOKE (WAL position %s):\n%s\nThe source plane is fenced on this server, "
+            "but no destination was admitted by this run and the fence state stays in phase 'fencing': a standby "
+            "promoted now could come up without the fence. Rerun the failover once the standbys have caught up "
+            "(or remove what is not a standby any more: an abandoned replication slot, a wrong dataplane_standbys "
+            "entry) to finish it; standby_policy=warn admits the destination anyway.%s" % (
                 waited, timeout, len(problems), target, "\n".join("- " + p for p in problems),
                 "".join("\n" + line for line in failures)))

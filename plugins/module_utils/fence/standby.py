@@ -167,8 +167,8 @@ class Replication(object):
         admits the destination. One that has not gets a warning, no failure: it has the REVOKE,
         so promoted it would admit neither plane until a rerun."""
         final = self.wal["final_lsn"]
-        if self.policy == "ignore" or not self.entries or final is None:
-            return
+        if self.policy == "ignore" or not self.entries or final is None or self.problems:
+            return  # (with problems, standby_policy=warn has warned about those standbys already)
         delay = 0.005
         while True:
             row = self.read()

@@ -94,6 +94,8 @@ def test_a_deployment_held_back_by_the_gate_says_so():
     assert failure_summary([held]) == [
         "Deployment a: not every standby has the REVOKE yet (standby_policy=require), so dp2_a was not admitted "
         "(fence state left in phase 'fencing')"]
+    before = dict(deployment_result(dep), held_for_standbys=True, destination_connect=True)
+    assert "the fence was not completed; dp2_a already held CONNECT before this run" in failure_summary([before])[0]
 
 
 def test_standby_options_are_checked():

@@ -16,7 +16,7 @@ transaction with an uncommitted INSERT; active pg_sleep), then
 
 With ``--parity`` every Deployment also gets the shared schema role (memberships, role
 settings, ``--tables`` tables it owns, 60 by default, like Airflow's schema), the sessions run
-as the schema role, and the fence runs with ``parity=refuse``; check mode runs twice first,
+as the schema role, and the fence runs with ``parity_policy=refuse``; check mode runs twice first,
 without and with the parity check, to show what the check costs in the preflight.
 
 With ``--statements`` the module run is also counted in round trips: the server logs every
@@ -137,7 +137,7 @@ class Bench(object):
     def fence_args(self, src="dp1", dst="dp2", parity=None):
         parity = parity or ("refuse" if self.args.parity else "ignore")
         standbys = [{"name": "standby", "host": "127.0.0.1", "port": self.standby.port}] if self.standby else []
-        return dict(self.login(self.args.login), parity=parity, standbys=standbys, deployments=[
+        return dict(self.login(self.args.login), parity_policy=parity, standbys=standbys, deployments=[
             dict(name=d["id"], database=d["database"], source_role=d[src], destination_role=d[dst],
                  killer_role=d["killer"], schema_role=d["schema"] if self.args.parity else None)
             for d in self.deps])
@@ -207,7 +207,7 @@ def main():
     parser.add_argument("--version", type=int, default=16)
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--parity", action="store_true",
-                        help="shared schema role per Deployment and the fence's parity check (parity=refuse)")
+                        help="shared schema role per Deployment and the fence's parity check (parity_policy=refuse)")
     parser.add_argument("--tables", type=int, default=60, help="with --parity: tables per database")
     parser.add_argument("--login", default=COMMANDER,
                         help="role the fence connects as (default commander_user; postgres for comparison)")

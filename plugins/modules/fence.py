@@ -23,7 +23,7 @@ description:
     O(deployments[].killer_role)); that the source role is neither a superuser nor a member of
     the owner role; that no other path (C(PUBLIC), a group role, another grantor) would keep
     C(CONNECT) for the source; that the fence state record is readable; plane parity as
-    O(parity) says). Any problem fails the module with RV(preflight), naming the Deployment and
+    O(parity_policy) says). Any problem fails the module with RV(preflight), naming the Deployment and
     what is missing, and nothing is changed. A real run does exactly the checks of a check-mode
     run, after taking the lock and before its first change, so on one server a separate
     check-mode call adds nothing (it is needed only to preflight several servers before any of
@@ -123,7 +123,7 @@ options:
         type: str
       schema_role:
         description:
-          - The Deployment's shared schema role (owner of Airflow's objects), for O(parity); the
+          - The Deployment's shared schema role (owner of Airflow's objects), for O(parity_policy); the
             destination must then start as this role in the database.
         type: str
   mode:
@@ -144,7 +144,7 @@ options:
       - Seconds to wait, after signalling, for terminated sessions to disappear.
     type: float
     default: 10
-  parity:
+  parity_policy:
     description:
       - Plane parity in the preflight, read from shared catalogs in the same connection (one
         query per catalog for all Deployments).
@@ -153,10 +153,15 @@ options:
         on objects or memberships the destination lacks, or the destination would not start as
         the schema role (or as the same role as the source).
       - V(warn) reports the same as warnings and fences anyway; V(ignore) does not look.
+      - The failover role sets it from C(dataplane_failover_parity_policy) (default V(refuse)).
+      - The alias C(parity) is deprecated and will be removed in version 1.0.0 (in
+        M(dataplane.postgresql.deployment_audit), O(dataplane.postgresql.deployment_audit#module:parity)
+        is a boolean, whether to run the parity checks at all).
     version_added: 0.2.0
     type: str
     choices: [ignore, warn, refuse]
     default: ignore
+    aliases: [parity]
   lock_timeout:
     description:
       - Seconds to wait for another fence of the same database (which holds the advisory lock)
@@ -321,9 +326,9 @@ deployments:
       type: str
     parity:
       description:
-        - With O(parity) V(warn) or V(refuse), why the destination could not use or migrate what
+        - With O(parity_policy) V(warn) or V(refuse), why the destination could not use or migrate what
           the source could (empty when it can).
-      returned: when O(parity) is not V(ignore)
+      returned: when O(parity_policy) is not V(ignore)
       type: list
       elements: str
     sessions_terminated:
@@ -585,9 +590,10 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.fence.run imp
 )
 
 
-def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    """The module's options; C(parity) is the deprecated name of C(parity_policy)."""
+    spec = connection_argument_spec()
+    spec.update(
         deployments=dict(type="list", elements="dict", required=True, options=dict(
             name=dict(type="str", required=True),
             database=dict(type="str", required=True),
@@ -596,7 +602,9 @@ def main():
             killer_role=dict(type="str"),
             schema_role=dict(type="str"),
         )),
-        parity=dict(type="str", choices=["ignore", "warn", "refuse"], default="ignore"),
+        parity_policy=dict(type="str", choices=["ignore", "warn", "refuse"], default="ignore", aliases=["parity"],
+                           deprecated_aliases=[dict(name="parity", version="1.0.0",
+                                                    collection_name="dataplane.postgresql")]),
         mode=dict(type="str", choices=["forced", "controlled"], default="forced"),
         drain_timeout=dict(type="float", default=60),
         wait_timeout=dict(type="float", default=10),
@@ -613,7 +621,11 @@ def main():
         standby_policy=dict(type="str", choices=list(STANDBY_POLICIES), default="require"),
         standby_timeout=dict(type="float", default=30),
     )
-    run_fence(AnsibleModule(argument_spec=argument_spec, supports_check_mode=True))
+    return spec
+
+
+def main():
+    run_fence(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True))
 
 
 if __name__ == "__main__":

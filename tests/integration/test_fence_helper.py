@@ -454,20 +454,23 @@ def test_upgrade_from_the_0_1_helper_converges(pg, names, deployment_pair, run_m
         live.close()
 
 
-def test_helper_schema_is_the_option_name_and_schema_its_alias(pg, names, deployment_pair, run_module):
-    """fence_helper takes helper_schema like fence and terminate_sessions; schema still works."""
+def test_schema_and_its_alias_helper_schema_name_one_helper(pg, names, deployment_pair, run_module):
+    """fence_helper takes the contract's schema and owner_role and, as aliases, the names the other
+    modules use (helper_schema like fence and terminate_sessions, helper_owner_role like
+    deployment_setup and deployment_audit): one helper either way."""
     commander, (a, b) = deployment_pair
     schema, owner = names("fence"), names("signaler")
     refused = run_module("fence_helper", dict(pg.login_args(), helper_schema="pg_nope", owner_role=owner,
                                               killer_roles=[a["killer"]]))
     assert refused["failed"] and refused["msg"].startswith("fence helper request refused, nothing was changed: ")
     assert refused["queries"] == [] and "pg_" in refused["problems"][0]
-    first = run_module("fence_helper", dict(pg.login_args(), helper_schema=schema, owner_role=owner,
+    first = run_module("fence_helper", dict(pg.login_args(), helper_schema=schema, helper_owner_role=owner,
                                             killer_roles=[a["killer"]]))
     assert first["changed"] and first["status"]["usable_by"] == {a["killer"]: True}
     assert set(first["timings"]) >= {"connect_ms", "ensure_ms", "total_ms"}
-    again = _helper(pg, run_module, schema, owner, [a["killer"]])  # the old name, same helper
+    again = _helper(pg, run_module, schema, owner, [a["killer"]])  # schema and owner_role, same helper
     assert again["changed"] is False and again["queries"] == []
+    assert not first.get("deprecations") and not again.get("deprecations")
     # terminate_sessions and fence find it under the same name
     live = Sessions(pg, a["dp1"], a["database"]).open(("idle",))
     try:

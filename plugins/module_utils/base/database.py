@@ -177,7 +177,7 @@ def thread_server_session(module, host, port, connect_timeout=None):
     thread as thread_database_session. CONNECT_TIMEOUT: seconds (libpq's, at least 2)."""
     stand_in = module if isinstance(module, ThreadModule) else ThreadModule(module)
     params = dict(stand_in.params)
-    params.update(login_host=host, login_port=port)
+    params.update(login_host=host, login_port=port, login_unix_socket="")  # TCP to HOST, never a local socket
     kw = pinned_conn_params(stand_in, params)
     if connect_timeout is not None:
         kw["connect_timeout"] = max(2, int(connect_timeout))

@@ -387,7 +387,7 @@ def planned_records(record, dep, fenced, run, by, at, application=None):
     """
     fencing = fence_record.new_record(record, fenced, [], "fencing", run, by, at, application)
     complete = fence_record.new_record(fencing, fenced, [dep["destination_role"]], "complete", run, by, at,
-                                      application)
+                                       application)
     return fencing, complete
 
 

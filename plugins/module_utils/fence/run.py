@@ -40,11 +40,13 @@ from ..server import sessions as sess
 from ..server.helper import POSITIONS_NAME
 from .standby import Replication
 
-# The names plugins/modules/ takes from this entry point besides the run function (a module
-# imports its action's entry point only; see docs/architecture.md).
-from ..base.database import connection_argument_spec  # noqa: F401
-from ..server.helper import DEFAULT_SCHEMA  # noqa: F401
-from .plan import ON_STATE_CHANGE, STANDBY_POLICIES  # noqa: F401
+# What plugins/modules/ takes from this entry point (a module imports its action's entry point
+# only; see docs/architecture.md).
+from ..base.database import connection_argument_spec
+from ..server.helper import DEFAULT_SCHEMA
+from .plan import ON_STATE_CHANGE, STANDBY_POLICIES
+
+__all__ = ["run_fence", "connection_argument_spec", "DEFAULT_SCHEMA", "ON_STATE_CHANGE", "STANDBY_POLICIES"]
 
 _VIA_SQL = """ARRAY(
   SELECT CASE
@@ -217,7 +219,7 @@ class Fence(object):
                                          schema=self.params["helper_schema"])
         report = []
         parity_facts = None
-        if self.params["parity"] != "ignore":
+        if self.params["parity_policy"] != "ignore":
             # imported only when asked for: the parity code is large, and a fence without it
             # should not pay for loading it
             from ..server import parity as _parity
@@ -235,9 +237,9 @@ class Fence(object):
                 found = _parity.preflight_problems(_parity.fence_record(dep), parity_facts,
                                                    dep["source_role"], dep["destination_role"], names)
                 res["parity"] = found
-                if self.params["parity"] == "refuse":
+                if self.params["parity_policy"] == "refuse":
                     problems.extend("parity: " + p for p in found)
-                for problem in found if self.params["parity"] == "warn" else ():
+                for problem in found if self.params["parity_policy"] == "warn" else ():
                     self.module.warn("Deployment %s: parity: %s" % (dep["name"], problem))
             if problems:
                 report.append({"name": dep["name"], "problems": problems})
@@ -481,8 +483,8 @@ class Fence(object):
         for i in to_complete:
             plan = work["plans"][i][0]
             completes[i] = fence_record.new_record(plan, plan["fenced"], [self.deps[i]["destination_role"]],
-                                                  "complete", params["run_id"], me["s"], verify[i]["now_utc"],
-                                                  me["app"])
+                                                   "complete", params["run_id"], me["s"], verify[i]["now_utc"],
+                                                   me["app"])
         if to_grant or to_complete:
             what = "the destination's GRANT and the 'complete' records"
             self.replication.commit(sql.SQL("; ").join(

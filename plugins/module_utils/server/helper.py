@@ -191,11 +191,8 @@ def function_body(session, schema):
     return FUNCTION_BODY.replace("{registry}", session.render(registry_ident(schema)))
 
 
-
-
-
-
 # --------------------------------------------------------------------------- reading
+
 
 def _acl_json(acl_expr, kind, owner_expr):
     return ("(SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
@@ -406,6 +403,7 @@ def _our_function(functions):
 
 # --------------------------------------------------------------------------- comparing
 
+
 def _function_problems(session, schema, fn, owner_role, spec=None):
     """What differs in the function itself (empty when it is this collection's); SPEC is its
     function_spec() (default: the terminating function)."""
@@ -598,21 +596,6 @@ def killer_problems(state, killer_roles):
 # --------------------------------------------------------------------------- changing
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def owner_members(session, owner_oid):
     """Non-superuser roles that could act as the owner role (should be none)."""
     if owner_oid is None:
@@ -664,5 +647,3 @@ def helper_status(session, schema=DEFAULT_SCHEMA, killer_roles=(), owner_role=DE
         out["usable_by"][killer] = (bool(usable.get(killer)) and out["owner_can_signal"]
                                     and out["registered"][killer] is not False)
     return out
-
-

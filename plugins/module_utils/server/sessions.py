@@ -261,6 +261,3 @@ def wait_until_gone(session, roles, databases=None, timeout=10.0, on_new=None, s
 
 
 # --- the terminate_sessions module ---------------------------------------------------------------
-
-
-

@@ -168,10 +168,10 @@ def test_failure_message_for_a_refused_preflight():
     assert f.failover_failure_message(result, "pg", "dp1", "dp2").split("\n", maxsplit=1)[0] == (
         "Failover dp1 -> dp2 refused on pg: the preflight found problems and nothing was changed.")
     assert lines[1:4] == ["- a:", "    - PUBLIC holds CONNECT", "    - parity: dp2 cannot use table t"]
-    assert "Parity problems (a)" in lines[4] and "dataplane_failover_ignore_parity=true" in lines[4]
+    assert "Parity problems (a)" in lines[4] and "dataplane_failover_parity_policy=warn" in lines[4]
     assert len(lines) == 5
     result["preflight"][0]["problems"].pop()
-    assert "dataplane_failover_ignore_parity" not in f.failover_failure_message(result, "pg", "dp1", "dp2")
+    assert "dataplane_failover_parity_policy" not in f.failover_failure_message(result, "pg", "dp1", "dp2")
 
 
 def test_failure_message_for_a_deployment_missing_on_the_server():
@@ -181,7 +181,7 @@ def test_failure_message_for_a_deployment_missing_on_the_server():
                                       "parity: the schema role airflow_db_gone_schema does not exist"]},
         {"name": "a", "problems": []}, {"name": "b", "problems": []}]}
     message = f.failover_failure_message(result, "pg", "dp1", "dp2")
-    assert "dataplane_failover_ignore_parity" not in message, message
+    assert "dataplane_failover_parity_policy" not in message, message
     assert message.rsplit("\n", maxsplit=1)[-1] == (
         "Missing on the server: gone. Run dataplane.postgresql.provision to create it, or leave it out with "
         "dataplane_failover_deployments (for example -e dataplane_failover_deployments=a,b).")

@@ -241,8 +241,8 @@ def _sync_waiters(server):
     return server.sql("SELECT pid FROM pg_catalog.pg_stat_activity WHERE wait_event = 'SyncRep'")
 
 
-def test_a_stuck_synchronous_standby_fails_the_fence_in_time_and_nothing_is_cancelled(cluster, deployment,
-                                                                                     run_module):
+def test_a_stuck_synchronous_standby_fails_the_fence_in_time_and_nothing_is_cancelled(
+        cluster, deployment, run_module):
     primary, standby = cluster.primary, cluster.standby
     commander, dep = deployment
     primary.sql("ALTER SYSTEM SET synchronous_standby_names = 'standby'")

@@ -260,8 +260,8 @@ def plan_install(renderer, current, entries, schema, owner_role, killer_roles, e
                                     [k for k in killer_roles if k not in registered])
     grants = []
     for positions in (False, True):  # the terminating function, and standby_positions() (version 4)
-        fn_statements, signature, fn_grant = _function_statements(renderer, current, schema, owner_role, accepted,
-                                                                   positions)
+        fn_statements, signature, fn_grant = _function_statements(
+            renderer, current, schema, owner_role, accepted, positions)
         objects += fn_statements
         grants.append((signature, fn_grant))
     objects += _use_statements(schema, nsp_grant, grants)

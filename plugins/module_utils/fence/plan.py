@@ -13,6 +13,7 @@ __metaclass__ = type
 
 from ..model import fence_record
 from ..base.identifiers import identifier_problem, role_name_problem
+from ..server.replication_reads import lsn_int
 
 # What a fence does when the recorded state of a database changed while it waited for the
 # advisory lock (another fence ran in between).
@@ -184,10 +185,7 @@ def standby_option_problems(standbys):
 
 def lsn_bytes(lsn):
     """A WAL position as PostgreSQL writes it ('16/B374D848') as a byte number; None stays None. Pure."""
-    if lsn is None:
-        return None
-    high, low = str(lsn).split("/")
-    return (int(high, 16) << 32) + int(low, 16)
+    return lsn_int(lsn)
 
 
 def timeline_of(walfile):

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence.plan import standby_label
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.wal import standby_label
 from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import (
     DeploymentModelError,
     expand_deployments,

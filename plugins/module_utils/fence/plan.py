@@ -13,7 +13,7 @@ __metaclass__ = type
 
 from ..model import fence_record
 from ..base.identifiers import identifier_problem, role_name_problem
-from ..server.replication_reads import lsn_int
+from ..model.wal import lsn_int, standby_label
 
 # What a fence does when the recorded state of a database changed while it waited for the
 # advisory lock (another fence ran in between).
@@ -237,16 +237,6 @@ def primary_standbys(replication, slots, target, blind=None):
     return out
 
 
-def standby_label(entry):
-    """How a message names a standby. Pure."""
-    if entry["source"] == "listed":
-        where = "listed, %s:%s" % (entry.get("host"), entry.get("port"))
-    elif entry["source"] == "slot":
-        where = "replication slot, %s" % ("in use" if entry.get("active") else "no standby connected")
-    else:
-        where = "connected%s%s" % (", %s" % entry["sync_state"] if entry.get("sync_state") else "",
-                                   ", slot %s" % entry["slot"] if entry.get("slot") else "")
-    return "standby %s (%s)" % (entry["name"], where)
 
 
 def standby_problems(entries, target):

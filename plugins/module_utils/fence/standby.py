@@ -36,7 +36,8 @@ import time
 from ..base.database import Session, connect, sql, thread_server_session
 from ..server import sessions as sess
 from ..server.helper import REPLICATION_SQL, positions_signature
-from .plan import lsn_bytes, primary_standbys, standby_entry, standby_label, standby_problems, timeline_of
+from ..model.wal import standby_label
+from .plan import lsn_bytes, primary_standbys, standby_entry, standby_problems, timeline_of
 
 WATCH_AFTER = 0.5  # seconds a commit may take before a second connection looks at it
 POLL_MAX = 0.1

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.wal import standby_label
 from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import (
     DeploymentModelError,
     expand_deployments,
@@ -375,6 +376,7 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
     verdict = _verdict(run, deployments, problems, len(deployments) if deployments else len(names),
                        refused, untouched, safe)
     summary = _summary(run, result, verdict, deployments, problems, refused, failed)
+    standbys = _standbys(result)
     return {
         "playbook": "failover", "host": host, "server": _server_entry(server),
         "from": run["source"], "to": run["destination"], "mode": mode, "drain_timeout": _timeout(drain_timeout),
@@ -386,6 +388,8 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
         "problems": problems,
         "verified": bool(deployments) and all(d["verified"] for d in deployments),
         "deployments": deployments, "summary": summary, "queries": result.get("queries") or [],
+        "wal": result.get("wal"), "standbys": standbys, "standby_policy": result.get("standby_policy"),
+        "standby_problems": result.get("standby_problems") or [], "commit_waits": result.get("commit_waits") or [],
     }
 
 
@@ -410,9 +414,9 @@ def _run_outcome(run, result, names, plan_problems, preflight, blockers):
 def _safe_to_start(deployments, problems, failed, check_mode):
     """Whether the destination plane may start: every Deployment fenced, verified and admitted
     (in check mode: nothing left to change), and no problem."""
-    # The standbys of the contract (dataplane_standbys) are not implemented yet: nothing here
-    # waits for them, so they do not enter this decision. Once they are, a standby that has not
-    # applied the fence makes it false too.
+    # The standbys: with standby_policy=require (the default) the fence module fails when one
+    # does not have the REVOKE, so the run is not safe; with warn the destination is admitted by
+    # the operator's choice and the lagging standbys are warnings of the summary.
     if check_mode:
         return bool(deployments) and not problems and not [d for d in deployments if d["changed"]]
     done = [d for d in deployments if d["verified"] and d["destination_admitted"]]
@@ -470,10 +474,45 @@ def _summary(run, result, verdict, deployments, problems, refused, failed):
         for dep in deployments:
             summary.extend(_deployment_lines(dep, source, destination, run["mode"], run["drain_timeout"],
                                              run["check_mode"]))
+        summary.extend(_replication_lines(result, source, failed or run["check_mode"]))
     if problems:
         summary.append("PROBLEMS on %s: do not start %s before a run says SAFE" % (host, destination))
         summary.extend(problems if refused or failed else ["- " + p for p in problems])
     return summary
+
+
+def _standbys(result):
+    """The fence's standbys for the report (without the statements run on them)."""
+    return [dict((k, v) for k, v in entry.items() if k != "queries") for entry in result.get("standbys") or []]
+
+
+def _standby_line(entry, source):
+    state = {"caught_up": "has the REVOKE", "lagging": "%s bytes behind the REVOKE" % entry.get("gap_bytes"),
+             "unknown": "position unknown"}.get(entry.get("state"), entry.get("state"))
+    line = "%s: %s (flushed %s)" % (standby_label(entry), state, entry.get("flush_lsn") or "?")
+    if entry.get("source") == "listed":
+        line += "%s; %s %s session%s terminated, %s left" % (
+            ", replayed" if entry.get("replayed") else ", not replayed", entry.get("sessions_terminated") or 0, source,
+            _plural(entry.get("sessions_terminated") or 0), "?" if entry.get("sessions_left") is None
+            else entry["sessions_left"])
+    return line
+
+
+def _replication_lines(result, source, quiet):
+    """The summary lines about replication: the fence's WAL position, each standby, and with
+    standby_policy=warn the standbys that lack the fence (QUIET: the module's failure says it)."""
+    wal, standbys, policy = result.get("wal"), _standbys(result), result.get("standby_policy")
+    lines = []
+    if wal and wal.get("revoke_lsn"):
+        lines.append("WAL: REVOKE at %s, final %s, timeline %s, system identifier %s; %d standby%s%s" % (
+            wal["revoke_lsn"], wal.get("final_lsn"), wal.get("timeline"), wal.get("system_identifier"),
+            len(standbys), "" if len(standbys) == 1 else "s", " (not looked at: standby_policy=ignore)"
+            if policy == "ignore" else ""))
+    lines.extend("    " + _standby_line(entry, source) for entry in standbys)
+    if policy == "warn" and not quiet:
+        lines.extend("WARNING (standby_policy=warn, the destination was admitted anyway): %s" % p
+                     for p in result.get("standby_problems") or [])
+    return lines
 
 
 def _server_entry(server):

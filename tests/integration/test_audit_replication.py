@@ -154,7 +154,7 @@ def can_login(server, role, database):
 
 
 def test_a_lagging_slot_and_sessions_on_a_listed_standby_are_named(cluster, names, ansible_playbook, run_module,
-                                                                    tmp_path):
+                                                                   tmp_path):
     primary, start = cluster
     standby = start("standby", slot="standby")
     plane = Plane(primary, names, ansible_playbook, tmp_path)

@@ -42,7 +42,7 @@ def test_old_role_variable_names_still_work_and_warn(pg16, names, deployment):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "is deprecated: set" not in one_line(proc)
     assert pg16.sql("SELECT r.rolname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-                    " JOIN pg_roles r ON r.oid = p.proowner WHERE n.nspname = %s", (schema,)) == [(owner,)]
+                    " JOIN pg_roles r ON r.oid = p.proowner WHERE n.nspname = %s", (schema,)) == [(owner,)] * 2
 
     # The audit with the audit role's old names (the new ones point where no helper is): they are read.
     proc = d.playbook(AUDIT, user=d.commander, dataplane_audit_helper_schema=schema,

@@ -4,6 +4,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper import HELPER_VERSION
 from tests.support.fence import Sessions, make_deployment, setup_deployments
 from tests.support.helper_v1 import install_v1
 from tests.support.helper_v2 import install_v2_body
@@ -115,9 +116,11 @@ def test_upgrade_drops_an_old_signature_by_oid(pg, names, deployment_pair, run_m
     assert checked["changed"] and any("regprocedure" in q for q in checked["statements"]), checked
     res = _helper(pg, run_module, schema, owner, [a["killer"]])
     assert not res["failed"] and res["changed"], res
-    left = pg.sql("SELECT pg_get_function_identity_arguments(p.oid) FROM pg_proc p JOIN pg_namespace n "
-                  "ON n.oid = p.pronamespace WHERE n.nspname = %s", (schema,))
-    assert [r[0] for r in left] == ["p_killer name, p_roles name[], p_databases name[], p_signal boolean"]
+    left = pg.sql("SELECT p.proname, pg_get_function_identity_arguments(p.oid) FROM pg_proc p JOIN pg_namespace n "
+                  "ON n.oid = p.pronamespace WHERE n.nspname = %s ORDER BY 1", (schema,))
+    assert [tuple(r) for r in left] == [
+        ("standby_positions", ""),
+        ("terminate_member_sessions", "p_killer name, p_roles name[], p_databases name[], p_signal boolean")]
     assert res["status"]["current"] and _helper(pg, run_module, schema, owner, [a["killer"]])["changed"] is False
 
 
@@ -378,7 +381,8 @@ def test_a_recreated_killer_role_is_not_registered(pg, names, deployment_pair, r
     i = sql.Identifier
     _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
     old_oid = pg.sql("SELECT %s::regrole::oid", (b["killer"],))[0][0]
-    pg.sql(sql.SQL("REVOKE ALL ON FUNCTION {f} FROM {k}; REVOKE ALL ON SCHEMA {s} FROM {k}; DROP ROLE {k}; "
+    pg.sql(sql.SQL("REVOKE ALL ON FUNCTION {f} FROM {k}; REVOKE ALL ON FUNCTION {s}.standby_positions() FROM {k}; "
+                   "REVOKE ALL ON SCHEMA {s} FROM {k}; DROP ROLE {k}; "
                    "CREATE ROLE {k} NOLOGIN NOINHERIT; GRANT {d} TO {k} WITH INHERIT FALSE, SET FALSE; "
                    "GRANT {k} TO {c}; GRANT USAGE ON SCHEMA {s} TO {k}; GRANT EXECUTE ON FUNCTION {f} TO {k}")
            .format(f=_fn(schema), s=i(schema), k=i(b["killer"]), d=i(b["dp1"]), c=i(commander)))
@@ -443,7 +447,7 @@ def test_upgrade_from_the_0_1_helper_converges(pg, names, deployment_pair, run_m
     assert any("registry table" in p for p in checked["status"]["problems"]), checked["status"]
     assert pg.sql("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace", (schema,))[0][0] == 0
     res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
-    assert not res["failed"] and res["status"]["current"] and res["status"]["version"] == "3", res
+    assert not res["failed"] and res["status"]["current"] and res["status"]["version"] == HELPER_VERSION, res
     assert res["status"]["problems"] == [] and all(res["status"]["usable_by"].values()), res["status"]
     assert [r[0] for r in _registry(pg, schema)] == sorted([a["killer"], b["killer"]])
     assert _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])["changed"] is False
@@ -484,9 +488,38 @@ def test_schema_and_its_alias_helper_schema_name_one_helper(pg, names, deploymen
         live.close()
 
 
+def test_a_version_3_helper_is_upgraded_with_standby_positions(pg, names, deployment_pair, run_module):
+    """A version 3 helper (no standby_positions()) still terminates; one fence_helper run adds the
+    function, grants it to the killer roles only and updates the version comments."""
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
+    pg.sql(sql.SQL("DROP FUNCTION {s}.standby_positions(); COMMENT ON FUNCTION {f} IS {v}").format(
+        s=sql.Identifier(schema), f=_fn(schema), v=sql.Literal("dataplane.postgresql fence helper version 3")))
+    checked = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]], check=True)
+    assert checked["changed"] and checked["status"]["version"] == "3" and not checked["status"]["current"]
+    assert any("standby_positions" in p and "does not exist" in p for p in checked["status"]["problems"]), checked
+    assert checked["status"]["usable_by"] == {a["killer"]: True, b["killer"]: True}
+    res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
+    assert not res["failed"] and res["status"]["current"] and res["status"]["version"] == HELPER_VERSION, res
+    positions = '"%s".standby_positions()' % schema
+    granted = pg.sql("SELECT r.rolname FROM pg_roles r WHERE has_function_privilege(r.oid, %s, 'EXECUTE') "
+                     "AND NOT r.rolsuper ORDER BY 1", (positions,))
+    assert sorted(r[0] for r in granted) == sorted([a["killer"], b["killer"], commander, owner]), granted
+    conn = pg.connect(commander)  # through its killer roles, without pg_read_all_stats
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM " + positions)
+        assert cur.fetchone()[0] == 0  # this server streams to no standby
+    finally:
+        conn.close()
+    assert _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])["changed"] is False
+
+
 def test_a_0_2_helper_still_serves_the_fence_and_is_upgraded(pg, names, deployment_pair, run_module):
     """A helper installed by 0.2 (version 2, the whole pg_stat_activity per call) keeps working for
     terminate_sessions and the fence until it is upgraded; one fence_helper run replaces the body
+from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper import HELPER_VERSION
     with version 3, which terminates the same sessions and no others."""
     commander, (a, b) = deployment_pair
     schema, owner = names("fence"), names("signaler")
@@ -515,5 +548,5 @@ def test_a_0_2_helper_still_serves_the_fence_and_is_upgraded(pg, names, deployme
             bystander.close()
         if version == "2":
             res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
-            assert res["changed"] and res["status"]["version"] == "3" and res["status"]["current"], res
+            assert res["changed"] and res["status"]["version"] == HELPER_VERSION and res["status"]["current"], res
             assert res["status"]["problems"] == []

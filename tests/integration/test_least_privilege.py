@@ -468,10 +468,10 @@ def test_fence_helper_module_as_managed_admin(server, names, run_module):
     assert rows == [("postgres", True, False, False)], rows
     owner_of = server.sql("SELECT pg_get_userbyid(p.proowner), p.prosecdef FROM pg_proc p JOIN pg_namespace n"
                           " ON n.oid = p.pronamespace WHERE n.nspname = %s", (schema,), dbname=ops)
-    assert owner_of == [(owner, True)], owner_of
+    assert owner_of == [(owner, True)] * 2, owner_of  # the helper's two functions
     usable = server.sql("SELECT has_function_privilege(%s, p.oid, 'EXECUTE') FROM pg_proc p JOIN pg_namespace n"
                         " ON n.oid = p.pronamespace WHERE n.nspname = %s", (killer, schema), dbname=ops)
-    assert usable == [(True,)]
+    assert usable == [(True,)] * 2
 
 
 def test_managed_admin_decommission(server, names, run_module):

@@ -564,10 +564,10 @@ def test_old_helper_option_names_still_work(pg16, names, run_module):
         ("Alias '%s' is deprecated. See the module docs for more information" % old, "1.0.0", "dataplane.postgresql")
         for old in ("fence_helper_owner_role", "fence_helper_schema")], res["deprecations"]
     assert pg16.sql("SELECT n.nspname, r.rolname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-                    " JOIN pg_roles r ON r.oid = p.proowner WHERE n.nspname = %s", (schema,)) == [(schema, owner)]
+                    " JOIN pg_roles r ON r.oid = p.proowner WHERE n.nspname = %s", (schema,)) == [(schema, owner)] * 2
     assert pg16.sql("SELECT has_function_privilege(%s, p.oid, 'EXECUTE') FROM pg_proc p"
                     " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
-                    (rec["killer_role"], schema)) == [(True,)]
+                    (rec["killer_role"], schema)) == [(True,)] * 2
     again = run_module("deployment_setup", args)
     assert not again["failed"] and again["changed"] is False, again
     # leave no second helper on the shared server

@@ -35,7 +35,7 @@ import re
 from ..base.database import ThreadModule
 from ..base.workers import run_jobs, thread_count
 from ..server import replication_reads as _reads
-from ..server.replication_reads import lsn_int, lsn_text
+from ..model.wal import lsn_int, lsn_text
 
 CHECK_LOST = "last_failover"
 CHECK_POSITIONS = "standby_positions"

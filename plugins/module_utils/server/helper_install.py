@@ -16,11 +16,11 @@ from .helper import (
     COMMENT_PREFIX,
     DEFAULT_OWNER_ROLE,
     DEFAULT_SCHEMA,
-    FUNCTION_RESULT,
     HELPER_VERSION,
     OWNER_FLAGS,
     OWNER_GRANTED_ROLES,
     REGISTRY_TABLE,
+    REPLICATION_SQL,
     _acl_problems,
     _disqualified,
     _entry_verdicts,
@@ -31,7 +31,7 @@ from .helper import (
     _version_from_comment,
     function_body,
     function_ident,
-    function_signature,
+    function_spec,
     helper_problems,
     inspect,
     registry_ident,
@@ -47,6 +47,18 @@ def create_function_statement(session, schema):
         "LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT SECURITY DEFINER "
         "SET search_path = pg_catalog, pg_temp "
         "AS {body}").format(fn=function_ident(schema), body=sql.Literal(function_body(session, schema)))
+
+
+def create_positions_statement(schema):
+    """standby_positions() (helper version 4): the physical standbys' positions, for the fence's gate."""
+    return sql.SQL(
+        "CREATE OR REPLACE FUNCTION {fn} "
+        "RETURNS TABLE (pid integer, application_name text, state text, sync_state text, "
+        "flush_lsn pg_lsn, replay_lsn pg_lsn, slot_name name) "
+        "LANGUAGE sql VOLATILE CALLED ON NULL INPUT SECURITY DEFINER "
+        "SET search_path = pg_catalog, pg_temp "
+        "AS {body}").format(fn=function_spec(None, schema, positions=True)["signature"],
+                            body=sql.Literal(REPLICATION_SQL))
 
 
 def create_registry_statements(schema, owner):
@@ -246,9 +258,13 @@ def plan_install(renderer, current, entries, schema, owner_role, killer_roles, e
     objects, nsp_grant = _schema_statements(renderer, current, schema, owner_role, accepted)
     objects += _registry_statements(renderer, current, schema, owner_role, dropped,
                                     [k for k in killer_roles if k not in registered])
-    fn_statements, fn_grant = _function_statements(renderer, current, schema, owner_role, accepted)
-    objects += fn_statements
-    objects += _use_statements(schema, nsp_grant, fn_grant)
+    grants = []
+    for positions in (False, True):  # the terminating function, and standby_positions() (version 4)
+        fn_statements, signature, fn_grant = _function_statements(
+            renderer, current, schema, owner_role, accepted, positions)
+        objects += fn_statements
+        grants.append((signature, fn_grant))
+    objects += _use_statements(schema, nsp_grant, grants)
     return {"roles": _owner_role_statements(current, owner_role), "objects": objects,
             "missing": _missing_killers(current, killer_roles),
             "unregistered": sorted(set(e["role_name"] for e, why in dropped))}
@@ -329,8 +345,8 @@ def _schema_statements(renderer, current, schema, owner_role, accepted):
             kw, regtype = DROP_KINDS[(obj["catalog"], obj["kind"])]
             if kw == keyword:
                 statements.append(drop_object_statement(renderer, obj["catalog"], obj["oid"], kw, regtype))
-    for other in current["functions"]:
-        if other is not current["fn"]:  # an overload or an older signature
+    for other in current["functions"] + current.get("positions_functions", []):
+        if other is not current["fn"] and other is not current.get("positions"):  # an overload, an older signature
             statements.append(drop_function_statement(renderer, other["oid"]))
     return statements, nsp_grant
 
@@ -367,26 +383,29 @@ def _registry_statements(renderer, current, schema, owner_role, dropped, to_regi
     return statements
 
 
-def _function_statements(renderer, current, schema, owner_role, accepted):
-    """(statements, roles still to be granted EXECUTE): the function, its owner, ACL and version."""
+def _function_statements(renderer, current, schema, owner_role, accepted, positions=False):
+    """(statements, signature, roles still to be granted EXECUTE): the function (with POSITIONS,
+    standby_positions()), its owner, ACL and version."""
     statements = []
     owner = sql.Identifier(owner_role)
-    signature = function_signature(schema)
-    fn = current["fn"]
+    spec = function_spec(renderer, schema, positions)
+    signature = spec["signature"]
+    fn = current.get("positions") if positions else current["fn"]
+    create = create_positions_statement(schema) if positions else create_function_statement(renderer, schema)
     fn_grant = sorted(accepted)
-    fn_problems = _function_problems(renderer, schema, fn, owner_role)
-    if fn is not None and (fn["result"] != FUNCTION_RESULT or fn["kind"] != "f"):
+    fn_problems = _function_problems(renderer, schema, fn, owner_role, spec)
+    if fn is not None and (fn["result"] != spec["result"] or fn["kind"] != "f"):
         statements.append(drop_function_statement(renderer, fn["oid"]))  # CREATE OR REPLACE cannot change these
         fn = None
     if fn is None:
-        statements.append(create_function_statement(renderer, schema))
+        statements.append(create)
         statements.append(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(signature, owner))
         statements.append(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(signature))
         statements.append(sql.SQL("COMMENT ON FUNCTION {} IS {}").format(
             signature, sql.Literal(COMMENT_PREFIX + HELPER_VERSION)))
-        return statements, fn_grant
+        return statements, signature, fn_grant
     if [p for p in fn_problems if not p.startswith("it is owned by")]:
-        statements.append(create_function_statement(renderer, schema))
+        statements.append(create)
     if fn["owner"] != owner_role:
         statements.append(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(signature, owner))
     if _acl_problems("", fn["acl"], fn["owner"], accepted, "EXECUTE"):
@@ -397,18 +416,20 @@ def _function_statements(renderer, current, schema, owner_role, accepted):
     if _version_from_comment(fn["comment"]) != HELPER_VERSION:
         statements.append(sql.SQL("COMMENT ON FUNCTION {} IS {}").format(
             signature, sql.Literal(COMMENT_PREFIX + HELPER_VERSION)))
-    return statements, fn_grant
+    return statements, signature, fn_grant
 
 
-def _use_statements(schema, nsp_grant, fn_grant):
-    """USAGE + EXECUTE for the accepted killer roles (taken from everyone else above)."""
+def _use_statements(schema, nsp_grant, grants):
+    """USAGE + EXECUTE for the accepted killer roles (taken from everyone else above); GRANTS:
+    (function signature, roles) per function."""
     statements = []
     if nsp_grant:
         statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
             sql.Identifier(schema), sql.SQL(", ").join(sql.Identifier(k) for k in nsp_grant)))
-    if fn_grant:
-        statements.append(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
-            function_signature(schema), sql.SQL(", ").join(sql.Identifier(k) for k in fn_grant)))
+    for signature, fn_grant in grants:
+        if fn_grant:
+            statements.append(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
+                signature, sql.SQL(", ").join(sql.Identifier(k) for k in fn_grant)))
     return statements
 
 

@@ -8,7 +8,6 @@
 * ``read_standby(module, standby, roles)``: a short read-only connection to a hot standby
   (``{name, host, port}``) with the module's login - its received and replayed positions, its
   system identifier, and the sessions of ROLES there;
-* ``lsn_int`` / ``lsn_text``: WAL positions as numbers and back.
 
 What a login without ``pg_monitor`` (or ``pg_read_all_stats``) sees, measured on 16 and 18:
 ``pg_stat_replication`` gives pid and application_name, and NULL positions;
@@ -76,22 +75,8 @@ SESSIONS_QUERY = (
 CONNECT_TIMEOUT = 10
 
 
-def lsn_int(text):
-    """'16/B374D848' -> an int; None for None or text that is no WAL position."""
-    if not text or "/" not in str(text):
-        return None
-    high, low = str(text).split("/", 1)
-    try:
-        return (int(high, 16) << 32) + int(low, 16)
-    except ValueError:
-        return None
 
 
-def lsn_text(value):
-    """An int -> '16/B374D848' (as PostgreSQL prints it)."""
-    if value is None:
-        return None
-    return "%X/%X" % (value >> 32, value & 0xFFFFFFFF)
 
 
 def _timeline(row):

@@ -164,3 +164,18 @@ def test_the_flat_0_2_import_paths_still_work_through_the_routing(tmp_path):
     assert '"where": "%s.fence.run"' % PREFIX in run.stdout and '"schema": "dataplane_fence"' in run.stdout
     assert "fence_runner has been removed (use dataplane.postgresql.plugins.module_utils.fence.run)" in \
         " ".join((run.stdout + run.stderr).split())
+
+
+@pytest.mark.parametrize("plugin", sorted(str(p.relative_to(REPO)) for kind in ("filter", "action")
+                                          for p in (REPO / "plugins" / kind).glob("*.py")))
+def test_controller_plugins_need_no_other_collection(plugin):
+    """Filters and actions run on the controller, also where only this collection is installed
+    (Galaxy renders their documentation so): nothing they import may need community.postgresql."""
+    edges = graph()
+    shipped = closure(set(n for n, line, a in imports_of(REPO / plugin)), edges)
+    for name in sorted(shipped):
+        base = UTILS.joinpath(*name.split("."))
+        path = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+        if path.is_file():
+            assert "ansible_collections.community" not in path.read_text(), "%s imports %s, which needs %s" % (
+                plugin, name, "community.postgresql")

@@ -8,7 +8,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.dataplane.postgresql.plugins.filter.audit_report import audit_last_report
 from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import replication as rep
-from ansible_collections.dataplane.postgresql.plugins.module_utils.server.replication_reads import lsn_int, lsn_text
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.wal import lsn_int, lsn_text
 
 DB = "airflow_db_a"
 SYSID = "7716191371620663027"

@@ -34,7 +34,7 @@ def fresh(killers=("k1",), version=160015):
             "owner_super": None, "owner_inherit": None, "owner_flags": None, "owner_members": [],
             "owner_member_rows": [], "owner_holds": [], "objects": [], "functions": [],
             "killers": [killer(k) for k in killers], "registry": None, "entries": None, "version_num": version,
-            "fn": None}
+            "fn": None, "positions": None, "positions_functions": []}
 
 
 def acl(owner, privilege, grantees):
@@ -55,6 +55,8 @@ def installed(killers=("k1",)):
           "config": [_helper.SEARCH_PATH_SETTING], "strict": False, "volatile": "v", "language": "plpgsql",
           "kind": "f", "owner": OWNER, "comment": _helper.COMMENT_PREFIX + _helper.HELPER_VERSION,
           "acl": acl(OWNER, "EXECUTE", killers)}
+    positions = dict(fn, oid=12, name=_helper.POSITIONS_NAME, args="", arguments="", result=_helper.POSITIONS_RESULT,
+                     prosrc=_helper.REPLICATION_SQL, language="sql", acl=acl(OWNER, "EXECUTE", killers))
     registry = {"oid": 11, "kind": "r", "plain": True, "columns": list(_helper.REGISTRY_COLUMNS),
                 "constraints": ["p:{1,2}"], "owner": OWNER, "readable": True, "acl": acl(OWNER, "SELECT", [])}
     state = fresh(killers)
@@ -64,6 +66,7 @@ def installed(killers=("k1",)):
                   "owner_holds": [{"role": r, "grantor": "postgres", "admin_option": False, "inherit_option": True}
                                   for r in _helper.OWNER_GRANTED_ROLES],
                   "objects": [], "functions": [fn], "fn": fn, "registry": registry,
+                  "positions": positions, "positions_functions": [positions],
                   "entries": [entry(k, i + 100) for i, k in enumerate(killers)]})
     return state
 
@@ -83,11 +86,14 @@ def test_fresh_server_plans_the_owner_then_the_schema_registry_function_and_gran
     objects = texts(plan["objects"])
     assert [t.split(" ")[0] for t in objects] == [
         "CREATE", "REVOKE", "CREATE", "ALTER", "REVOKE", "INSERT", "CREATE", "ALTER", "REVOKE", "COMMENT",
-        "GRANT", "GRANT"]
+        "CREATE", "ALTER", "REVOKE", "COMMENT", "GRANT", "GRANT", "GRANT"]
     assert objects[0] == 'CREATE SCHEMA "%s" AUTHORIZATION "%s"' % (SCHEMA, OWNER)
-    assert objects[-2:] == ['GRANT USAGE ON SCHEMA "%s" TO "k1"' % SCHEMA,
+    assert objects[10].startswith('CREATE OR REPLACE FUNCTION "%s"."standby_positions"() RETURNS TABLE' % SCHEMA)
+    assert "LANGUAGE sql VOLATILE CALLED ON NULL INPUT SECURITY DEFINER SET search_path = pg_catalog" in objects[10]
+    assert objects[-3:] == ['GRANT USAGE ON SCHEMA "%s" TO "k1"' % SCHEMA,
                             'GRANT EXECUTE ON FUNCTION "%s"."terminate_member_sessions"(%s) TO "k1"'
-                            % (SCHEMA, _helper.ARGUMENT_TYPES)]
+                            % (SCHEMA, _helper.ARGUMENT_TYPES),
+                            'GRANT EXECUTE ON FUNCTION "%s"."standby_positions"() TO "k1"' % SCHEMA]
     assert plan["missing"] == [] and plan["unregistered"] == []
 
 
@@ -109,10 +115,10 @@ def test_exact_unregisters_and_revokes_the_roles_not_asked_for():
     plan = plan_install(Renderer, current, current["entries"], SCHEMA, OWNER, ["k1"], exact=True)
     objects = texts(plan["objects"])
     assert plan["unregistered"] == ["k2"]
-    assert [t.split(" ")[0] for t in objects] == ["REVOKE", "DELETE", "REVOKE", "GRANT", "GRANT"]
+    assert [t.split(" ")[0] for t in objects] == ["REVOKE", "DELETE", "REVOKE", "REVOKE", "GRANT", "GRANT", "GRANT"]
     # an ACL entry for a role not accepted resets the ACL (CASCADE), then the accepted are granted again
     assert objects[0] == 'REVOKE ALL ON SCHEMA "%s" FROM "k1", "k2" CASCADE' % SCHEMA
-    assert objects[-2].endswith('TO "k1"') and objects[-1].endswith('TO "k1"')
+    assert all(t.endswith('TO "k1"') for t in objects[-3:])
 
 
 def test_a_new_killer_is_registered_and_granted_only_what_it_lacks():
@@ -123,7 +129,18 @@ def test_a_new_killer_is_registered_and_granted_only_what_it_lacks():
     assert objects[0].startswith('INSERT INTO "%s"."killer_roles"' % SCHEMA)
     assert objects[1:] == ['GRANT USAGE ON SCHEMA "%s" TO "k2"' % SCHEMA,
                            'GRANT EXECUTE ON FUNCTION "%s"."terminate_member_sessions"(%s) TO "k2"'
-                           % (SCHEMA, _helper.ARGUMENT_TYPES)]
+                           % (SCHEMA, _helper.ARGUMENT_TYPES),
+                           'GRANT EXECUTE ON FUNCTION "%s"."standby_positions"() TO "k2"' % SCHEMA]
+
+
+def test_a_version_3_helper_gets_standby_positions_and_new_version_comments():
+    current = installed()
+    fn = dict(current["fn"], comment=_helper.COMMENT_PREFIX + "3")
+    current.update(fn=fn, functions=[fn], positions=None, positions_functions=[])
+    objects = texts(plan_install(Renderer, current, current["entries"], SCHEMA, OWNER, ["k1"])["objects"])
+    assert [t.split(" ")[0] for t in objects] == ["CREATE", "COMMENT", "CREATE", "ALTER", "REVOKE", "COMMENT", "GRANT"]
+    assert objects[1].endswith("IS 'dataplane.postgresql fence helper version %s'" % _helper.HELPER_VERSION)
+    assert objects[-1] == 'GRANT EXECUTE ON FUNCTION "%s"."standby_positions"() TO "k1"' % SCHEMA
 
 
 def test_refusals_come_before_any_statement():

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Create (once) and print the path of a virtualenv with a real Apache Airflow, for the
-# end-to-end test (tests/airflow). The venv lives under .cache/ of this checkout and is
-# reused while the pinned versions below and this script stay the same; a fresh machine
-# builds it from PyPI (about 75 s, 300 MB).
+# Create (once per machine) and print the path of a virtualenv with a real Apache Airflow, for the
+# end-to-end test (tests/airflow). The venv lives in the machine-wide cache of scripts/pg.py
+# (beside the PostgreSQL binaries and the Patroni venv: /var/cache/dataplane-postgresql as root,
+# ~/.cache/dataplane-postgresql otherwise, or $DATAPLANE_PG_CACHE), one per set of pinned
+# packages, shared by every checkout and reused afterwards; a machine without it builds it from
+# PyPI (about 75 s, 300 MB).
 #
 #   bash scripts/airflow_venv.sh        # prints the venv's directory on the last line
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AIRFLOW_VERSION=${AIRFLOW_VERSION:-3.3.2}
-VENV=".cache/airflow-$AIRFLOW_VERSION"
 PACKAGES=("apache-airflow-core==$AIRFLOW_VERSION" psycopg2-binary asyncpg)
+WANT=$(printf '%s\n' "${PACKAGES[@]}" | sha256sum | cut -d' ' -f1)
+# scripts/pg.py's cache folder (its cache_root(); the standard library is enough to ask it)
+CACHE=$(python3 -c 'import runpy, sys; print(runpy.run_path(sys.argv[1])["cache_root"]())' scripts/pg.py)
+VENV="$CACHE/airflow-$AIRFLOW_VERSION-${WANT:0:12}"
 STAMP="$VENV/.dataplane-stamp"
-WANT=$(printf '%s\n' "${PACKAGES[@]}" | cat - scripts/airflow_venv.sh | sha256sum | cut -d' ' -f1)
 
 # Airflow 3.3 supports CPython 3.10 to 3.13; 3.12 is what it was measured with, so it comes
 # first: on PATH, then from pyenv (whose shims may name versions that are not installed).
@@ -29,9 +33,9 @@ find_python() {
     return 1
 }
 
-# One build at a time: the test workers (pytest-xdist) may all ask for the venv at once.
-mkdir -p .cache
-exec 9>".cache/airflow-$AIRFLOW_VERSION.lock"
+# One build at a time: the test workers (pytest-xdist), or other checkouts, may all ask at once.
+mkdir -p "$CACHE"
+exec 9>"$VENV.lock"
 flock 9
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$VENV/bin/airflow" ]; then
     echo "airflow_venv: reusing $VENV" >&2
@@ -39,7 +43,6 @@ else
     PY=$(find_python) || { echo "airflow_venv: error: no Python 3.10-3.13 found (PATH or pyenv) for Apache Airflow $AIRFLOW_VERSION; set AIRFLOW_PYTHON=/path/to/python3.12" >&2; exit 1; }
     echo "airflow_venv: building $VENV with $PY ($("$PY" --version 2>&1)): ${PACKAGES[*]}" >&2
     rm -rf "$VENV"
-    mkdir -p .cache
     "$PY" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PACKAGES[@]}" 2>&1 | grep -v "^WARNING: Location .* is ignored" >&2 || true

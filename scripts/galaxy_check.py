@@ -7,8 +7,8 @@
 1. builds the tarball with ``ansible-galaxy collection build`` (galaxy.yml's build_ignore);
 2. checks what it ships: every file a user needs, none of the development material;
 3. runs ``galaxy-importer`` (what Galaxy runs on upload) on it, offline: the importer lives in
-   its own virtualenv under ``.cache/galaxy-importer`` (installed from PyPI once, pip's cache
-   reused), with a config that turns off what needs containers (ansible-test) and keeps
+   its own virtualenv in scripts/pg.py's machine-wide cache (``galaxy-importer-<version>``,
+   installed from PyPI once per machine, shared by every checkout), with a config that turns off what needs containers (ansible-test) and keeps
    ansible-lint; ansible-doc runs with only this collection installed, as on Galaxy;
 4. fails on any error or warning of the importer, on a module or filter whose documentation
    did not render, and on a role without a README.
@@ -18,6 +18,7 @@ Exit status 0 only when all of that holds. The tarball stays in the output direc
 """
 
 import argparse
+import fcntl
 import glob
 import json
 import os
@@ -29,7 +30,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 IMPORTER_VERSION = "0.4.44"
-IMPORTER_VENV = REPO / ".cache" / "galaxy-importer" / "venv"
+
+
+def _cache_root():
+    """scripts/pg.py's machine-wide cache folder (its cache_root())."""
+    import runpy
+    return Path(runpy.run_path(str(REPO / "scripts" / "pg.py"))["cache_root"]())
+
+
+# One importer venv per machine and version, shared by every checkout (like the PostgreSQL binaries).
+IMPORTER_VENV = _cache_root() / ("galaxy-importer-%s" % IMPORTER_VERSION)
 IMPORTER_CONFIG = "[galaxy-importer]\nRUN_ANSIBLE_TEST = False\nRUN_ANSIBLE_LINT = True\nCHECK_CHANGELOG = True\n"
 
 # Paths (or path prefixes) that must never be in the tarball: development material.
@@ -52,7 +62,15 @@ def run(cmd, **kwargs):
 
 
 def ensure_importer():
-    """The importer's own virtualenv (created once; a rerun does nothing)."""
+    """The importer's own virtualenv (created once per machine; a rerun does nothing), under a
+    file lock: another checkout may be asking for it at the same time."""
+    IMPORTER_VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(IMPORTER_VENV) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_importer()
+
+
+def _ensure_importer():
     python = IMPORTER_VENV / "bin" / "python"
     stamp = IMPORTER_VENV / ".galaxy-importer-version"
     if python.exists() and stamp.exists() and stamp.read_text().strip() == IMPORTER_VERSION:

@@ -138,41 +138,47 @@ done
 # One suite: its output (to stdout, or to LOG), its wall time, its result line; the result
 # ("RC SECONDS") also goes to RESULT_FILE when given, for the summary of a run in lanes.
 run_suite() {
-    local suite=$1 log=${2:-} result_file=${3:-} start rc secs result
+    local suite=$1 log=${2:-} result_file=${3:-} start rc secs result cpu_file cpu
     start=$(date +%s.%N)
+    cpu_file=$(mktemp)
     # A subshell with its own `set -e`, called outside any `if`/`||` (where bash would ignore
-    # -e inside it), so a failing command stops the suite but not the other suites.
+    # -e inside it), so a failing command stops the suite but not the other suites. On its way
+    # out it notes the CPU time of the processes it waited for (`times`, children's line):
+    # the suite's CPU seconds, which unlike its wall time do not depend on what else runs.
     set +e
     if [ -n "$log" ]; then
-        (set -e; "run_$suite") >"$log" 2>&1 </dev/null
+        (trap 'times >"$cpu_file"' EXIT; set -e; "run_$suite") >"$log" 2>&1 </dev/null
     else
-        (set -e; "run_$suite")
+        (trap 'times >"$cpu_file"' EXIT; set -e; "run_$suite")
     fi
     rc=$?
     set -e
     secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    cpu=$(awk 'function s(t) { split(t, p, /[ms]/); return p[1] * 60 + p[2] }
+               NR == 2 { printf "%.0f", s($1) + s($2) }' "$cpu_file")
+    rm -f "$cpu_file"
     if [ "$rc" = 0 ]; then result=passed; else result="FAILED (exit $rc)"; fi
     if [ -n "$log" ]; then
         # the whole log at once, under a lock: the other lane's suites print between, never inside
         {
             flock 9
             cat "$log"
-            echo "---- suite $suite: $result in ${secs} s"
+            echo "---- suite $suite: $result in ${secs} s (CPU ${cpu:-?} s)"
         } 9>>"$LOG_DIR/.print.lock"
     else
-        echo "---- suite $suite: $result in ${secs} s"
+        echo "---- suite $suite: $result in ${secs} s (CPU ${cpu:-?} s)"
     fi
-    [ -z "$result_file" ] || echo "$rc $secs" >"$result_file"
+    [ -z "$result_file" ] || echo "$rc $secs ${cpu:-?}" >"$result_file"
 }
 
-record() {  # suite rc secs: count it and add its summary line
+record() {  # suite rc secs cpu: count it and add its summary line
     local result
     if [ "$2" = 0 ]; then
         n_passed=$((n_passed + 1)) result=passed
     else
         n_failed=$((n_failed + 1)) result="FAILED (exit $2)"
     fi
-    summary+=("$(printf '  %-12s %-18s %8s s' "$1" "$result" "$3")")
+    summary+=("$(printf '  %-12s %-18s %8s s   CPU %5s s' "$1" "$result" "$3" "$4")")
 }
 
 n_passed=0 n_failed=0 summary=()
@@ -209,11 +215,11 @@ if [ "${1:-all}" = all ] && [ "${DATAPLANE_TEST_LANES:-2}" != 1 ]; then
     trap - INT TERM
     for suite in "${ALL_SUITES[@]}"; do
         if [ -f "$LOG_DIR/$suite.result" ]; then
-            read -r rc secs <"$LOG_DIR/$suite.result"
+            read -r rc secs cpu <"$LOG_DIR/$suite.result"
         else
-            rc="?" secs="-"
+            rc="?" secs="-" cpu="-"
         fi
-        record "$suite" "$rc" "$secs"
+        record "$suite" "$rc" "$secs" "$cpu"
     done
     total=$(awk -v a="$run_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 else
@@ -221,8 +227,8 @@ else
     result_file=$(mktemp)
     for suite in "${SUITES[@]}"; do
         run_suite "$suite" "" "$result_file"
-        read -r rc secs <"$result_file"
-        record "$suite" "$rc" "$secs"
+        read -r rc secs cpu <"$result_file"
+        record "$suite" "$rc" "$secs" "$cpu"
     done
     rm -f "$result_file"
     total=$(awk -v a="$run_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')

@@ -10,12 +10,11 @@
 # printed after it, and a summary (one line per suite, then "suites: N passed, N failed")
 # closes the output. See docs/testing.md.
 #
-# `all` runs the suites in two lanes at once (LANE_A and LANE_B below): the two-worker pytest
-# suites in one, the single-process suites and the Patroni suite (which mostly waits on
-# Patroni's timers) in the other, so that both cores stay busy. Each suite's output goes to
-# its own log and is printed in one piece when the suite ends, so suites never interleave;
-# DATAPLANE_TEST_LANES=1 runs `all` one suite after the other, printing as it goes. Suites
-# named on the command line always run one after the other.
+# `all` runs the suites in three lanes at once (LANES below): the two-worker pytest suites, the
+# single-process suites that compute, and the suites that mostly wait, so that both cores stay
+# busy. Each suite's output goes to its own log and is printed in one piece when the suite
+# ends, so suites never interleave; DATAPLANE_TEST_LANES=1 runs `all` one suite after the other,
+# printing as it goes. Suites named on the command line always run one after the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -59,12 +58,12 @@ run_integration() {
     run_pytest_workers tests/integration -q --durations=15
 }
 
-# Real Apache Airflow against both planes (tests/airflow) on PostgreSQL 16, 17 and 18; its venv
-# is built once under .cache/. Same workers as the integration tests.
+# Real Apache Airflow against both planes (tests/airflow) on PostgreSQL 18; its venv is built
+# once per machine (scripts/airflow_venv.sh). Same workers as the integration tests.
 run_airflow() {
-    banner "Apache Airflow end-to-end (real apache-airflow-core, PostgreSQL 16, 17, 18; ${DATAPLANE_TEST_WORKERS:-2} workers)"
+    banner "Apache Airflow end-to-end (real apache-airflow-core, PostgreSQL 18)"
     bash scripts/airflow_venv.sh >/dev/null
-    run_pytest_workers tests/airflow -q
+    run_pytest tests/airflow -q   # one test: one process
 }
 
 # A real Patroni cluster (tests/ha, tests/support/patroni.py): Patroni from PyPI in a venv on
@@ -182,16 +181,16 @@ record() {  # suite rc secs cpu: count it and add its summary line
 }
 
 n_passed=0 n_failed=0 summary=()
-if [ "${1:-all}" = all ] && [ "${DATAPLANE_TEST_LANES:-2}" != 1 ]; then
-    # Lane A: the suites that keep two pytest-xdist workers busy. Lane B: one process at a time,
-    # starting with the ha suite (its cluster mostly waits on Patroni's timers, so it costs
-    # lane A little) and the Airflow venv a first run builds for lane A's airflow suite.
-    LANE_A=(integration airflow)
-    LANE_B=(ha units molecule lint sanity galaxy clone)
+if [ "${1:-all}" = all ] && [ "${DATAPLANE_TEST_LANES:-3}" != 1 ]; then
+    # Three lanes at once, each running its suites one after the other (2 cores): the two-worker
+    # pytest suites; the single-process suites that compute; the suites that mostly wait (ha on
+    # Patroni's timers, clone and a first galaxy run on downloads), with the Airflow venv first
+    # (built once per machine, then reused by the airflow suite of lane 1).
+    LANES=("integration airflow" "units molecule lint sanity" "ha clone galaxy")
     LOG_DIR="$ROOT/.cache/test-logs"
     rm -rf "$LOG_DIR" && mkdir -p "$LOG_DIR"
     run_start=$(date +%s.%N)
-    echo "run_tests: suites in two lanes at once: [${LANE_A[*]}] and [${LANE_B[*]}]; each suite's output is printed when it ends (live: $LOG_DIR/<suite>.log)"
+    echo "run_tests: ${#LANES[@]} lanes at once:$(printf ' [%s]' "${LANES[@]}"); each suite's output is printed when it ends (live: $LOG_DIR/<suite>.log)"
     lane() {
         local suite
         for suite in "$@"; do
@@ -199,19 +198,20 @@ if [ "${1:-all}" = all ] && [ "${DATAPLANE_TEST_LANES:-2}" != 1 ]; then
             run_suite "$suite" "$LOG_DIR/$suite.log" "$LOG_DIR/$suite.result"
         done
     }
-    (
-        # the Airflow venv (a fresh clone builds it, about 75 s, mostly downloads) is made
-        # while the integration suite runs; the airflow suite then reuses it
+    airflow_venv() {
+        local venv_start
         venv_start=$(date +%s.%N)
         bash scripts/airflow_venv.sh >"$LOG_DIR/airflow-venv.log" 2>&1 </dev/null || true
-        echo "---- airflow venv: $(tail -n 1 "$LOG_DIR/airflow-venv.log") ($(awk -v a="$venv_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; $LOG_DIR/airflow-venv.log)"
-        lane "${LANE_B[@]}"
-    ) &
-    lane_b=$!
-    lane "${LANE_A[@]}" &
-    lane_a=$!
-    trap 'kill "$lane_a" "$lane_b" 2>/dev/null' INT TERM
-    wait "$lane_a" "$lane_b" || true
+        echo "---- airflow venv: $(tail -n 1 "$LOG_DIR/airflow-venv.log") ($(awk -v a="$venv_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s)"
+    }
+    lane_pids=()
+    for index in "${!LANES[@]}"; do
+        # shellcheck disable=SC2086  # a lane is a list of suite names
+        if [ "$index" = 2 ]; then (airflow_venv; lane ${LANES[$index]}) & else lane ${LANES[$index]} & fi
+        lane_pids+=($!)
+    done
+    trap 'kill "${lane_pids[@]}" 2>/dev/null' INT TERM
+    wait "${lane_pids[@]}" || true
     trap - INT TERM
     for suite in "${ALL_SUITES[@]}"; do
         if [ -f "$LOG_DIR/$suite.result" ]; then

@@ -59,7 +59,7 @@ run_integration() {
 }
 
 # Real Apache Airflow against both planes (tests/airflow) on PostgreSQL 18; its venv is built
-# once per machine (scripts/airflow_venv.sh). Same workers as the integration tests.
+# once per machine (scripts/airflow_venv.sh).
 run_airflow() {
     banner "Apache Airflow end-to-end (real apache-airflow-core, PostgreSQL 18)"
     bash scripts/airflow_venv.sh >/dev/null

@@ -5,7 +5,7 @@
 against version 2 (registry), on one server under the same load.
 
 Sets up N Deployments (default 200) with the seed SQL, installs the current helper in
-``dataplane_fence`` and the 0.1 helper (frozen in tests/integration/helper_v1.py) in
+``dataplane_fence`` and the 0.1 helper (frozen in tests/support/helper_v1.py) in
 ``fence_v1``, opens 3 sessions per Deployment as dp1, then runs, as commander_user, the statement
 the fence sends (one helper call per killer role and login role, ``p_signal = false`` so nothing
 is terminated and the runs can be repeated) against each version in turn, and prints the median
@@ -26,7 +26,7 @@ from psycopg2 import sql
 # imported first: it puts the repository root on sys.path for tests.integration below
 import benchlib  # noqa: F401  pylint: disable=unused-import
 import fence_bench
-from tests.integration.helper_v1 import install_v1  # the frozen 0.1 helper (benchlib puts the root on sys.path)
+from tests.support.helper_v1 import install_v1  # the frozen 0.1 helper (benchlib puts the root on sys.path)
 
 
 def helper_statement(schema, deps):

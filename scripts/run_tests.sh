@@ -9,6 +9,13 @@
 # problem; the exit status is non-zero if any suite failed. Each suite's wall time is
 # printed after it, and a summary (one line per suite, then "suites: N passed, N failed")
 # closes the output. See docs/testing.md.
+#
+# `all` runs the suites in two lanes at once (LANE_A and LANE_B below): the two-worker pytest
+# suites in one, the single-process suites and the Patroni suite (which mostly waits on
+# Patroni's timers) in the other, so that both cores stay busy. Each suite's output goes to
+# its own log and is printed in one piece when the suite ends, so suites never interleave;
+# DATAPLANE_TEST_LANES=1 runs `all` one suite after the other, printing as it goes. Suites
+# named on the command line always run one after the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -128,26 +135,100 @@ for suite in "${SUITES[@]}"; do
     declare -F "run_$suite" >/dev/null || { echo "run_tests: unknown suite '$suite' (known: all ${ALL_SUITES[*]})" >&2; exit 2; }
 done
 
-n_passed=0 n_failed=0 summary=()
-for suite in "${SUITES[@]}"; do
+# One suite: its output (to stdout, or to LOG), its wall time, its result line; the result
+# ("RC SECONDS") also goes to RESULT_FILE when given, for the summary of a run in lanes.
+run_suite() {
+    local suite=$1 log=${2:-} result_file=${3:-} start rc secs result
     start=$(date +%s.%N)
     # A subshell with its own `set -e`, called outside any `if`/`||` (where bash would ignore
     # -e inside it), so a failing command stops the suite but not the other suites.
     set +e
-    (set -e; "run_$suite")
+    if [ -n "$log" ]; then
+        (set -e; "run_$suite") >"$log" 2>&1 </dev/null
+    else
+        (set -e; "run_$suite")
+    fi
     rc=$?
     set -e
     secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-    if [ "$rc" = 0 ]; then
+    if [ "$rc" = 0 ]; then result=passed; else result="FAILED (exit $rc)"; fi
+    if [ -n "$log" ]; then
+        # the whole log at once, under a lock: the other lane's suites print between, never inside
+        {
+            flock 9
+            cat "$log"
+            echo "---- suite $suite: $result in ${secs} s"
+        } 9>>"$LOG_DIR/.print.lock"
+    else
+        echo "---- suite $suite: $result in ${secs} s"
+    fi
+    [ -z "$result_file" ] || echo "$rc $secs" >"$result_file"
+}
+
+record() {  # suite rc secs: count it and add its summary line
+    local result
+    if [ "$2" = 0 ]; then
         n_passed=$((n_passed + 1)) result=passed
     else
-        n_failed=$((n_failed + 1)) result="FAILED (exit $rc)"
+        n_failed=$((n_failed + 1)) result="FAILED (exit $2)"
     fi
-    echo "---- suite $suite: $result in ${secs} s"
-    summary+=("$(printf '  %-12s %-18s %8s s' "$suite" "$result" "$secs")")
-done
+    summary+=("$(printf '  %-12s %-18s %8s s' "$1" "$result" "$3")")
+}
+
+n_passed=0 n_failed=0 summary=()
+if [ "${1:-all}" = all ] && [ "${DATAPLANE_TEST_LANES:-2}" != 1 ]; then
+    # Lane A: the suites that keep two pytest-xdist workers busy. Lane B: one process at a time,
+    # starting with the ha suite (its cluster mostly waits on Patroni's timers, so it costs
+    # lane A little) and the Airflow venv a first run builds for lane A's airflow suite.
+    LANE_A=(integration airflow)
+    LANE_B=(ha units molecule lint sanity galaxy clone)
+    LOG_DIR="$ROOT/.cache/test-logs"
+    rm -rf "$LOG_DIR" && mkdir -p "$LOG_DIR"
+    run_start=$(date +%s.%N)
+    echo "run_tests: suites in two lanes at once: [${LANE_A[*]}] and [${LANE_B[*]}]; each suite's output is printed when it ends (live: $LOG_DIR/<suite>.log)"
+    lane() {
+        local suite
+        for suite in "$@"; do
+            echo "---- suite $suite started"
+            run_suite "$suite" "$LOG_DIR/$suite.log" "$LOG_DIR/$suite.result"
+        done
+    }
+    (
+        # the Airflow venv (a fresh clone builds it, about 75 s, mostly downloads) is made
+        # while the integration suite runs; the airflow suite then reuses it
+        venv_start=$(date +%s.%N)
+        bash scripts/airflow_venv.sh >"$LOG_DIR/airflow-venv.log" 2>&1 </dev/null || true
+        echo "---- airflow venv: $(tail -n 1 "$LOG_DIR/airflow-venv.log") ($(awk -v a="$venv_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; $LOG_DIR/airflow-venv.log)"
+        lane "${LANE_B[@]}"
+    ) &
+    lane_b=$!
+    lane "${LANE_A[@]}" &
+    lane_a=$!
+    trap 'kill "$lane_a" "$lane_b" 2>/dev/null' INT TERM
+    wait "$lane_a" "$lane_b" || true
+    trap - INT TERM
+    for suite in "${ALL_SUITES[@]}"; do
+        if [ -f "$LOG_DIR/$suite.result" ]; then
+            read -r rc secs <"$LOG_DIR/$suite.result"
+        else
+            rc="?" secs="-"
+        fi
+        record "$suite" "$rc" "$secs"
+    done
+    total=$(awk -v a="$run_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+else
+    run_start=$(date +%s.%N)
+    result_file=$(mktemp)
+    for suite in "${SUITES[@]}"; do
+        run_suite "$suite" "" "$result_file"
+        read -r rc secs <"$result_file"
+        record "$suite" "$rc" "$secs"
+    done
+    rm -f "$result_file"
+    total=$(awk -v a="$run_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+fi
 
 banner "summary"
 printf '%s\n' "${summary[@]}"
-echo "suites: $n_passed passed, $n_failed failed"
+echo "suites: $n_passed passed, $n_failed failed (wall time of the run: $total s)"
 [ "$n_failed" = 0 ]

@@ -6,118 +6,13 @@ at a time. Every audit is followed by a catalog comparison proving nothing chang
 """
 
 import json
-from pathlib import Path
 
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.base.database import Session
-from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper_install import ensure_helper
-from tests.support.reference import reference_statements
+from tests.support.audit import audit, by_check, catalog, failed_checks, make_deployment, seed
 from tests.support.reports import latest_report
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-class _FailingModule(object):
-    """Stands in for AnsibleModule when test set-up calls module_utils directly."""
-
-    def fail_json(self, msg, **extra):
-        raise AssertionError("set-up failed: %s %s" % (msg, extra))
-
-
-def make_deployment(names, dep):
-    """Names for one Deployment, unique to this test (dropped at teardown)."""
-    return {
-        "id": dep,
-        "state": "present",
-        "database": names("airflow_db_%s" % dep),
-        "owner_role": names("airflow_db_%s_owner" % dep),
-        "killer_role": names("airflow_conn_killer_%s" % dep),
-        "login_roles": {"dp1": names("dp1_user_%s" % dep), "dp2": names("dp2_user_%s" % dep)},
-        "passwords": {},
-        "commander_user": None,
-        "update_password": False, "drop_database": False, "drop_login_roles": False,
-    }
-
-
-def seed_statements(rec, with_options=True):
-    """The vendor's page (tests/support/reference.py) for one Deployment."""
-    return reference_statements(dict(database=rec["database"], owner=rec["owner_role"], killer=rec["killer_role"],
-                                     dp1=rec["login_roles"]["dp1"], dp2=rec["login_roles"]["dp2"]),
-                                rec["commander_user"], member_options=with_options)
-
-
-def seed(server, names, ids=("a",), helper_schema=None, with_options=True):
-    """Commander, login roles and databases first, then the seed SQL; optionally the helper."""
-    commander = names("commander_user")
-    records = []
-    conn = server.connect()
-    cur = conn.cursor()
-    cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(commander)))
-    for dep in ids:
-        rec = make_deployment(names, dep)
-        rec["commander_user"] = commander
-        for login in rec["login_roles"].values():
-            cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(login)))
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(rec["database"])))
-        for statement in seed_statements(rec, with_options):
-            cur.execute(statement)
-        records.append(rec)
-    if helper_schema:
-        install_helper(conn, names, helper_schema, [r["killer_role"] for r in records])
-    conn.close()
-    return records
-
-
-def install_helper(conn, names, schema, killers):
-    conn.autocommit = False
-    session = Session(_FailingModule(), conn)
-    ensure_helper(session, schema, names("fence_signaler"), killers, "present", False)
-    conn.commit()
-    conn.autocommit = True
-
-
-CATALOG_SNAPSHOT = """
-SELECT 'role' AS kind, to_jsonb(r)::text AS item FROM pg_catalog.pg_roles r
-UNION ALL
-SELECT 'member', to_jsonb(am)::text FROM pg_catalog.pg_auth_members am
-UNION ALL
-SELECT 'db', concat_ws(',', d.datname, d.datdba::regrole, d.datacl::text, d.datallowconn, d.datconnlimit)
-  FROM pg_catalog.pg_database d
-UNION ALL
-SELECT 'nsp', concat_ws(',', n.nspname, n.nspowner::regrole, n.nspacl::text) FROM pg_catalog.pg_namespace n
-UNION ALL
-SELECT 'proc', concat_ws(',', p.oid::regprocedure, p.proowner::regrole, p.proacl::text, md5(p.prosrc),
-       p.proconfig::text) FROM pg_catalog.pg_proc p WHERE p.pronamespace > 16384
-UNION ALL
-SELECT 'setting', concat_ws(',', s.setdatabase, s.setrole, s.setconfig::text) FROM pg_catalog.pg_db_role_setting s
-ORDER BY 1, 2
-"""
-
-
-def catalog(server):
-    return server.sql(CATALOG_SNAPSHOT)
-
-
-def audit(run_module, server, records, user="postgres", **extra):
-    args = dict(server.login_args(user), deployments=records)
-    if extra.get("helper_schema") and records and "helper_owner_role" not in extra:
-        # install_helper's owner: names("fence_signaler"), the same per-test suffix as the commander
-        extra["helper_owner_role"] = records[0]["commander_user"].replace("commander_user", "fence_signaler", 1)
-    args.update(extra)
-    before = catalog(server)
-    result = run_module("deployment_audit", args)
-    assert catalog(server) == before, "the audit changed the catalog"
-    return result
-
-
-def by_check(result_dep):
-    return dict((f["check"], f) for f in result_dep["findings"])
-
-
-def failed_checks(result_dep):
-    return sorted(f["check"] for f in result_dep["findings"] if not f["ok"])
+from tests.support.versions import on
 
 
 # ----------------------------------------------------------------------------- seed only
@@ -412,6 +307,7 @@ def _model_vars(records, names, **extra):
     return out
 
 
+@on(17)  # a playbook test: once (docs/testing.md, "Which PostgreSQL versions a test runs on")
 def test_playbook_seed_only_fails_after_writing_report(pg, names, ansible_playbook, tmp_path):
     records = seed(pg, names, ids=("a", "b"))
     reports = tmp_path / "reports"
@@ -453,10 +349,7 @@ def test_playbook_clean_server_passes(pg16, names, ansible_playbook, tmp_path):
     assert report["drift"] is False and report["deployments"][0]["fence_route"] == "helper"
 
 
-PROVISION = REPO / "playbooks" / "provision.yml"
-
-
-@pytest.mark.skipif(not PROVISION.exists(), reason="playbooks/provision.yml not written yet")
+@on(18)  # a playbook test: once (docs/testing.md)
 def test_provisioned_server_is_clean(pg, names, ansible_playbook, tmp_path):
     commander = names("commander_user")
     pg.sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(commander)))

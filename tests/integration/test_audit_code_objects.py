@@ -16,12 +16,11 @@ import pytest
 from psycopg2 import sql
 
 from ansible_collections.dataplane.postgresql.plugins.module_utils.base.scram import password_matches
-from test_audit import audit, by_check, failed_checks
-from test_failover import PROVISION, write_inventory
-from test_provision import record
+from tests.support import REPO
+from tests.support.audit import audit, by_check, failed_checks
+from tests.support.playbooks import AUDIT, PROVISION, write_inventory
+from tests.support.provisioning import record
 from tests.support.server import scratch_server
-
-AUDIT = PROVISION.parent / "audit.yml"
 VERSIONS = (16, 18)
 
 
@@ -318,7 +317,7 @@ def test_playbook_fails_on_a_planted_trigger_and_passes_when_it_is_allowed(pg16,
 
 # ----------------------------------------------------------------------------- the network half
 
-FENCE_GUARANTEES = Path(__file__).resolve().parents[2] / "docs" / "fence-guarantees.md"
+FENCE_GUARANTEES = REPO / "docs" / "fence-guarantees.md"
 
 
 def hba_example():

@@ -11,12 +11,10 @@ audit and the failover only succeed (as commander_user, who can terminate sessio
 the helper) if the old variables are the ones used.
 """
 
+import pytest
 from psycopg2 import sql
 
-from test_failover import PROVISION, FAILOVER
-from test_schema_role import AUDIT, Deployments, can_connect, connect_as
-
-import pytest
+from tests.support.playbooks import AUDIT, FAILOVER, PROVISION, Deployments, can_log_in, connect_as
 
 
 def one_line(proc):
@@ -73,7 +71,7 @@ def test_old_role_variable_names_still_work_and_warn(pg16, names, deployment):
         assert "(true is warn, false is refuse)" in one_line(proc)
     finally:
         live.close()
-    assert not can_connect(pg16, d.login("dp1", dep), d.db(dep))
-    assert can_connect(pg16, d.login("dp2", dep), d.db(dep))
+    assert not can_log_in(pg16, d.login("dp1", dep), d.db(dep))
+    assert can_log_in(pg16, d.login("dp2", dep), d.db(dep))
     terminated = pg16.sql("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (d.login("dp1", dep),))
     assert terminated == [(0,)]

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -20,162 +19,12 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from tests.support.processes import process_tree
-from tests.support.reports import latest_report
-from tests.support.sessions import Sessions
+from tests.support import REPO
+from tests.support.playbooks import FAILOVER, PROVISION, count_sessions, recap, summary_lines, write_inventory
+from tests.support.processes import kill_tree
+from tests.support.reports import only_report
 
-REPO = Path(__file__).resolve().parents[2]
-FAILOVER = REPO / "playbooks" / "failover.yml"
-PROVISION = REPO / "playbooks" / "provision.yml"
-AUDIT = REPO / "playbooks" / "audit.yml"
 AWX_PROJECT = REPO / "examples" / "awx"
-
-
-# ---------------------------------------------------------------- helpers
-
-def write_inventory(path, server, hosts=None):
-    """One group dataplane_postgresql; each host is the same server unless told otherwise."""
-    hosts = hosts or {"pg": {}}
-    lines = ["dataplane_postgresql:", "  hosts:"]
-    for name, extra in hosts.items():
-        hostvars = dict(ansible_connection="local", ansible_python_interpreter=sys.executable,
-                        dataplane_pg_host=server.host, dataplane_pg_port=server.port)
-        hostvars.update(extra)
-        lines.append("    %s:" % name)
-        lines.extend("      %s: %s" % (k, json.dumps(v)) for k, v in hostvars.items())
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def recap(stdout):
-    """PLAY RECAP -> {host: {ok, changed, failed, ...}}."""
-    out = {}
-    for line in stdout.split("PLAY RECAP")[-1].splitlines():
-        match = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
-        if match:
-            out[match.group(1)] = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2)))
-    return out
-
-
-def login(server, user, dbname):
-    """('admitted', None) or ('refused', first line of the error)."""
-    try:
-        psycopg2.connect(host=server.host, port=server.port, user=user, dbname=dbname,
-                         connect_timeout=5).close()
-        return "admitted", None
-    except psycopg2.OperationalError as exc:
-        return "refused", str(exc).strip().splitlines()[0]
-
-
-def children_first(root):
-    """ROOT and all its descendants, children first."""
-    return list(reversed(process_tree(root)))
-
-
-def kill_tree(root):
-    """SIGKILL a process and every descendant: Ansible runs modules in their own sessions,
-    so killing the process group would leave the module running (not a crash)."""
-    for _round in range(3):  # stop them first so none can fork a new child meanwhile
-        for pid in children_first(root):
-            try:
-                os.kill(pid, signal.SIGSTOP)
-            except ProcessLookupError:
-                pass
-    for pid in children_first(root):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def summary_lines(stdout, task="Failover summary"):
-    """The lines of the failover summary (the debug task's msg list), in order."""
-    section = stdout.split("TASK [dataplane.postgresql.failover : %s]" % task)[1].split("TASK [")[0]
-    return [json.loads(line.strip().rstrip(",")) for line in section.splitlines()
-            if line.strip().startswith('"') and not line.strip().startswith('"msg"')]
-
-
-def only_report(report_dir, host="pg"):
-    """The one failover report file of HOST in REPORT_DIR (named after the run)."""
-    files = sorted(Path(report_dir).glob("failover-%s-*.json" % host))
-    assert len(files) == 1, files
-    return files[0]
-
-
-def count_sessions(server, roles):
-    return server.sql("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = ANY(%s)",
-                      (list(roles),))[0][0]
-
-
-class Env(object):
-    """A set of provisioned Deployments on one server plus the way to run the playbooks."""
-
-    def __init__(self, server, names, ansible_playbook, tmp_path, count=2):
-        self.server = server
-        self.run = ansible_playbook
-        self.tmp = tmp_path
-        self.commander = names("commander")
-        self.ids = [names("f%d" % i) for i in range(count)]
-        self.deployments = [{"id": i, "passwords": {"dp1": "pw-1-" + i, "dp2": "pw-2-" + i}} for i in self.ids]
-        self.inventory = write_inventory(tmp_path / "inventory.yml", server)
-        self.sessions = Sessions(server)  # tests/support/sessions.py
-        server.sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(self.commander)))
-
-    def db(self, dep_id):
-        return "airflow_db_%s" % dep_id
-
-    def role(self, plane, dep_id):
-        return "%s_user_%s" % (plane, dep_id)
-
-    def provision(self):
-        proc = self.run(PROVISION, inventory=self.inventory,
-                        extra_vars={"dataplane_pg_user": "postgres", "dataplane_deployments": self.deployments,
-                                    "dataplane_commander_user": self.commander})
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc
-
-    def failover(self, source, destination, user=None, **extra):
-        extra_vars = {"dataplane_pg_user": user or self.commander, "dataplane_deployments": self.deployments,
-                      "dataplane_commander_user": self.commander,
-                      "dataplane_failover_from": source, "dataplane_failover_to": destination}
-        extra_vars.update(extra)
-        return self.run(FAILOVER, inventory=self.inventory, extra_vars=extra_vars)
-
-    def failover_ok(self, source, destination, **extra):
-        proc = self.failover(source, destination, **extra)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc
-
-    def audit(self, **extra):
-        """The audit playbook as commander_user with a report directory: (process, its report)."""
-        extra_vars = {"dataplane_pg_user": self.commander, "dataplane_deployments": self.deployments,
-                      "dataplane_commander_user": self.commander, "dataplane_report_dir": str(self.tmp / "reports")}
-        extra_vars.update(extra)
-        proc = self.run(AUDIT, inventory=self.inventory, extra_vars=extra_vars)
-        return proc, latest_report(self.tmp / "reports", "audit")
-
-    def logins(self, dep_id):
-        return dict((plane, login(self.server, self.role(plane, dep_id), self.db(dep_id)))
-                    for plane in ("dp1", "dp2"))
-
-    def assert_active(self, plane, dep_id):
-        other = "dp2" if plane == "dp1" else "dp1"
-        result = self.logins(dep_id)
-        assert result[plane] == ("admitted", None), result
-        assert result[other][0] == "refused" and "permission denied for database" in result[other][1], result
-
-
-@pytest.fixture
-def env(pg16, names, ansible_playbook, tmp_path):
-    made = []
-
-    def make(server=None, count=2):
-        e = Env(server or pg16, names, ansible_playbook, tmp_path, count)
-        made.append(e)
-        return e
-    yield make
-    for e in made:
-        e.sessions.close()
 
 
 # ---------------------------------------------------------------- tests

@@ -6,11 +6,10 @@ import time
 import psycopg2
 import pytest
 
-from fence_support import Sessions, fence_args, make_deployment, setup_deployments
-from fence_support import can_connect as _can_connect
-from fence_support import install_helper as _install_helper
-# a fixture (pytest finds it by name in this module)
-from fence_support import two_deployments  # noqa: F401  pylint: disable=unused-import
+from tests.support.fence import Sessions, fence_args, make_deployment, setup_deployments
+from tests.support.fence import can_connect as _can_connect
+from tests.support.fence import install_helper as _install_helper
+from tests.support.records import database_comment, parsed_record
 
 
 def test_forced_fence_as_commander(pg, two_deployments, run_module):
@@ -334,16 +333,6 @@ def test_through_ansible_playbook_with_module_defaults(pg16, names, run_module, 
 
 # --- the fence state record (issue 16) ------------------------------------------------------------
 
-def _comment(server, db):
-    return server.sql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                      (db,))[0][0]
-
-
-def _record(server, db):
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record
-    return fence_record.parse_record(_comment(server, db))
-
-
 def test_the_fence_records_its_state_in_the_database_comment(pg, two_deployments, run_module):
     commander, (a, b) = two_deployments
     i = psycopg2.sql.Identifier
@@ -358,21 +347,21 @@ def test_the_fence_records_its_state_in_the_database_comment(pg, two_deployments
         assert after["fenced"] == [spec["dp1"]] and after["admitted"] == [spec["dp2"]], after
         assert after["phase"] == "complete" and after["generation"] == 2 and after["run"] == "awx-job-41"
         assert after["by"] == commander and after["at"].endswith("Z")
-        assert _record(pg, spec["database"]) == after  # what the server holds
-    assert _comment(pg, a["database"]).split("\n")[0] == "Sales metadata, team X"  # the user's line is kept
+        assert parsed_record(pg, spec["database"]) == after  # what the server holds
+    assert database_comment(pg, a["database"]).split("\n")[0] == "Sales metadata, team X"  # the user's line is kept
     assert sum(q.count("COMMENT ON DATABASE") for q in res["queries"]) == 4  # fencing + complete, each
 
     # a rerun in the same direction writes nothing and changes nothing
     again = run_module("fence", dict(args, run_id="awx-job-42"))
     assert not again["failed"] and again["changed"] is False and again["queries"] == [], again
     assert [d["state_before"] for d in again["deployments"]] == [d["state_after"] for d in res["deployments"]]
-    assert _record(pg, a["database"])["run"] == "awx-job-41"
+    assert parsed_record(pg, a["database"])["run"] == "awx-job-41"
 
     # failback: the other direction, generation moves on, the other plane is now the fenced one
     back = run_module("fence", dict(args, run_id="awx-job-43", deployments=[
         dict(d, source_role=d["destination_role"], destination_role=d["source_role"]) for d in args["deployments"]]))
     assert not back["failed"], back
-    rec = _record(pg, a["database"])
+    rec = parsed_record(pg, a["database"])
     assert rec["fenced"] == [a["dp2"]] and rec["admitted"] == [a["dp1"]] and rec["phase"] == "complete"
     assert rec["generation"] == 4 and rec["run"] == "awx-job-43"
     assert back["deployments"][0]["state_before"]["run"] == "awx-job-41"
@@ -388,7 +377,7 @@ def test_check_mode_shows_the_planned_record_and_writes_nothing(pg, two_deployme
     assert dep["state_after"]["phase"] == "complete" and dep["state_after"]["fenced"] == [a["dp1"]]
     assert dep["state_after"]["admitted"] == [a["dp2"]] and dep["state_after"]["run"] == "plan"
     assert any("COMMENT ON DATABASE" in q for q in res["queries"])
-    assert _comment(pg, a["database"]) is None and a["dp1"] in _datacl(pg, a["database"])
+    assert database_comment(pg, a["database"]) is None and a["dp1"] in _datacl(pg, a["database"])
 
 
 def test_an_already_fenced_catalog_without_a_record_gets_one(pg, two_deployments, run_module):
@@ -400,7 +389,7 @@ def test_an_already_fenced_catalog_without_a_record_gets_one(pg, two_deployments
     assert not res["failed"], res
     [dep] = res["deployments"]
     assert dep["changed"] and not dep["revoked"] and not dep["granted"] and dep["state_written"]
-    assert _record(pg, a["database"])["phase"] == "complete"
+    assert parsed_record(pg, a["database"])["phase"] == "complete"
     again = run_module("fence", fence_args(pg, [a], commander))
     assert again["changed"] is False and again["queries"] == []
 
@@ -421,7 +410,7 @@ def test_a_damaged_record_fails_the_preflight_of_its_deployment(pg, two_deployme
         assert report["name"] == "a" and "fence state" in " ".join(report["problems"])
         assert res["queries"] == []
         assert _datacl(pg, a["database"]) == acl_a and _datacl(pg, b["database"]) == acl_b
-        assert _comment(pg, a["database"]) == line and _comment(pg, b["database"]) is None
+        assert database_comment(pg, a["database"]) == line and database_comment(pg, b["database"]) is None
         assert pg.pids_of(a["dp1"]) == live.pids()
     finally:
         live.close()

@@ -4,7 +4,9 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from fence_support import Sessions, make_deployment, setup_deployments
+from tests.support.fence import Sessions, make_deployment, setup_deployments
+from tests.support.helper_v1 import install_v1
+from tests.support.helper_v2 import install_v2_body
 from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper import HELPER_VERSION
 
 FN_ARGS = "name, name[], name[], boolean"
@@ -437,7 +439,6 @@ def test_upgrade_from_the_0_1_helper_converges(pg, names, deployment_pair, run_m
     """A helper installed by 0.1 (version 1, no registry) is upgraded in one run: registry created,
     killer roles registered, body replaced; the audit is clean after, a rerun changes nothing, and
     the fence works through it."""
-    from helper_v1 import install_v1
     commander, (a, b) = deployment_pair
     schema, owner = names("fence"), names("signaler")
     install_v1(pg.connect(), schema, owner, [a["killer"], b["killer"]])
@@ -519,7 +520,6 @@ def test_a_0_2_helper_still_serves_the_fence_and_is_upgraded(pg, names, deployme
     """A helper installed by 0.2 (version 2, the whole pg_stat_activity per call) keeps working for
     terminate_sessions and the fence until it is upgraded; one fence_helper run replaces the body
     with this collection's (version 3 and later), which terminates the same sessions and no others."""
-    from helper_v2 import install_v2_body
     commander, (a, b) = deployment_pair
     schema, owner = names("fence"), names("signaler")
     _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])

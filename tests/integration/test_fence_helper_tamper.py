@@ -5,7 +5,8 @@ rerun changes nothing, and the fence still works through the helper. PostgreSQL 
 import pytest
 from psycopg2 import sql
 
-from fence_support import Sessions, make_deployment, setup_deployments
+from tests.support.fence import Sessions, make_deployment, setup_deployments
+from tests.support.provisioning import record, setup_args
 
 FN_ARGS = "name, name[], name[], boolean"
 
@@ -157,7 +158,6 @@ def test_provision_repairs_the_helper_and_unregisters_decommissioned_killers(pg1
     """Provision (deployment_setup) converges the helper the same way: a tampered helper is repaired
     in the provisioning run; a decommissioned Deployment's killer role leaves the registry in the run
     that drops it, so the next run changes nothing."""
-    from test_provision import record, setup_args
     keep, gone = record(names, "keep"), record(names, "gone")
     schema, owner = names("fence"), names("signaler")
     extra = dict(fence_helper=True, helper_schema=schema, helper_owner_role=owner)

@@ -19,25 +19,18 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from conftest import PgServer, scratch_dir
-from fence_support import Sessions, fence_args, make_deployment, setup_deployments
-from fence_support import can_connect as _can_connect
-from fence_support import install_helper as _install_helper
-# a fixture (pytest finds it by name in this module)
-from fence_support import two_deployments  # noqa: F401  pylint: disable=unused-import
-from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record
 from ansible_collections.dataplane.postgresql.plugins.module_utils.model.fence_record import (
     ADVISORY_LOCK_CLASS,
 )
+from tests.support.fence import Sessions, fence_args, make_deployment, setup_deployments
+from tests.support.fence import can_connect as _can_connect
+from tests.support.fence import install_helper as _install_helper
+from tests.support.records import parsed_record
+from tests.support.server import PgServer, scratch_dir
 
 
 def _has_connect(server, role, db):
     return server.sql("SELECT has_database_privilege(%s, %s, 'CONNECT')", (role, db))[0][0]
-
-
-def _record(server, db):
-    return fence_record.parse_record(server.sql(
-        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (db,))[0][0])
 
 
 def _swap(args):
@@ -100,7 +93,7 @@ def test_two_opposite_fences_at_once_end_in_one_state(pg, two_deployments, run_m
     assert not any(d["verified"] or d["revoked"] or d["granted"] for d in lost["deployments"])
     fenced_key, admitted_key = ("dp1", "dp2") if winner == "forward" else ("dp2", "dp1")
     for dep in deps:
-        rec = _record(pg, dep["database"])
+        rec = parsed_record(pg, dep["database"])
         assert rec["run"] == "run-" + winner and rec["phase"] == "complete" and rec["generation"] == 2
         assert rec["fenced"] == [dep[fenced_key]] and rec["admitted"] == [dep[admitted_key]]
         assert not _can_connect(pg, dep[fenced_key], dep["database"])
@@ -125,7 +118,7 @@ def test_on_state_change_proceed_fences_from_the_new_state(pg, two_deployments, 
     # the one that ran second saw the other's record appear and said so, then fenced anyway
     later = max(out.values(), key=lambda r: (r["deployments"][0]["state_before"] or {}).get("generation", 0))
     assert len(later["state_changes"]) == 1 and later["deployments"][0]["state_before"]["phase"] == "complete"
-    rec = _record(pg, a["database"])
+    rec = parsed_record(pg, a["database"])
     assert rec["generation"] == 4 and rec["run"] == later["run_id"]
 
 
@@ -204,7 +197,7 @@ def test_a_session_that_will_not_die_keeps_the_destination_out(pg, two_deploymen
         [dep] = res["deployments"]
         assert dep["revoked"] and not dep["granted"] and dep["verified"] is False
         assert [s["pid"] for s in dep["remaining_sessions"]] == [pid]
-        rec = _record(pg, a["database"])
+        rec = parsed_record(pg, a["database"])
         assert rec == dep["state_after"] and rec["phase"] == "fencing" and rec["run"] == "stuck"
         assert rec["fenced"] == [a["dp1"]] and rec["admitted"] == []
         assert not _can_connect(pg, a["dp2"], a["database"]) and not _can_connect(pg, a["dp1"], a["database"])
@@ -215,7 +208,7 @@ def test_a_session_that_will_not_die_keeps_the_destination_out(pg, two_deploymen
     again = run_module("fence", fence_args(pg, [a], commander))  # a rerun converges
     assert not again["failed"] and again["deployments"][0]["verified"], again
     assert again["deployments"][0]["state_before"]["phase"] == "fencing"
-    assert _record(pg, a["database"])["phase"] == "complete" and _can_connect(pg, a["dp2"], a["database"])
+    assert parsed_record(pg, a["database"])["phase"] == "complete" and _can_connect(pg, a["dp2"], a["database"])
 
 
 def test_connect_regained_while_waiting_keeps_the_destination_out(pg, names, two_deployments, run_module):
@@ -244,7 +237,7 @@ def test_connect_regained_while_waiting_keeps_the_destination_out(pg, names, two
     [dep] = res["deployments"]
     assert dep["remaining_sessions"] == [] and not dep["granted"] and dep["verified"] is False
     assert any(group in via for via in dep["connect_still_via"])
-    assert _record(pg, a["database"])["phase"] == "fencing"
+    assert parsed_record(pg, a["database"])["phase"] == "fencing"
     assert not _has_connect(pg, a["dp2"], a["database"]) and not _can_connect(pg, a["dp2"], a["database"])
 
 
@@ -320,7 +313,7 @@ def test_a_crash_right_after_the_fence_keeps_it(crashable, run_module):
     for dep in deps:
         assert not _has_connect(server, dep["dp1"], dep["database"]), dep
         assert _has_connect(server, dep["dp2"], dep["database"]), dep
-        rec = _record(server, dep["database"])
+        rec = parsed_record(server, dep["database"])
         assert rec is not None and rec["phase"] == "complete" and rec["run"] == "before-crash", rec
         assert not _can_connect(server, dep["dp1"], dep["database"])
         assert _can_connect(server, dep["dp2"], dep["database"])
@@ -361,7 +354,7 @@ def test_a_signal_after_the_revoke_finishes_the_fence_instead_of_stopping_it(pg,
     assert elapsed < 30  # the 60 s drain was cut short
     [dep] = res["deployments"]
     assert dep["verified"] and [s["pid"] for s in dep["sessions_terminated"]] == stay.pids()
-    assert _record(pg, a["database"])["phase"] == "complete"
+    assert parsed_record(pg, a["database"])["phase"] == "complete"
     assert not _can_connect(pg, a["dp1"], a["database"]) and _can_connect(pg, a["dp2"], a["database"])
 
 
@@ -382,7 +375,7 @@ def test_expected_generations_catch_a_fence_that_ran_since_the_callers_read(pg, 
     assert res["queries"] == [] and _datacl_all(pg, [a, b]) == acl
     assert _can_connect(pg, a["dp1"], a["database"]) and not _can_connect(pg, a["dp2"], a["database"])
     # with the generations the caller sees now, the fence goes ahead
-    now = dict((d["database"], _record(pg, d["database"])["generation"]) for d in (a, b))
+    now = dict((d["database"], parsed_record(pg, d["database"])["generation"]) for d in (a, b))
     ok = run_module("fence", dict(args, expected_generations=now))
     assert not ok["failed"] and all(d["verified"] for d in ok["deployments"]), ok
     bad = run_module("fence", dict(args, expected_generations={"not_a_database": 1}))

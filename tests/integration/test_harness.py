@@ -24,7 +24,7 @@ def test_names_are_unique_and_cleaned(pg16, names):
 def test_pg_script_refuses_bad_start(pg16, tmp_path, bad):
     import subprocess
     import sys
-    from conftest import PG_SCRIPT
+    from tests.support import PG_SCRIPT
     target = tmp_path / "srv"
     port = pg16.port if bad == "port" else 1
     if bad == "dirty":

@@ -24,8 +24,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from conftest import create_managed_admin
 from tests.support import hostile
+from tests.support.managed import create_managed_admin
 from tests.support.playbooks import inventory as _inventory
 
 PROVISION = "dataplane.postgresql.provision"

@@ -7,47 +7,12 @@ Failover and audit run as a least-privilege commander login; provision as postgr
 
 import json
 
-import pytest
 from psycopg2 import sql
 
-from test_failover import PROVISION, Env, login, recap
+from tests.support.playbooks import PROVISION, login, recap
+from tests.support.records import RECORD_PREFIX, record_of, set_comment
 from tests.support.reports import latest_report
-
-RECORD_PREFIX = "dataplane.postgresql fence state: "
-
-
-@pytest.fixture
-def env(names, ansible_playbook, tmp_path):
-    """env(server, count) -> an Env of test_failover: provisioned Deployments, commander login."""
-    made = []
-
-    def make(server, count=2):
-        e = Env(server, names, ansible_playbook, tmp_path, count)
-        made.append(e)
-        return e
-    yield make
-    for e in made:
-        e.sessions.close()
-
-
-def record_of(server, database):
-    """The fence state record in the database's comment (None when there is none)."""
-    comment = server.sql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                         (database,))[0][0]
-    for line in (comment or "").split("\n"):
-        if line.startswith(RECORD_PREFIX):
-            return json.loads(line[len(RECORD_PREFIX):])
-    return None
-
-
-def set_comment(server, database, text):
-    server.sql(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-        sql.Identifier(database), sql.Literal(text) if text is not None else sql.SQL("NULL")))
-
-
-def add_deployment(e, dep_id):
-    e.ids.append(dep_id)
-    e.deployments.append({"id": dep_id, "passwords": {"dp1": "pw-1-" + dep_id, "dp2": "pw-2-" + dep_id}})
+from tests.support.versions import on
 
 
 def provision(e, check=False, diff=False, **extra):
@@ -67,6 +32,7 @@ def can_connect(server, role, database):
     return server.sql("SELECT has_database_privilege(%s, %s, 'CONNECT')", (role, database))[0][0]
 
 
+@on(18)  # a playbook test: once (docs/testing.md, "Which PostgreSQL versions a test runs on")
 def test_provision_failover_provision_audit_failback(pg, env, names, tmp_path):
     e = env(pg, count=2)
     provision(e)
@@ -89,7 +55,7 @@ def test_provision_failover_provision_audit_failback(pg, env, names, tmp_path):
 
     # Provision again, adding a third Deployment: the fence holds, the newcomer gets both planes.
     third = names("f2")
-    add_deployment(e, third)
+    e.add_deployment(third)
     check = provision(e, check=True, diff=True)
     assert "%s: unchanged | fenced: dp1, admitted: dp2 (recorded by %s" % (first, e.commander) in check.stdout
     assert "CONNECT not granted to %s" % e.role("dp1", first) in check.stdout
@@ -174,6 +140,7 @@ def test_failover_report_and_set_stats_carry_the_state(pg16, env):
     assert "%s: dp1 fenced (" % dep_id in proc.stdout and report["safe_to_start_destination"] is True
 
 
+@on(17)  # a playbook test: once (docs/testing.md)
 def test_no_record_inference_and_explicit_readmit(pg, env, names):
     """A 0.1-era fence (CONNECT revoked, no record) is kept; only the explicit variable
     re-admits, and it records that it did."""

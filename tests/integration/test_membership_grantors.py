@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_membership_compat import OURS, UPSTREAM, call, create_roles, q, rows_of, upstream_version, warnings_of
+from tests.support.membership import OURS, UPSTREAM, call, create_roles, q, rows_of, upstream_version, warnings_of
+from tests.support.provisioning import record
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -352,14 +353,6 @@ def test_memberships_input_errors_change_nothing(pg16, names, run_module, impl, 
 
 # --- provisioning and the audit: effective options across grantors ------------------------------------------------
 
-def provision_record(names, tag):
-    return {"id": tag, "state": "present", "database": names("airflow_db_%s" % tag),
-            "owner_role": names("airflow_db_%s_owner" % tag), "killer_role": names("airflow_conn_killer_%s" % tag),
-            "login_roles": {"dp1": names("dp1_user_%s" % tag), "dp2": names("dp2_user_%s" % tag)},
-            "passwords": {"dp1": "first-secret-1", "dp2": "second-secret-2"},
-            "commander_user": names("commander")}
-
-
 def provision(run_module, server, rec, check=False, **extra):
     args = dict(server.login_args(), deployments=[rec], fence_helper=False, commander_password="cmd-secret-77")
     args.update(extra)
@@ -375,7 +368,7 @@ def killer_finding(run_module, server, rec):
 
 @pytest.mark.parametrize("option", ["INHERIT", "SET"])
 def test_a_second_grantors_row_is_drift_named_by_the_audit_and_fixed_by_provision(pg, names, run_module, option):
-    rec = provision_record(names, "g")
+    rec = record(names, "g")
     first = provision(run_module, pg, rec, all_grantors=True)
     assert not first["failed"], first
     # another administrator: a CREATEROLE role given ADMIN on the login role (provisioning

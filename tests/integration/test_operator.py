@@ -9,7 +9,9 @@ import shutil
 
 from psycopg2 import sql
 
-from test_failover import AUDIT, FAILOVER, REPO, Env, count_sessions, recap, summary_lines, write_inventory
+from tests.support import REPO
+from tests.support.playbooks import AUDIT, FAILOVER, Env, count_sessions, provision_lines, recap, summary_lines
+from tests.support.playbooks import write_inventory
 from tests.support.reports import latest_report
 from tests.support.server import PgServer, scratch_dir
 
@@ -182,12 +184,6 @@ def test_a_wrong_password_says_nothing_changed_and_which_variable_to_fix(ansible
     finally:
         server.stop()
         shutil.rmtree(str(base), ignore_errors=True)
-
-
-def provision_lines(stdout):
-    section = stdout.split("TASK [dataplane.postgresql.deployments : Provisioning summary]")[1].split("TASK [")[0]
-    return [json.loads(line.strip().rstrip(",")) for line in section.splitlines()
-            if line.strip().startswith('"') and not line.strip().startswith('"msg"')]
 
 
 def test_provision_summary_credits_each_change_to_its_owner(pg16, names, ansible_playbook, tmp_path):

@@ -22,9 +22,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from test_failover import FAILOVER, PROVISION, recap
-from test_schema_role import Deployments
 from tests.support.pgbouncer import PgBouncer
+from tests.support.playbooks import FAILOVER, PROVISION, Deployments, recap
 
 
 def through(bouncer, user, dbname):

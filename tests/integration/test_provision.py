@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from psycopg2 import sql
 
-from conftest import PgServer
+from tests.support.provisioning import record, setup_args
 from tests.support.reference import deployment_names, reference_script
 from tests.support.reports import latest_report
+from tests.support.server import PgServer
 
 PLAYBOOK = "dataplane.postgresql.provision"
 SEED_IDS = ["a", "Prod-EU-1", "MiXeD", "x-y_z"]
@@ -179,23 +180,6 @@ def test_playbook_matches_seed_sql_exactly(fresh_pair, ansible_playbook, tmp_pat
                                   dataplane_fence_helper=False), check=True)
     assert check_seed.returncode == 0, check_seed.stdout + check_seed.stderr
     assert recap(check_seed)["changed"] == 0
-
-
-def setup_args(server, records, **extra):
-    args = server.login_args()
-    args.update(deployments=records, fence_helper=False)
-    args.update(extra)
-    return args
-
-
-def record(names, tag, **extra):
-    rec = {"id": tag, "state": "present", "database": names("airflow_db_%s" % tag),
-           "owner_role": names("airflow_db_%s_owner" % tag), "killer_role": names("airflow_conn_killer_%s" % tag),
-           "login_roles": {"dp1": names("dp1_user_%s" % tag), "dp2": names("dp2_user_%s" % tag)},
-           "passwords": {"dp1": "first-secret-1", "dp2": "second-secret-2"},
-           "commander_user": names("commander")}
-    rec.update(extra)
-    return rec
 
 
 def role_exists(server, name):

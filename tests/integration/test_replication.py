@@ -15,7 +15,7 @@ import time
 import pytest
 from psycopg2 import sql
 
-from fence_support import fence_args, install_helper, make_deployment, setup_deployments
+from tests.support.fence import fence_args, install_helper, make_deployment, setup_deployments
 from tests.support.server import PgServer, remove, scratch_dir
 from tests.support.sessions import Sessions
 from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record

@@ -12,40 +12,9 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from test_failover import PROVISION, FAILOVER, recap, write_inventory
-from test_provision import record
-
-AUDIT = PROVISION.parent / "audit.yml"
-
-
-class Deployments(object):
-    def __init__(self, server, names, ansible_playbook, tmp_path, count=2):
-        self.server = server
-        self.run = ansible_playbook
-        self.commander = names("commander")
-        self.ids = [names("s%d" % i) for i in range(count)]
-        self.deployments = [{"id": i, "passwords": {"dp1": "secret-one-" + i, "dp2": "secret-two-" + i}}
-                            for i in self.ids]
-        self.inventory = write_inventory(tmp_path / "inventory.yml", server)
-        server.sql(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(self.commander)))
-
-    def playbook(self, playbook, user="postgres", check=False, diff=False, deployments=None, **extra):
-        extra_vars = {"dataplane_pg_user": user, "dataplane_commander_user": self.commander,
-                      "dataplane_deployments": deployments or self.deployments}
-        extra_vars.update(extra)
-        return self.run(playbook, inventory=self.inventory, extra_vars=extra_vars, check=check, diff=diff)
-
-    @staticmethod
-    def db(i):
-        return "airflow_db_%s" % i
-
-    @staticmethod
-    def schema(i):
-        return "airflow_db_%s_schema" % i
-
-    @staticmethod
-    def login(plane, i):
-        return "%s_user_%s" % (plane, i)
+from tests.support.playbooks import AUDIT, FAILOVER, PROVISION, Deployments, can_log_in, connect_as, recap
+from tests.support.provisioning import record
+from tests.support.versions import on
 
 
 def schema_state(server, d, i):
@@ -74,20 +43,6 @@ def expected_state(d, i):
             "members": sorted([(d.login("dp1", i), False, True, False), (d.login("dp2", i), False, True, False)]),
             "settings": [(d.login("dp1", i), ["role=" + d.schema(i)]), (d.login("dp2", i), ["role=" + d.schema(i)])],
             "privileges": [(True, True)], "commander_member": [(False, False)]}
-
-
-def connect_as(server, user, dbname):
-    conn = psycopg2.connect(host=server.host, port=server.port, user=user, dbname=dbname, connect_timeout=5)
-    conn.autocommit = True
-    return conn
-
-
-def can_connect(server, user, dbname):
-    try:
-        connect_as(server, user, dbname).close()
-        return True
-    except psycopg2.OperationalError:
-        return False
 
 
 @pytest.fixture
@@ -171,11 +126,12 @@ def test_schema_role_converges_parity_drift_stops_the_failover(pg, deployments):
     assert schema_state(pg, d, second) == expected_state(d, second)
     proc = d.playbook(FAILOVER, user=d.commander, dataplane_failover_from="dp1", dataplane_failover_to="dp2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert not can_connect(pg, d.login("dp1", first), d.db(first))
+    assert not can_log_in(pg, d.login("dp1", first), d.db(first))
     with connect_as(pg, d.login("dp2", first), d.db(first)) as conn:
         conn.cursor().execute("INSERT INTO drift_t VALUES (1)")
 
 
+@on(17)  # a playbook test: once (docs/testing.md, "Which PostgreSQL versions a test runs on")
 def test_parity_policy_warn_and_decommission(pg, deployments):
     d = deployments
     first = d.ids[0]
@@ -253,7 +209,7 @@ def test_one_unreachable_database_is_reported_and_the_others_converge(pg16, name
 
 
 def schema_record(names, tag):
-    """test_provision's record with the schema role of the model's naming."""
+    """A deployment_setup record with the schema role of the model's naming."""
     return record(names, tag, schema_role=names("airflow_db_%s_schema" % tag), airflow_schema="public")
 
 

@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from fence_support import Sessions, make_deployment, setup_deployments
+from tests.support.fence import Sessions, make_deployment, setup_deployments
 
 
 @pytest.fixture

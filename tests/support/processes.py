@@ -1,6 +1,7 @@
 """Process trees read from /proc, for tests that kill what they started as a crash would."""
 
 import os
+import signal
 
 
 def children_table():
@@ -25,3 +26,20 @@ def process_tree(root):
         order.append(pid)
         todo.extend(table.get(pid, []))
     return order
+
+
+def kill_tree(root):
+    """SIGKILL a process and every descendant, children first, as a crash would: Ansible runs
+    modules in their own sessions, so killing the process group would leave the module running.
+    Every process is stopped first (three rounds) so that none can fork a new child meanwhile."""
+    for _round in range(3):
+        for pid in reversed(process_tree(root)):
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+    for pid in reversed(process_tree(root)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

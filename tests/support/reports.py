@@ -16,3 +16,11 @@ def latest_report(directory, playbook, host="pg"):
     files = report_files(directory, playbook, host)
     assert files, "no %s report of %s in %s" % (playbook, host, directory)
     return json.loads(files[-1].read_text())
+
+
+def only_report(report_dir, host="pg", playbook="failover"):
+    """The one report file of PLAYBOOK for HOST in REPORT_DIR (named after the run); fails the
+    test when there is none or more than one."""
+    files = sorted(Path(report_dir).glob("%s-%s-*.json" % (playbook, host)))
+    assert len(files) == 1, files
+    return files[0]

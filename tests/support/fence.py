@@ -1,11 +1,14 @@
-"""Shared set-up for the fence tests: the vendor's reference setup (tests/support/reference.py)
-for some Deployments, plus real sessions opened as a login role (tests/support/sessions.py)."""
+"""Set-up for the fence module tests: the vendor's reference setup (tests/support/reference.py)
+for some Deployments, the fence's arguments for them, the helper installed for their killer
+roles, and real sessions opened as a login role (tests/support/sessions.py). The fixture
+``two_deployments`` (tests/support/fixtures.py) is built from these."""
 
 import psycopg2
-import pytest
 
 from tests.support import sessions as _sessions
-from tests.support.reference import deployment_names, setup_deployments  # noqa: F401  (for the tests)
+from tests.support.reference import deployment_names, setup_deployments
+
+__all__ = ["Sessions", "can_connect", "fence_args", "install_helper", "make_deployment", "setup_deployments"]
 
 
 def make_deployment(names, ident):
@@ -14,6 +17,7 @@ def make_deployment(names, ident):
 
 
 def fence_args(server, deps, commander, **extra):
+    """The fence module's arguments for DEPS (source dp1, destination dp2) as COMMANDER."""
     args = server.login_args(commander)
     args["deployments"] = [dict(name=d["id"], database=d["database"], source_role=d["dp1"],
                                 destination_role=d["dp2"], killer_role=d["killer"]) for d in deps]
@@ -48,14 +52,3 @@ def can_connect(server, user, dbname):
     except psycopg2.OperationalError as exc:
         assert "permission denied for database" in str(exc)
         return False
-
-
-@pytest.fixture
-def two_deployments(pg, names, run_module):
-    """Deployments a and b set up as the seed says, with the fence helper; returns
-    (commander, [a, b]). A fixture: import it into the test module that uses it."""
-    commander = names("commander_user")
-    deps = [make_deployment(names, "a"), make_deployment(names, "b")]
-    setup_deployments(pg, deps, commander)
-    install_helper(pg, run_module, [d["killer"] for d in deps])
-    return commander, deps

@@ -40,8 +40,10 @@ def names_for(i):
 
 
 def setup(conn, records):
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import ensure_helper
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.base.database import Session
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper_install import (
+        ensure_helper,
+    )
 
     class _Module(object):
         def fail_json(self, msg, **extra):

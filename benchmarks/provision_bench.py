@@ -102,7 +102,9 @@ def count_catalog(info, count):
 
 def module_args(info, vars_path):
     """What the deployments role passes deployment_setup, for the module run on its own."""
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import expand_deployments
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import (
+        expand_deployments,
+    )
     variables = json.loads(Path(vars_path).read_text())
     return dict(login_host=info["host"], login_port=info["port"], login_user=info["user"], login_db="postgres",
                 deployments=expand_deployments(variables["dataplane_deployments"]),

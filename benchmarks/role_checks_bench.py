@@ -27,9 +27,11 @@ def main():
     parser.add_argument("--version", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import expand_deployments
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.server import role_checks
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.base.database import Session
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import (
+        expand_deployments,
+    )
 
     records = expand_deployments([{"id": "b%04d" % i} for i in range(args.count)])
     with benchlib.scratch_postgresql(args.version) as (info, dummy):

@@ -3,7 +3,7 @@
 """Documentation of the connection options every dataplane.postgresql module takes.
 
 The options themselves (and the connection code) come from community.postgresql's
-``postgres_common_argument_spec()``, plus ``login_db``; see module_utils/database.py. They are
+``postgres_common_argument_spec()``, plus ``login_db``; see module_utils/base/database.py. They are
 documented here, in this collection, so that the module documentation renders with only this
 collection installed (Galaxy's importer runs ansible-doc that way). Keep it in step with
 ``connection_argument_spec()``: ansible-test sanity (validate-modules) compares the two.

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Documentation of the ``deployments`` option: the Deployment records.
 
-The argument spec is ``deployment.RECORD_OPTIONS`` (module_utils/deployment.py), shared by
+The argument spec is ``deployment.RECORD_OPTIONS`` (module_utils/model/deployment.py), shared by
 ``deployment_setup`` and ``deployment_audit``; ansible-test sanity (validate-modules) compares
 the two, so keep them in step.
 """

@@ -72,7 +72,7 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import (
     DEFAULT_AIRFLOW_SCHEMA,
     DEFAULT_COMMANDER,
     DEFAULT_PLANES,

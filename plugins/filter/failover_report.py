@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import (
     DeploymentModelError,
     expand_deployments,
 )

@@ -343,14 +343,13 @@ warnings:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import connection_argument_spec
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import records_argument_spec
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.provision.run import (  # this module's entry point
     DEFAULT_OWNER_ROLE,
     DEFAULT_SCHEMA,
+    connection_argument_spec,
+    records_argument_spec,
+    run,
 )
-from ansible_collections.dataplane.postgresql.plugins.module_utils.provisioner import run
 
 
 def main():

@@ -383,10 +383,12 @@ queries:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import connection_argument_spec
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import ON_STATE_CHANGE
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import DEFAULT_SCHEMA
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_runner import run_fence
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence.run import (  # this module's entry point
+    DEFAULT_SCHEMA,
+    ON_STATE_CHANGE,
+    connection_argument_spec,
+    run_fence,
+)
 
 
 def main():

@@ -210,10 +210,10 @@ status:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import connection_argument_spec
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.helper.run import (  # this module's entry point
     DEFAULT_OWNER_ROLE,
     DEFAULT_SCHEMA,
+    connection_argument_spec,
     run_fence_helper,
 )
 

@@ -513,13 +513,13 @@ timings:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dataplane.postgresql.plugins.module_utils import membership_request
+from ansible_collections.dataplane.postgresql.plugins.module_utils.membership import run as membership_run  # this module's entry point
 
 
 def main():
-    module = AnsibleModule(argument_spec=membership_request.argument_spec(), supports_check_mode=True,
-                           **membership_request.CONSTRAINTS)
-    membership_request.run(module)
+    module = AnsibleModule(argument_spec=membership_run.argument_spec(), supports_check_mode=True,
+                           **membership_run.CONSTRAINTS)
+    membership_run.run(module)
 
 
 if __name__ == "__main__":

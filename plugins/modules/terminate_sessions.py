@@ -153,9 +153,11 @@ queries:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import connection_argument_spec
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import DEFAULT_SCHEMA
-from ansible_collections.dataplane.postgresql.plugins.module_utils.sessions import run_terminate_sessions
+from ansible_collections.dataplane.postgresql.plugins.module_utils.terminate.run import (  # this module's entry point
+    DEFAULT_SCHEMA,
+    connection_argument_spec,
+    run_terminate_sessions,
+)
 
 
 def main():

@@ -1,7 +1,7 @@
 """deployment_audit module, audit role and playbook against real PostgreSQL 16/17/18 (and 15).
 
 Servers are set up with the vendor's SQL (the seed) as a superuser, optionally plus the fence
-helper (ensure_helper from module_utils/fence_helper.py), then drift is injected one item
+helper (ensure_helper from module_utils/server/helper.py), then drift is injected one item
 at a time. Every audit is followed by a catalog comparison proving nothing changed.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import ensure_helper
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base.database import Session
+from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper_install import ensure_helper
 from tests.support.reference import reference_statements
 from tests.support.reports import latest_report
 

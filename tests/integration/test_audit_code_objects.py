@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import password_matches
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base.scram import password_matches
 from test_audit import audit, by_check, failed_checks
 from test_failover import PROVISION, write_inventory
 from test_provision import record

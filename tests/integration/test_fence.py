@@ -340,8 +340,8 @@ def _comment(server, db):
 
 
 def _record(server, db):
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
-    return fence_state.parse_record(_comment(server, db))
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record
+    return fence_record.parse_record(_comment(server, db))
 
 
 def test_the_fence_records_its_state_in_the_database_comment(pg, two_deployments, run_module):
@@ -407,9 +407,9 @@ def test_an_already_fenced_catalog_without_a_record_gets_one(pg, two_deployments
 
 @pytest.mark.parametrize("damage", ["json", "format"])
 def test_a_damaged_record_fails_the_preflight_of_its_deployment(pg, two_deployments, run_module, damage):
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record
     commander, (a, b) = two_deployments
-    line = fence_state.RECORD_PREFIX + ("{not json" if damage == "json" else '{"v": 99}')
+    line = fence_record.RECORD_PREFIX + ("{not json" if damage == "json" else '{"v": 99}')
     pg.sql(psycopg2.sql.SQL("COMMENT ON DATABASE {} IS {}").format(psycopg2.sql.Identifier(a["database"]),
                                                                    psycopg2.sql.Literal(line)))
     live = Sessions(pg, a["dp1"], a["database"]).open(("idle",))

@@ -25,8 +25,10 @@ from fence_support import can_connect as _can_connect
 from fence_support import install_helper as _install_helper
 # a fixture (pytest finds it by name in this module)
 from fence_support import two_deployments  # noqa: F401  pylint: disable=unused-import
-from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import ADVISORY_LOCK_CLASS
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.fence_record import (
+    ADVISORY_LOCK_CLASS,
+)
 
 
 def _has_connect(server, role, db):
@@ -34,7 +36,7 @@ def _has_connect(server, role, db):
 
 
 def _record(server, db):
-    return fence_state.parse_record(server.sql(
+    return fence_record.parse_record(server.sql(
         "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (db,))[0][0])
 
 

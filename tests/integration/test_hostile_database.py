@@ -34,7 +34,7 @@ AUDIT = "dataplane.postgresql.audit"
 ADMIN = "postgres"
 
 # What the collection's schema-role step asks in a metadata database where a login role owns
-# something (module_utils/schema_role.py DATABASE_QUERY), cut down: an oid column against a
+# something (module_utils/provision/schema_role.py DATABASE_QUERY), cut down: an oid column against a
 # ::regclass and an integer, as an unpinned session would run it.
 CONTROL_QUERY = ("SELECT pg_catalog.count(*) FROM pg_catalog.pg_shdepend sd"
                  " WHERE sd.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND sd.dbid IN (0, 1)")

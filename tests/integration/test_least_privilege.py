@@ -572,8 +572,11 @@ def test_a_borrow_left_by_a_run_that_died_is_named_then_given_back(pg16, names, 
     through the collection's own code, then the connection is simply closed) leaves the admin
     holding INHERIT and SET on them. The audit names it; the next provision gives it back first,
     says so, and puts back the role's own comment."""
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import schema_role
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session, make_durable
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.provision import schema_role
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.base.database import (
+        Session,
+        make_durable,
+    )
 
     server = pg16
     admin = create_managed_admin(server, names("rds_admin"), "rds")

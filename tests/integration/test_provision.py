@@ -233,7 +233,7 @@ def test_module_idempotent_and_password_rules(pg16, names, run_module):
     assert not again["failed"] and again["changed"] is False and again["queries"] == [], again
 
     # Passwords are stored as SCRAM secrets of what was given.
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import password_matches
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.base.scram import password_matches
     stored = pg16.sql("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (rec["login_roles"]["dp1"],))[0][0]
     assert stored.startswith("SCRAM-SHA-256$4096:")
     assert password_matches(stored, "first-secret-1", rec["login_roles"]["dp1"]) is True
@@ -256,7 +256,7 @@ def test_module_idempotent_and_password_rules(pg16, names, run_module):
 
 
 def test_scram_secret_matches_server_hashing(pg16, names):
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import password_matches
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.base.scram import password_matches
     role = names("scram_probe")
     for password in ("plain-ascii", "caf\u00e9 \u00fcber", "\u2168 roman", "with'quote\"s"):
         pg16.sql(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
@@ -460,10 +460,10 @@ def test_playbook_decommission_and_report(pg16, ansible_playbook, tmp_path, name
 
 def _write_record(server, database, fenced, admitted, phase="complete", run="test-run"):
     """A fence state record as the fence module writes it (the format of module_utils/fence_state)."""
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
-    record = fence_state.new_record(None, fenced, admitted, phase, run, "commander_user", "2026-11-27T00:00:00Z")
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record
+    record = fence_record.new_record(None, fenced, admitted, phase, run, "commander_user", "2026-11-27T00:00:00Z")
     server.sql(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-        sql.Identifier(database), sql.Literal(fence_state.render_comment(None, record))))
+        sql.Identifier(database), sql.Literal(fence_record.render_comment(None, record))))
     return record
 
 
@@ -497,10 +497,10 @@ def test_module_keeps_a_recorded_fence_and_readmits_only_when_asked(pg16, names,
     res = run_module("deployment_setup", setup_args(pg16, [rec], readmit_fenced_planes=True, run_id="r-1"))
     assert not res["failed"] and res["changed"] is True and res["deployments"][0]["readmitted"] is True, res
     assert pg16.sql("SELECT has_database_privilege(%s, %s, 'CONNECT')", (dp1, rec["database"]))[0][0] is True
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record
     comment = pg16.sql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
                        (rec["database"],))[0][0]
-    written = fence_state.parse_record(comment)
+    written = fence_record.parse_record(comment)
     assert written["fenced"] == [] and written["admitted"] == sorted([dp1, dp2]) and written["phase"] == "complete"
     assert written["generation"] == 2 and written["run"] == "r-1" and written["by"] == "postgres"
     again = run_module("deployment_setup", setup_args(pg16, [rec], readmit_fenced_planes=True))
@@ -530,7 +530,9 @@ def test_readmission_waits_for_a_running_fence_and_refuses_a_state_that_moved(pg
     sees that the fence state changed meanwhile, and re-admits nothing."""
     import threading
     import time
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import ADVISORY_LOCK_CLASS
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.model.fence_record import (
+        ADVISORY_LOCK_CLASS,
+    )
     rec = record(names, "rl")
     dp1, dp2 = rec["login_roles"]["dp1"], rec["login_roles"]["dp2"]
     assert not run_module("deployment_setup", setup_args(pg16, [rec], commander_password="cmd-secret-77"))["failed"]

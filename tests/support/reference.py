@@ -8,7 +8,7 @@ as placeholders). Everything else is derived from it: each statement's names bec
 
 from psycopg2 import sql
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import MIN_SERVER_VERSION_NUM
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base.database import MIN_SERVER_VERSION_NUM
 
 SEED_EXAMPLE = """\
 CREATE ROLE airflow_db_<deployment>_owner NOLOGIN;

@@ -4,7 +4,7 @@ A metadata database is ground that others control: the login roles (through the 
 and commander_user (through the owner role) can create operators and functions in its
 schemas, and PostgreSQL picks a planted ``public.=(oid, regclass)`` over pg_catalog's
 ``=(oid, oid)`` for ``oid_column = 'x'::regclass`` (an exact match beats a coercion). Sessions
-pin search_path at connect time (module_utils/database.py); on top of that, every operator in
+pin search_path at connect time (module_utils/base/database.py); on top of that, every operator in
 the SQL text is written ``OPERATOR(pg_catalog.=)``, so the SQL is safe even where the pin
 might not hold (a pooler that drops start-up options). docs/maintaining.md gives the rule.
 
@@ -56,7 +56,7 @@ BY_NAME = re.compile(r"\b(?:NOT\s+)?IN\s*\(|\bI?LIKE\b|\bBETWEEN\b|\bIS\s+(?:NOT
 # the function, which is declared ``SET search_path = pg_catalog, pg_temp`` and lives in the
 # helper's database (the admin's, where no tenant can create objects); its text is part of
 # the installed helper's version, so rewriting it would force every installation to upgrade.
-EXEMPT = {("plugins/module_utils/fence_helper.py", "FUNCTION_BODY")}
+EXEMPT = {("plugins/module_utils/server/helper.py", "FUNCTION_BODY")}
 
 
 def _docstring_nodes(tree, path):
@@ -124,7 +124,8 @@ def test_the_scanner_finds_sql():
     """The scanner reads the SQL it is meant to keep (it would pass vacuously otherwise)."""
     places = [place for place, dummy in sql_strings()]
     assert len(places) > 100
-    for name in ("fence_helper.py", "schema_role.py", "audit.py", "memberships.py", "database.py"):
+    for name in ("server/helper.py", "server/helper_install.py", "provision/schema_role.py", "audit/checks.py",
+                 "server/memberships.py", "base/database.py"):
         assert any(name in place for place in places), name
     assert all(path in (str(p.relative_to(REPO)) for p in PLUGINS.rglob("*.py")) for path, dummy in EXEMPT)
 

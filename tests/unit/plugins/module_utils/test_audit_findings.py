@@ -4,13 +4,13 @@ import copy
 
 import pytest
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.audit.checks import (
     CHECKS,
     audit_deployment,
     audit_deployments,
 )
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import expand_deployments
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import record_problems
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import expand_deployments
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import record_problems
 
 [REC] = expand_deployments([{"id": "a"}])
 OWNER, KILLER, DB = "airflow_db_a_owner", "airflow_conn_killer_a", "airflow_db_a"

@@ -5,11 +5,14 @@ import re
 
 import pytest
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import code_objects as co
-from ansible_collections.dataplane.postgresql.plugins.module_utils import login_passwords as lp
-from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import overall_summary, summary_line
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import expand_deployments
-from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import scram_secret
+from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import code_objects as co
+from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import login_passwords as lp
+from ansible_collections.dataplane.postgresql.plugins.module_utils.audit.checks import (
+    overall_summary,
+    summary_line,
+)
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import expand_deployments
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base.scram import scram_secret
 
 [REC_A, REC_B] = expand_deployments([{"id": "a"}, {"id": "b"}])
 SCHEMA = "airflow_db_a_schema"

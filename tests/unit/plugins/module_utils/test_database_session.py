@@ -6,7 +6,7 @@ asks of it. What the server does with the statements is covered by the integrati
 
 import pytest
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session, as_session
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base.database import Session, as_session
 
 
 class Failed(Exception):
@@ -104,7 +104,7 @@ def _params(**over):
 
 
 def test_search_path_is_pinned_in_the_startup_options():
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.database import pinned_conn_params
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.base.database import pinned_conn_params
     kw = pinned_conn_params(_Warner(), _params())
     assert kw["options"] == "-c search_path=pg_catalog,pg_temp -c role=none -c default_transaction_read_only=off"
     assert kw["dbname"] == "airflow_db_a"
@@ -113,7 +113,7 @@ def test_search_path_is_pinned_in_the_startup_options():
 def test_a_users_own_options_are_kept_and_the_pin_comes_last():
     """The server applies start-up options in order: the pin must come after the user's, so a
     search_path in connect_params cannot undo it."""
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.database import pinned_conn_params
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.base.database import pinned_conn_params
     given = {"options": "-c search_path=public -c work_mem=8MB", "application_name": "ops"}
     kw = pinned_conn_params(_Warner(), _params(connect_params=given))
     assert kw["options"] == ("-c search_path=public -c work_mem=8MB -c search_path=pg_catalog,pg_temp -c role=none"

@@ -1,6 +1,6 @@
 import pytest
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import (
     DeploymentModelError,
     expand_deployments,
 )

@@ -3,9 +3,9 @@
 import yaml
 
 from ansible_collections.dataplane.postgresql.plugins.doc_fragments.deployment_record import ModuleDocFragment
-from ansible_collections.dataplane.postgresql.plugins.module_utils import deployment as dep
-from ansible_collections.dataplane.postgresql.plugins.module_utils import provisioning as prov
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import sql
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model import deployment as dep
+from ansible_collections.dataplane.postgresql.plugins.module_utils.provision import plan as prov
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base.database import sql
 
 
 def record(dep_id="a", **extra):
@@ -125,7 +125,7 @@ def test_change_phrases_name_the_schema_role_apart_from_the_memberships():
 
 
 def test_statement_head_never_cuts_a_quoted_string():
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.provisioner import statement_head
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.provision.run import statement_head
     assert statement_head("GRANT x TO y\nmore") == "GRANT x TO y"
     long = "COMMENT ON FUNCTION dataplane_fence.terminate_member_sessions(name) IS '" + "word " * 60 + "'"
     head = statement_head(long)

@@ -1,13 +1,13 @@
 """Pure logic of the fence module and the helper's input checks (no server)."""
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence.plan import (
     fence_request_problems,
     option_problems,
     deployment_result,
     failure_summary,
     preflight_verdict,
 )
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper import (
     FUNCTION_BODY,
     HELPER_VERSION,
     helper_problems,
@@ -86,8 +86,8 @@ def test_helper_inputs_and_body_invariants():
 
 # --- fence state planning (issue 16) -------------------------------------------------------------
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state as _fs  # noqa: E402
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import (  # noqa: E402
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record as _fs  # noqa: E402
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence.plan import (  # noqa: E402
     fenced_roles,
     is_complete_for,
     planned_records,
@@ -160,8 +160,10 @@ def test_a_damaged_record_is_a_problem():
 
 
 def test_expected_generations_are_checked():
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import (
-        expected_generation_problems, expected_key)
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.fence.plan import (
+        expected_generation_problems,
+        expected_key,
+    )
     deps = [dep("a"), dep("b")]
     problems, out = expected_generation_problems({"airflow_db_a": 4, "airflow_db_b": None}, deps)
     assert problems == [] and out == {"airflow_db_a": 4, "airflow_db_b": None}

@@ -1,10 +1,10 @@
-"""Unit tests of the fence state record format (module_utils/fence_state.py)."""
+"""Unit tests of the fence state record format (module_utils/model/fence_record.py)."""
 
 import json
 
 import pytest
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state as fs
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model import fence_record as fs
 
 
 def record(**over):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_view import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.fence_view import (
     fence_view,
     provision_policy,
 )

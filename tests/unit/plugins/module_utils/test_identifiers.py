@@ -1,6 +1,6 @@
-"""module_utils/identifiers.py: names refused before any statement, and names in messages."""
+"""module_utils/base/identifiers.py: names refused before any statement, and names in messages."""
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base.identifiers import (
     identifier_problem,
     name_listing,
     role_name_problem,

@@ -1,8 +1,8 @@
-"""Pure helpers of module_utils/membership_request.py (the membership module's logic): how
+"""Pure helpers of module_utils/membership/run.py (the membership module's logic): how
 upstream-style arguments become grants and how statements become upstream's granted/revoked
 dicts. The module itself is not imported."""
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.membership_request import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.membership.run import (
     CONSTRAINTS,
     argument_spec,
     by_group,

@@ -1,8 +1,8 @@
-"""Pure planning logic of module_utils/memberships.py: current rows + wanted grants -> statements."""
+"""Pure planning logic of module_utils/server/memberships.py: current rows + wanted grants -> statements."""
 
 import pytest
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.server.memberships import (
     effective_options,
     exact_revocations,
     missing_roles_message,
@@ -327,7 +327,9 @@ def test_all_grantors_clears_false_options_on_every_row_and_absent_removes_every
 
 
 def test_grantor_problems():
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import grantor_problems
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.server.memberships import (
+        grantor_problems,
+    )
     context = {"is_superuser": False, "login": "boss", "bootstrap_superuser": "postgres"}
     named = [("grant", "g", "boss"), ("grant", "h", "team"), ("revoke", "k", "stranger"), ("grant", "x", None)]
     holders = {"g": [("team", True)], "h": [("team", True)]}
@@ -348,8 +350,10 @@ def test_grantor_problems():
 
 
 def test_foreign_notes_name_what_other_grantors_keep():
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import (
-        foreign_notes, foreign_warning)
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.server.memberships import (
+        foreign_notes,
+        foreign_warning,
+    )
     after = [row("g", "m", inherit=False), row("g", "m", grantor="other", inherit=True, admin=True)]
     notes = foreign_notes([grant("g", "m", inherit_option=False, admin_option=False)], after, "postgres", V16)
     assert [(n["kind"], n.get("option"), n["others"]) for n in notes] == [
@@ -363,7 +367,9 @@ def test_foreign_notes_name_what_other_grantors_keep():
 
 
 def test_derived_grantor_clashes():
-    from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import derived_grantor_clashes
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.server.memberships import (
+        derived_grantor_clashes,
+    )
     grants = [grant("g", "m", admin_option=True), grant("g", "m", granted_by="postgres", admin_option=False),
               grant("g", "m", granted_by="team")]
     [clash] = derived_grantor_clashes(grants, ["memberships[0]", "memberships[1]", "memberships[2]"], "postgres")

@@ -2,9 +2,9 @@
 
 import copy
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import parity
-from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import summary_line
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import expand_deployments
+from ansible_collections.dataplane.postgresql.plugins.module_utils.server import parity
+from ansible_collections.dataplane.postgresql.plugins.module_utils.audit.checks import overall_summary, summary_line
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import expand_deployments
 
 [REC] = expand_deployments([{"id": "a"}])
 DB, SCHEMA, DP1, DP2 = "airflow_db_a", "airflow_db_a_schema", "dp1_user_a", "dp2_user_a"
@@ -110,7 +110,8 @@ def test_merge_findings_recomputes_drift_and_summary():
     facts["settings"] = []
     results = [{"id": "a", "state": "present", "database": DB, "findings": [], "drift": False,
                 "fence_capable": True, "fence_route": "helper"}]
-    results, overall = parity.merge_findings(copy.deepcopy(results), [REC], facts, {}, summary_line)
+    results, overall = parity.merge_findings(copy.deepcopy(results), [REC], facts, {}, summary_line,
+                                             overall_summary)
     assert overall["drift"] and overall["drifted"] == ["a"] and overall["fence_capable"]
     assert results[0]["summary"].startswith("a: DRIFT (1), fence capable (helper): role_settings:")
 

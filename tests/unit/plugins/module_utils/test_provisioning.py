@@ -3,15 +3,15 @@
 import base64
 import hashlib
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import record_problems
-from ansible_collections.dataplane.postgresql.plugins.module_utils.provisioning import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import record_problems
+from ansible_collections.dataplane.postgresql.plugins.module_utils.provision.plan import (
     acl_new_owner,
     acl_text,
     default_acl,
     option_problems,
     plan_deployments,
 )
-from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base.scram import (
     password_matches,
     saslprep,
     scram_secret,

@@ -2,7 +2,7 @@
 
 import time
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import results
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base import results
 
 
 def test_timings_phases_and_total():

@@ -1,6 +1,6 @@
 """The pure half of role_checks: catalog facts in, refusals and missing grants out (no server)."""
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.role_checks import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.server.role_checks import (
     admin_problems,
     commander_warnings,
     name_problems,

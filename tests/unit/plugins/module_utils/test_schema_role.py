@@ -3,12 +3,12 @@
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import schema_role as sr
-from ansible_collections.dataplane.postgresql.plugins.module_utils.deployment import (
+from ansible_collections.dataplane.postgresql.plugins.module_utils.provision import schema_role as sr
+from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import (
     DeploymentModelError,
     expand_deployments,
 )
-from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import statement_text
+from ansible_collections.dataplane.postgresql.plugins.module_utils.server.memberships import statement_text
 
 [REC] = expand_deployments([{"id": "a"}])
 
@@ -118,7 +118,7 @@ def test_hostile_names_are_quoted_never_interpolated():
 
 
 def test_schema_role_keys_are_checked_by_the_one_record_validator():
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import deployment
+    from ansible_collections.dataplane.postgresql.plugins.module_utils.model import deployment
     bad = dict(REC, schema_role="pg_x", airflow_schema="")
     problems = deployment.record_problems([bad])
     assert len(problems) == 2 and "pg_x" in problems[0] and "must not be empty" in problems[1]

@@ -1,7 +1,7 @@
-"""Input checks of the terminate_sessions module (module_utils/sessions.py), without a server."""
+"""Input checks of the terminate_sessions module (module_utils/server/sessions.py), without a server."""
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.sessions import (
-    session_record,
+from ansible_collections.dataplane.postgresql.plugins.module_utils.server.sessions import session_record
+from ansible_collections.dataplane.postgresql.plugins.module_utils.terminate.run import (
     terminate_request_problems,
 )
 

@@ -4,7 +4,8 @@ import threading
 
 import pytest
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import database, workers
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base import database
+from ansible_collections.dataplane.postgresql.plugins.module_utils.base import workers
 
 
 def test_thread_count():

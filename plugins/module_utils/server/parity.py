@@ -24,14 +24,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import overall_summary
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import MIN_SERVER_VERSION_NUM, as_session
-from ansible_collections.dataplane.postgresql.plugins.module_utils.schema_role import (
-    MEMBERSHIP_OPTIONS,
-    ROLES_QUERY,
-    SETTINGS_QUERY,
-    effective_role_setting,
-)
+from ..base.database import MIN_SERVER_VERSION_NUM, as_session
+from .role_settings import MEMBERSHIP_OPTIONS, ROLES_QUERY, SETTINGS_QUERY, effective_role_setting
 
 CHECKS = ("schema_role", "role_settings", "object_owners", "plane_privileges")
 ATTRIBUTES = ("rolcanlogin", "rolsuper", "rolcreatedb", "rolcreaterole", "rolreplication", "rolbypassrls")
@@ -363,9 +357,10 @@ def resolve(facts, records, connect_database):
     return without_temporary(facts, temporary), names
 
 
-def merge_findings(results, records, facts, names, summary_line):
+def merge_findings(results, records, facts, names, summary_line, overall_summary):
     """Add the parity findings to the audit RESULTS (one per record, same order) and return
-    (results, overall) recomputed. SUMMARY_LINE is audit.summary_line."""
+    (results, overall) recomputed. SUMMARY_LINE and OVERALL_SUMMARY are the audit's own
+    (audit/checks.py), passed in because server code never imports an action package."""
     for result, record in zip(results, records):
         if result.get("state", "present") != "present":
             continue

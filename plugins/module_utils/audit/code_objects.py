@@ -37,8 +37,8 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import database as _database
-from ansible_collections.dataplane.postgresql.plugins.module_utils import workers as _workers
+from ..base import database as _database
+from ..base import workers as _workers
 
 CHECK = "code_objects"
 WORKERS = 4        # threads for the per-database connections (see workers.py)

@@ -4,8 +4,8 @@
 
 plugins/modules/fence.py holds the documentation and the argument spec and calls run_fence();
 the decisions (input checks, preflight verdicts, records to write) are the pure functions of
-module_utils/fence.py. Only this file talks to PostgreSQL for the fence, through the Session
-wrapper of module_utils/database.py.
+module_utils/fence/plan.py. Only this file talks to PostgreSQL for the fence, through the Session
+wrapper of module_utils/base/database.py.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,16 +16,9 @@ import signal
 import time
 import uuid
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
-    MIN_SERVER_VERSION_NUM,
-    Session,
-    connect,
-    sql,
-    version_label,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import (
-    ADVISORY_LOCK_CLASS,
-    LOCK_NOT_AVAILABLE,
+from ..base.database import MIN_SERVER_VERSION_NUM, Session, connect, sql, version_label
+from ..model.fence_record import ADVISORY_LOCK_CLASS, LOCK_NOT_AVAILABLE
+from .plan import (
     deployment_result,
     expected_key,
     failure_summary,
@@ -38,9 +31,15 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import 
     state_change_message,
     state_key,
 )
-from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
-from ansible_collections.dataplane.postgresql.plugins.module_utils import results as _results
-from ansible_collections.dataplane.postgresql.plugins.module_utils import sessions as sess
+from ..model import fence_record
+from ..base import results as _results
+from ..server import sessions as sess
+
+# The names plugins/modules/ takes from this entry point besides the run function (a module
+# imports its action's entry point only; see docs/architecture.md).
+from ..base.database import connection_argument_spec  # noqa: F401
+from ..server.helper import DEFAULT_SCHEMA  # noqa: F401
+from .plan import ON_STATE_CHANGE  # noqa: F401
 
 _VIA_SQL = """ARRAY(
   SELECT CASE
@@ -211,8 +210,8 @@ class Fence(object):
         if self.params["parity"] != "ignore":
             # imported only when asked for: the parity code is large, and a fence without it
             # should not pay for loading it
-            from ansible_collections.dataplane.postgresql.plugins.module_utils import parity as _parity
-            from ansible_collections.dataplane.postgresql.plugins.module_utils.database import connect_database
+            from ..server import parity as _parity
+            from ..base.database import connect_database
             records = [_parity.fence_record(d) for d in self.deps]
             parity_facts = _parity.read_facts(self.session, records, self.version)
             # Only where objects look out of place: connect to that database to leave out the
@@ -271,7 +270,7 @@ class Fence(object):
                       "privileges, need the INHERIT/SET options of PostgreSQL 16. Nothing was changed."
                       % version_label(version), server_version=version_label(version))
         # The recorded states as this run found them, before it waits for another fence's lock.
-        seen = fence_state.read_comments(session, [d["database"] for d in self.deps])
+        seen = fence_record.read_comments(session, [d["database"] for d in self.deps])
         self.lock()
         self.mark("lock")
         rows, routes, report = self.preflight(login)
@@ -287,7 +286,7 @@ class Fence(object):
                 else:
                     report.append({"name": dep["name"], "problems": [problem]})
             elif row["db_exists"]:
-                record = fence_state.parse_record(row["comment"])
+                record = fence_record.parse_record(row["comment"])
             records.append(record)
             res["state_before"] = res["state_after"] = record
         expected = self.expected
@@ -328,7 +327,7 @@ class Fence(object):
         revokes = [sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
             sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["source_role"]))
             for i in revoke_idx]
-        fencing = [fence_state.comment_statement(self.deps[i]["database"], rows[i]["comment"], plans[i][0])
+        fencing = [fence_record.comment_statement(self.deps[i]["database"], rows[i]["comment"], plans[i][0])
                    for i in write_idx]
         if self.check:
             for i in revoke_idx:
@@ -340,7 +339,7 @@ class Fence(object):
             grants = [sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
                 sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["destination_role"]))
                 for i in grant_idx]
-            completes = [fence_state.comment_statement(self.deps[i]["database"], rows[i]["comment"], plans[i][1])
+            completes = [fence_record.comment_statement(self.deps[i]["database"], rows[i]["comment"], plans[i][1])
                          for i in write_idx]
             for st in revokes + fencing + grants + completes:
                 session.queries.append(session.render(st))
@@ -415,7 +414,7 @@ class Fence(object):
         completes = {}
         for i in to_complete:
             dep = self.deps[i]
-            completes[i] = fence_state.new_record(plans[i][0], plans[i][0]["fenced"], [dep["destination_role"]],
+            completes[i] = fence_record.new_record(plans[i][0], plans[i][0]["fenced"], [dep["destination_role"]],
                                                   "complete", params["run_id"], me["s"], verify[i]["now_utc"],
                                                   me["app"])
         if to_grant or to_complete:
@@ -423,7 +422,7 @@ class Fence(object):
                 [sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
                     sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["destination_role"]))
                  for i in to_grant]
-                + [fence_state.comment_statement(self.deps[i]["database"], rows[i]["comment"], completes[i])
+                + [fence_record.comment_statement(self.deps[i]["database"], rows[i]["comment"], completes[i])
                    for i in to_complete])
             session.execute(statement)
             for i in to_grant:

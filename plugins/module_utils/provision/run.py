@@ -17,22 +17,23 @@ __metaclass__ = type
 
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import deployment as _deployment
-from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_helper as _fence_helper
-from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state as _fence_state
-from ansible_collections.dataplane.postgresql.plugins.module_utils import memberships as _memberships
-from ansible_collections.dataplane.postgresql.plugins.module_utils import provisioning as _p
-from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks as _role_checks
-from ansible_collections.dataplane.postgresql.plugins.module_utils import schema_role as _schema_role
-from ansible_collections.dataplane.postgresql.plugins.module_utils import workers as _workers
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
-    MIN_SERVER_VERSION_NUM,
-    Session,
-    connect,
-    sql,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence import ADVISORY_LOCK_CLASS
-from ansible_collections.dataplane.postgresql.plugins.module_utils.results import Timings
+from ..model import deployment as _deployment
+from ..server import helper_install as _helper_install
+from ..model import fence_record as _fence_record
+from ..server import memberships as _memberships
+from . import plan as _p
+from ..server import role_checks as _role_checks
+from . import schema_role as _schema_role
+from ..base import workers as _workers
+from ..base.database import MIN_SERVER_VERSION_NUM, Session, connect, sql
+from ..model.fence_record import ADVISORY_LOCK_CLASS
+from ..base.results import Timings
+
+# The names plugins/modules/ takes from this entry point besides the run function (a module
+# imports its action's entry point only; see docs/architecture.md).
+from ..base.database import connection_argument_spec  # noqa: F401
+from ..model.deployment import records_argument_spec  # noqa: F401
+from ..server.helper import DEFAULT_OWNER_ROLE, DEFAULT_SCHEMA  # noqa: F401
 
 BATCH = 400  # statements sent per round trip
 DATABASE_WORKERS = 3  # connections for CREATE/DROP DATABASE (at least 4 statements each)
@@ -116,7 +117,7 @@ def read_memberships(session, records):
 def read_fence_states(session, records, params):
     """The fence state of every Deployment's database, and who/when/which run would write one."""
     databases = sorted(set(rec["database"] for rec in records))
-    states = _fence_state.read_states(session, databases)
+    states = _fence_record.read_states(session, databases)
     row = session.rows(WRITER_QUERY)[0]
     writer = {"by": row["who"], "at": row["at_utc"], "application": row["app"] or None, "run": params.get("run_id")}
     return states, writer
@@ -132,7 +133,7 @@ def lock_readmitted(session, plan, check):
     session.rows("SELECT pg_catalog.pg_advisory_xact_lock(%s, k)::text FROM"
                  " (SELECT DISTINCT pg_catalog.hashtext(d) AS k FROM pg_catalog.unnest(%s::text[]) AS d ORDER BY 1) AS keys",
                  (ADVISORY_LOCK_CLASS, databases))
-    now = _fence_state.read_comments(session, databases)
+    now = _fence_record.read_comments(session, databases)
     moved = sorted(set(db for dummy, db, comment in plan.readmits if now.get(db) != comment))
     if moved:
         raise RuntimeError("the fence state of %s changed while this run was planning (another failover or "
@@ -304,7 +305,7 @@ class Provisioning(object):
     def ensure_helper(self, check):
         # In check mode ensure_helper plans the grants for killer roles this run would create.
         # The killer roles of decommissioned Deployments leave the helper's registry in the same run.
-        return _fence_helper.ensure_helper(self.session, self.params["helper_schema"], self.params["helper_owner_role"],
+        return _helper_install.ensure_helper(self.session, self.params["helper_schema"], self.params["helper_owner_role"],
                                            self.plan.helper_killers, "present", check,
                                            unregister=self.plan.helper_unregister)
 

@@ -7,7 +7,7 @@ Two routes to terminate a role's sessions:
 - ``direct``: ``pg_terminate_backend`` as the login, when PostgreSQL allows it (the login
   is a superuser, or the target is not a superuser and the login has the privileges of the
   target role or of ``pg_signal_backend``);
-- ``helper``: the fence helper function (module_utils/fence_helper.py), called for a killer
+- ``helper``: the fence helper function (module_utils/server/helper.py), called for a killer
   role the login has the privileges of, for roles directly granted to that killer role.
 
 Every session is signalled first (without the timeout form of ``pg_terminate_backend``,
@@ -22,16 +22,8 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session, connect, sql
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import (
-    DEFAULT_SCHEMA,
-    FUNCTION_NAME,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
-    identifier_problem,
-    role_name_problem,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.results import Timings, refuse
+from ..base.database import sql
+from .helper import DEFAULT_SCHEMA, FUNCTION_NAME
 
 SESSION_COLUMNS = "pid, usename, datname, application_name, client_addr, backend_start"
 
@@ -87,7 +79,7 @@ def termination_routes(session, pairs, schema=DEFAULT_SCHEMA, helper=None):
         " ORDER BY u.ord", (roles, killers))
     wanted_killers = sorted(set(k for k in killers if k))
     if helper is None and wanted_killers:
-        from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import helper_status
+        from .helper import helper_status
         helper = helper_status(session, schema, wanted_killers)
     out = []
     for (role, killer), row in zip(pairs, rows):
@@ -270,82 +262,5 @@ def wait_until_gone(session, roles, databases=None, timeout=10.0, on_new=None, s
 
 # --- the terminate_sessions module ---------------------------------------------------------------
 
-def terminate_request_problems(params):
-    """Problems in the terminate_sessions options (a module.params-like dict). Pure."""
-    problems = []
-    for role in params["roles"]:
-        problems.append(identifier_problem(role, "role"))
-    for db in params["databases"] or ():
-        problems.append(identifier_problem(db, "database"))
-    if params["killer_role"] is not None:
-        problems.append(role_name_problem(params["killer_role"], "killer_role"))
-    problems.append(identifier_problem(params["helper_schema"], "helper_schema"))
-    if not params["roles"]:
-        problems.append("roles must not be empty")
-    if params["wait_timeout"] < 0:
-        problems.append("wait_timeout must not be negative")
-    return [p for p in problems if p]
 
 
-def run_terminate_sessions(module):
-    """The terminate_sessions module's main(): check, route, signal, wait, exit the module."""
-    timings = Timings()
-    params = module.params
-    problems = terminate_request_problems(params)
-    if problems:
-        refuse(module, "terminate_sessions request", problems, timings=timings.as_dict())
-    roles = list(dict.fromkeys(params["roles"]))
-    databases = params["databases"]
-    schema = params["helper_schema"]
-
-    session = Session(module, connect(module, autocommit=True))
-    timings.mark("connect")
-    try:
-        routes = termination_routes(session, [(r, params["killer_role"]) for r in roles], schema=schema)
-        timings.mark("routes")
-        missing = [r for r in routes if r["route"] is None]
-        if missing:
-            session.fail("cannot terminate the sessions of %s; nothing was signalled: %s"
-                         % (", ".join(r["role"] for r in missing), "; ".join(r["problem"] for r in missing)),
-                         routes=dict((r["role"], r["route"]) for r in routes),
-                         problems=[r["problem"] for r in missing], timings=timings.as_dict())
-        direct = [r["role"] for r in routes if r["route"] == "direct"]
-        helper_pairs = [(params["killer_role"], r["role"]) for r in routes if r["route"] == "helper"]
-        signal = not module.check_mode
-
-        def signal_sessions(direct_roles, pairs):
-            """List (and, unless in check mode, signal) sessions; one statement per route."""
-            out = []
-            for row in signal_direct(session, direct_roles, databases, signal=signal):
-                out.append(dict(session_record(row), route="direct", terminated=bool(row["terminated"])))
-            for row in signal_via_helper(session, pairs, databases, signal=signal, schema=schema):
-                out.append(dict(session_record(row), route="helper", terminated=bool(row["terminated"])))
-            return out
-
-        found = signal_sessions(direct, helper_pairs)
-        timings.mark("signal" if signal else "list")
-        if signal:
-            def on_new(fresh):  # a session that appeared while we waited (e.g. a reconnect)
-                roles_now = set(r["usename"] for r in fresh)
-                known = set(s["pid"] for s in found)
-                more = signal_sessions([r for r in direct if r in roles_now],
-                                       [p for p in helper_pairs if p[1] in roles_now])
-                found.extend(s for s in more if s["pid"] not in known)
-
-            # poll until no session of the roles remains (not only the pids signalled first)
-            remaining = [session_record(r) for r in wait_until_gone(
-                session, roles, databases, timeout=params["wait_timeout"], on_new=on_new,
-                seen_pids=[s["pid"] for s in found])]
-            timings.mark("wait")
-        else:  # check mode: nothing was signalled, so everything found remains
-            remaining = [dict((k, v) for k, v in s.items() if k not in ("route", "terminated")) for s in found]
-    except Exception as exc:
-        session.fail("terminate_sessions: %s" % exc, timings=timings.as_dict())
-    session.close()
-    result = timings.as_dict()
-    # check mode: changed when there is something to signal; else when a signal was accepted
-    changed = bool(found) if module.check_mode else any(s["terminated"] for s in found)
-    module.exit_json(changed=changed, sessions=found, remaining=remaining,
-                     routes=dict((r["role"], r["route"]) for r in routes), timings=result,
-                     elapsed_ms=sum(result.get(k, 0) for k in ("signal_ms", "wait_ms", "list_ms")),
-                     queries=session.queries)

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pure logic of the fence module: input checks, preflight verdicts, plans and results.
 
-What talks to PostgreSQL lives in module_utils/fence_runner.py; what is here takes rows and
+What talks to PostgreSQL lives in module_utils/fence/run.py; what is here takes rows and
 returns decisions, so it is unit-tested without a server. Nothing here knows the Airflow
 naming: a fence request is any (database, source role, destination role, killer role).
 """
@@ -11,17 +11,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
-    identifier_problem,
-    role_name_problem,
-)
+from ..model import fence_record
+from ..base.identifiers import identifier_problem, role_name_problem
 
-# First key of the two-key advisory lock that serializes fences of the same database
-# (the second key is hashtext(database name)). 0x64706663 = "dpfc".
-ADVISORY_LOCK_CLASS = 1685087843
-# SQLSTATE of a lock wait that ran past lock_timeout.
-LOCK_NOT_AVAILABLE = "55P03"
 # What a fence does when the recorded state of a database changed while it waited for the
 # advisory lock (another fence ran in between).
 ON_STATE_CHANGE = ("fail", "proceed")
@@ -180,9 +172,9 @@ def state_key(comment):
     None when there is no record.
     """
     try:
-        record = fence_state.parse_record(comment)
-    except fence_state.RecordError:
-        return ("damaged", fence_state.split_comment(comment)[1])
+        record = fence_record.parse_record(comment)
+    except fence_record.RecordError:
+        return ("damaged", fence_record.split_comment(comment)[1])
     return None if record is None else ("generation", record["generation"])
 
 
@@ -219,13 +211,13 @@ def state_change_message(dep, before_comment, after_comment, before_text=None):
     caller read it, BEFORE_TEXT describing what the caller expected). Pure."""
     def text(comment):
         try:
-            return fence_state.describe(fence_state.parse_record(comment))
-        except fence_state.RecordError as exc:
+            return fence_record.describe(fence_record.parse_record(comment))
+        except fence_record.RecordError as exc:
             return "a damaged record (%s)" % exc
     after = None
     try:
-        after = fence_state.parse_record(after_comment)
-    except fence_state.RecordError:
+        after = fence_record.parse_record(after_comment)
+    except fence_record.RecordError:
         pass
     if after is not None:
         other = "run %s by %s at %s (fenced: %s; admitted: %s; phase %s)" % (
@@ -242,11 +234,11 @@ def state_change_message(dep, before_comment, after_comment, before_text=None):
 def record_problem(dep, comment):
     """The preflight problem of a damaged fence state record (None when it is readable). Pure."""
     try:
-        fence_state.parse_record(comment)
-    except fence_state.RecordError as exc:
+        fence_record.parse_record(comment)
+    except fence_record.RecordError as exc:
         return ("%s; the fence state of database %s is unknown, so the fence will not act on it: repair or "
                 "remove the comment line that starts with %r (COMMENT ON DATABASE)"
-                % (exc, dep["database"], fence_state.RECORD_PREFIX.strip()))
+                % (exc, dep["database"], fence_record.RECORD_PREFIX.strip()))
     return None
 
 
@@ -271,7 +263,7 @@ def planned_records(record, dep, fenced, run, by, at, application=None):
     The first goes with the REVOKE (nobody admitted by this record yet), the second with the
     destination's GRANT.
     """
-    fencing = fence_state.new_record(record, fenced, [], "fencing", run, by, at, application)
-    complete = fence_state.new_record(fencing, fenced, [dep["destination_role"]], "complete", run, by, at,
+    fencing = fence_record.new_record(record, fenced, [], "fencing", run, by, at, application)
+    complete = fence_record.new_record(fencing, fenced, [dep["destination_role"]], "complete", run, by, at,
                                       application)
     return fencing, complete

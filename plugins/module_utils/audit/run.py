@@ -7,25 +7,20 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import code_objects as _code
-from ansible_collections.dataplane.postgresql.plugins.module_utils import deployment as _deployment
-from ansible_collections.dataplane.postgresql.plugins.module_utils import login_passwords as _passwords
-from ansible_collections.dataplane.postgresql.plugins.module_utils import parity as _parity
-from ansible_collections.dataplane.postgresql.plugins.module_utils.audit import (
-    audit_deployments,
-    overall_summary,
-    read_catalog,
-    summary_line,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
-    MIN_SERVER_VERSION_NUM,
-    Session,
-    connect,
-    connect_database,
-    version_label,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_helper import helper_status
-from ansible_collections.dataplane.postgresql.plugins.module_utils.results import Timings
+from . import code_objects as _code
+from ..model import deployment as _deployment
+from . import login_passwords as _passwords
+from ..server import parity as _parity
+from .checks import audit_deployments, overall_summary, read_catalog, summary_line
+from ..base.database import MIN_SERVER_VERSION_NUM, Session, connect, connect_database, version_label
+from ..server.helper import helper_status
+from ..base.results import Timings
+
+# The names plugins/modules/ takes from this entry point besides the run function (a module
+# imports its action's entry point only; see docs/architecture.md).
+from ..base.database import connection_argument_spec  # noqa: F401
+from ..model.deployment import records_argument_spec  # noqa: F401
+from ..server.helper import DEFAULT_OWNER_ROLE, DEFAULT_SCHEMA  # noqa: F401
 
 READ_ONLY_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
@@ -133,7 +128,8 @@ def run(module):
                                                  overall_summary, facts["connected_as"])
     found, errors, skipped, parity_facts, names = _inside_databases(module, session, records, facts, parity_facts)
     if parity_facts is not None:
-        results, overall = _parity.merge_findings(results, records, parity_facts, names, summary_line)
+        results, overall = _parity.merge_findings(results, records, parity_facts, names, summary_line,
+                                                 overall_summary)
     results, overall = _code.merge_findings(results, records, found, errors,
                                             _code.parse_allowed(module.params.get("allowed_objects")),
                                             summary_line, overall_summary, facts["connected_as"], skipped)

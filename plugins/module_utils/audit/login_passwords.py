@@ -15,7 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import password_matches
+from ..base.scram import password_matches
 
 CHECK = "login_passwords"
 

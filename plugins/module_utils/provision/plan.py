@@ -16,17 +16,11 @@ __metaclass__ = type
 
 from collections import namedtuple
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import sql
-from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state as _fence_state
-from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_view as _fence_view
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
-    identifier_problem,
-    role_name_problem,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.scram import (
-    password_matches,
-    scram_secret,
-)
+from ..base.database import sql
+from ..model import fence_record as _fence_record
+from ..model import fence_view as _fence_view
+from ..base.identifiers import identifier_problem, role_name_problem
+from ..base.scram import password_matches, scram_secret
 
 PUBLIC = ""  # grantee of PUBLIC ACL entries
 PRIVILEGE_LETTERS = {"CONNECT": "c", "CREATE": "C", "TEMPORARY": "T"}
@@ -176,7 +170,7 @@ class SetFenceRecord(_action("SetFenceRecord", "set_fence_record", "database com
     __slots__ = ()
 
     def statement(self):
-        return _fence_state.comment_statement(self.database, self.comment, self.record), None
+        return _fence_record.comment_statement(self.database, self.comment, self.record), None
 
 
 class RawStatement(_action("RawStatement", "sql", "composed", "A statement composed elsewhere (borrowing a role).")):
@@ -539,7 +533,7 @@ def predict_fence_states(states, plan):
     out = dict(states)
     for dummy, action in plan.actions():
         if isinstance(action, SetFenceRecord):
-            out[action.database] = {"comment": _fence_state.render_comment(action.comment, action.record),
+            out[action.database] = {"comment": _fence_record.render_comment(action.comment, action.record),
                                     "record": action.record, "error": None}
     return out
 

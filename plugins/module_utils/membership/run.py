@@ -20,15 +20,9 @@ __metaclass__ = type
 
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.community.postgresql.plugins.module_utils.database import check_input
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
-    MIN_SERVER_VERSION_NUM,
-    Session,
-    connect,
-    connection_argument_spec,
-    version_label,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import identifier_problem
-from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships import (
+from ..base.database import MIN_SERVER_VERSION_NUM, Session, connect, connection_argument_spec, version_label
+from ..base.identifiers import identifier_problem
+from ..server.memberships import (
     OPTION_NAMES,
     REFUSED,
     converge_grants,
@@ -36,7 +30,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.memberships i
     grant_problems,
     normalize_grant,
 )
-from ansible_collections.dataplane.postgresql.plugins.module_utils.results import Timings, refuse
+from ..base.results import Timings, refuse
 
 # Keys a ``grants`` item takes from the top-level option of the same name when it omits them.
 DEFAULTED_KEYS = OPTION_NAMES + ("granted_by", "state")

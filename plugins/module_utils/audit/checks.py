@@ -28,12 +28,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import fence_state, role_checks
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
-    MIN_SERVER_VERSION_NUM,
-    version_label,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_view import fence_view
+from ..model import fence_record
+from ..server import role_checks
+from ..base.database import MIN_SERVER_VERSION_NUM, version_label
+from ..model.fence_view import fence_view
 
 SIGNAL_ROLE = "pg_signal_backend"
 HELPER_HINT = "install the fence helper (provision with dataplane_fence_helper: true)"
@@ -225,8 +223,8 @@ def read_fence_facts(session, records, facts, comments):
     for database, comment in comments.items():
         entry = {"record": None, "error": None}
         try:
-            entry["record"] = fence_state.parse_record(comment)
-        except fence_state.RecordError as exc:
+            entry["record"] = fence_record.parse_record(comment)
+        except fence_record.RecordError as exc:
             entry["error"] = str(exc)
         facts["fence_states"][database] = entry
     pairs = sorted(set((login, r["database"]) for r in records if r["database"] in facts["databases"]

@@ -3,7 +3,7 @@
 """Which plane of a Deployment is fenced and which admitted: one reading, shared by
 provision (deployment_setup) and audit (deployment_audit).
 
-The fence state record (``fence_state.py``) names login roles; this file maps them to the
+The fence state record (``model/fence_record.py``) names login roles; this file maps them to the
 Deployment's planes and, when there is no record (a fence made by version 0.1, or by hand),
 infers the state from the catalog. Pure: callers pass what they read.
 
@@ -39,7 +39,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.fence_state import new_record
+from .fence_record import new_record
 
 WITHHOLDING_STATES = ("fenced", "unknown", "damaged", "interrupted")
 
@@ -61,7 +61,7 @@ def fence_view(login_roles, exists, record=None, error=None, holders=(), public_
 
     login_roles:     {plane: login role}
     exists:          whether the database exists
-    record, error:   fence_state.read_states()'s "record" and "error" for the database
+    record, error:   fence_record.read_states()'s "record" and "error" for the database
     holders:         login roles that hold CONNECT on the database now
     public_connect:  whether PUBLIC holds CONNECT on it now
     """

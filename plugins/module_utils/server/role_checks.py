@@ -30,9 +30,9 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils import deployment as _deployment
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import sql
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import name_listing
+from ..model import deployment as _deployment
+from ..base.database import sql
+from ..base.identifiers import name_listing
 
 PRIVILEGED_ATTRIBUTES = (("rolsuper", "SUPERUSER"), ("rolcreaterole", "CREATEROLE"),
                          ("rolbypassrls", "BYPASSRLS"), ("rolreplication", "REPLICATION"))

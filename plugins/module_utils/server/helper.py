@@ -26,12 +26,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import Session, connect, sql
-from ansible_collections.dataplane.postgresql.plugins.module_utils.results import Timings, refuse
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
-    identifier_problem,
-    role_name_problem,
-)
+from ..base.database import sql
+from ..base.identifiers import identifier_problem, role_name_problem
 
 DEFAULT_SCHEMA = "dataplane_fence"
 DEFAULT_OWNER_ROLE = "dataplane_fence_signaler"
@@ -166,23 +162,8 @@ def function_body(session, schema):
     return FUNCTION_BODY.replace("{registry}", session.render(registry_ident(schema)))
 
 
-def create_function_statement(session, schema):
-    return sql.SQL(
-        "CREATE OR REPLACE FUNCTION {fn}(p_killer name, p_roles name[] DEFAULT NULL, "
-        "p_databases name[] DEFAULT NULL, p_signal boolean DEFAULT true) "
-        "RETURNS TABLE (pid integer, usename name, datname name, application_name text, "
-        "client_addr inet, backend_start timestamptz, terminated boolean) "
-        "LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT SECURITY DEFINER "
-        "SET search_path = pg_catalog, pg_temp "
-        "AS {body}").format(fn=function_ident(schema), body=sql.Literal(function_body(session, schema)))
 
 
-def create_registry_statements(schema, owner):
-    reg = registry_ident(schema)
-    return [sql.SQL("CREATE TABLE {} (role_oid pg_catalog.oid NOT NULL, role_name pg_catalog.name NOT NULL, "
-                    "PRIMARY KEY (role_oid, role_name))").format(reg),
-            sql.SQL("ALTER TABLE {} OWNER TO {}").format(reg, owner),
-            sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC").format(reg)]
 
 
 # --------------------------------------------------------------------------- reading
@@ -348,7 +329,7 @@ def _read_registry_as_owner(session, schema, owner_role):
     an admin that already acts as the owner and still cannot read)."""
     # imported here: the fence and terminate_sessions, which only read the helper's status as
     # a non-admin, never need it
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks
+    from . import role_checks
 
     borrowed = role_checks.borrow_statements(session, [owner_role])
     if not borrowed:
@@ -575,288 +556,20 @@ def killer_problems(state, killer_roles):
 
 # --------------------------------------------------------------------------- changing
 
-DROP_KINDS = {
-    ("pg_class", "v"): ("VIEW", "regclass"), ("pg_class", "m"): ("MATERIALIZED VIEW", "regclass"),
-    ("pg_proc", "f"): ("FUNCTION", "regprocedure"), ("pg_proc", "w"): ("FUNCTION", "regprocedure"),
-    ("pg_proc", "p"): ("PROCEDURE", "regprocedure"), ("pg_proc", "a"): ("AGGREGATE", "regprocedure"),
-    ("pg_class", "r"): ("TABLE", "regclass"), ("pg_class", "p"): ("TABLE", "regclass"),
-    ("pg_class", "f"): ("FOREIGN TABLE", "regclass"), ("pg_class", "S"): ("SEQUENCE", "regclass"),
-    ("pg_class", "c"): ("TYPE", "regclass"), ("pg_type", "d"): ("DOMAIN", "regtype"),
-    ("pg_type", "e"): ("TYPE", "regtype"), ("pg_type", "r"): ("TYPE", "regtype"),
-    ("pg_type", "b"): ("TYPE", "regtype"), ("pg_type", "p"): ("TYPE", "regtype"),
-    ("pg_class", "i"): ("INDEX", "regclass"), ("pg_class", "I"): ("INDEX", "regclass"),
-}
-DROP_ORDER = ("VIEW", "MATERIALIZED VIEW", "FUNCTION", "PROCEDURE", "AGGREGATE", "TABLE", "FOREIGN TABLE",
-              "SEQUENCE", "TYPE", "DOMAIN", "INDEX")
 
 
-def drop_object_statement(session, catalog, fn_oid, keyword, regtype):
-    """DROP an object by catalog oid, as a DO block: PostgreSQL itself writes the quoted name
-    (oid::regclass, ::regprocedure, ::regtype) when the block runs, so no name read from the
-    catalog is pasted into SQL text; the oid is the only value and goes in as a literal. The
-    object may already be gone (an index dropped with its table): then nothing happens."""
-    body = sql.SQL("BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.{cat} WHERE oid OPERATOR(pg_catalog.=) {oid}::pg_catalog.oid) THEN "
-                   "EXECUTE pg_catalog.format('DROP {kw} %s', {oid}::pg_catalog.oid::pg_catalog.{reg}); "
-                   "END IF; END").format(cat=sql.Identifier(catalog), kw=sql.SQL(keyword),
-                                         oid=sql.Literal(str(int(fn_oid))), reg=sql.SQL(regtype))
-    return sql.SQL("DO {}").format(sql.Literal(session.render(body)))
 
 
-def drop_function_statement(session, fn_oid):
-    return drop_object_statement(session, "pg_proc", fn_oid, "FUNCTION", "regprocedure")
 
 
-def _reset_acl_statements(on, acl, owner):
-    """REVOKE everything from every grantee but the owner (CASCADE takes grant chains along)."""
-    grantees = []
-    for entry in acl or []:
-        grantee = entry["grantee"]
-        if grantee == owner and entry["grantor"] == owner:
-            continue
-        if grantee not in grantees:
-            grantees.append(grantee)
-    if not grantees:
-        return []
-    names = sql.SQL(", ").join(sql.SQL("PUBLIC") if g is None else sql.Identifier(g) for g in grantees)
-    return [sql.SQL("REVOKE ALL ON {} FROM {} CASCADE").format(on, names)]
 
 
-def ensure_helper(session, schema=DEFAULT_SCHEMA, owner_role=DEFAULT_OWNER_ROLE, killer_roles=(),
-                  state="present", check_mode=False, exact=False, unregister=()):
-    """Install, update, repair or remove the helper inside the current transaction (no commit).
-
-    Registers KILLER_ROLES. With EXACT the registry (and so the grants) become exactly
-    KILLER_ROLES; without it other registered killer roles stay, except entries for roles that
-    were dropped, renamed or may not be killer roles (they are always removed) and the roles in
-    UNREGISTER (a caller about to drop them, e.g. provisioning decommissioning a Deployment).
-
-    Returns {"changed", "statements", "version", "missing_roles", "unregistered"}. Input
-    problems, missing killer roles (outside check mode) and roles that may not be killer roles
-    are reported with session.fail (which rolls the transaction back) before any change.
-    """
-    from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks
-
-    killer_roles = list(dict.fromkeys(killer_roles or ()))
-    problems = helper_problems(schema, owner_role, killer_roles)
-    if problems:
-        session.fail("invalid fence helper options: " + "; ".join(problems), problems=problems)
-    statements = []
-    current = inspect(session, schema, owner_role, killer_roles)
-    fn = current["fn"]
-
-    if state == "absent":
-        if current["nsp_oid"] is not None:
-            statements.append(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-        if current["owner_oid"] is not None:
-            statements.append(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner_role)))
-        _run(session, statements, check_mode)
-        return {"changed": bool(statements), "statements": [session.render(s) for s in statements],
-                "version": None, "missing_roles": [], "unregistered": []}
-
-    found = dict((r["name"], r) for r in current["killers"])
-    missing = [k for k in killer_roles if k not in found]
-    if missing and not check_mode:
-        session.fail("fence helper: killer role(s) do not exist: %s" % ", ".join(missing),
-                     missing_roles=missing)
-    # in check mode a caller (provisioning) may not have created the killer roles yet: plan
-    # the grants and report them as missing instead of failing
-    refused = []
-    for name in killer_roles:
-        row = found.get(name)
-        why = row and _disqualified({"rolcanlogin": row["login"], "rolsuper": row["super"],
-                                     "rolcreaterole": row["createrole"], "rolreplication": row["replication"],
-                                     "rolbypassrls": row["bypassrls"]})
-        if why:
-            refused.append("%s (%s)" % (name, why))
-    if refused:
-        session.fail("fence helper: refusing to register as killer role(s): %s; a killer role is a NOLOGIN role "
-                     "without SUPERUSER, CREATEROLE, REPLICATION or BYPASSRLS; nothing was changed"
-                     % "; ".join(refused), refused_roles=refused)
-    if current["owner_super"]:
-        session.fail("fence helper: owner role %s is a superuser; the helper's owner must be an "
-                     "unprivileged NOLOGIN role; nothing was changed" % owner_role)
-
-    ours = fn is not None or current["registry"] is not None
-    foreign = _foreign_objects(current)
-    if foreign and not ours:
-        session.fail("fence helper: schema %s already holds %d other object(s) (%s); the helper needs a schema "
-                     "of its own (its owner role owns the schema); nothing was changed"
-                     % (schema, len(foreign), "; ".join(o["what"] for o in foreign)))
-    undroppable = [o for o in foreign if (o["catalog"], o["kind"]) not in DROP_KINDS]
-    if undroppable:
-        session.fail("fence helper: schema %s holds object(s) this module does not remove: %s; drop them and run "
-                     "again; nothing was changed" % (schema, "; ".join(o["what"] for o in undroppable)))
-
-    owner = sql.Identifier(owner_role)
-    new16 = current["version_num"] >= 160000
-    # --- the owner role: attributes, what it holds, who holds it
-    if current["owner_oid"] is None:
-        statements.append(sql.SQL("CREATE ROLE {} NOLOGIN INHERIT NOCREATEROLE NOCREATEDB NOREPLICATION "
-                                  "NOBYPASSRLS").format(owner))
-        need_grants = list(OWNER_GRANTED_ROLES)
-    else:
-        attributes = ["NOLOGIN"] if current["owner_login"] else []
-        attributes += ["NO" + flag for flag, on in zip(OWNER_FLAGS, current["owner_flags"] or ()) if on]
-        if attributes:
-            statements.append(sql.SQL("ALTER ROLE {} {}").format(owner, sql.SQL(" ".join(attributes))))
-        if not current["owner_inherit"] and not new16:
-            statements.append(sql.SQL("ALTER ROLE {} INHERIT").format(owner))
-        fixes, need_grants = _owner_membership_plan(current["owner_holds"], owner, new16)
-        statements += fixes
-        for row in current["owner_member_rows"]:
-            by = sql.SQL(" GRANTED BY {}").format(sql.Identifier(row["grantor"])) if new16 else sql.SQL("")
-            statements.append(sql.SQL("REVOKE {} FROM {}{} CASCADE").format(owner, sql.Identifier(row["member"]), by))
-    for granted in need_grants:
-        if new16:
-            statements.append(sql.SQL("GRANT {} TO {} WITH INHERIT TRUE").format(sql.Identifier(granted), owner))
-        else:
-            statements.append(sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), owner))
-
-    # --- the registry: who stays registered (decided first: it decides who may hold the grants)
-    reg = current["registry"]
-    entries = current["entries"]
-    reg_broken = reg is not None and not _registry_shape_ok(reg)
-    if reg is None or reg_broken:
-        entries = []
-    elif entries is None:
-        entries = _read_registry_as_owner(session, schema, owner_role)
-    if entries is None and not (reg is None or reg_broken):
-        session.fail("fence helper: cannot read the registry %s.%s as %s; run as a superuser or a role that can "
-                     "act as %s; nothing was changed"
-                     % (schema, REGISTRY_TABLE, session.rows("SELECT current_user AS u")[0]["u"], owner_role))
-    kept, dropped = _entry_verdicts(entries, owner_role)
-    unregister = set(unregister or ()) - set(killer_roles)
-    if exact:
-        dropped += [(e, "not in killer_roles") for e in kept if e["role_name"] not in killer_roles]
-        kept = [e for e in kept if e["role_name"] in killer_roles]
-    dropped += [(e, "unregistered") for e in kept if e["role_name"] in unregister]
-    kept = [e for e in kept if e["role_name"] not in unregister]
-    registered = set(e["role_name"] for e in kept)
-    accepted = set(killer_roles) | registered
-
-    role_part = len(statements)
-    # --- the schema and what is in it
-    schema_id = sql.Identifier(schema)
-    nsp_grant = sorted(accepted)
-    if current["nsp_oid"] is None:
-        statements.append(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(schema_id, owner))
-        statements.append(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema_id))
-    else:
-        if current["nsp_owner"] != owner_role:
-            statements.append(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema_id, owner))
-        if _acl_problems("", current["nsp_acl"], current["nsp_owner"], accepted, "USAGE"):
-            statements += _reset_acl_statements(sql.SQL("SCHEMA {}").format(schema_id), current["nsp_acl"],
-                                                current["nsp_owner"])
-        else:
-            held = _granted(current["nsp_acl"], current["nsp_owner"], "USAGE")
-            nsp_grant = [k for k in nsp_grant if k not in held]
-    for keyword in DROP_ORDER:
-        for obj in foreign:
-            kw, regtype = DROP_KINDS[(obj["catalog"], obj["kind"])]
-            if kw == keyword:
-                statements.append(drop_object_statement(session, obj["catalog"], obj["oid"], kw, regtype))
-    for other in current["functions"]:
-        if other is not fn:  # an overload or an older signature
-            statements.append(drop_function_statement(session, other["oid"]))
-
-    reg_ident = registry_ident(schema)
-    if reg_broken:
-        statements.append(drop_object_statement(session, "pg_class", reg["oid"],
-                                                "VIEW" if reg["kind"] == "v" else "TABLE", "regclass"))
-    if reg is None or reg_broken:
-        statements += create_registry_statements(schema, owner)
-    else:
-        if reg["owner"] != owner_role:
-            statements.append(sql.SQL("ALTER TABLE {} OWNER TO {}").format(reg_ident, owner))
-        if _acl_problems("", reg["acl"], reg["owner"], set(), None):
-            statements += _reset_acl_statements(sql.SQL("TABLE {}").format(reg_ident), reg["acl"], reg["owner"])
-    if dropped:
-        statements.append(sql.SQL(
-            "DELETE FROM {reg} k USING ROWS FROM (pg_catalog.unnest({oids}::pg_catalog.oid[]),"
-            " pg_catalog.unnest({names}::pg_catalog.name[])) AS d(o, n)"
-            " WHERE k.role_oid OPERATOR(pg_catalog.=) d.o AND k.role_name OPERATOR(pg_catalog.=) d.n").format(
-                reg=reg_ident, oids=sql.Literal([str(e["role_oid"]) for e, why in dropped]),
-                names=sql.Literal([e["role_name"] for e, why in dropped])))
-    to_register = [k for k in killer_roles if k not in registered]
-    if to_register:
-        statements.append(sql.SQL(
-            "INSERT INTO {} (role_oid, role_name) SELECT r.oid, r.rolname FROM pg_catalog.pg_roles r"
-            " WHERE r.rolname OPERATOR(pg_catalog.=) ANY ({}::pg_catalog.name[]) ON CONFLICT DO NOTHING").format(
-                reg_ident, sql.Literal(to_register)))
-
-    # --- the function
-    signature = function_signature(schema)
-    fn_grant = sorted(accepted)
-    fn_problems = _function_problems(session, schema, fn, owner_role)
-    if fn is not None and (fn["result"] != FUNCTION_RESULT or fn["kind"] != "f"):
-        statements.append(drop_function_statement(session, fn["oid"]))  # CREATE OR REPLACE cannot change these
-        fn = None
-    if fn is None:
-        statements.append(create_function_statement(session, schema))
-        statements.append(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(signature, owner))
-        statements.append(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(signature))
-        statements.append(sql.SQL("COMMENT ON FUNCTION {} IS {}").format(
-            signature, sql.Literal(COMMENT_PREFIX + HELPER_VERSION)))
-    else:
-        if [p for p in fn_problems if not p.startswith("it is owned by")]:
-            statements.append(create_function_statement(session, schema))
-        if fn["owner"] != owner_role:
-            statements.append(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(signature, owner))
-        if _acl_problems("", fn["acl"], fn["owner"], accepted, "EXECUTE"):
-            statements += _reset_acl_statements(sql.SQL("FUNCTION {}").format(signature), fn["acl"], fn["owner"])
-        else:
-            held = _granted(fn["acl"], fn["owner"], "EXECUTE")
-            fn_grant = [k for k in fn_grant if k not in held]
-        if _version_from_comment(fn["comment"]) != HELPER_VERSION:
-            statements.append(sql.SQL("COMMENT ON FUNCTION {} IS {}").format(
-                signature, sql.Literal(COMMENT_PREFIX + HELPER_VERSION)))
-
-    # --- use: USAGE + EXECUTE for the accepted killer roles (taken from everyone else above)
-    if nsp_grant:
-        statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-            schema_id, sql.SQL(", ").join(sql.Identifier(k) for k in nsp_grant)))
-    if fn_grant:
-        statements.append(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
-            signature, sql.SQL(", ").join(sql.Identifier(k) for k in fn_grant)))
-
-    if len(statements) > role_part:
-        # A non-superuser admin (managed PostgreSQL) borrows the owner role for the rest of the
-        # transaction: CREATE SCHEMA ... AUTHORIZATION / ALTER FUNCTION ... OWNER TO need SET.
-        for dummy, grant, back in role_checks.borrow_statements(
-                session, [owner_role], [owner_role] if current["owner_oid"] is None else []):
-            statements = statements[:role_part] + [grant] + statements[role_part:] + [back]
-    _run(session, statements, check_mode)
-    return {"changed": bool(statements), "statements": [session.render(s) for s in statements],
-            "version": HELPER_VERSION, "missing_roles": missing,
-            "unregistered": sorted(set(e["role_name"] for e, why in dropped))}
 
 
-def _granted(acl, owner, privilege):
-    return [e["grantee"] for e in acl or [] if e["grantee"] and e["privilege"] == privilege
-            and not e["grantable"] and e["grantor"] == owner]
 
 
-def _owner_membership_plan(holds, owner, new16):
-    """(statements, roles to grant) that leave the owner holding its two predefined roles,
-    directly and with INHERIT, and nothing else: no other role (it would widen what the helper
-    runs as) and no ADMIN on them (it would pass on to the owner's members)."""
-    statements = []
-    for row in holds:
-        by = sql.SQL(" GRANTED BY {}").format(sql.Identifier(row["grantor"])) if new16 else sql.SQL("")
-        if row["role"] not in OWNER_GRANTED_ROLES:
-            statements.append(sql.SQL("REVOKE {} FROM {}{}").format(sql.Identifier(row["role"]), owner, by))
-        elif row["admin_option"]:
-            statements.append(sql.SQL("REVOKE ADMIN OPTION FOR {} FROM {}{}").format(
-                sql.Identifier(row["role"]), owner, by))
-    held = set(r["role"] for r in holds if r["inherit_option"])
-    return statements, [g for g in OWNER_GRANTED_ROLES if g not in held]
 
 
-def _run(session, statements, check_mode):
-    if check_mode:
-        return
-    for statement in statements:
-        session.execute(statement)
 
 
 def owner_members(session, owner_oid):
@@ -911,30 +624,3 @@ def helper_status(session, schema=DEFAULT_SCHEMA, killer_roles=(), owner_role=DE
     return out
 
 
-def run_fence_helper(module):
-    """The fence_helper module's main(): check the options, converge the helper, exit the module."""
-    timings = Timings()
-    params = module.params
-    schema = params["helper_schema"]
-    problems = helper_problems(schema, params["owner_role"], params["killer_roles"])
-    if problems:
-        refuse(module, "fence helper request", problems, timings=timings.as_dict())
-
-    session = Session(module, connect(module, autocommit=False))
-    timings.mark("connect")
-    try:
-        result = ensure_helper(session, schema, params["owner_role"], params["killer_roles"],
-                               params["state"], module.check_mode, exact=params["exact_killer_roles"])
-        timings.mark("ensure")
-        status = helper_status(session, schema, params["killer_roles"], params["owner_role"])
-        if module.check_mode:
-            session.conn.rollback()
-        else:
-            session.conn.commit()
-        timings.mark("status_and_commit")
-    except Exception as exc:  # report the database's words, roll back everything
-        session.fail("fence helper: %s" % exc, timings=timings.as_dict())
-    session.close()
-    module.exit_json(changed=result["changed"], statements=result["statements"], queries=session.queries,
-                     version=result["version"], status=status, missing_roles=result["missing_roles"],
-                     unregistered=result["unregistered"], timings=timings.as_dict())

@@ -36,14 +36,8 @@ __metaclass__ = type
 
 import copy
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
-    identifier_problem,
-    role_name_problem,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.results import (
-    refusal_message,
-    refuse,
-)
+from ..base.identifiers import identifier_problem, role_name_problem
+from ..base.results import refusal_message, refuse
 
 DEFAULT_TEMPLATES = {
     "database_name": "airflow_db_{id}",

@@ -41,7 +41,7 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import sql
+from ..base.database import sql
 
 RECORD_PREFIX = "dataplane.postgresql fence state: "
 RECORD_VERSION = 1
@@ -162,3 +162,12 @@ def describe(record):
     return "fenced: %s; admitted: %s (%s, generation %s, by %s at %s, run %s)" % (
         ", ".join(record["fenced"]) or "none", ", ".join(record["admitted"]) or "none",
         record["phase"], record["generation"], record.get("by"), record.get("at"), record.get("run"))
+
+
+# First key of the two-key advisory lock that serializes fences of the same database
+# (the second key is hashtext(database name)). 0x64706663 = "dpfc".
+ADVISORY_LOCK_CLASS = 1685087843
+
+
+# SQLSTATE of a lock wait that ran past lock_timeout.
+LOCK_NOT_AVAILABLE = "55P03"

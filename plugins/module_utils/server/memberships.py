@@ -30,17 +30,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.module_utils.common.text.converters import to_native
-from ansible_collections.dataplane.postgresql.plugins.module_utils.database import (
-    MIN_SERVER_VERSION_NUM,
-    sql,
-    version_label,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.identifiers import (
-    identifier_problem,
-    name_listing,
-    role_name_problem,
-)
-from ansible_collections.dataplane.postgresql.plugins.module_utils.results import refusal_message
+from ..base.database import MIN_SERVER_VERSION_NUM, sql, version_label
+from ..base.identifiers import identifier_problem, name_listing, role_name_problem
+from ..base.results import refusal_message
 
 OPTION_NAMES = ("inherit_option", "set_option", "admin_option")
 GRANT_KEYS = ("group", "target_role") + OPTION_NAMES + ("granted_by", "state", "granted_by_any")

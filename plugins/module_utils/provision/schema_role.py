@@ -27,14 +27,21 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ..server.role_settings import (
+    MEMBERSHIP_OPTIONS,
+    ROLES_QUERY,
+    SETTINGS_QUERY,
+    effective_role_setting,
+    setting_value,
+)
+
 import json
 
 from ansible.module_utils.common.text.converters import to_native
-from ansible_collections.dataplane.postgresql.plugins.module_utils import database as _database
-from ansible_collections.dataplane.postgresql.plugins.module_utils import role_checks as _role_checks
-from ansible_collections.dataplane.postgresql.plugins.module_utils import workers as _workers
+from ..base import database as _database
+from ..server import role_checks as _role_checks
+from ..base import workers as _workers
 
-MEMBERSHIP_OPTIONS = {"inherit_option": False, "set_option": True, "admin_option": False}
 # Attributes the schema role must not have (pg_roles column -> keyword that clears it).
 FORBIDDEN_ATTRIBUTES = (("rolcanlogin", "NOLOGIN"), ("rolsuper", "NOSUPERUSER"), ("rolcreatedb", "NOCREATEDB"),
                         ("rolcreaterole", "NOCREATEROLE"), ("rolreplication", "NOREPLICATION"),
@@ -51,26 +58,8 @@ def wanted(record):
     return bool(record.get("schema_role"))
 
 
-def setting_value(setconfig, name="role"):
-    """The value of NAME in a pg_db_role_setting.setconfig array, or None."""
-    prefix = name + "="
-    for item in setconfig or ():
-        if item.startswith(prefix):
-            return item[len(prefix):]
-    return None
 
 
-def effective_role_setting(rows, login, database):
-    """The role a LOGIN's session in DATABASE starts as: the database-specific setting wins
-    over the login's global one. ROWS: [{rolname, datname (None = all databases), setconfig}]."""
-    specific = [r for r in rows if r["rolname"] == login and r.get("datname") == database]
-    general = [r for r in rows if r["rolname"] == login and r.get("datname") is None]
-    for group in (specific, general):
-        for row in group:
-            value = setting_value(row.get("setconfig"))
-            if value is not None:
-                return value
-    return None
 
 
 def grants_for(record):
@@ -275,19 +264,6 @@ def _flag(value):
 
 # --------------------------------------------------------------------------- server side
 
-# The attributes of ROLES, and the role settings of LOGINS (everywhere and in DATABASES); the
-# parity checks (parity.py) read the same.
-ROLES_QUERY = """
-SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication, r.rolbypassrls
-  FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%(roles)s)
-"""
-SETTINGS_QUERY = """
-SELECT r.rolname, d.datname, s.setconfig
-  FROM pg_catalog.pg_db_role_setting s
-  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
-  LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.setdatabase
- WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%(logins)s) AND (s.setdatabase OPERATOR(pg_catalog.=) 0 OR d.datname OPERATOR(pg_catalog.=) ANY(%(databases)s))
-"""
 DATABASES_QUERY = "SELECT d.datname FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ANY(%s)"
 # Inside one metadata database, in one round trip: the schema, the schema role's direct
 # privileges on it, and what the login roles own here (pg_shdepend, deptype 'o') and in shared

@@ -248,7 +248,9 @@ class Fence(object):
                            for i in indexes if routes[i]["route"] == "helper"))
         rows = sess.signal_direct(self.session, direct, signal=signal)
         seen = set(r["pid"] for r in rows)
-        for row in sess.signal_via_helper(self.session, pairs, signal=signal, schema=self.params["helper_schema"]):
+        one_call = sess.helper_one_call([routes[i] for i in indexes])
+        for row in sess.signal_via_helper(self.session, pairs, signal=signal, schema=self.params["helper_schema"],
+                                          one_call=one_call):
             if row["pid"] not in seen:
                 rows.append(row)
                 seen.add(row["pid"])

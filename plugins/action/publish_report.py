@@ -10,7 +10,7 @@ In one task, without running a module process:
   would with ``per_host: false, aggregate: true``, for AWX workflows;
 - ``data_var`` names a fact an earlier task of the role set, read as stored instead of
   ``data``; ``data_from`` computes ``data`` with one of the report filters over stored
-  variables, as ``report_fact`` does (its ``filter``, ``input``, ``stored`` and ``args``), and
+  variables, as ``filter_fact`` does (its ``filter``, ``input``, ``stored`` and ``args``), and
   ``stats_from`` the same way this host's value under ``stats_key`` (``{stats_key:
   {inventory_hostname: value}}``). Either way nothing large is templated: a copy of a
   200-Deployment report or registered result took a few tenths of a second (issue 23);
@@ -40,7 +40,7 @@ from ansible.plugins.action import ActionBase
 from ansible.plugins.filter.core import to_nice_json
 
 try:
-    from ansible_collections.dataplane.postgresql.plugins.action.report_fact import FILTER_SPEC, filter_value
+    from ansible_collections.dataplane.postgresql.plugins.action.filter_fact import FILTER_SPEC, filter_value
 except ImportError:  # pragma: no cover - only when loaded outside the collection
     FILTER_SPEC, filter_value = {}, None
 

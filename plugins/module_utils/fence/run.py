@@ -166,6 +166,7 @@ class Fence(object):
         self.state_changes = []
         self.shield = Shield()
         self.expected = {}
+        self._by_role = None
 
     # --- helpers -------------------------------------------------------------------------
     def fail(self, msg, **extra):
@@ -177,7 +178,13 @@ class Fence(object):
         self.session.fail(msg, **extra)
 
     def by_role(self, role):
-        return [i for i, d in enumerate(self.deps) if d["source_role"] == role]
+        """The indexes of the Deployments whose source role is ROLE (looked up, not scanned: it is
+        asked once per session found, which at 800 Deployments made a scan quadratic)."""
+        if self._by_role is None:
+            self._by_role = {}
+            for i, dep in enumerate(self.deps):
+                self._by_role.setdefault(dep["source_role"], []).append(i)
+        return self._by_role.get(role, [])
 
     # --- phases --------------------------------------------------------------------------
     def lock(self):

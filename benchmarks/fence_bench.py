@@ -16,10 +16,20 @@ transaction with an uncommitted INSERT; active pg_sleep), then
 
 With ``--parity`` every Deployment also gets the shared schema role (memberships, role
 settings, ``--tables`` tables it owns, 60 by default, like Airflow's schema), the sessions run
-as the schema role, and the fence runs with ``parity=refuse``; check mode runs twice first,
+as the schema role, and the fence runs with ``parity_policy=refuse``; check mode runs twice first,
 without and with the parity check, to show what the check costs in the preflight.
 
+With ``--statements`` the module run is also counted in round trips: the server logs every
+statement of the fencing login (``ALTER ROLE ... SET log_statement = 'all'``, so the sessions
+being fenced log nothing), and the lines the module run added to the server log are counted
+(one line per statement string the module sent; ``a; b`` sent at once is one round trip).
+
+With ``--standby`` a streaming hot standby (through a replication slot) is started after the
+set-up and given to the fence in ``standbys``, so the module's ``standbys_ms`` shows what the
+standby gate and the hot standby's session check cost.
+
 Usage: .venv/bin/python benchmarks/fence_bench.py [--deployments 200] [--sessions 3] [--version 16] [--parity]
+       [--statements] [--standby]
 Exit status 0 only when every Deployment was verified fenced in both runs.
 """
 
@@ -36,6 +46,8 @@ from tests.support.reference import reference_statements  # the seed SQL (benchl
 from tests.support.sessions import Sessions
 
 COMMANDER = "commander_user"
+# The fence's wait for the sessions to go: one such poll per interval, as many as it takes.
+POLL_PREFIX = "SELECT pid, usename, datname, application_name, client_addr, backend_start FROM pg_catalog.pg_stat_activity"
 
 
 class Bench(object):
@@ -48,6 +60,7 @@ class Bench(object):
                           schema="airflow_db_%03d_schema" % n)
                      for n in range(args.deployments)]
         self.server = None
+        self.standby = None
         self.live = None
 
     def connect(self, user="postgres", dbname="postgres", **kw):
@@ -57,8 +70,17 @@ class Bench(object):
         self.server = benchlib.PgServer(self.args.version, self.base / "srv", ["max_connections=1000"],
                                         port=self.port).start(attempts=1)
 
+    def start_standby(self):
+        self.standby = benchlib.PgServer(self.args.version, self.base / "standby", standby_of=self.server,
+                                         slot="bench_standby").start()
+        lsn = self.server.sql("SELECT pg_catalog.pg_current_wal_insert_lsn()::text")[0][0]
+        if not self.standby.replayed(lsn, timeout=600):
+            raise RuntimeError("the standby did not catch up")
+
     def stop(self):
         self.close_sessions()
+        if self.standby is not None:
+            self.standby.stop()
         benchlib.discard_work_dir(self.base, self.base / "srv")
 
     def setup(self):
@@ -114,10 +136,30 @@ class Bench(object):
 
     def fence_args(self, src="dp1", dst="dp2", parity=None):
         parity = parity or ("refuse" if self.args.parity else "ignore")
-        return dict(self.login(self.args.login), parity=parity, deployments=[
+        standbys = [{"name": "standby", "host": "127.0.0.1", "port": self.standby.port}] if self.standby else []
+        return dict(self.login(self.args.login), parity_policy=parity, standbys=standbys, deployments=[
             dict(name=d["id"], database=d["database"], source_role=d[src], destination_role=d[dst],
                  killer_role=d["killer"], schema_role=d["schema"] if self.args.parity else None)
             for d in self.deps])
+
+    def log_statements(self, on):
+        """Log (or stop logging) every statement of the fencing login; returns the log's size now."""
+        conn = self.connect()
+        conn.autocommit = True
+        conn.cursor().execute(sql.SQL("ALTER ROLE {} SET log_statement = {}").format(
+            sql.Identifier(self.args.login), sql.Literal("all" if on else "none")))
+        conn.close()
+        return self.log_path().stat().st_size
+
+    def log_path(self):
+        return Path(self.server.info["data_dir"]).parent / "server.log"
+
+    def statements_since(self, offset):
+        """The statements logged since OFFSET (bytes into the server log), one per round trip."""
+        with open(str(self.log_path()), "rb") as log:
+            log.seek(offset)
+            lines = log.read().decode("utf-8", "replace").splitlines()
+        return [line.split("statement: ", 1)[1] for line in lines if "LOG:  statement: " in line]
 
     def sessions_left(self, role_key):
         conn = self.connect()
@@ -165,10 +207,14 @@ def main():
     parser.add_argument("--version", type=int, default=16)
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--parity", action="store_true",
-                        help="shared schema role per Deployment and the fence's parity check (parity=refuse)")
+                        help="shared schema role per Deployment and the fence's parity check (parity_policy=refuse)")
     parser.add_argument("--tables", type=int, default=60, help="with --parity: tables per database")
     parser.add_argument("--login", default=COMMANDER,
                         help="role the fence connects as (default commander_user; postgres for comparison)")
+    parser.add_argument("--standby", action="store_true",
+                        help="start a streaming hot standby and give it to the fence (standbys)")
+    parser.add_argument("--statements", action="store_true",
+                        help="count the module run's statements (round trips) in the server log")
     args = parser.parse_args()
     bench = Bench(args)
     ok = True
@@ -179,6 +225,10 @@ def main():
         bench.setup()
         print("setup: PostgreSQL %d on port %d, %d Deployments (seed SQL + fence helper) in %.1f s"
               % (args.version, bench.port, args.deployments, time.monotonic() - t))
+        if args.standby:
+            t = time.monotonic()
+            bench.start_standby()
+            print("standby: streaming on port %d, caught up in %.1f s" % (bench.standby.port, time.monotonic() - t))
 
         opened = bench.open_sessions("dp1")
         print("opened %d sessions as the dp1 login roles" % opened)
@@ -190,10 +240,22 @@ def main():
         summarize("check mode", checked, wall)
         ok &= not checked.get("failed")
         figures["check_preflight_ms"] = checked["timings"].get("preflight_ms")
+        offset = bench.log_statements(True) if args.statements else None
         wall, result = benchlib.run_module("fence", bench.fence_args())
+        if args.statements:
+            bench.log_statements(False)
+            statements = bench.statements_since(offset)
+            polls = [t for t in statements if t.startswith(POLL_PREFIX)]
+            figures["module_statements"] = len(statements)
+            figures["module_statements_without_polls"] = len(statements) - len(polls)
+            print("module statements (round trips): %d, of which %d polls of pg_stat_activity"
+                  % (len(statements), len(polls)))
+            for text in statements:
+                print("    %s" % (text if len(text) < 160 else text[:157] + "..."))
         ok &= summarize("module", result, wall)
         ok &= bench.sessions_left("dp1") == 0
         figures["module_time_total_ms"] = result["time_total_ms"]
+        figures["module_timings"] = result.get("timings")
         figures["module_process_wall_s"] = round(wall, 3)
         bench.close_sessions()
 

@@ -17,6 +17,9 @@ connection option. Before anything connects to a server, it:
 - checks the options of the roles that depend on this one (their ``meta/argument_specs.yml``
   entry point) and reports each problem (a missing required variable, a value not among the
   choices, a wrong type) in one line, instead of the argument check's dump;
+- prints a deprecation warning for every old variable name that is set (the ``deprecated``
+  section of ``roles/common/meta/shared_options.yml``: each names the one name now, and the
+  roles that still read the old one); the old names are known, so they are not refused;
 - returns, as facts, the run's id (``ansible_facts._dataplane_run_id``: ``dataplane_run_id``, else AWX's
   ``awx_job_id`` / ``tower_job_id``, else a fresh one, ``<UTC start>-<pid of ansible-playbook>``)
   and when the run started
@@ -65,6 +68,10 @@ RESERVED = (
     "dataplane_audit_allowed_objects",
 )
 
+# The options several roles share and the deprecated variable names (scripts/role_specs.py
+# writes the shared options into every role's argument spec).
+SHARED_OPTIONS = os.path.join("roles", "common", "meta", "shared_options.yml")
+
 # The playbook each role is run by, for the refused run's report file name.
 PLAYBOOK_OF = {"deployments": "provision", "failover": "failover", "audit": "audit"}
 
@@ -74,6 +81,7 @@ ARGUMENT_SPEC = dict(
 )
 
 _KNOWN = {}
+_DEPRECATED = {}
 
 
 def _load_yaml(path):
@@ -91,11 +99,33 @@ def role_specs(root=ROOT):
     return out
 
 
+def deprecated_names(root=ROOT):
+    """{old name: {replacement, roles, version[, type, values]}}: the deprecated variable names."""
+    if root not in _DEPRECATED:
+        path = os.path.join(root, SHARED_OPTIONS)
+        _DEPRECATED[root] = dict(_load_yaml(path).get("deprecated") or {}) if os.path.exists(path) else {}
+    return _DEPRECATED[root]
+
+
+def deprecation_message(name, entry):
+    """The warning for a deprecated variable NAME that is set."""
+    values = entry.get("values") or {}
+    mapping = ", ".join("%s is %s" % (str(old).lower() if isinstance(old, bool) else old, new)
+                        for old, new in values.items())
+    roles = entry.get("roles") or []
+    return ("%s is deprecated: set %s instead%s. Until then the %s role%s still read%s %s, and it wins over %s "
+            "there." % (name, entry["replacement"], " (%s)" % mapping if mapping else "",
+                        " and ".join(roles) or "collection's", "s" if len(roles) > 1 else "",
+                        "" if len(roles) > 1 else "s", name, entry["replacement"]))
+
+
 def known_names(root=ROOT):
-    """Every dataplane_* name the collection knows: role options and defaults, playbook names, RESERVED."""
+    """Every dataplane_* name the collection knows: role options and defaults, playbook names,
+    RESERVED, and the deprecated names (still read, with a warning)."""
     if root in _KNOWN:
         return _KNOWN[root]
     names = set(RESERVED)
+    names.update(deprecated_names(root))
     for entries in role_specs(root).values():
         for options in entries.values():
             names.update(options)
@@ -257,6 +287,17 @@ class ActionModule(ActionBase):
             options = specs.get(role, {}).get("main") or {}
             values = self._values(task_vars, options)
             problems.extend(option_problems(role, options, values))
+
+        # Old names: still read by their roles, checked like an option, and warned about.
+        for name, entry in sorted(deprecated_names().items()):
+            if name not in task_vars:
+                continue
+            if entry.get("type"):
+                values = self._values(task_vars, [name])
+                problems.extend(option_problems("/".join(entry.get("roles") or ["common"]),
+                                                {name: {"type": entry["type"]}}, values))
+            display.deprecated(deprecation_message(name, entry), version=str(entry["version"]),
+                               collection_name=COLLECTION)
 
         id_part, started = _run_start()
         run_id = self._value(task_vars, "dataplane_run_id") or task_vars.get("awx_job_id") \

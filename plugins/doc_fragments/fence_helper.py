@@ -2,9 +2,10 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Options that the modules using the fence helper share (fence, terminate_sessions, ...).
 
-``DOCUMENTATION`` documents ``helper_schema``, the one name of the helper's schema in every
-module (M(dataplane.postgresql.fence_helper) keeps its older name ``schema`` as an alias and
-documents the option itself, since there it is where the helper is installed). ``RUN_ID``
+``DOCUMENTATION`` documents ``helper_schema``, the name of the helper's schema in every module but
+M(dataplane.postgresql.fence_helper), where the contract names the option ``schema`` (and
+``helper_schema`` is its alias; that module documents the option itself, since there it is where the
+helper is installed). ``RUN_ID``
 documents ``run_id``, the writer id a module stores in the fence state records it writes.
 """
 
@@ -18,8 +19,9 @@ class ModuleDocFragment(object):
 options:
   helper_schema:
     description:
-      - Schema of the fence helper (M(dataplane.postgresql.fence_helper)) in the database the
-        module connects to (O(login_db)). Used for the roles the login cannot terminate directly.
+      - Schema of the fence helper (M(dataplane.postgresql.fence_helper), where it is
+        O(dataplane.postgresql.fence_helper#module:schema)) in the database the module connects to
+        (O(login_db)). Used for the roles the login cannot terminate directly.
     type: str
     default: dataplane_fence
 """

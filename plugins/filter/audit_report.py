@@ -9,6 +9,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+import os
+
+from collections.abc import Mapping
+
+from ansible.errors import AnsibleFilterError
+
 from ansible_collections.dataplane.postgresql.plugins.filter.failover_report import connection_advice
 
 
@@ -59,6 +66,7 @@ def audit_report(result, host, selected=None):
         "deployments": deployments,
         "elapsed_ms": elapsed,
         "selected": selected,
+        "replication": result.get("replication"),
         "failed": False,
     }
     if selected is None or deployments is None:
@@ -80,6 +88,46 @@ def audit_report(result, host, selected=None):
     return report
 
 
+def _record(dep, check_mode):
+    """The fence state record a failover report's Deployment entry left on the server: after the
+    run, else before it (a check-mode run's state_after is the record it would have written)."""
+    for key in (("state_before",) if check_mode else ("state_after", "state_before")):
+        if isinstance(dep.get(key), Mapping):
+            return dict(dep[key])
+    return None
+
+
+def audit_last_report(path, host):
+    """The parts of a failover report file (on the controller) that the audit compares with the
+    server: ``{file, host, run_id, finished_at, check_mode, wal, standbys, deployments: [{name,
+    database, record}]}``; None when PATH is empty. A file that cannot be read, is not a
+    failover report, or is another host's fails the task before anything connects."""
+    if path in (None, ""):
+        return None
+    where = "dataplane_audit_last_report (%s)" % path
+    try:
+        with open(os.path.expanduser(str(path)), "rb") as handle:
+            report = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AnsibleFilterError("%s cannot be read as JSON: %s. Give a failover report file, as the failover "
+                                 "playbook writes it into dataplane_report_dir (failover-<host>-<run id>.json)."
+                                 % (where, exc))
+    if not isinstance(report, Mapping) or report.get("playbook") != "failover" or not isinstance(
+            report.get("deployments"), list):
+        raise AnsibleFilterError("%s is not a failover report (its playbook is %r): give a failover-<host>-<run id>.json "
+                                 "file" % (where, report.get("playbook") if isinstance(report, Mapping) else None))
+    if report.get("host") not in (None, host):
+        raise AnsibleFilterError("%s is the report of host %s, not of %s: set dataplane_audit_last_report per host "
+                                 "(host_vars), each to its own server's report" % (where, report.get("host"), host))
+    deployments = [{"name": d.get("name"), "database": d.get("database"), "record": _record(d, report.get("check_mode"))}
+                   for d in report["deployments"] if isinstance(d, Mapping) and d.get("database")]
+    return {"file": str(path), "host": report.get("host"), "run_id": report.get("run_id"),
+            "finished_at": report.get("finished_at"), "check_mode": bool(report.get("check_mode")),
+            "wal": report.get("wal") if isinstance(report.get("wal"), Mapping) else None,
+            "standbys": [s for s in report.get("standbys") or [] if isinstance(s, Mapping)],
+            "deployments": deployments}
+
+
 class FilterModule(object):
     def filters(self):
-        return {"audit_report": audit_report}
+        return {"audit_report": audit_report, "audit_last_report": audit_last_report}

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.dataplane.postgresql.plugins.module_utils.fence.plan import standby_label
 from ansible_collections.dataplane.postgresql.plugins.module_utils.model.deployment import (
     DeploymentModelError,
     expand_deployments,
@@ -222,7 +223,7 @@ def failover_failure_message(result, host, source, destination, several_hosts=Fa
         if parity:
             lines.append("Parity problems (%s) mean the destination plane could not use or migrate Airflow's objects "
                          "as the source could: fix them (provision with dataplane_schema_reassign_owned, see "
-                         "docs/airflow-objects.md) or set dataplane_failover_ignore_parity=true to fail over anyway."
+                         "docs/airflow-objects.md) or set dataplane_failover_parity_policy=warn to fail over anyway."
                          % ", ".join(parity))
         return "\n".join(lines)
     deployments = result.get("deployments") or []
@@ -356,112 +357,175 @@ def failover_report(result, model, host, source, destination, mode, drain_timeou
     preflight (several hosts).
     """
     result = result or {}
-    source, destination = str(source), str(destination)
+    run = {"host": host, "source": str(source), "destination": str(destination), "mode": mode,
+           "drain_timeout": drain_timeout, "check_mode": check_mode,
+           "run_text": "run %s" % (result.get("run_id") or run_id)}
     if plan_problems is None:
         plan_problems = (plan or {}).get("problems") or []
     roles_of = dict((d["id"], d.get("login_roles") or {}) for d in model or [])
     names = [d["id"] for d in model or [] if d.get("state", "present") == "present"]
-    problems = []
-    refused = False
-    failed = False
-    if plan_problems:
-        refused = True
-        problems.extend(plan_problems)
-    elif _failed(preflight):
-        refused = True
-        problems.extend(failover_failure_message(preflight, host, source, destination, several_hosts=True,
-                                                 names=names).split("\n"))
-    elif blockers and not result.get("deployments"):
-        refused = True
-        problems.append("Refused on %s, nothing was changed: no server fences when another cannot (%s)."
-                        % (host, "; ".join(blockers)))
-    elif _failed(result):
-        failed = True
-        refused = bool(result.get("preflight")) or "nothing was changed" in str(result.get("msg", ""))
-        problems.extend(failover_failure_message(result, host, source, destination, names=names).split("\n"))
-
+    refused, failed, problems = _run_outcome(run, result, names, plan_problems, preflight, blockers)
     deployments = [_deployment_entry(d, roles_of.get(d["name"], {}), check_mode)
                    for d in (result.get("deployments") or [] if not refused else [])]
     for dep in deployments:
         if not check_mode and not dep["verified"] and not failed:
             problems.append(_not_verified_problem(dep))
-
-    selected = len(deployments) if deployments else len(names)
-    done = [d for d in deployments if d["verified"] and d["destination_admitted"]]
-    sessions_left = sum(len(d["remaining_sessions"] or []) for d in deployments)
-    would_change = [d for d in deployments if d["changed"]]
-    # The standbys of the contract (dataplane_standbys) are not implemented yet: nothing here
-    # waits for them, so they do not enter this decision. Once they are, a standby that has not
-    # applied the fence makes it false too.
-    if check_mode:
-        safe = bool(deployments) and not problems and not would_change
-    else:
-        safe = bool(deployments) and not problems and not failed and len(done) == len(deployments)
-    run_text = "run %s" % (result.get("run_id") or run_id)
+    safe = _safe_to_start(deployments, problems, failed, check_mode)
     untouched = failed and not any(d.get("revoked") or d.get("granted") or d.get("sessions_terminated")
                                    for d in result.get("deployments") or [])
-    if refused:
-        verdict = ("%s to start %s on %s: the failover was refused, nothing was changed (see the problems "
-                   "below); %s" % (NOT_SAFE, destination, host, run_text))
-    elif untouched:
-        verdict = ("%s to start %s on %s: the failover failed before changing anything (see the problems "
-                   "below); %s" % (NOT_SAFE, destination, host, run_text))
-    elif check_mode:
-        sessions = sum(d["sessions_terminated"] for d in would_change)
-        if safe:
-            verdict = ("CHECK MODE, nothing changed. SAFE to start %s on %s: %d of %d Deployment%s already fenced "
-                       "(%s refused, 0 %s sessions, %s admitted); %s" % (
-                           destination, host, selected, selected, _plural(selected), source, source, destination,
-                           run_text))
-        else:
-            verdict = ("CHECK MODE, nothing changed. NOT SAFE yet to start %s on %s: the failover would fence %d of %d "
-                       "Deployment%s (%d %s session%s to terminate) and admit %s%s; %s" % (
-                           destination, host, len(would_change), selected, _plural(selected), sessions, source,
-                           _plural(sessions), destination,
-                           " (%d problem%s below)" % (len(problems), _plural(len(problems))) if problems else "",
-                           run_text))
-    elif safe:
-        verdict = ("SAFE to start %s on %s: %d of %d Deployment%s fenced and verified (%s refused, 0 %s sessions, "
-                   "%s admitted); %s" % (destination, host, len(done), selected, _plural(selected), source, source,
-                                         destination, run_text))
-    else:
-        verdict = ("%s to start %s on %s: %d of %d Deployment%s fenced and verified, %d %s session%s left "
-                   "(%d problem%s below); %s" % (
-                       NOT_SAFE, destination, host, len(done), selected, _plural(selected), sessions_left, source,
-                       _plural(sessions_left), len(problems), _plural(len(problems)), run_text))
-
-    summary = [verdict]
-    if not refused:
-        summary.append("%s -> %s on %s: %s mode, %d Deployment%s, %s ms in the fence%s" % (
-            source, destination, host, mode, len(deployments), _plural(len(deployments)),
-            result.get("time_total_ms", "?"), " (check mode, nothing changed)" if check_mode else ""))
-        for dep in deployments:
-            summary.extend(_deployment_lines(dep, source, destination, mode, drain_timeout, check_mode))
-    if problems:
-        summary.append("PROBLEMS on %s: do not start %s before a run says SAFE" % (host, destination))
-        summary.extend(problems if refused or failed else ["- " + p for p in problems])
-
-    server = server or {}
-    if finished_at is None:
-        finished_at = _now()
-    try:
-        timeout = int(drain_timeout)
-    except (TypeError, ValueError):
-        timeout = None
+    verdict = _verdict(run, deployments, problems, len(deployments) if deployments else len(names),
+                       refused, untouched, safe)
+    summary = _summary(run, result, verdict, deployments, problems, refused, failed)
+    standbys = _standbys(result)
     return {
-        "playbook": "failover", "host": host,
-        "server": {"host": server.get("host"), "port": int(server["port"]) if server.get("port") is not None else None,
-                   "user": server.get("user")},
-        "from": source, "to": destination, "mode": mode, "drain_timeout": timeout,
+        "playbook": "failover", "host": host, "server": _server_entry(server),
+        "from": run["source"], "to": run["destination"], "mode": mode, "drain_timeout": _timeout(drain_timeout),
         "check_mode": bool(check_mode), "changed": bool(result.get("changed", False)),
         "run_id": result.get("run_id", run_id), "time_total_ms": result.get("time_total_ms"),
-        "started_at": started_at, "finished_at": finished_at,
+        "started_at": started_at, "finished_at": _now() if finished_at is None else finished_at,
         "verdict": verdict, "safe_to_start_destination": safe,
         "refused": refused, "failed": failed or refused or (not check_mode and not safe),
         "problems": problems,
         "verified": bool(deployments) and all(d["verified"] for d in deployments),
         "deployments": deployments, "summary": summary, "queries": result.get("queries") or [],
+        "wal": result.get("wal"), "standbys": standbys, "standby_policy": result.get("standby_policy"),
+        "standby_problems": result.get("standby_problems") or [], "commit_waits": result.get("commit_waits") or [],
     }
+
+
+def _run_outcome(run, result, names, plan_problems, preflight, blockers):
+    """(refused, failed, problems) of the run: refused by the plan, by this server's preflight or
+    another server's blockers (nothing changed), or failed in the fence module."""
+    host, source, destination = run["host"], run["source"], run["destination"]
+    if plan_problems:
+        return True, False, list(plan_problems)
+    if _failed(preflight):
+        return True, False, failover_failure_message(preflight, host, source, destination, several_hosts=True,
+                                                     names=names).split("\n")
+    if blockers and not result.get("deployments"):
+        return True, False, ["Refused on %s, nothing was changed: no server fences when another cannot (%s)."
+                             % (host, "; ".join(blockers))]
+    if _failed(result):
+        refused = bool(result.get("preflight")) or "nothing was changed" in str(result.get("msg", ""))
+        return refused, True, failover_failure_message(result, host, source, destination, names=names).split("\n")
+    return False, False, []
+
+
+def _safe_to_start(deployments, problems, failed, check_mode):
+    """Whether the destination plane may start: every Deployment fenced, verified and admitted
+    (in check mode: nothing left to change), and no problem."""
+    # The standbys: with standby_policy=require (the default) the fence module fails when one
+    # does not have the REVOKE, so the run is not safe; with warn the destination is admitted by
+    # the operator's choice and the lagging standbys are warnings of the summary.
+    if check_mode:
+        return bool(deployments) and not problems and not [d for d in deployments if d["changed"]]
+    done = [d for d in deployments if d["verified"] and d["destination_admitted"]]
+    return bool(deployments) and not problems and not failed and len(done) == len(deployments)
+
+
+def _verdict(run, deployments, problems, selected, refused, untouched, safe):
+    """The verdict line: SAFE or NOT SAFE to start the destination plane, and why."""
+    host, source, destination, run_text = run["host"], run["source"], run["destination"], run["run_text"]
+    if refused:
+        return ("%s to start %s on %s: the failover was refused, nothing was changed (see the problems "
+                "below); %s" % (NOT_SAFE, destination, host, run_text))
+    if untouched:
+        return ("%s to start %s on %s: the failover failed before changing anything (see the problems "
+                "below); %s" % (NOT_SAFE, destination, host, run_text))
+    if run["check_mode"]:
+        return _check_mode_verdict(run, deployments, problems, selected, safe)
+    done = [d for d in deployments if d["verified"] and d["destination_admitted"]]
+    if safe:
+        return ("SAFE to start %s on %s: %d of %d Deployment%s fenced and verified (%s refused, 0 %s sessions, "
+                "%s admitted); %s" % (destination, host, len(done), selected, _plural(selected), source, source,
+                                      destination, run_text))
+    sessions_left = sum(len(d["remaining_sessions"] or []) for d in deployments)
+    return ("%s to start %s on %s: %d of %d Deployment%s fenced and verified, %d %s session%s left "
+            "(%d problem%s below); %s" % (
+                NOT_SAFE, destination, host, len(done), selected, _plural(selected), sessions_left, source,
+                _plural(sessions_left), len(problems), _plural(len(problems)), run_text))
+
+
+def _check_mode_verdict(run, deployments, problems, selected, safe):
+    host, source, destination, run_text = run["host"], run["source"], run["destination"], run["run_text"]
+    if safe:
+        return ("CHECK MODE, nothing changed. SAFE to start %s on %s: %d of %d Deployment%s already fenced "
+                "(%s refused, 0 %s sessions, %s admitted); %s" % (
+                    destination, host, selected, selected, _plural(selected), source, source, destination,
+                    run_text))
+    would_change = [d for d in deployments if d["changed"]]
+    sessions = sum(d["sessions_terminated"] for d in would_change)
+    return ("CHECK MODE, nothing changed. NOT SAFE yet to start %s on %s: the failover would fence %d of %d "
+            "Deployment%s (%d %s session%s to terminate) and admit %s%s; %s" % (
+                destination, host, len(would_change), selected, _plural(selected), sessions, source,
+                _plural(sessions), destination,
+                " (%d problem%s below)" % (len(problems), _plural(len(problems))) if problems else "",
+                run_text))
+
+
+def _summary(run, result, verdict, deployments, problems, refused, failed):
+    """The summary lines: the verdict, the run, one or more lines per Deployment, the problems."""
+    host, source, destination = run["host"], run["source"], run["destination"]
+    summary = [verdict]
+    if not refused:
+        summary.append("%s -> %s on %s: %s mode, %d Deployment%s, %s ms in the fence%s" % (
+            source, destination, host, run["mode"], len(deployments), _plural(len(deployments)),
+            result.get("time_total_ms", "?"), " (check mode, nothing changed)" if run["check_mode"] else ""))
+        for dep in deployments:
+            summary.extend(_deployment_lines(dep, source, destination, run["mode"], run["drain_timeout"],
+                                             run["check_mode"]))
+        summary.extend(_replication_lines(result, source, failed or run["check_mode"]))
+    if problems:
+        summary.append("PROBLEMS on %s: do not start %s before a run says SAFE" % (host, destination))
+        summary.extend(problems if refused or failed else ["- " + p for p in problems])
+    return summary
+
+
+def _standbys(result):
+    """The fence's standbys for the report (without the statements run on them)."""
+    return [dict((k, v) for k, v in entry.items() if k != "queries") for entry in result.get("standbys") or []]
+
+
+def _standby_line(entry, source):
+    state = {"caught_up": "has the REVOKE", "lagging": "%s bytes behind the REVOKE" % entry.get("gap_bytes"),
+             "unknown": "position unknown"}.get(entry.get("state"), entry.get("state"))
+    line = "%s: %s (flushed %s)" % (standby_label(entry), state, entry.get("flush_lsn") or "?")
+    if entry.get("source") == "listed":
+        line += "%s; %s %s session%s terminated, %s left" % (
+            ", replayed" if entry.get("replayed") else ", not replayed", entry.get("sessions_terminated") or 0, source,
+            _plural(entry.get("sessions_terminated") or 0), "?" if entry.get("sessions_left") is None
+            else entry["sessions_left"])
+    return line
+
+
+def _replication_lines(result, source, quiet):
+    """The summary lines about replication: the fence's WAL position, each standby, and with
+    standby_policy=warn the standbys that lack the fence (QUIET: the module's failure says it)."""
+    wal, standbys, policy = result.get("wal"), _standbys(result), result.get("standby_policy")
+    lines = []
+    if wal and wal.get("revoke_lsn"):
+        lines.append("WAL: REVOKE at %s, final %s, timeline %s, system identifier %s; %d standby%s%s" % (
+            wal["revoke_lsn"], wal.get("final_lsn"), wal.get("timeline"), wal.get("system_identifier"),
+            len(standbys), "" if len(standbys) == 1 else "s", " (not looked at: standby_policy=ignore)"
+            if policy == "ignore" else ""))
+    lines.extend("    " + _standby_line(entry, source) for entry in standbys)
+    if policy == "warn" and not quiet:
+        lines.extend("WARNING (standby_policy=warn, the destination was admitted anyway): %s" % p
+                     for p in result.get("standby_problems") or [])
+    return lines
+
+
+def _server_entry(server):
+    server = server or {}
+    return {"host": server.get("host"), "port": int(server["port"]) if server.get("port") is not None else None,
+            "user": server.get("user")}
+
+
+def _timeout(drain_timeout):
+    try:
+        return int(drain_timeout)
+    except (TypeError, ValueError):
+        return None
 
 
 class FilterModule(object):

@@ -92,12 +92,15 @@ extends_documentation_fragment:
 options:
   helper_schema:
     description:
-      - Schema of the fence helper function, in the database the module connects to (O(login_db)).
+      - Schema of the fence helper, in the database the module connects to (O(login_db)); the same
+        option as O(dataplane.postgresql.fence_helper#module:schema).
     type: str
     default: dataplane_fence
   helper_owner_role:
     description:
-      - The role that should own the fence helper (its function, schema and registry).
+      - The role that should own the fence helper (its function, schema and registry); the same
+        option as O(dataplane.postgresql.fence_helper#module:owner_role). Not a Deployment's owner
+        role, which is O(deployments[].owner_role).
     version_added: 0.2.0
     type: str
     default: dataplane_fence_signaler
@@ -115,6 +118,8 @@ options:
       - They read shared catalogs (C(pg_shdepend), C(pg_db_role_setting)) over the same connection;
         the objects of a database that drifted are named over the connection that C(code_objects)
         opens to it.
+      - Whether to check; what a failed check does to a fence is
+        O(dataplane.postgresql.fence#module:parity_policy) of M(dataplane.postgresql.fence).
     version_added: 0.2.0
     type: bool
     default: true
@@ -135,6 +140,60 @@ options:
     type: list
     elements: raw
     default: []
+  standbys:
+    description:
+      - Hot standbys of the server (C(dataplane_standbys)). The module connects to each one with the same login
+        options (O(login_user), O(login_password), O(login_db), SSL), read-only, and reads what it has flushed
+        and replayed, its system identifier, and the sessions of the fenced login roles there.
+      - "Check C(standby_sessions) (per present Deployment): every listed standby can be read, is in recovery,
+        is a standby of this server (same system identifier), and holds no session of the Deployment's fenced
+        login roles (in any database). The fence's REVOKE reaches a standby through WAL; its terminations do
+        not, and such sessions survive a promotion."
+      - C(name) is the standby's C(application_name), as C(pg_stat_replication) and C(synchronous_standby_names)
+        call it (or its replication slot's name); the server's view of that standby and the standby's own are
+        then one entry of C(standbys) in RV(replication).
+    version_added: 0.2.0
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: The standby's C(application_name) (or slot name).
+        type: str
+        required: true
+      host:
+        description: Host name or address of the standby.
+        type: str
+        required: true
+      port:
+        description: Port of the standby.
+        type: int
+        default: 5432
+  last_report:
+    description:
+      - The last failover's report of this server, as the audit role reads it from C(dataplane_audit_last_report)
+        (its filter C(dataplane.postgresql.audit_last_report) takes these keys from the file) -
+        C(run_id), C(host), C(finished_at), C(check_mode), C(file), C(wal) (the fence's C(revoke_lsn),
+        C(final_lsn), C(timeline), C(system_identifier)), C(standbys) (as the fence saw them) and
+        C(deployments), a list of C({name, database, record}), C(record) being the fence state record the run
+        left (or null).
+      - "Check C(last_failover) (per present Deployment of the report): the server still shows the run's fence.
+        It fails with I(the fence was probably lost in a promotion: run the failover again) when the database's
+        fence record is missing or older than the report's (generation, then time), when the server is another
+        one (its system identifier is not the report's), or when the report holds no record and the timeline
+        changed. The timeline (read from the current WAL file's name; in recovery from
+        C(pg_control_checkpoint()), which lags a promotion until its checkpoint) is only noted when the record is
+        the report's: that record is written in the fence's own transactions, so it proves the fence is in this
+        server's history."
+      - "Check C(standby_positions) (when the report gives C(wal), on the report's server and timeline): every
+        standby the server knows (C(pg_stat_replication), physical replication slots), every listed one and every
+        one the report names has flushed the fence's last position. A standby behind the REVOKE would lose the
+        fence if promoted; one between the REVOKE and the last commit would admit neither plane; one the report
+        named as behind and that the server no longer knows is reported too. A position the login may not read
+        (C(pg_stat_replication) without C(pg_monitor), no slot, not listed) is reported as unknown and warned
+        about, not guessed."
+    version_added: 0.2.0
+    type: dict
 notes:
   - Supports PostgreSQL 16, 17 and 18; older servers are audited with a C(server_version) finding.
 seealso:
@@ -298,6 +357,35 @@ helper:
     owner_can_signal: true
     usable_by:
       airflow_conn_killer_a: true
+replication:
+  description:
+    - The server's place in replication and its standbys, read without any grant beyond the login.
+    - C(server) - C(in_recovery), C(current_lsn), C(receive_lsn) and C(replay_lsn) (in recovery), C(timeline),
+      C(checkpoint_timeline), C(system_identifier).
+    - C(last_report) - C(file), C(host), C(run_id), C(finished_at), C(check_mode) of O(last_report), or null.
+    - C(fence_position) - C(run_id), C(revoke_lsn), C(final_lsn), C(timeline), C(system_identifier) from the
+      report, or null; C(compared) and C(not_compared) (why not).
+    - C(standbys) - one entry per standby - C(name), C(source) (V(replication) connected, V(slot) only a
+      physical slot, V(listed) only in O(standbys), V(report) only in the report), C(slot), C(listed), C(host),
+      C(port), C(reachable), C(error), C(in_recovery), C(system_identifier), C(flush_lsn), C(replay_lsn),
+      C(position_from) (V(pg_stat_replication), V(slot), V(standby), V(report)), C(gap_bytes) (behind the
+      fence's last position), C(state) (V(flushed), V(revoke_only), V(behind), V(unknown), V(unreachable), V(not_compared),
+      V(not_seen), V(not_seen_behind)), C(sessions) (on a listed standby, C({role, database, pid}) of the
+      fenced login roles).
+  returned: always
+  type: dict
+  version_added: 0.2.0
+  sample:
+    server: {in_recovery: false, current_lsn: 0/3000148, timeline: 1, system_identifier: "7716191371620663027"}
+    fence_position: {run_id: "118", revoke_lsn: 0/3000060, final_lsn: 0/3000148, timeline: 1}
+    compared: true
+    standbys:
+      - name: standby1
+        source: slot
+        slot: standby1
+        flush_lsn: 0/2000000
+        gap_bytes: 16777544
+        state: behind
 timings:
   description:
     - Wall time in milliseconds - C(read_ms) (connecting, reading the catalog), C(compare_ms) (the reads
@@ -328,16 +416,24 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.audit.run imp
 )
 
 
-def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
         deployments=records_argument_spec(),
         helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
         helper_owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE),
         parity=dict(type="bool", default=True),
         allowed_objects=dict(type="list", elements="raw", default=[]),
+        standbys=dict(type="list", elements="dict", default=[], options=dict(
+            name=dict(type="str", required=True), host=dict(type="str", required=True),
+            port=dict(type="int", default=5432))),
+        last_report=dict(type="dict"),
     )
-    run(AnsibleModule(argument_spec=argument_spec, supports_check_mode=True))
+    return spec
+
+
+def main():
+    run(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True))
 
 
 if __name__ == "__main__":

@@ -101,13 +101,20 @@ options:
     type: bool
     default: true
   helper_schema:
-    description: Schema of the fence helper.
+    description:
+      - Schema of the fence helper, in the database the module connects to (O(login_db)); the same
+        option as O(dataplane.postgresql.fence_helper#module:schema).
+      - The alias C(fence_helper_schema) is deprecated and will be removed in version 1.0.0.
     type: str
     default: dataplane_fence
     aliases:
       - fence_helper_schema
   helper_owner_role:
-    description: NOLOGIN role owning the fence helper function (it holds C(pg_signal_backend)).
+    description:
+      - NOLOGIN role owning the fence helper function (it holds C(pg_signal_backend)); the same
+        option as O(dataplane.postgresql.fence_helper#module:owner_role). Not a Deployment's owner
+        role, which is O(deployments[].owner_role).
+      - The alias C(fence_helper_owner_role) is deprecated and will be removed in version 1.0.0.
     type: str
     default: dataplane_fence_signaler
     aliases:
@@ -352,7 +359,12 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.provision.run
 )
 
 
-def main():
+def _deprecated(alias):
+    return dict(name=alias, version="1.0.0", collection_name="dataplane.postgresql")
+
+
+def argument_spec():
+    """The module's options; the deprecated aliases are the fence helper options' names of 0.1."""
     spec = connection_argument_spec()
     spec.update(
         deployments=records_argument_spec(),
@@ -361,15 +373,21 @@ def main():
         create_login_roles=dict(type="bool", default=True),
         commander_password=dict(type="str", no_log=True),
         fence_helper=dict(type="bool", default=True),
-        helper_schema=dict(type="str", default=DEFAULT_SCHEMA, aliases=["fence_helper_schema"]),
-        helper_owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE, aliases=["fence_helper_owner_role"]),
+        helper_schema=dict(type="str", default=DEFAULT_SCHEMA, aliases=["fence_helper_schema"],
+                           deprecated_aliases=[_deprecated("fence_helper_schema")]),
+        helper_owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE, aliases=["fence_helper_owner_role"],
+                               deprecated_aliases=[_deprecated("fence_helper_owner_role")]),
         decommission_owner=dict(type="str"),
         readmit_fenced_planes=dict(type="bool", default=False),
         run_id=dict(type="str"),
         all_grantors=dict(type="bool", default=False),
         unchanged_states=dict(type="bool", default=True),
     )
-    run(AnsibleModule(argument_spec=spec, supports_check_mode=True))
+    return spec
+
+
+def main():
+    run(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ description:
     O(deployments[].killer_role)); that the source role is neither a superuser nor a member of
     the owner role; that no other path (C(PUBLIC), a group role, another grantor) would keep
     C(CONNECT) for the source; that the fence state record is readable; plane parity as
-    O(parity) says). Any problem fails the module with RV(preflight), naming the Deployment and
+    O(parity_policy) says). Any problem fails the module with RV(preflight), naming the Deployment and
     what is missing, and nothing is changed. A real run does exactly the checks of a check-mode
     run, after taking the lock and before its first change, so on one server a separate
     check-mode call adds nothing (it is needed only to preflight several servers before any of
@@ -53,6 +53,27 @@ description:
     unless O(on_state_change=proceed).
   - B(Durability.) The session raises C(synchronous_commit) V(off) or V(local) to V(on), so every
     change is flushed (and sent to synchronous standbys) before the module reports it.
+  - B(Replication.) Right after the C(REVOKE)s commit, one query reads the fence's WAL position
+    (C(pg_current_wal_lsn())), the timeline, the system identifier, the standbys streaming from the
+    server (C(pg_stat_replication), through the fence helper's C(standby_positions()) for a login
+    without C(pg_read_all_stats)) and its physical replication slots; RV(wal) and RV(standbys)
+    report them. With no standby that is all the fence does for replication.
+  - B(The standby gate.) Before any destination is admitted, the module waits up to
+    O(standby_timeout) seconds until every standby has flushed the C(REVOKE)'s position - every
+    connected one, every physical slot (a slot no standby uses, behind the position, is a lagging
+    standby) and every one in O(standbys). O(standby_policy) says what happens when one has not
+    (a standby promoted without the C(REVOKE) would admit both planes). After the C(GRANT)s, it
+    waits for what is left of O(standby_timeout) until the standbys have flushed them too, and
+    warns about one that has not.
+  - B(Hot standbys.) For every standby in O(standbys), in parallel, the module connects to it with
+    the same login options, waits until it has replayed the C(REVOKE) (before that it still admits
+    the source), terminates the source roles' sessions there (by the same route as on the primary;
+    the fence helper works on a hot standby) and waits until none remains.
+  - B(Synchronous standbys.) A commit of the fence that waits for a synchronous standby (wait event
+    C(SyncRep)) is watched from a second connection; when it has waited O(standby_timeout)
+    seconds, the module fails and says so. The commit is never cancelled (a cancelled wait leaves
+    the transaction committed locally although no synchronous standby has it); it completes when a
+    synchronous standby confirms it, and until then no other session sees it.
   - Idempotent; a Deployment that is already fenced in this direction, with a complete record, no
     source session and the destination admitted, reports C(changed=false) and nothing is written.
   - Needs PostgreSQL 16 or newer; on 14 and 15 it fails before any change (the helper relies on
@@ -102,7 +123,7 @@ options:
         type: str
       schema_role:
         description:
-          - The Deployment's shared schema role (owner of Airflow's objects), for O(parity); the
+          - The Deployment's shared schema role (owner of Airflow's objects), for O(parity_policy); the
             destination must then start as this role in the database.
         type: str
   mode:
@@ -123,7 +144,7 @@ options:
       - Seconds to wait, after signalling, for terminated sessions to disappear.
     type: float
     default: 10
-  parity:
+  parity_policy:
     description:
       - Plane parity in the preflight, read from shared catalogs in the same connection (one
         query per catalog for all Deployments).
@@ -132,10 +153,15 @@ options:
         on objects or memberships the destination lacks, or the destination would not start as
         the schema role (or as the same role as the source).
       - V(warn) reports the same as warnings and fences anyway; V(ignore) does not look.
+      - The failover role sets it from C(dataplane_failover_parity_policy) (default V(refuse)).
+      - The alias C(parity) is deprecated and will be removed in version 1.0.0 (in
+        M(dataplane.postgresql.deployment_audit), O(dataplane.postgresql.deployment_audit#module:parity)
+        is a boolean, whether to run the parity checks at all).
     version_added: 0.2.0
     type: str
     choices: [ignore, warn, refuse]
     default: ignore
+    aliases: [parity]
   lock_timeout:
     description:
       - Seconds to wait for another fence of the same database (which holds the advisory lock)
@@ -153,6 +179,52 @@ options:
     type: str
     choices: [fail, proceed]
     default: fail
+  standbys:
+    description:
+      - Hot standbys of the server, whose source sessions the fence terminates too (see
+        B(Hot standbys) above). The module connects to each with the login options of the
+        primary, O(login_host) and O(login_port) replaced.
+      - Standbys the primary knows of are waited for whether or not they are listed here.
+    version_added: 0.2.0
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: A name for messages and results (unique).
+        type: str
+        required: true
+      host:
+        description: Host name or address of the standby.
+        type: str
+        required: true
+      port:
+        description: Its port.
+        type: int
+        default: 5432
+  standby_policy:
+    description:
+      - What the fence does when a standby does not have its C(REVOKE) within O(standby_timeout) -
+        it has not flushed it, its position cannot be read, or (a standby in O(standbys)) it has not
+        replayed it, cannot be reached, or still has source sessions.
+      - V(require) does not admit the destination, leaves the fence state in phase V(fencing) and
+        fails, naming every such standby with its gap in bytes; a rerun finishes the fence.
+      - V(warn) admits the destination anyway and warns.
+      - V(ignore) does not wait and does not connect to the standbys in O(standbys); RV(standbys)
+        shows what the primary saw once.
+      - A commit waiting for a synchronous standby fails the module after O(standby_timeout) with
+        every policy (the fence is not in effect until the commit completes).
+    version_added: 0.2.0
+    type: str
+    choices: [require, warn, ignore]
+    default: require
+  standby_timeout:
+    description:
+      - Seconds to wait for the standbys (the gate, and each standby in O(standbys) replaying the
+        C(REVOKE)), and the longest a commit of the fence may wait for a synchronous standby.
+    version_added: 0.2.0
+    type: float
+    default: 30
   expected_generations:
     description:
       - The fence state the caller saw earlier, a dictionary that maps a database name to the record
@@ -254,9 +326,9 @@ deployments:
       type: str
     parity:
       description:
-        - With O(parity) V(warn) or V(refuse), why the destination could not use or migrate what
+        - With O(parity_policy) V(warn) or V(refuse), why the destination could not use or migrate what
           the source could (empty when it can).
-      returned: when O(parity) is not V(ignore)
+      returned: when O(parity_policy) is not V(ignore)
       type: list
       elements: str
     sessions_terminated:
@@ -322,6 +394,132 @@ deployments:
     state_written:
       description: Whether a record was (or in check mode would be) written.
       type: bool
+    held_for_standbys:
+      description:
+        - True when the destination was not admitted (and the record left in phase V(fencing))
+          because a standby does not have the C(REVOKE) (O(standby_policy=require)).
+      returned: when the standby gate held the Deployment back
+      type: bool
+      version_added: 0.2.0
+wal:
+  description:
+    - Where the fence is in the server's write-ahead log.
+  returned: when the fence got past its preflight
+  type: dict
+  version_added: 0.2.0
+  contains:
+    revoke_lsn:
+      description:
+        - C(pg_current_wal_lsn()) read right after the C(REVOKE)s and the V(fencing) records committed
+          (when nothing was revoked or written, the position when the fence looked). In check mode,
+          null.
+      type: str
+    final_lsn:
+      description: C(pg_current_wal_lsn()) after the last commit of the fence (null in check mode).
+      type: str
+    timeline:
+      description:
+        - The timeline of the WAL at that position (from C(pg_walfile_name()); C(pg_control_checkpoint())
+          still shows the previous timeline after a promotion until the next checkpoint).
+      type: int
+    system_identifier:
+      description: C(pg_control_system()).system_identifier, as text (the cluster's identity).
+      type: str
+standbys:
+  description:
+    - One entry per standby - the WAL senders the server has (V(replication)), its physical
+      replication slots that no WAL sender uses (V(slot)), and the standbys in O(standbys)
+      (V(listed), as each sees itself).
+  returned: when the fence got past its preflight
+  type: list
+  elements: dict
+  version_added: 0.2.0
+  contains:
+    name:
+      description: The WAL sender's C(application_name), the slot's name, or the name given.
+      type: str
+    source:
+      description: V(replication), V(slot) or V(listed).
+      type: str
+    flush_lsn:
+      description:
+        - The position the standby has flushed (the slot's C(restart_lsn); a listed standby's
+          C(pg_last_wal_receive_lsn())); null when unknown.
+      type: str
+    replay_lsn:
+      description: The position it has replayed (null for a slot, or when unknown).
+      type: str
+    gap_bytes:
+      description: How many bytes its flushed position is behind the C(REVOKE)'s (0 when it has it).
+      type: int
+    state:
+      description: V(caught_up), V(lagging) or V(unknown) (no position could be read).
+      type: str
+    sessions_terminated:
+      description: For a listed standby, how many source sessions were terminated there (null otherwise).
+      type: int
+    sessions_left:
+      description: For a listed standby, how many source sessions remain there (null otherwise, or not reached).
+      type: int
+    problem:
+      description: Why the standby's state is what it is, when something went wrong (null otherwise).
+      type: str
+    replayed:
+      description: For a listed standby, whether it has replayed the C(REVOKE) (it refuses the source only then).
+      type: bool
+    host:
+      description: For a listed standby, its host.
+      type: str
+    port:
+      description: For a listed standby, its port.
+      type: int
+    time_ms:
+      description: For a listed standby, milliseconds from the start of its thread until it was done.
+      type: int
+    slot:
+      description: The replication slot (for a connected standby, the one it streams through, if any).
+      type: str
+    sync_state:
+      description: For a connected standby, C(async), C(potential), C(sync) or C(quorum).
+      type: str
+standby_policy:
+  description: The O(standby_policy) the fence ran with.
+  returned: always
+  type: str
+  version_added: 0.2.0
+standby_problems:
+  description:
+    - One line per standby that does not have the fence (empty when every one has it); with
+      O(standby_policy=require) the module then fails.
+  returned: always
+  type: list
+  elements: str
+  version_added: 0.2.0
+commit_waits:
+  description:
+    - The commits of the fence that waited for a synchronous standby (wait event C(SyncRep)), as
+      a second connection saw them.
+  returned: always
+  type: list
+  elements: dict
+  version_added: 0.2.0
+  contains:
+    what:
+      description: Which commit.
+      type: str
+    waited_ms:
+      description: How long it waited.
+      type: int
+    wait_event:
+      description: The wait event last seen.
+      type: str
+    synchronous_standby_names:
+      description: The server's C(synchronous_standby_names).
+      type: str
+    synchronous_standbys:
+      description: The synchronous standbys connected then (C(name), C(sync_state), C(flush_lsn)).
+      type: list
+      elements: dict
 run_id:
   description: The run id stored in the records this run wrote.
   returned: always
@@ -362,7 +560,7 @@ preflight:
 timings:
   description:
     - Whole milliseconds per phase (V(connect_ms), V(lock_ms), V(preflight_ms), V(list_ms) in check mode,
-      V(revoke_ms), V(drain_ms), V(signal_ms), V(wait_ms), V(verify_and_grant_ms)), for tuning, and
+      V(revoke_ms), V(drain_ms), V(signal_ms), V(wait_ms), V(standbys_ms), V(verify_and_grant_ms)), for tuning, and
       V(total_ms), the module's run from before it connects until it returns.
   returned: always
   type: dict
@@ -386,14 +584,16 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dataplane.postgresql.plugins.module_utils.fence.run import (  # this module's entry point
     DEFAULT_SCHEMA,
     ON_STATE_CHANGE,
+    STANDBY_POLICIES,
     connection_argument_spec,
     run_fence,
 )
 
 
-def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    """The module's options; C(parity) is the deprecated name of C(parity_policy)."""
+    spec = connection_argument_spec()
+    spec.update(
         deployments=dict(type="list", elements="dict", required=True, options=dict(
             name=dict(type="str", required=True),
             database=dict(type="str", required=True),
@@ -402,7 +602,9 @@ def main():
             killer_role=dict(type="str"),
             schema_role=dict(type="str"),
         )),
-        parity=dict(type="str", choices=["ignore", "warn", "refuse"], default="ignore"),
+        parity_policy=dict(type="str", choices=["ignore", "warn", "refuse"], default="ignore", aliases=["parity"],
+                           deprecated_aliases=[dict(name="parity", version="1.0.0",
+                                                    collection_name="dataplane.postgresql")]),
         mode=dict(type="str", choices=["forced", "controlled"], default="forced"),
         drain_timeout=dict(type="float", default=60),
         wait_timeout=dict(type="float", default=10),
@@ -411,8 +613,19 @@ def main():
         run_id=dict(type="str"),
         on_state_change=dict(type="str", choices=list(ON_STATE_CHANGE), default="fail"),
         expected_generations=dict(type="dict"),
+        standbys=dict(type="list", elements="dict", default=[], options=dict(
+            name=dict(type="str", required=True),
+            host=dict(type="str", required=True),
+            port=dict(type="int", default=5432),
+        )),
+        standby_policy=dict(type="str", choices=list(STANDBY_POLICIES), default="require"),
+        standby_timeout=dict(type="float", default=30),
     )
-    run_fence(AnsibleModule(argument_spec=argument_spec, supports_check_mode=True))
+    return spec
+
+
+def main():
+    run_fence(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True))
 
 
 if __name__ == "__main__":

@@ -15,14 +15,14 @@ description:
   - Installs, updates or removes the fence helper in the database the module connects to
     (O(login_db), default C(postgres)).
   - The helper is a C(SECURITY DEFINER) function
-    C(<helper_schema>.terminate_member_sessions(p_killer, p_roles, p_databases, p_signal)) owned by a
+    C(<schema>.terminate_member_sessions(p_killer, p_roles, p_databases, p_signal)) owned by a
     C(NOLOGIN) role that holds C(pg_signal_backend) and C(pg_read_all_stats). It terminates only
     sessions of roles directly granted to the killer role named by the caller, never a
     superuser's session and never its own, and only when the caller's session user has the
     privileges of that killer role. Its C(search_path) is pinned to C(pg_catalog, pg_temp) and
     every name in it is schema-qualified.
   - The helper accepts a killer role only when it is in the helper's registry, a table
-    C(<helper_schema>.killer_roles) owned by O(owner_role) on which nobody holds any privilege. The module
+    C(<schema>.killer_roles) owned by O(owner_role) on which nobody holds any privilege. The module
     registers each role in O(killer_roles) by its oid and name, so a role that is dropped and
     created again under the same name is not registered until the module runs again. A role that
     can log in, or has C(SUPERUSER), C(CREATEROLE), C(REPLICATION) or C(BYPASSRLS), is refused
@@ -60,15 +60,18 @@ options:
     type: list
     elements: str
     default: []
-  helper_schema:
+  schema:
     description:
       - Schema that holds the helper function. Created owned by O(owner_role), with no
         privileges for C(PUBLIC).
-      - The same option as O(dataplane.postgresql.fence#module:helper_schema) and
-        O(dataplane.postgresql.terminate_sessions#module:helper_schema); V(schema) is its older name.
+      - The alias O(helper_schema) is the name the other modules give the helper's schema
+        (O(dataplane.postgresql.fence#module:helper_schema),
+        O(dataplane.postgresql.terminate_sessions#module:helper_schema),
+        O(dataplane.postgresql.deployment_setup#module:helper_schema),
+        O(dataplane.postgresql.deployment_audit#module:helper_schema)); both names stay.
     type: str
     default: dataplane_fence
-    aliases: [schema]
+    aliases: [helper_schema]
   owner_role:
     description:
       - C(NOLOGIN) role that owns the function and holds C(pg_signal_backend) and
@@ -81,8 +84,13 @@ options:
         inherit the owner role's (a managed-service admin and its provider group), is left alone,
         since it could grant them to itself.
       - A C(SUPERUSER) owner role is refused (nothing is changed).
+      - The fence helper's owner, not a Deployment's owner role (the C(owner_role) of a Deployment
+        record is the database owner). The alias O(helper_owner_role) is the name the other modules
+        give it (O(dataplane.postgresql.deployment_setup#module:helper_owner_role),
+        O(dataplane.postgresql.deployment_audit#module:helper_owner_role)); both names stay.
     type: str
     default: dataplane_fence_signaler
+    aliases: [helper_owner_role]
   exact_killer_roles:
     description:
       - With V(false), O(killer_roles) are registered and other registered killer roles stay
@@ -218,16 +226,22 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.helper.run im
 )
 
 
-def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    """The module's options: ``schema`` and ``owner_role`` are the contract's names; their aliases
+    are the names the other modules give the same things (``helper_schema``, ``helper_owner_role``)."""
+    spec = connection_argument_spec()
+    spec.update(
         killer_roles=dict(type="list", elements="str", default=[]),
-        helper_schema=dict(type="str", default=DEFAULT_SCHEMA, aliases=["schema"]),
-        owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE),
+        schema=dict(type="str", default=DEFAULT_SCHEMA, aliases=["helper_schema"]),
+        owner_role=dict(type="str", default=DEFAULT_OWNER_ROLE, aliases=["helper_owner_role"]),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         exact_killer_roles=dict(type="bool", default=False),
     )
-    run_fence_helper(AnsibleModule(argument_spec=argument_spec, supports_check_mode=True))
+    return spec
+
+
+def main():
+    run_fence_helper(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True))
 
 
 if __name__ == "__main__":

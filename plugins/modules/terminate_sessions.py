@@ -160,16 +160,20 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.terminate.run
 )
 
 
-def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
         roles=dict(type="list", elements="str", required=True),
         databases=dict(type="list", elements="str"),
         killer_role=dict(type="str"),
         helper_schema=dict(type="str", default=DEFAULT_SCHEMA),
         wait_timeout=dict(type="float", default=30),
     )
-    run_terminate_sessions(AnsibleModule(argument_spec=argument_spec, supports_check_mode=True))
+    return spec
+
+
+def main():
+    run_terminate_sessions(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True))
 
 
 if __name__ == "__main__":

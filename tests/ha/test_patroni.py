@@ -6,11 +6,10 @@ leader's Patroni and postmaster get SIGKILL right after the failover reported su
 promotes the replica, and the new leader must still hold the fence (dp1 refused, dp2 admitted,
 no dp1 session, the fence record intact).
 
-What the fence does not do yet (the next step of issue 22) is written as strict xfail tests: a
-dp1 session held on a replica survives the failover, and a failover reports success while a
-replica lacks the fence. They fail today for exactly that reason (their set-up checks raise
-``SetupError``, which the xfail does not accept); once the standby handling exists they pass,
-and strict xfail turns that into a failure that asks for the marker to go.
+Two more tests cover the standbys: a dp1 session held on a replica is ended by the failover
+(the replica given in ``dataplane_standbys``), and a failover whose replica does not receive the
+fence (its WAL receiver stopped) does not report success. Their set-up checks raise
+``SetupError`` when the scenario itself did not come about.
 """
 
 import json
@@ -196,9 +195,6 @@ def test_the_fence_survives_a_crash_of_the_leader_and_patroni_promotion(cluster,
     assert [a for a in cluster.listeners() if a[0] != "127.0.0.1"] == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the fence does not reach hot standbys yet (issue 22, next step): a dp1 session held "
-                          "on a replica survives the failover")
 def test_dp1_sessions_held_on_a_replica_are_ended_by_the_failover(cluster16, ansible_playbook, tmp_path):
     leader, replica = provisioned(cluster16, ansible_playbook, tmp_path)
     held = Sessions(replica, application="ha-dp1-replica", tx_sql="SELECT 1")  # a hot standby takes no write
@@ -214,13 +210,16 @@ def test_dp1_sessions_held_on_a_replica_are_ended_by_the_failover(cluster16, ans
             require(not admitted and "permission denied for database" in message, message)
         assert sessions_of(replica, [role("dp1", i) for i in IDS]) == []
         assert still_alive(held) == []
+        report = latest_report(tmp_path / "reports", "failover")
+        listed = [s for s in report["standbys"] if s["source"] == "listed"]
+        assert len(listed) == 1 and listed[0]["name"] == replica.name, report["standbys"]
+        assert listed[0]["replayed"] and listed[0]["sessions_left"] == 0, listed
+        assert listed[0]["sessions_terminated"] == len(IDS) * len(HELD_STATES), listed
+        assert report["wal"]["revoke_lsn"] and report["wal"]["timeline"] >= 1, report["wal"]
     finally:
         held.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="no standby gate yet (issue 22, next step): the failover reports success while a "
-                          "replica has not received the fence")
 def test_a_failover_with_a_lagging_replica_does_not_report_success(cluster16, ansible_playbook, tmp_path):
     leader, replica = provisioned(cluster16, ansible_playbook, tmp_path)
     receiver = replica.sql("SELECT pid FROM pg_catalog.pg_stat_wal_receiver")
@@ -235,5 +234,12 @@ def test_a_failover_with_a_lagging_replica_does_not_report_success(cluster16, an
                 "the replica was not behind the fence: the scenario did not happen")
         assert proc.returncode != 0, ("the failover reported success while the replica lacked the fence:\n"
                                       + proc.stdout[-3000:])
+        report = latest_report(tmp_path / "reports", "failover")
+        assert report["safe_to_start_destination"] is False, report["verdict"]
+        assert "the standby gate did not pass" in "\n".join(report["problems"]), report["problems"]
+        lagging = [s for s in report["standbys"] if s["state"] == "lagging"]
+        assert lagging and all(s["gap_bytes"] > 0 for s in lagging), report["standbys"]
+        for dep_id in IDS:  # the record stays in phase fencing until a rerun finishes the fence
+            assert fence_record(leader, db(dep_id))["phase"] == "fencing"
     finally:
         os.kill(receiver_pid, signal.SIGCONT)

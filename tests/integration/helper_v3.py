@@ -1,9 +1,11 @@
-"""The fence helper's body as this collection installed it before version 4 (helper version 3,
-which serves one named killer role per call), frozen here so that the fence's use of an installed version 3 helper and
-the upgrade to version 4 can be tested without the old code.
+"""The fence helper's terminating function as this collection installed it in versions 3 and 4
+(one named killer role per call; version 4 added standby_positions() next to it), frozen here so
+that the fence's use of such a helper and the upgrade to version 5 can be tested without the old
+code.
 
-``install_v3_body(conn, schema, owner)`` replaces the body of a helper installed by this
-collection with the version 3 body and version comment, as a superuser (the owner stays)."""
+``install_v3_body(conn, schema, owner, version="3")`` replaces the body of the terminating
+function of a helper installed by this collection with that body and the comment of VERSION
+("3" or "4"), as a superuser (the owner stays)."""
 
 from psycopg2 import sql
 
@@ -63,7 +65,7 @@ END
 """
 
 
-def install_v3_body(conn, schema, owner):
+def install_v3_body(conn, schema, owner, version="3"):
     conn.autocommit = True
     cur = conn.cursor()
     ident = sql.Identifier
@@ -77,6 +79,6 @@ def install_v3_body(conn, schema, owner):
             s=ident(schema), body=sql.Literal(V3_FUNCTION_BODY.replace(
                 "{registry}", sql.SQL("{}.{}").format(ident(schema), ident("killer_roles")).as_string(conn)))))
     cur.execute(sql.SQL("COMMENT ON FUNCTION {}.terminate_member_sessions(name, name[], name[], boolean) IS {}")
-                .format(ident(schema), sql.Literal("dataplane.postgresql fence helper version 3")))
+                .format(ident(schema), sql.Literal("dataplane.postgresql fence helper version " + version)))
     cur.execute("RESET ROLE")
     cur.close()

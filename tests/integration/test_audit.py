@@ -193,13 +193,13 @@ def test_audit_query_count_does_not_grow(pg16, names, run_module):
     one = audit(run_module, pg16, records[:1], helper_schema=schema)
     five = audit(run_module, pg16, records, helper_schema=schema)
     # SET TRANSACTION, 6 catalog reads (one for the fence state: access and sessions), 3 of
-    # helper_status(), 4 of plane parity, 1 for the databases the login may connect to: the same
-    # for 1 or 5 (or 200) over the shared connection; plus one query inside each metadata
-    # database (its code objects).
+    # helper_status(), 4 of plane parity, 1 for the databases the login may connect to, 1 for the
+    # server's place in replication: the same for 1 or 5 (or 200) over the shared connection; plus
+    # one query inside each metadata database (its code objects).
 
     def server_wide(result):
         return [q for q in result["queries"] if not q.startswith("WITH ext AS")]
-    assert len(server_wide(one)) == len(server_wide(five)) <= 15
+    assert len(server_wide(one)) == len(server_wide(five)) <= 16
     assert len(one["queries"]) - len(server_wide(one)) == 1
     assert len(five["queries"]) - len(server_wide(five)) == 5
     assert [d["id"] for d in five["deployments"]] == ["a", "b", "c", "d", "e"]
@@ -418,7 +418,7 @@ def test_playbook_seed_only_fails_after_writing_report(pg, names, ansible_playbo
     before = catalog(pg)
     proc = ansible_playbook("dataplane.postgresql.audit", inventory=_inventory(tmp_path, pg, records[0]["commander_user"]),
                             extra_vars=_model_vars(records, names, dataplane_report_dir=str(reports),
-                                                   dataplane_audit_helper_schema=names("nofence")))
+                                                   dataplane_fence_helper_schema=names("nofence")))
     assert catalog(pg) == before
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
@@ -434,7 +434,7 @@ def test_playbook_seed_only_fails_after_writing_report(pg, names, ansible_playbo
     # The same audit with dataplane_audit_fail_on_drift: false reports and succeeds.
     proc = ansible_playbook("dataplane.postgresql.audit", inventory=_inventory(tmp_path, pg, "postgres"),
                             extra_vars=_model_vars(records, names, dataplane_audit_fail_on_drift=False,
-                                                   dataplane_audit_helper_schema=names("nofence")))
+                                                   dataplane_fence_helper_schema=names("nofence")))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "a: DRIFT (1), fence would FAIL" in proc.stdout
 
@@ -445,8 +445,8 @@ def test_playbook_clean_server_passes(pg16, names, ansible_playbook, tmp_path):
     reports = tmp_path / "reports"
     proc = ansible_playbook("dataplane.postgresql.audit", inventory=_inventory(tmp_path, pg16, records[0]["commander_user"]),
                             extra_vars=_model_vars(records, names, dataplane_report_dir=str(reports),
-                                                   dataplane_audit_helper_schema=schema,
-                                                   dataplane_audit_helper_owner_role=names("fence_signaler")))
+                                                   dataplane_fence_helper_schema=schema,
+                                                   dataplane_fence_helper_owner_role=names("fence_signaler")))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "a: OK, fence capable (helper); admitted: dp1, dp2" in proc.stdout
     report = latest_report(reports, "audit", "pg-under-test")

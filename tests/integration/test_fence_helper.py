@@ -5,6 +5,7 @@ import pytest
 from psycopg2 import sql
 
 from fence_support import Sessions, make_deployment, setup_deployments
+from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper import HELPER_VERSION
 
 FN_ARGS = "name, name[], name[], boolean"
 
@@ -113,9 +114,11 @@ def test_upgrade_drops_an_old_signature_by_oid(pg, names, deployment_pair, run_m
     assert checked["changed"] and any("regprocedure" in q for q in checked["statements"]), checked
     res = _helper(pg, run_module, schema, owner, [a["killer"]])
     assert not res["failed"] and res["changed"], res
-    left = pg.sql("SELECT pg_get_function_identity_arguments(p.oid) FROM pg_proc p JOIN pg_namespace n "
-                  "ON n.oid = p.pronamespace WHERE n.nspname = %s", (schema,))
-    assert [r[0] for r in left] == ["p_killer name, p_roles name[], p_databases name[], p_signal boolean"]
+    left = pg.sql("SELECT p.proname, pg_get_function_identity_arguments(p.oid) FROM pg_proc p JOIN pg_namespace n "
+                  "ON n.oid = p.pronamespace WHERE n.nspname = %s ORDER BY 1", (schema,))
+    assert [tuple(r) for r in left] == [
+        ("standby_positions", ""),
+        ("terminate_member_sessions", "p_killer name, p_roles name[], p_databases name[], p_signal boolean")]
     assert res["status"]["current"] and _helper(pg, run_module, schema, owner, [a["killer"]])["changed"] is False
 
 
@@ -376,7 +379,8 @@ def test_a_recreated_killer_role_is_not_registered(pg, names, deployment_pair, r
     i = sql.Identifier
     _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
     old_oid = pg.sql("SELECT %s::regrole::oid", (b["killer"],))[0][0]
-    pg.sql(sql.SQL("REVOKE ALL ON FUNCTION {f} FROM {k}; REVOKE ALL ON SCHEMA {s} FROM {k}; DROP ROLE {k}; "
+    pg.sql(sql.SQL("REVOKE ALL ON FUNCTION {f} FROM {k}; REVOKE ALL ON FUNCTION {s}.standby_positions() FROM {k}; "
+                   "REVOKE ALL ON SCHEMA {s} FROM {k}; DROP ROLE {k}; "
                    "CREATE ROLE {k} NOLOGIN NOINHERIT; GRANT {d} TO {k} WITH INHERIT FALSE, SET FALSE; "
                    "GRANT {k} TO {c}; GRANT USAGE ON SCHEMA {s} TO {k}; GRANT EXECUTE ON FUNCTION {f} TO {k}")
            .format(f=_fn(schema), s=i(schema), k=i(b["killer"]), d=i(b["dp1"]), c=i(commander)))
@@ -442,7 +446,7 @@ def test_upgrade_from_the_0_1_helper_converges(pg, names, deployment_pair, run_m
     assert any("registry table" in p for p in checked["status"]["problems"]), checked["status"]
     assert pg.sql("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace", (schema,))[0][0] == 0
     res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
-    assert not res["failed"] and res["status"]["current"] and res["status"]["version"] == "4", res
+    assert not res["failed"] and res["status"]["current"] and res["status"]["version"] == HELPER_VERSION, res
     assert res["status"]["problems"] == [] and all(res["status"]["usable_by"].values()), res["status"]
     assert [r[0] for r in _registry(pg, schema)] == sorted([a["killer"], b["killer"]])
     assert _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])["changed"] is False
@@ -454,20 +458,23 @@ def test_upgrade_from_the_0_1_helper_converges(pg, names, deployment_pair, run_m
         live.close()
 
 
-def test_helper_schema_is_the_option_name_and_schema_its_alias(pg, names, deployment_pair, run_module):
-    """fence_helper takes helper_schema like fence and terminate_sessions; schema still works."""
+def test_schema_and_its_alias_helper_schema_name_one_helper(pg, names, deployment_pair, run_module):
+    """fence_helper takes the contract's schema and owner_role and, as aliases, the names the other
+    modules use (helper_schema like fence and terminate_sessions, helper_owner_role like
+    deployment_setup and deployment_audit): one helper either way."""
     commander, (a, b) = deployment_pair
     schema, owner = names("fence"), names("signaler")
     refused = run_module("fence_helper", dict(pg.login_args(), helper_schema="pg_nope", owner_role=owner,
                                               killer_roles=[a["killer"]]))
     assert refused["failed"] and refused["msg"].startswith("fence helper request refused, nothing was changed: ")
     assert refused["queries"] == [] and "pg_" in refused["problems"][0]
-    first = run_module("fence_helper", dict(pg.login_args(), helper_schema=schema, owner_role=owner,
+    first = run_module("fence_helper", dict(pg.login_args(), helper_schema=schema, helper_owner_role=owner,
                                             killer_roles=[a["killer"]]))
     assert first["changed"] and first["status"]["usable_by"] == {a["killer"]: True}
     assert set(first["timings"]) >= {"connect_ms", "ensure_ms", "total_ms"}
-    again = _helper(pg, run_module, schema, owner, [a["killer"]])  # the old name, same helper
+    again = _helper(pg, run_module, schema, owner, [a["killer"]])  # schema and owner_role, same helper
     assert again["changed"] is False and again["queries"] == []
+    assert not first.get("deprecations") and not again.get("deprecations")
     # terminate_sessions and fence find it under the same name
     live = Sessions(pg, a["dp1"], a["database"]).open(("idle",))
     try:
@@ -480,22 +487,54 @@ def test_helper_schema_is_the_option_name_and_schema_its_alias(pg, names, deploy
         live.close()
 
 
-@pytest.mark.parametrize("old", ["2", "3"])
+def test_a_version_3_helper_is_upgraded_with_standby_positions(pg, names, deployment_pair, run_module):
+    """A version 3 helper (no standby_positions()) still terminates; one fence_helper run adds the
+    function, grants it to the killer roles only and updates the version comments."""
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
+    pg.sql(sql.SQL("DROP FUNCTION {s}.standby_positions(); COMMENT ON FUNCTION {f} IS {v}").format(
+        s=sql.Identifier(schema), f=_fn(schema), v=sql.Literal("dataplane.postgresql fence helper version 3")))
+    checked = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]], check=True)
+    assert checked["changed"] and checked["status"]["version"] == "3" and not checked["status"]["current"]
+    assert any("standby_positions" in p and "does not exist" in p for p in checked["status"]["problems"]), checked
+    assert checked["status"]["usable_by"] == {a["killer"]: True, b["killer"]: True}
+    res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
+    assert not res["failed"] and res["status"]["current"] and res["status"]["version"] == HELPER_VERSION, res
+    positions = '"%s".standby_positions()' % schema
+    granted = pg.sql("SELECT r.rolname FROM pg_roles r WHERE has_function_privilege(r.oid, %s, 'EXECUTE') "
+                     "AND NOT r.rolsuper ORDER BY 1", (positions,))
+    assert sorted(r[0] for r in granted) == sorted([a["killer"], b["killer"], commander, owner]), granted
+    conn = pg.connect(commander)  # through its killer roles, without pg_read_all_stats
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM " + positions)
+        assert cur.fetchone()[0] == 0  # this server streams to no standby
+    finally:
+        conn.close()
+    assert _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])["changed"] is False
+
+
+@pytest.mark.parametrize("old", ["2", "3", "4"])
 def test_an_older_helper_still_serves_the_fence_and_is_upgraded(pg, names, deployment_pair, run_module, old):
-    """A helper of version 2 (0.2: the whole pg_stat_activity per call) or 3 (one named killer role
-    per call) keeps working for terminate_sessions and the fence, called once per killer role,
-    until it is upgraded; one fence_helper run replaces the body with version 4, which terminates
-    the same sessions and no others (called once, no killer role named)."""
+    """A helper of version 2 (0.2: the whole pg_stat_activity per call), 3 or 4 (one named killer
+    role per call; 4 with standby_positions()) keeps working for terminate_sessions and the fence,
+    called once per killer role, until it is upgraded; one fence_helper run replaces the body with
+    this collection's (version 5 and later), which terminates the same sessions and no others,
+    called once with no killer role named."""
     from helper_v2 import install_v2_body
     from helper_v3 import install_v3_body
     commander, (a, b) = deployment_pair
     schema, owner = names("fence"), names("signaler")
     _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
-    {"2": install_v2_body, "3": install_v3_body}[old](pg.connect(), schema, owner)
+    if old == "2":
+        install_v2_body(pg.connect(), schema, owner)
+    else:  # the body of versions 3 and 4, which differ in standby_positions() only
+        install_v3_body(pg.connect(), schema, owner, version=old)
     checked = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]], check=True)
     assert checked["changed"] and checked["status"]["version"] == old and not checked["status"]["current"]
     assert checked["status"]["usable_by"] == {a["killer"]: True, b["killer"]: True}
-    for version in (old, "4"):
+    for version in (old, HELPER_VERSION):
         live = Sessions(pg, a["dp1"], a["database"]).open(("idle", "idle_in_tx"))
         bystander = Sessions(pg, b["dp1"], b["database"]).open(("idle",))
         try:
@@ -506,9 +545,9 @@ def test_an_older_helper_still_serves_the_fence_and_is_upgraded(pg, names, deplo
             assert all(s["route"] == "helper" and s["terminated"] for s in res["sessions"]), version
             assert all(s["database"] == a["database"] and s["role"] == a["dp1"] for s in res["sessions"])
             assert _alive(pg, bystander.pids()) == sorted(bystander.pids()), version
-            # one call per killer role before version 4, one call naming no killer role from it on
+            # one call per killer role before version 5, one call naming no killer role from it on
             [signal] = [q for q in res["queries"] if "terminate_member_sessions" in q]
-            assert ("(NULL, " in signal) == (version == "4"), (version, signal)
+            assert ("(NULL, " in signal) == (version == HELPER_VERSION), (version, signal)
             # the other killer cannot reach a's sessions, under either body
             conn = pg.connect(commander)
             assert _call(conn, schema, b["killer"], signal=False, roles=[a["dp1"]]) == []
@@ -518,12 +557,12 @@ def test_an_older_helper_still_serves_the_fence_and_is_upgraded(pg, names, deplo
             bystander.close()
         if version == old:
             res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
-            assert res["changed"] and res["status"]["version"] == "4" and res["status"]["current"], res
+            assert res["changed"] and res["status"]["version"] == HELPER_VERSION and res["status"]["current"], res
             assert res["status"]["problems"] == []
 
 
 def test_no_killer_named_serves_every_qualifying_killer_role_and_no_other(pg, names, deployment_pair, run_module):
-    """Version 4, p_killer NULL: the sessions of the roles named that are directly granted to a
+    """Version 5, p_killer NULL: the sessions of the roles named that are directly granted to a
     registered killer role the caller has the privileges of, in one call; not those of a role
     granted to an unregistered killer role, to a killer role the caller lacks, or to none; never a
     superuser's; and the roles must be named."""

@@ -160,7 +160,7 @@ def test_provision_repairs_the_helper_and_unregisters_decommissioned_killers(pg1
     from test_provision import record, setup_args
     keep, gone = record(names, "keep"), record(names, "gone")
     schema, owner = names("fence"), names("signaler")
-    extra = dict(fence_helper=True, fence_helper_schema=schema, fence_helper_owner_role=owner)
+    extra = dict(fence_helper=True, helper_schema=schema, helper_owner_role=owner)
     res = run_module("deployment_setup", setup_args(pg16, [keep, gone], commander_password="cmd-secret-77", **extra))
     assert not res["failed"], res
     reg = sql.SQL("SELECT role_name::text FROM {}.killer_roles ORDER BY 1").format(sql.Identifier(schema))

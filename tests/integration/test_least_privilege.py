@@ -239,8 +239,8 @@ def test_helper_refusal_comes_before_create_database(server, names, run_module, 
     server.sql('CREATE SCHEMA "%s"; CREATE TABLE "%s".intruder (i int)' % (schema, schema))
     rec = record(names, "e", base["commander_user"])
     before = snapshot(server)
-    res = run_module("deployment_setup", setup_args(server, [rec], fence_helper=True, fence_helper_schema=schema,
-                                                    fence_helper_owner_role=names("signaler")))
+    res = run_module("deployment_setup", setup_args(server, [rec], fence_helper=True, helper_schema=schema,
+                                                    helper_owner_role=names("signaler")))
     assert res["failed"], res
     assert "already holds" in res["msg"] and "other object(s)" in res["msg"], res["msg"]
     assert snapshot(server) == before
@@ -296,8 +296,7 @@ def _managed_vars(names, ids, commander, schema, owner, **extra):
     out = {"dataplane_deployments": [{"id": i, "passwords": {"dp1": "pw-1-secret", "dp2": "pw-2-secret"}}
                                      for i in ids],
            "dataplane_commander_user": commander, "dataplane_commander_password": "cmd-secret-77",
-           "dataplane_fence_helper_schema": schema, "dataplane_fence_helper_owner_role": owner,
-           "dataplane_failover_helper_schema": schema, "dataplane_audit_helper_schema": schema}
+           "dataplane_fence_helper_schema": schema, "dataplane_fence_helper_owner_role": owner}
     out.update(extra)
     return out
 
@@ -382,8 +381,8 @@ def test_managed_admin_missing_grants_are_named(pg16, names, run_module):
     create_role(pg16, rec["login_roles"]["dp1"], "LOGIN")   # made by postgres: the admin has no ADMIN on it
     before = snapshot(pg16)
     res = run_module("deployment_setup", setup_args(pg16, [rec], user=admin, fence_helper=True,
-                                                    fence_helper_owner_role=names("signaler"),
-                                                    fence_helper_schema=names("fence")))
+                                                    helper_owner_role=names("signaler"),
+                                                    helper_schema=names("fence")))
     assert res["failed"], res
     assert snapshot(pg16) == before
     msg = res["msg"]
@@ -418,7 +417,7 @@ def test_managed_admin_check_mode_then_reference_acl(pg, names, run_module):
     conn.close()
     rec = record(names, "r", names("cmd"))
     args = dict(setup_args(pg, [rec], user=admin, commander_password="cmd-secret-77",
-                           fence_helper_owner_role=names("signaler"), fence_helper_schema=names("fence")),
+                           helper_owner_role=names("signaler"), helper_schema=names("fence")),
                 login_db=ops)
     before = snapshot(pg)
     res = run_module("deployment_setup", args, check=True)
@@ -466,10 +465,10 @@ def test_fence_helper_module_as_managed_admin(server, names, run_module):
     assert rows == [("postgres", True, False, False)], rows
     owner_of = server.sql("SELECT pg_get_userbyid(p.proowner), p.prosecdef FROM pg_proc p JOIN pg_namespace n"
                           " ON n.oid = p.pronamespace WHERE n.nspname = %s", (schema,), dbname=ops)
-    assert owner_of == [(owner, True)], owner_of
+    assert owner_of == [(owner, True)] * 2, owner_of  # the helper's two functions
     usable = server.sql("SELECT has_function_privilege(%s, p.oid, 'EXECUTE') FROM pg_proc p JOIN pg_namespace n"
                         " ON n.oid = p.pronamespace WHERE n.nspname = %s", (killer, schema), dbname=ops)
-    assert usable == [(True,)]
+    assert usable == [(True,)] * 2
 
 
 def test_managed_admin_decommission(server, names, run_module):
@@ -531,9 +530,9 @@ def test_managed_admin_decommission_beside_a_superusers_helper(pg16, names, run_
     admin = create_managed_admin(server, names("rds_admin"), "rds")
     rec = record(names, "z", names("cmd"))
     assert not run_module("deployment_setup", setup_args(server, [rec], user=admin, commander_password="cmd-secret-77",
-                                                         fence_helper=False, fence_helper_schema=schema))["failed"]
+                                                         fence_helper=False, helper_schema=schema))["failed"]
     full = setup_args(server, [dict(rec, state="absent", drop_database=True, drop_login_roles=True)], user=admin,
-                      fence_helper=False, fence_helper_schema=schema)
+                      fence_helper=False, helper_schema=schema)
     res = run_module("deployment_setup", full)
     assert not res["failed"] and res["dropped_databases"] == [rec["database"]], res.get("msg")
     assert not any(schema in q for q in res["queries"]), res["queries"]
@@ -650,7 +649,7 @@ def test_managed_admin_decommission_with_the_fence_helper(server, names, run_mod
     ops = database_of(server, admin, names("ops"))
     commander = names("cmd")
     gone, kept = record(names, "x", commander), record(names, "y", commander)
-    helper = dict(fence_helper_owner_role=names("signaler"), fence_helper_schema=names("fence"))
+    helper = dict(helper_owner_role=names("signaler"), helper_schema=names("fence"))
     args = dict(setup_args(server, [gone, kept], user=admin, commander_password="cmd-secret-77", **helper),
                 login_db=ops)
     res = run_module("deployment_setup", args)
@@ -660,9 +659,9 @@ def test_managed_admin_decommission_with_the_fence_helper(server, names, run_mod
     assert not res["failed"] and res["changed"], res
     assert server.sql("SELECT 1 FROM pg_roles WHERE rolname = %s", (gone["killer_role"],)) == []
     acl = server.sql("SELECT p.proacl::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-                     " WHERE n.nspname = %s", (helper["fence_helper_schema"],), dbname=ops)
+                     " WHERE n.nspname = %s", (helper["helper_schema"],), dbname=ops)
     assert acl and kept["killer_role"] in acl[0][0], acl
     # the admin holds no SET or INHERIT on the helper's owner afterwards
-    assert _held_by(server, admin, [helper["fence_helper_owner_role"]]) == []
+    assert _held_by(server, admin, [helper["helper_owner_role"]]) == []
     again = run_module("deployment_setup", absent)
     assert not again["failed"] and again["changed"] is False, again

@@ -90,7 +90,7 @@ def test_a_deployment_missing_on_the_server_names_the_way_out(pg16, names, ansib
         assert ("Missing on the server: %s. Run dataplane.postgresql.provision to create it, or leave it out with "
                 "dataplane_failover_deployments (for example -e dataplane_failover_deployments=%s)."
                 % (ghost, ",".join(e.ids))) in summary, "\n".join(summary)
-        assert "dataplane_failover_ignore_parity" not in proc.stdout
+        assert "dataplane_failover_parity_policy" not in proc.stdout
         assert "stops every server" not in proc.stdout
         for dep_id in e.ids:
             assert count_sessions(pg16, [e.role("dp1", dep_id)]) == 3

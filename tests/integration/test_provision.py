@@ -565,19 +565,25 @@ def test_readmission_waits_for_a_running_fence_and_refuses_a_state_that_moved(pg
 
 
 def test_old_helper_option_names_still_work(pg16, names, run_module):
-    """0.1's ``fence_helper_schema`` / ``fence_helper_owner_role`` are aliases of
-    ``helper_schema`` / ``helper_owner_role``: the helper lands where they say."""
+    """0.1's ``fence_helper_schema`` / ``fence_helper_owner_role`` are deprecated aliases of
+    ``helper_schema`` / ``helper_owner_role``: the helper lands where they say, with a deprecation
+    for each."""
     rec = record(names, "alias")
     schema, owner = names("old_name_fence"), names("old_name_owner")
     args = setup_args(pg16, [rec], fence_helper=True, fence_helper_schema=schema, fence_helper_owner_role=owner,
                       commander_password="cmd-secret-77")
     res = run_module("deployment_setup", args)
     assert not res["failed"] and res["changed"], res
+    # ansible-core 2.19+ returns each as a DeprecationSummary: event.msg, deprecator.resolved_name
+    assert sorted((d["event"]["msg"], d["version"], d["deprecator"]["resolved_name"])
+                  for d in res["deprecations"]) == [
+        ("Alias '%s' is deprecated. See the module docs for more information" % old, "1.0.0", "dataplane.postgresql")
+        for old in ("fence_helper_owner_role", "fence_helper_schema")], res["deprecations"]
     assert pg16.sql("SELECT n.nspname, r.rolname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-                    " JOIN pg_roles r ON r.oid = p.proowner WHERE n.nspname = %s", (schema,)) == [(schema, owner)]
+                    " JOIN pg_roles r ON r.oid = p.proowner WHERE n.nspname = %s", (schema,)) == [(schema, owner)] * 2
     assert pg16.sql("SELECT has_function_privilege(%s, p.oid, 'EXECUTE') FROM pg_proc p"
                     " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
-                    (rec["killer_role"], schema)) == [(True,)]
+                    (rec["killer_role"], schema)) == [(True,)] * 2
     again = run_module("deployment_setup", args)
     assert not again["failed"] and again["changed"] is False, again
     # leave no second helper on the shared server

@@ -157,7 +157,7 @@ def test_schema_role_converges_parity_drift_stops_the_failover(pg, deployments):
     assert "owns objects in %s that %s could neither use nor migrate: 1 in pg_class (table public.drift_t)" % (
         d.db(first), d.login("dp2", first)) in proc.stdout, proc.stdout
     assert "%s would not start as the schema role %s" % (d.login("dp2", second), d.schema(second)) in proc.stdout
-    assert "dataplane_failover_ignore_parity" in proc.stdout
+    assert "dataplane_failover_parity_policy=warn" in proc.stdout
     assert pg.sql("SELECT datname, datacl::text FROM pg_database WHERE datname = ANY(%s) ORDER BY 1",
                   ([d.db(i) for i in d.ids],)) == before
     live.cursor().execute("SELECT 1")
@@ -176,14 +176,14 @@ def test_schema_role_converges_parity_drift_stops_the_failover(pg, deployments):
         conn.cursor().execute("INSERT INTO drift_t VALUES (1)")
 
 
-def test_ignore_parity_override_and_decommission(pg, deployments):
+def test_parity_policy_warn_and_decommission(pg, deployments):
     d = deployments
     first = d.ids[0]
     assert d.playbook(PROVISION).returncode == 0
     pg.sql(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET role").format(
         sql.Identifier(d.login("dp2", first)), sql.Identifier(d.db(first))))
     proc = d.playbook(FAILOVER, user=d.commander, dataplane_failover_from="dp1", dataplane_failover_to="dp2",
-                      dataplane_failover_ignore_parity=True)
+                      dataplane_failover_parity_policy="warn")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "parity: %s would not start as the schema role" % d.login("dp2", first) in proc.stdout + proc.stderr
 

@@ -62,6 +62,7 @@ def _quote_list(names):
 
 # --------------------------------------------------------------------------- reading
 
+
 def _role_names(record):
     names = [record["owner_role"], record["killer_role"]] + list(record["login_roles"].values())
     if record.get("schema_role"):
@@ -246,6 +247,7 @@ def _read_helper(session, records, helper_schema, helper_status, helper_owner_ro
 
 # --------------------------------------------------------------------------- comparing
 
+
 def _privilege(facts, member, role):
     return facts["privileges"].get(member, {}).get(role, {"member": False, "usage": False})
 
@@ -374,187 +376,204 @@ def _borrowed_roles(record, roles):
 
 
 def _audit_present(record, facts):
-    findings = []
+    """(findings, route) of a present Deployment: ROUTE is how a fence would terminate its
+    sessions ("direct" or "helper"), None when the fence would fail. Pure: a step per check."""
     roles = facts["roles"]
-    version = facts["server_version_num"]
-    dbname = record["database"]
     owner_name = record["owner_role"]
     killer = record["killer_role"]
     commander = record["commander_user"]
     logins = [record["login_roles"][p] for p in sorted(record["login_roles"])]
-    fence_blockers = []
 
-    if version < MIN_SERVER_VERSION_NUM:
-        findings.append(_finding("server_version", False,
-                                 "PostgreSQL %s cannot record the INHERIT/SET membership options "
-                                 "(needs PostgreSQL 16 or newer): the killer role's memberships "
-                                 "cannot be least-privilege" % version_label(version)))
-
-    database = facts["databases"].get(dbname)
-    if database is None:
-        findings.append(_finding("database_exists", False, "database %s does not exist" % dbname))
-        fence_blockers.append("database %s does not exist" % dbname)
-    else:
-        findings.append(_finding("database_exists", True, "database %s exists" % dbname))
-        if database["owner"] == owner_name:
-            findings.append(_finding("database_owner", True, "owned by %s" % owner_name))
-        else:
-            findings.append(_finding("database_owner", False, "owned by %s, expected %s"
-                                     % (database["owner"], owner_name)))
-        connect = database["connect"]
-        public = [e for e in connect if e["grantee"] is None]
-        if public:
-            findings.append(_finding("public_connect", False, "PUBLIC holds CONNECT (granted by %s): "
-                                     "every role can connect, revoking a login role's CONNECT fences nothing"
-                                     % _quote_list(sorted(set(e["grantor"] for e in public)))))
-            fence_blockers.append("PUBLIC holds CONNECT on %s" % dbname)
-        else:
-            findings.append(_finding("public_connect", True, "PUBLIC has no CONNECT"))
-
-        actual_owner = database["owner"]
-        problems = []
-        notes = []
-        by_grantee = {}
-        for entry in connect:
-            if entry["grantee"] is not None:
-                by_grantee.setdefault(entry["grantee"], []).append(entry)
-        fenced = [login for login in logins if not by_grantee.get(login)]
-        if len(fenced) == len(logins):
-            problems.append("no login role holds CONNECT (%s): no data plane can connect"
-                            % ", ".join(logins))
-        elif fenced:
-            # One plane without CONNECT is the state a failover leaves behind, not drift.
-            notes.append("%s fenced (no CONNECT)" % ", ".join(fenced))
-        for login in logins:
-            entries = by_grantee.get(login, [])
-            if not entries:
-                continue
-            grantors = sorted(set(e["grantor"] for e in entries))
-            foreign = [g for g in grantors if g != actual_owner]
-            notes.append("%s (granted by %s)" % (login, ", ".join(grantors)))
-            if foreign:
-                problems.append("%s holds CONNECT granted by %s, not by the owner %s: the owner cannot revoke it"
-                                % (login, ", ".join(foreign), actual_owner))
-                fence_blockers.append("%s's CONNECT granted by %s cannot be revoked as the owner"
-                                      % (login, ", ".join(foreign)))
-        others = sorted(g for g in by_grantee if g not in logins and g != actual_owner)
-        for grantee in others:
-            grantors = sorted(set(e["grantor"] for e in by_grantee[grantee]))
-            problems.append("extra CONNECT grantee %s (granted by %s)" % (grantee, ", ".join(grantors)))
-            via = [login for login in logins if _privilege(facts, login, grantee)["member"]]
-            if via:
-                fence_blockers.append("%s can still connect through %s's CONNECT" % (", ".join(via), grantee))
-        if problems:
-            findings.append(_finding("connect_grantees", False, "; ".join(problems)))
-        else:
-            findings.append(_finding("connect_grantees", True, "CONNECT held by exactly %s"
-                                     % "; ".join(notes)))
-
+    findings = _server_version_findings(facts["server_version_num"])
+    database_findings, fence_blockers = _database_findings(record, facts, logins)
+    findings.extend(database_findings)
     findings.append(_check_role_attrs("owner_role", owner_name, roles.get(owner_name), False))
     findings.append(_check_role_attrs("killer_role", killer, roles.get(killer), True))
     borrowed = _borrowed_roles(record, roles)
     if borrowed:
         findings.append(borrowed)
+    findings.append(_killer_memberships_finding(facts, killer, logins))
+    findings.append(_commander_membership("commander_owner_membership", facts, commander, owner_name, "owner role"))
+    findings.append(_commander_membership("commander_killer_membership", facts, commander, killer, "killer role"))
+    findings.append(_other_members_finding(facts, owner_name, killer, commander, logins))
 
-    # The killer's memberships: exactly the login roles, INHERIT FALSE, SET FALSE (no ADMIN).
-    if killer not in roles:
-        findings.append(_finding("killer_memberships", False, "killer role %s does not exist" % killer))
+    database = facts["databases"].get(record["database"])
+    actual_owner = database["owner"] if database else owner_name
+    fence_blockers.extend(_commander_blockers(facts, commander, actual_owner))
+    login_finding, login_blockers = _login_roles_finding(facts, owner_name, actual_owner, logins)
+    findings.append(login_finding)
+    fence_blockers.extend(login_blockers)
+    capability, route = _fence_capability_finding(record, facts, logins, fence_blockers)
+    findings.append(capability)
+    findings.append(_helper_integrity_finding(facts, killer))
+    return findings, route
+
+
+def _server_version_findings(version):
+    if version >= MIN_SERVER_VERSION_NUM:
+        return []
+    return [_finding("server_version", False,
+                     "PostgreSQL %s cannot record the INHERIT/SET membership options "
+                     "(needs PostgreSQL 16 or newer): the killer role's memberships "
+                     "cannot be least-privilege" % version_label(version))]
+
+
+def _database_findings(record, facts, logins):
+    """(findings, fence blockers) of the database: it exists, its owner, who holds CONNECT."""
+    dbname = record["database"]
+    owner_name = record["owner_role"]
+    database = facts["databases"].get(dbname)
+    if database is None:
+        return ([_finding("database_exists", False, "database %s does not exist" % dbname)],
+                ["database %s does not exist" % dbname])
+    findings = [_finding("database_exists", True, "database %s exists" % dbname)]
+    blockers = []
+    if database["owner"] == owner_name:
+        findings.append(_finding("database_owner", True, "owned by %s" % owner_name))
     else:
-        rows = [m for m in facts["memberships"] if m["member"] == killer]
-        problems = []
-        for login in logins:
-            mine = [m for m in rows if m["group"] == login]
-            if not mine:
-                problems.append("%s is not granted to %s" % (login, killer))
-                continue
-            if version >= MIN_SERVER_VERSION_NUM:
-                # What the killer holds is the union (OR) of every grantor's row.
-                bad = [m for m in mine if m["inherit_option"] or m["set_option"] or m["admin_option"]]
-                if bad:
-                    held = [k.upper() for k in ("inherit", "set", "admin") if any(m[k + "_option"] for m in mine)]
-                    problems.append("%s effectively granted with %s TRUE through %s (must be INHERIT FALSE, "
-                                    "SET FALSE whoever granted it)"
-                                    % (login, ", ".join(held), "; ".join(_describe_membership(m) for m in bad)))
-        others = [m for m in rows if m["group"] not in logins]
-        if others:
-            problems.append("unexpected memberships: %s" % "; ".join(_describe_membership(m) for m in others))
-        if version < MIN_SERVER_VERSION_NUM:
-            problems.append("PostgreSQL %s has no INHERIT/SET membership options (needs 16)"
-                            % version_label(version))
-        if problems:
-            findings.append(_finding("killer_memberships", False, "; ".join(problems)))
-        else:
-            findings.append(_finding("killer_memberships", True, "%s holds %s with INHERIT FALSE, SET FALSE"
-                                     % (killer, ", ".join(logins))))
+        findings.append(_finding("database_owner", False, "owned by %s, expected %s"
+                                 % (database["owner"], owner_name)))
+    public = [e for e in database["connect"] if e["grantee"] is None]
+    if public:
+        findings.append(_finding("public_connect", False, "PUBLIC holds CONNECT (granted by %s): "
+                                 "every role can connect, revoking a login role's CONNECT fences nothing"
+                                 % _quote_list(sorted(set(e["grantor"] for e in public)))))
+        blockers.append("PUBLIC holds CONNECT on %s" % dbname)
+    else:
+        findings.append(_finding("public_connect", True, "PUBLIC has no CONNECT"))
+    finding, connect_blockers = _connect_grantees_finding(facts, database, logins)
+    return findings + [finding], blockers + connect_blockers
 
-    own = _commander_membership("commander_owner_membership", facts, commander, owner_name, "owner role")
-    findings.append(own)
-    kill = _commander_membership("commander_killer_membership", facts, commander, killer, "killer role")
-    findings.append(kill)
-    # Whoever else gets the owner's or the killer's privileges (through INHERIT or SET) can
-    # change CONNECT / drop the database, or fence through the helper.
+
+def _connect_grantees_finding(facts, database, logins):
+    """(finding, fence blockers): CONNECT is held by the login roles only, granted by the owner."""
+    actual_owner = database["owner"]
+    problems = []
+    notes = []
+    blockers = []
+    by_grantee = {}
+    for entry in database["connect"]:
+        if entry["grantee"] is not None:
+            by_grantee.setdefault(entry["grantee"], []).append(entry)
+    fenced = [login for login in logins if not by_grantee.get(login)]
+    if len(fenced) == len(logins):
+        problems.append("no login role holds CONNECT (%s): no data plane can connect"
+                        % ", ".join(logins))
+    elif fenced:
+        # One plane without CONNECT is the state a failover leaves behind, not drift.
+        notes.append("%s fenced (no CONNECT)" % ", ".join(fenced))
+    for login in logins:
+        entries = by_grantee.get(login, [])
+        if not entries:
+            continue
+        grantors = sorted(set(e["grantor"] for e in entries))
+        foreign = [g for g in grantors if g != actual_owner]
+        notes.append("%s (granted by %s)" % (login, ", ".join(grantors)))
+        if foreign:
+            problems.append("%s holds CONNECT granted by %s, not by the owner %s: the owner cannot revoke it"
+                            % (login, ", ".join(foreign), actual_owner))
+            blockers.append("%s's CONNECT granted by %s cannot be revoked as the owner"
+                            % (login, ", ".join(foreign)))
+    others = sorted(g for g in by_grantee if g not in logins and g != actual_owner)
+    for grantee in others:
+        grantors = sorted(set(e["grantor"] for e in by_grantee[grantee]))
+        problems.append("extra CONNECT grantee %s (granted by %s)" % (grantee, ", ".join(grantors)))
+        via = [login for login in logins if _privilege(facts, login, grantee)["member"]]
+        if via:
+            blockers.append("%s can still connect through %s's CONNECT" % (", ".join(via), grantee))
+    if problems:
+        return _finding("connect_grantees", False, "; ".join(problems)), blockers
+    return _finding("connect_grantees", True, "CONNECT held by exactly %s" % "; ".join(notes)), blockers
+
+
+def _killer_memberships_finding(facts, killer, logins):
+    """The killer's memberships: exactly the login roles, INHERIT FALSE, SET FALSE (no ADMIN)."""
+    version = facts["server_version_num"]
+    if killer not in facts["roles"]:
+        return _finding("killer_memberships", False, "killer role %s does not exist" % killer)
+    rows = [m for m in facts["memberships"] if m["member"] == killer]
+    problems = []
+    for login in logins:
+        mine = [m for m in rows if m["group"] == login]
+        if not mine:
+            problems.append("%s is not granted to %s" % (login, killer))
+            continue
+        if version >= MIN_SERVER_VERSION_NUM:
+            # What the killer holds is the union (OR) of every grantor's row.
+            bad = [m for m in mine if m["inherit_option"] or m["set_option"] or m["admin_option"]]
+            if bad:
+                held = [k.upper() for k in ("inherit", "set", "admin") if any(m[k + "_option"] for m in mine)]
+                problems.append("%s effectively granted with %s TRUE through %s (must be INHERIT FALSE, "
+                                "SET FALSE whoever granted it)"
+                                % (login, ", ".join(held), "; ".join(_describe_membership(m) for m in bad)))
+    others = [m for m in rows if m["group"] not in logins]
+    if others:
+        problems.append("unexpected memberships: %s" % "; ".join(_describe_membership(m) for m in others))
+    if version < MIN_SERVER_VERSION_NUM:
+        problems.append("PostgreSQL %s has no INHERIT/SET membership options (needs 16)"
+                        % version_label(version))
+    if problems:
+        return _finding("killer_memberships", False, "; ".join(problems))
+    return _finding("killer_memberships", True, "%s holds %s with INHERIT FALSE, SET FALSE"
+                    % (killer, ", ".join(logins)))
+
+
+def _other_members_finding(facts, owner_name, killer, commander, logins):
+    """Whoever else gets the owner's or the killer's privileges (through INHERIT or SET) can
+    change CONNECT / drop the database, or fence through the helper."""
     extra = [m for m in facts["memberships"]
              if m["group"] in (owner_name, killer) and m["member"] != commander and m["member"] not in logins
              and (m["inherit_option"] is None or m["inherit_option"] or m["set_option"])]
     if extra:
-        findings.append(_finding("other_members", False, "; ".join(
+        return _finding("other_members", False, "; ".join(
             "%s is a member of %s (granted by %s; %s)" % (m["member"], m["group"], m.get("grantor") or "?",
-                                                          _fmt_options(m)) for m in extra)))
-    else:
-        findings.append(_finding("other_members", True, "only %s holds %s and %s" % (commander, owner_name, killer)))
+                                                          _fmt_options(m)) for m in extra))
+    return _finding("other_members", True, "only %s holds %s and %s" % (commander, owner_name, killer))
 
-    actual_owner = database["owner"] if database else owner_name
-    if commander in roles and not roles[commander]["super"] and not _privilege(facts, commander, actual_owner)["usage"]:
-        fence_blockers.append("%s lacks the privileges of the database owner %s (cannot switch CONNECT)"
-                              % (commander, actual_owner))
-    elif commander not in roles:
-        fence_blockers.append("commander_user %s does not exist" % commander)
 
+def _commander_blockers(facts, commander, actual_owner):
+    """What stops commander_user from switching CONNECT."""
+    roles = facts["roles"]
+    if commander not in roles:
+        return ["commander_user %s does not exist" % commander]
+    if not roles[commander]["super"] and not _privilege(facts, commander, actual_owner)["usage"]:
+        return ["%s lacks the privileges of the database owner %s (cannot switch CONNECT)"
+                % (commander, actual_owner)]
+    return []
+
+
+def _login_roles_finding(facts, owner_name, actual_owner, logins):
+    """(finding, fence blockers): the login roles exist, can log in and are not above the fence."""
+    roles = facts["roles"]
     problems = []
+    blockers = []
     for login in logins:
         role = roles.get(login)
         if role is None:
             problems.append("%s does not exist" % login)
-            fence_blockers.append("login role %s does not exist" % login)
+            blockers.append("login role %s does not exist" % login)
             continue
         if role["super"]:
             problems.append("%s is a SUPERUSER" % login)
-            fence_blockers.append("%s is a superuser: CONNECT does not fence it" % login)
+            blockers.append("%s is a superuser: CONNECT does not fence it" % login)
         elif _privilege(facts, login, owner_name)["member"] or _privilege(facts, login, actual_owner)["member"]:
             problems.append("%s is a member of the owner role %s" % (login, actual_owner))
-            fence_blockers.append("%s is a member of the owner role: revoking its CONNECT does not fence it" % login)
+            blockers.append("%s is a member of the owner role: revoking its CONNECT does not fence it" % login)
         if not role["login"]:
             problems.append("%s has NOLOGIN" % login)
     if problems:
-        findings.append(_finding("login_roles", False, "; ".join(problems)))
-    else:
-        findings.append(_finding("login_roles", True, "%s: LOGIN, not superusers, not members of %s"
-                                 % (", ".join(logins), actual_owner)))
+        return _finding("login_roles", False, "; ".join(problems)), blockers
+    return _finding("login_roles", True, "%s: LOGIN, not superusers, not members of %s"
+                    % (", ".join(logins), actual_owner)), blockers
 
-    # Fence capability, as commander_user.
-    direct_ok, direct_missing = _direct_route(facts, commander, logins)
-    helper_ok, helper_reasons = _helper_route(facts, record)
-    as_who = commander
+
+def _fence_capability_finding(record, facts, logins, fence_blockers):
+    """(finding, route): whether commander_user can fence, and how; FENCE_BLOCKERS (what else
+    stops the fence) make it fail whatever the route."""
+    as_who = commander = record["commander_user"]
     if facts.get("connected_as") and facts["connected_as"] != commander:
         as_who = "%s (evaluated while connected as %s)" % (commander, facts["connected_as"])
-    route = None
-    if direct_ok:
-        route = "direct"
-        detail = "%s can terminate the login roles' sessions directly (%s)" % (as_who, _direct_how(facts, commander))
-        if helper_ok:
-            detail += " (and through the fence helper)"
-    elif helper_ok:
-        route = "helper"
-        detail = ("%s can terminate the login roles' sessions through the fence helper %s.%s as %s "
-                  "(version %s); a vendor-style fence would fail: %s lacks the privileges of %s"
-                  % (as_who, facts.get("helper_schema"), "terminate_member_sessions", killer,
-                     (facts.get("helper") or {}).get("version"), commander, ", ".join(direct_missing)))
-    elif facts.get("helper") and facts["helper"].get("installed"):
-        detail = ("a vendor-style fence would fail: %s lacks the privileges of %s, and the fence helper "
-                  "cannot be used: %s" % (commander, ", ".join(direct_missing), "; ".join(helper_reasons)))
-    else:
-        detail = ("a vendor-style fence would fail: %s lacks the privileges of %s; %s"
-                  % (commander, ", ".join(direct_missing), HELPER_HINT))
+    route, detail = _termination_route(record, facts, logins, as_who)
     if fence_blockers:
         # Terminating is not enough (or not even possible): say what else stops the fence.
         tail = detail if route is None else None
@@ -570,9 +589,30 @@ def _audit_present(record, facts):
         detail += ("; the fence helper is not safe: %s can act as its owner role %s and so redefine it "
                    "(REVOKE %s FROM %s)" % (", ".join(helper["owner_members"]), helper.get("owner_role"),
                                             helper.get("owner_role"), ", ".join(helper["owner_members"])))
-    findings.append(_finding("fence_capability", ok, detail))
-    findings.append(_helper_integrity_finding(facts, killer))
-    return findings, route
+    return _finding("fence_capability", ok, detail), route
+
+
+def _termination_route(record, facts, logins, as_who):
+    """(route or None, detail): how commander_user (AS_WHO) terminates the login roles' sessions."""
+    commander = record["commander_user"]
+    direct_ok, direct_missing = _direct_route(facts, commander, logins)
+    helper_ok, helper_reasons = _helper_route(facts, record)
+    if direct_ok:
+        detail = "%s can terminate the login roles' sessions directly (%s)" % (as_who, _direct_how(facts, commander))
+        if helper_ok:
+            detail += " (and through the fence helper)"
+        return "direct", detail
+    if helper_ok:
+        return "helper", ("%s can terminate the login roles' sessions through the fence helper %s.%s as %s "
+                          "(version %s); a vendor-style fence would fail: %s lacks the privileges of %s"
+                          % (as_who, facts.get("helper_schema"), "terminate_member_sessions",
+                             record["killer_role"], (facts.get("helper") or {}).get("version"), commander,
+                             ", ".join(direct_missing)))
+    if facts.get("helper") and facts["helper"].get("installed"):
+        return None, ("a vendor-style fence would fail: %s lacks the privileges of %s, and the fence helper "
+                      "cannot be used: %s" % (commander, ", ".join(direct_missing), "; ".join(helper_reasons)))
+    return None, ("a vendor-style fence would fail: %s lacks the privileges of %s; %s"
+                  % (commander, ", ".join(direct_missing), HELPER_HINT))
 
 
 def _fence_state_finding(record, facts):

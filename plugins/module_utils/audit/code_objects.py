@@ -192,6 +192,7 @@ SELECT 'event_trigger',
 
 # --------------------------------------------------------------------------- the allow-list
 
+
 class AllowedObjectError(ValueError):
     """An entry of allowed_objects that cannot be understood (the message says why)."""
 

@@ -10,17 +10,20 @@ __metaclass__ = type
 from . import code_objects as _code
 from ..model import deployment as _deployment
 from . import login_passwords as _passwords
+from . import replication as _replication
 from ..server import parity as _parity
 from .checks import audit_deployments, overall_summary, read_catalog, summary_line
 from ..base.database import MIN_SERVER_VERSION_NUM, Session, connect, connect_database, version_label
 from ..server.helper import helper_status
 from ..base.results import Timings
 
-# The names plugins/modules/ takes from this entry point besides the run function (a module
-# imports its action's entry point only; see docs/architecture.md).
-from ..base.database import connection_argument_spec  # noqa: F401
-from ..model.deployment import records_argument_spec  # noqa: F401
-from ..server.helper import DEFAULT_OWNER_ROLE, DEFAULT_SCHEMA  # noqa: F401
+# What plugins/modules/ takes from this entry point (a module imports its action's entry point
+# only; see docs/architecture.md).
+from ..base.database import connection_argument_spec
+from ..model.deployment import records_argument_spec
+from ..server.helper import DEFAULT_OWNER_ROLE, DEFAULT_SCHEMA
+
+__all__ = ["run", "connection_argument_spec", "records_argument_spec", "DEFAULT_OWNER_ROLE", "DEFAULT_SCHEMA"]
 
 READ_ONLY_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
@@ -35,7 +38,7 @@ def input_problems(records, params):
         _code.parse_allowed(params.get("allowed_objects"))
     except _code.AllowedObjectError as exc:
         problems.append(str(exc))
-    return problems
+    return problems + _replication.input_problems(params)
 
 
 def read(module, session, records):
@@ -53,6 +56,7 @@ def read(module, session, records):
         # The metadata databases the login may connect to, for code_objects.
         metadata_databases = sorted(set(r["database"] for r in records
                                         if r["state"] == "present" and r["database"] in facts["databases"]))
+        facts["replication"] = _replication.read_server_facts(session)
         facts["code_connect"] = _code.read_connect_privileges(session, metadata_databases)
         if metadata_databases:
             session.queries.append(_code.CONNECT_QUERY)
@@ -129,10 +133,12 @@ def run(module):
     found, errors, skipped, parity_facts, names = _inside_databases(module, session, records, facts, parity_facts)
     if parity_facts is not None:
         results, overall = _parity.merge_findings(results, records, parity_facts, names, summary_line,
-                                                 overall_summary)
+                                                  overall_summary)
     results, overall = _code.merge_findings(results, records, found, errors,
                                             _code.parse_allowed(module.params.get("allowed_objects")),
                                             summary_line, overall_summary, facts["connected_as"], skipped)
+    results, overall, replication = _replication.merge_findings(module, results, records, facts, summary_line,
+                                                                overall_summary)
     timings.mark("compare")
     version = facts["server_version_num"]
     if version < MIN_SERVER_VERSION_NUM:
@@ -153,6 +159,7 @@ def run(module):
         server_version=version_label(version),
         connected_as=facts["connected_as"],
         helper=helper,
+        replication=replication,
         queries=session.queries,
         timings=timing_dict,
         elapsed_ms=timing_dict["total_ms"],

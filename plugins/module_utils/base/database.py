@@ -171,6 +171,23 @@ def thread_database_session(module, database):
     return Session(stand_in, connect_database(stand_in, database))
 
 
+def thread_server_session(module, host, port, connect_timeout=None):
+    """A ``Session`` in autocommit over a new connection to another server (HOST, PORT; a
+    standby), with the module's other connection options, its search_path pinned; for a worker
+    thread as thread_database_session. CONNECT_TIMEOUT: seconds (libpq's, at least 2)."""
+    stand_in = module if isinstance(module, ThreadModule) else ThreadModule(module)
+    params = dict(stand_in.params)
+    params.update(login_host=host, login_port=port, login_unix_socket="")  # TCP to HOST, never a local socket
+    kw = pinned_conn_params(stand_in, params)
+    if connect_timeout is not None:
+        kw["connect_timeout"] = max(2, int(connect_timeout))
+    conn, error = connect_to_db(stand_in, kw, autocommit=True, fail_on_conn=False)
+    if conn is None:
+        raise RuntimeError("cannot connect to %s:%s: %s" % (host, port, error))
+    make_durable(conn)
+    return Session(stand_in, conn)
+
+
 def as_session(connection_or_session, module=None):
     """A ``Session`` for a DB-API connection (a ``Session`` is returned as it is)."""
     if isinstance(connection_or_session, Session):

@@ -13,11 +13,14 @@ __metaclass__ = type
 
 from ..model import fence_record
 from ..base.identifiers import identifier_problem, role_name_problem
+from ..server.replication_reads import lsn_int
 
 # What a fence does when the recorded state of a database changed while it waited for the
 # advisory lock (another fence ran in between).
 ON_STATE_CHANGE = ("fail", "proceed")
 MAX_RUN_ID_LENGTH = 200
+# What a fence does when a standby does not have its REVOKE in time (see standby_problems).
+STANDBY_POLICIES = ("require", "warn", "ignore")
 
 
 def fence_request_problems(deployments):
@@ -115,6 +118,12 @@ def failure_summary(results):
             why.append("%d session(s) of %s remain (pids %s)"
                        % (len(res["remaining_sessions"]), res["source_role"],
                           ", ".join(str(s["pid"]) for s in res["remaining_sessions"])))
+        if res.get("held_for_standbys"):
+            why.append("not every standby has the REVOKE yet (standby_policy=require), so %s (fence state left "
+                       "in phase 'fencing')" % ("%s was not admitted" % res["destination_role"]
+                                                if res.get("destination_connect") is False else
+                                                "the fence was not completed; %s already held CONNECT before this "
+                                                "run" % res["destination_role"]))
         if not why and not res["granted"] and res.get("destination_connect") is False:
             why.append("destination role %s does not hold CONNECT on %s"
                        % (res["destination_role"], res["database"]))
@@ -148,10 +157,121 @@ def option_problems(params, deployments=None):
     problem = identifier_problem(params["helper_schema"], "helper_schema")
     if problem:
         problems.append(problem)
-    for key in ("drain_timeout", "wait_timeout", "lock_timeout"):
-        if params[key] < 0:
+    for key in ("drain_timeout", "wait_timeout", "lock_timeout", "standby_timeout"):
+        if params.get(key) is not None and params[key] < 0:
             problems.append("%s must not be negative" % key)
+    problems.extend(standby_option_problems(params.get("standbys")))
     return problems, expected
+
+
+def standby_option_problems(standbys):
+    """Problems in the standbys option (a list of {name, host, port}). Pure."""
+    problems, names = [], set()
+    for index, item in enumerate(standbys or ()):
+        label = item.get("name") or "standbys[%d]" % index
+        if not item.get("name"):
+            problems.append("standbys[%d]: name must not be empty" % index)
+        elif item["name"] in names:
+            problems.append("standby %s: the name is used by more than one standby" % label)
+        names.add(item.get("name"))
+        if not item.get("host"):
+            problems.append("standby %s: host must not be empty" % label)
+        if not 0 < int(item.get("port") or 0) < 65536:
+            problems.append("standby %s: port must be between 1 and 65535" % label)
+    return problems
+
+
+# --- the fence across replication ----------------------------------------------------------------
+
+def lsn_bytes(lsn):
+    """A WAL position as PostgreSQL writes it ('16/B374D848') as a byte number; None stays None. Pure."""
+    return lsn_int(lsn)
+
+
+def timeline_of(walfile):
+    """The timeline of a WAL file name (its first 8 hex digits). Pure."""
+    return int(walfile[:8], 16) if walfile else None
+
+
+def standby_entry(name, source, flush_lsn, replay_lsn, target, **extra):
+    """One standby as the fence reports it: its flushed and replayed positions, how many bytes its
+    flushed position is behind TARGET (the REVOKE's position), and its state: caught_up, lagging,
+    or unknown (no position known). Keys sessions_terminated and sessions_left are counts for a
+    listed hot standby, null for the others. Pure."""
+    flushed, goal = lsn_bytes(flush_lsn), lsn_bytes(target)
+    gap = None if flushed is None or goal is None else max(0, goal - flushed)
+    entry = {"name": name, "source": source, "flush_lsn": flush_lsn, "replay_lsn": replay_lsn, "gap_bytes": gap,
+             "state": "unknown" if gap is None else ("caught_up" if gap == 0 else "lagging"),
+             "sessions_terminated": None, "sessions_left": None, "problem": None}
+    entry.update(extra)
+    return entry
+
+
+def primary_standbys(replication, slots, target, blind=None):
+    """The standbys the primary knows, from its WAL senders (REPLICATION rows: pid, name, state,
+    sync_state, flush_lsn, replay_lsn, slot) and its physical SLOTS (name, active_pid,
+    restart_lsn, wal_status): a slot that a WAL sender uses is that sender's standby; any other
+    slot is a standby that is not connected, whose position is the slot's restart_lsn. BLIND: why
+    the login reads no position from the senders (None when it does). Pure."""
+    out, used = [], set()
+    for row in replication or ():
+        if row.get("state") == "backup":  # a base backup, not a standby
+            continue
+        used.add(row.get("slot"))
+        entry = standby_entry(row.get("name"), "replication", row.get("flush_lsn"), row.get("replay_lsn"), target,
+                              sync_state=row.get("sync_state"), slot=row.get("slot"), pid=row.get("pid"))
+        if entry["state"] == "unknown":
+            entry["problem"] = blind or "it has not reported a flushed position yet (WAL sender state %s)" % row.get(
+                "state")
+        out.append(entry)
+    for slot in slots or ():
+        if slot.get("name") in used:
+            continue
+        entry = standby_entry(slot.get("name"), "slot", slot.get("restart_lsn"), None, target, slot=slot.get("name"),
+                              active=slot.get("active_pid") is not None)
+        if slot.get("wal_status") == "lost":
+            entry["problem"] = "the slot lost WAL the standby still needs (wal_status lost)"
+        elif entry["state"] == "unknown":
+            entry["problem"] = "the slot has no position (restart_lsn is null: no standby ever streamed through it)"
+        out.append(entry)
+    return out
+
+
+def standby_label(entry):
+    """How a message names a standby. Pure."""
+    if entry["source"] == "listed":
+        where = "listed, %s:%s" % (entry.get("host"), entry.get("port"))
+    elif entry["source"] == "slot":
+        where = "replication slot, %s" % ("in use" if entry.get("active") else "no standby connected")
+    else:
+        where = "connected%s%s" % (", %s" % entry["sync_state"] if entry.get("sync_state") else "",
+                                   ", slot %s" % entry["slot"] if entry.get("slot") else "")
+    return "standby %s (%s)" % (entry["name"], where)
+
+
+def standby_problems(entries, target):
+    """One line per standby that does not have the fence at TARGET (the REVOKE's position): it
+    has not flushed it, its position is unknown, it is a listed standby that has not replayed it
+    or still has source sessions, or something else went wrong there. Empty when every standby
+    has it. Pure."""
+    lines = []
+    for entry in entries:
+        why = [entry["problem"]] if entry.get("problem") else []
+        if entry["state"] == "lagging":
+            why.append("%d bytes behind the REVOKE (flushed %s, the REVOKE is at %s)"
+                       % (entry["gap_bytes"], entry["flush_lsn"], target))
+        elif entry["state"] == "unknown" and not why:
+            why.append("its position is unknown")
+        if entry["source"] == "listed" and entry["state"] == "caught_up":
+            if not entry.get("replayed"):
+                why.append("it has not replayed the REVOKE (replayed up to %s), so it still admits the source plane"
+                           % entry["replay_lsn"])
+            if entry.get("sessions_left"):
+                why.append("%d session(s) of the source plane remain there (pids %s)" % (
+                    entry["sessions_left"], ", ".join(str(s["pid"]) for s in entry.get("remaining_sessions") or [])))
+        if why:
+            lines.append("%s: %s" % (standby_label(entry), "; ".join(why)))
+    return lines
 
 
 def run_id_problem(run_id):
@@ -265,5 +385,17 @@ def planned_records(record, dep, fenced, run, by, at, application=None):
     """
     fencing = fence_record.new_record(record, fenced, [], "fencing", run, by, at, application)
     complete = fence_record.new_record(fencing, fenced, [dep["destination_role"]], "complete", run, by, at,
-                                      application)
+                                       application)
     return fencing, complete
+
+
+def standby_gate_message(problems, target, waited, timeout, failures=()):
+    """The failure of a fence whose standbys do not all have its REVOKE (standby_policy=require). Pure."""
+    return ("the standby gate did not pass (standby_policy=require): after %.1f s (standby_timeout: %s s), %d "
+            "standby(s) do not have the REVOKE (WAL position %s):\n%s\nThe source plane is fenced on this server, "
+            "but no destination was admitted by this run and the fence state stays in phase 'fencing': a standby "
+            "promoted now could come up without the fence. Rerun the failover once the standbys have caught up "
+            "(or remove what is not a standby any more: an abandoned replication slot, a wrong dataplane_standbys "
+            "entry) to finish it; standby_policy=warn admits the destination anyway.%s" % (
+                waited, timeout, len(problems), target, "\n".join("- " + p for p in problems),
+                "".join("\n" + line for line in failures)))

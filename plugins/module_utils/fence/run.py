@@ -1,11 +1,13 @@
 # Copyright: dataplane.postgresql contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The fence module's run against the server: lock, preflight, REVOKE, signal, wait, verify, GRANT.
+"""The fence module's run against the server: lock, preflight, REVOKE, signal, wait, verify, the
+standbys, GRANT.
 
 plugins/modules/fence.py holds the documentation and the argument spec and calls run_fence();
 the decisions (input checks, preflight verdicts, records to write) are the pure functions of
-module_utils/fence/plan.py. Only this file talks to PostgreSQL for the fence, through the Session
-wrapper of module_utils/base/database.py.
+module_utils/fence/plan.py. This file and fence/standby.py (the WAL position, the standby gate,
+hot standbys, commits that wait for a synchronous standby) talk to PostgreSQL for the fence,
+through the Session wrapper of module_utils/base/database.py.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,18 +30,23 @@ from .plan import (
     planned_records,
     preflight_verdict,
     record_problem,
+    standby_gate_message,
     state_change_message,
     state_key,
 )
 from ..model import fence_record
 from ..base import results as _results
 from ..server import sessions as sess
+from ..server.helper import POSITIONS_NAME
+from .standby import Replication
 
-# The names plugins/modules/ takes from this entry point besides the run function (a module
-# imports its action's entry point only; see docs/architecture.md).
-from ..base.database import connection_argument_spec  # noqa: F401
-from ..server.helper import DEFAULT_SCHEMA  # noqa: F401
-from .plan import ON_STATE_CHANGE  # noqa: F401
+# What plugins/modules/ takes from this entry point (a module imports its action's entry point
+# only; see docs/architecture.md).
+from ..base.database import connection_argument_spec
+from ..server.helper import DEFAULT_SCHEMA
+from .plan import ON_STATE_CHANGE, STANDBY_POLICIES
+
+__all__ = ["run_fence", "connection_argument_spec", "DEFAULT_SCHEMA", "ON_STATE_CHANGE", "STANDBY_POLICIES"]
 
 _VIA_SQL = """ARRAY(
   SELECT CASE
@@ -116,7 +123,7 @@ SELECT u.ord,
                THEN ARRAY['membership in the owner role ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(db.datdba)]
                ELSE ARRAY[]::text[] END
        OPERATOR(pg_catalog.||) %s AS connect_via,
-       %s AS now_utc
+       %s AS now_utc, pg_catalog.pg_current_wal_lsn()::pg_catalog.text AS wal_lsn
   FROM ROWS FROM (pg_catalog.unnest({dbs}::text[]), pg_catalog.unnest({srcs}::text[]),
                   pg_catalog.unnest({dsts}::text[])) WITH ORDINALITY AS u(database, source, dest, ord)
   LEFT JOIN pg_catalog.pg_database db ON db.datname OPERATOR(pg_catalog.=) u.database
@@ -166,6 +173,9 @@ class Fence(object):
         self.state_changes = []
         self.shield = Shield()
         self.expected = {}
+        self.backend_pid = None
+        self.t0 = None
+        self.replication = Replication(self)
         self._by_role = None
 
     # --- helpers -------------------------------------------------------------------------
@@ -175,6 +185,8 @@ class Fence(object):
         timings = self.timings.as_dict()
         extra.setdefault("timings", timings)
         extra.setdefault("time_total_ms", timings["total_ms"])
+        extra.setdefault("wal", self.replication.wal)
+        extra.setdefault("standbys", self.replication.standbys())
         self.session.fail(msg, **extra)
 
     def by_role(self, role):
@@ -222,7 +234,7 @@ class Fence(object):
                                          schema=self.params["helper_schema"])
         report = []
         parity_facts = None
-        if self.params["parity"] != "ignore":
+        if self.params["parity_policy"] != "ignore":
             # imported only when asked for: the parity code is large, and a fence without it
             # should not pay for loading it
             from ..server import parity as _parity
@@ -240,23 +252,25 @@ class Fence(object):
                 found = _parity.preflight_problems(_parity.fence_record(dep), parity_facts,
                                                    dep["source_role"], dep["destination_role"], names)
                 res["parity"] = found
-                if self.params["parity"] == "refuse":
+                if self.params["parity_policy"] == "refuse":
                     problems.extend("parity: " + p for p in found)
-                for problem in found if self.params["parity"] == "warn" else ():
+                for problem in found if self.params["parity_policy"] == "warn" else ():
                     self.module.warn("Deployment %s: parity: %s" % (dep["name"], problem))
             if problems:
                 report.append({"name": dep["name"], "problems": problems})
         return rows, routes, report
 
-    def list_or_signal(self, indexes, routes, signal):
-        """Sessions of the source roles of INDEXES, signalled when SIGNAL. One statement per route."""
+    def list_or_signal(self, indexes, routes, signal, session=None):
+        """Sessions of the source roles of INDEXES, signalled when SIGNAL. One statement per route.
+        SESSION: another server's (a hot standby), default the fence's."""
+        session = session or self.session
         direct = sorted(set(self.deps[i]["source_role"] for i in indexes if routes[i]["route"] == "direct"))
         pairs = sorted(set((self.deps[i]["killer_role"], self.deps[i]["source_role"])
                            for i in indexes if routes[i]["route"] == "helper"))
-        rows = sess.signal_direct(self.session, direct, signal=signal)
+        rows = sess.signal_direct(session, direct, signal=signal)
         seen = set(r["pid"] for r in rows)
         one_call = sess.helper_one_call([routes[i] for i in indexes])
-        for row in sess.signal_via_helper(self.session, pairs, signal=signal, schema=self.params["helper_schema"],
+        for row in sess.signal_via_helper(session, pairs, signal=signal, schema=self.params["helper_schema"],
                                           one_call=one_call):
             if row["pid"] not in seen:
                 rows.append(row)
@@ -269,13 +283,34 @@ class Fence(object):
                 self.results[i][key].append(sess.session_record(row))
 
     def run(self):
-        params = self.params
-        session = self.session
-        me = session.rows("SELECT CURRENT_USER AS u, SESSION_USER AS s,"
-                          " pg_catalog.current_setting('application_name') AS app,"
-                          " pg_catalog.pg_is_in_recovery() AS in_recovery")[0]
-        login = me["u"]
-        version = session.version_num()
+        """The fence, in order: connect and check the server, read the state (lock, preflight), plan
+        the writes; then (check mode: only report) REVOKE, terminate, wait for the standbys, GRANT."""
+        me = self.start()
+        rows, routes, records = self.read_state(me)
+        work = self.plan(me, rows, records)
+        signal_all = self.signaller(routes)
+        if self.check:
+            self.replication.look(signal_all, work["roles"])
+            self.mark("standbys")
+            return self.report_check(work, rows, routes)
+        self.revoke(work)
+        self.terminate(work, routes)
+        self.admit(me, rows, work, signal_all)
+
+    def start(self):
+        """The first query (who we are, the server's state, what we may read) and the refusals
+        that need nothing else: a standby, a server older than 16."""
+        me = self.session.rows(
+            "SELECT CURRENT_USER AS u, SESSION_USER AS s, pg_catalog.current_setting('application_name') AS app,"
+            " pg_catalog.pg_is_in_recovery() AS in_recovery, pg_catalog.pg_backend_pid() AS pid,"
+            " pg_catalog.pg_has_role(CURRENT_USER, 'pg_read_all_stats', 'USAGE') AS read_stats,"
+            " (SELECT pg_catalog.has_function_privilege(p.oid, 'EXECUTE') AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')"
+            "    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace"
+            "   WHERE n.nspname OPERATOR(pg_catalog.=) %s AND p.proname OPERATOR(pg_catalog.=) %s"
+            "     AND p.pronargs OPERATOR(pg_catalog.=) 0) AS positions",
+            (self.params["helper_schema"], POSITIONS_NAME))[0]
+        self.backend_pid = me["pid"]
+        version = self.session.version_num()
         self.version = version
         self.mark("connect")
         if me["in_recovery"]:
@@ -286,11 +321,18 @@ class Fence(object):
                       "SET FALSE), which mark the roles a killer role may terminate without giving it their "
                       "privileges, need the INHERIT/SET options of PostgreSQL 16. Nothing was changed."
                       % version_label(version), server_version=version_label(version))
+        self.replication.configure(me)
+        return me
+
+    def read_state(self, me):
+        """Take the lock, preflight every Deployment, read its record; fail (nothing changed) on any
+        problem or, with on_state_change=fail, on a record that changed under this run."""
+        session = self.session
         # The recorded states as this run found them, before it waits for another fence's lock.
         seen = fence_record.read_comments(session, [d["database"] for d in self.deps])
         self.lock()
         self.mark("lock")
-        rows, routes, report = self.preflight(login)
+        rows, routes, report = self.preflight(me["u"])
         self.mark("preflight")
         records = []
         for dep, row, res in zip(self.deps, rows, self.results):
@@ -306,12 +348,11 @@ class Fence(object):
                 record = fence_record.parse_record(row["comment"])
             records.append(record)
             res["state_before"] = res["state_after"] = record
-        expected = self.expected
-        for i, (dep, row) in enumerate(zip(self.deps, rows)):
+        for dep, row in zip(self.deps, rows):
             if not row["db_exists"]:
                 continue
-            if dep["database"] in expected:
-                want = expected[dep["database"]]
+            if dep["database"] in self.expected:
+                want = self.expected[dep["database"]]
                 if expected_key(want) != state_key(row["comment"]):
                     self.state_changes.append(state_change_message(
                         dep, None, row["comment"],
@@ -319,15 +360,19 @@ class Fence(object):
                         if want is not None else "no fence recorded, as the caller read it (expected_generations)"))
             elif dep["database"] in seen and state_key(seen[dep["database"]]) != state_key(row["comment"]):
                 self.state_changes.append(state_change_message(dep, seen[dep["database"]], row["comment"]))
-        if self.state_changes and params["on_state_change"] == "fail":
+        if self.state_changes and self.params["on_state_change"] == "fail":
             self.fail("the fence state changed while this fence waited for another fence of the same database; "
                       "nothing was changed (set on_state_change=proceed to fence from the new state):\n"
                       + "\n".join(self.state_changes),
-                      state_changes=self.state_changes, server_version=version_label(version))
+                      state_changes=self.state_changes, server_version=version_label(self.version))
         if report:
             self.fail("fence preflight failed, nothing was changed:\n" + "\n".join(
                 "Deployment %s: %s" % (r["name"], "; ".join(r["problems"])) for r in report),
-                preflight=report, server_version=version_label(version))
+                preflight=report, server_version=version_label(self.version))
+        return rows, routes, records
+
+    def plan(self, me, rows, records):
+        """What this run changes: the REVOKEs, the GRANTs, the records (two per Deployment written)."""
         all_idx = list(range(len(self.deps)))
         revoke_idx = [i for i in all_idx if rows[i]["src_owner_entry"]]
         grant_idx = [i for i in all_idx if not rows[i]["dst_connect"]]
@@ -340,49 +385,63 @@ class Fence(object):
         for i in write_idx:
             dep = self.deps[i]
             plans[i] = planned_records(records[i], dep, fenced_roles(records[i], dep, still.get(dep["database"], ())),
-                                       params["run_id"], me["s"], rows[i]["now_utc"], me["app"])
+                                       self.params["run_id"], me["s"], rows[i]["now_utc"], me["app"])
         revokes = [sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
             sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["source_role"]))
             for i in revoke_idx]
         fencing = [fence_record.comment_statement(self.deps[i]["database"], rows[i]["comment"], plans[i][0])
                    for i in write_idx]
-        if self.check:
-            for i in revoke_idx:
-                self.results[i]["revoked"] = True  # would be revoked
-            self.record(self.list_or_signal(all_idx, routes, signal=False), "sessions_terminated")
-            self.mark("list")
-            for i in grant_idx:
-                self.results[i]["granted"] = True
-            grants = [sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["destination_role"]))
-                for i in grant_idx]
-            completes = [fence_record.comment_statement(self.deps[i]["database"], rows[i]["comment"], plans[i][1])
-                         for i in write_idx]
-            for st in revokes + fencing + grants + completes:
-                session.queries.append(session.render(st))
-            for i in write_idx:
-                self.results[i]["state_after"] = plans[i][1]
-                self.results[i]["state_written"] = True
-            for i, res in enumerate(self.results):
-                res["changed"] = (res["revoked"] or res["granted"] or res["state_written"]
-                                  or bool(res["sessions_terminated"]))
-                res["verified"] = None
-                res["destination_admitted"] = bool(rows[i]["dst_connect"])  # now, before any change
-            return
+        return {"all": all_idx, "revoke": revoke_idx, "grant": grant_idx, "write": write_idx, "plans": plans,
+                "statements": revokes + fencing, "roles": sorted(set(d["source_role"] for d in self.deps))}
 
-        # 1. all REVOKEs and the "fencing" records, one implicit transaction, committed (durably)
-        #    before anything is signalled
-        t0 = time.monotonic()
+    def report_check(self, work, rows, routes):
+        """Check mode: what would be revoked, signalled, granted and written; nothing is."""
+        session = self.session
+        for i in work["revoke"]:
+            self.results[i]["revoked"] = True  # would be revoked
+        self.record(self.list_or_signal(work["all"], routes, signal=False), "sessions_terminated")
+        self.mark("list")
+        for i in work["grant"]:
+            self.results[i]["granted"] = True
+        grants = [sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["destination_role"]))
+            for i in work["grant"]]
+        completes = [fence_record.comment_statement(self.deps[i]["database"], rows[i]["comment"],
+                                                    work["plans"][i][1]) for i in work["write"]]
+        for st in work["statements"] + grants + completes:
+            session.queries.append(session.render(st))
+        for i in work["write"]:
+            self.results[i]["state_after"] = work["plans"][i][1]
+            self.results[i]["state_written"] = True
+        for i, res in enumerate(self.results):
+            res["changed"] = (res["revoked"] or res["granted"] or res["state_written"]
+                              or bool(res["sessions_terminated"]))
+            res["verified"] = None
+            res["destination_admitted"] = bool(rows[i]["dst_connect"])  # now, before any change
+
+    def revoke(self, work):
+        """1. All REVOKEs and the "fencing" records, one implicit transaction, committed (durably)
+        before anything is signalled; then the position it reached, and the standbys' view."""
+        self.t0 = time.monotonic()
         self.shield.arm()
-        if revokes or fencing:
-            session.execute(sql.SQL("; ").join(revokes + fencing))
-        for i in revoke_idx:
+        if work["statements"]:
+            what = "the REVOKE and the 'fencing' records"
+            self.replication.commit(sql.SQL("; ").join(work["statements"]), what,
+                                    lambda wait: self.fail_commit_wait(wait, work["write"], what))
+        for i in work["revoke"]:
             self.results[i]["revoked"] = True  # set once the statement ran
-        for i in write_idx:
-            self.results[i]["state_after"] = plans[i][0]
+        for i in work["write"]:
+            self.results[i]["state_after"] = work["plans"][i][0]
             self.results[i]["state_written"] = True
         self.mark("revoke")
-        roles = sorted(set(d["source_role"] for d in self.deps))
+        self.replication.after_revoke()
+
+    def terminate(self, work, routes):
+        """2. controlled: let the source sessions end on their own first; 3. signal everything at
+        once, then poll until no source session remains (newcomers are signalled too)."""
+        params = self.params
+        session = self.session
+        roles = work["roles"]
         gone_at = {}
 
         def on_poll(current, now):
@@ -391,7 +450,6 @@ class Fence(object):
                 if role not in present and role not in gone_at:
                     gone_at[role] = now
 
-        # 2. controlled: let sessions end on their own first
         if params["mode"] == "controlled":
             before = sess.current_sessions(session, roles)
             left = sess.wait_until_gone(session, roles, timeout=params["drain_timeout"], on_poll=on_poll,
@@ -400,8 +458,7 @@ class Fence(object):
             self.record([r for r in before if r["pid"] not in left_pids], "sessions_drained")
             self.mark("drain")
 
-        # 3. signal everything at once, then poll until no source session remains
-        signalled = self.list_or_signal(all_idx, routes, signal=True)
+        signalled = self.list_or_signal(work["all"], routes, signal=True)
         self.record(signalled, "sessions_terminated")
         self.mark("signal")
 
@@ -417,43 +474,85 @@ class Fence(object):
         self.mark("wait")
         for i, dep in enumerate(self.deps):
             if dep["source_role"] in gone_at:
-                self.results[i]["time_to_fence_ms"] = max(0, ms(gone_at[dep["source_role"]] - t0))
+                self.results[i]["time_to_fence_ms"] = max(0, ms(gone_at[dep["source_role"]] - self.t0))
 
-        # 4. verify the sources cannot connect (one query), 5. admit the destinations that are fenced,
-        #    with the "complete" records in the same transaction, and re-read the privileges
+    def admit(self, me, rows, work, signal_all):
+        """4. the standby gate; verify the sources cannot connect (one query); 5. admit the
+        destinations that are fenced, with the "complete" records in the same transaction (unless
+        the gate holds them back), and re-read the privileges."""
+        params = self.params
+        problems = self.replication.gate(signal_all, work["roles"])
+        self.mark("standbys")
         verify = self.verify()
-        fenced = [i for i in all_idx if not verify[i]["src_connect"] and not self.results[i]["remaining_sessions"]]
-        fenced_set = set(fenced)
-        for i in all_idx:
+        fenced = set(i for i in work["all"]
+                     if not verify[i]["src_connect"] and not self.results[i]["remaining_sessions"])
+        for i in work["all"]:
             self.results[i]["connect_still_via"] = list(verify[i]["connect_via"] or []) if verify[i]["src_connect"] else []
-        to_grant = [i for i in grant_idx if i in fenced_set]
-        to_complete = [i for i in write_idx if i in fenced_set]
+        held = bool(problems) and self.replication.policy == "require"
+        for problem in problems if self.replication.policy == "warn" else ():
+            self.module.warn("standby_policy=warn: admitted although %s" % problem)
+        to_grant = [i for i in work["grant"] if i in fenced and not held]
+        to_complete = [i for i in work["write"] if i in fenced and not held]
+        for i in work["grant"] + work["write"] if held else ():
+            if i in fenced:
+                self.results[i]["held_for_standbys"] = True
         completes = {}
         for i in to_complete:
-            dep = self.deps[i]
-            completes[i] = fence_record.new_record(plans[i][0], plans[i][0]["fenced"], [dep["destination_role"]],
-                                                  "complete", params["run_id"], me["s"], verify[i]["now_utc"],
-                                                  me["app"])
+            plan = work["plans"][i][0]
+            completes[i] = fence_record.new_record(plan, plan["fenced"], [self.deps[i]["destination_role"]],
+                                                   "complete", params["run_id"], me["s"], verify[i]["now_utc"],
+                                                   me["app"])
         if to_grant or to_complete:
-            statement = sql.SQL("; ").join(
+            what = "the destination's GRANT and the 'complete' records"
+            self.replication.commit(sql.SQL("; ").join(
                 [sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
                     sql.Identifier(self.deps[i]["database"]), sql.Identifier(self.deps[i]["destination_role"]))
                  for i in to_grant]
                 + [fence_record.comment_statement(self.deps[i]["database"], rows[i]["comment"], completes[i])
-                   for i in to_complete])
-            session.execute(statement)
+                   for i in to_complete]), what, lambda wait: self.fail_commit_wait(wait, to_complete, what))
             for i in to_grant:
                 self.results[i]["granted"] = True
             for i in to_complete:
                 self.results[i]["state_after"] = completes[i]
             verify = self.verify()
-        for i in all_idx:
+        self.replication.wal["final_lsn"] = verify[0]["wal_lsn"] if verify else None
+        if to_grant or to_complete:
+            self.replication.settle()
+        for i in work["all"]:
             res = self.results[i]
             res["destination_connect"] = res["destination_admitted"] = bool(verify[i]["dst_connect"])
-            res["verified"] = (i in fenced_set) and bool(verify[i]["dst_connect"])
+            res["verified"] = (i in fenced) and bool(verify[i]["dst_connect"])
             res["changed"] = (res["revoked"] or res["granted"] or res["state_written"]
                               or bool(res["sessions_terminated"]))
         self.mark("verify_and_grant")
+
+    def signaller(self, routes):
+        """signal(session, really): the source sessions of every Deployment in SESSION (a standby's),
+        signalled when REALLY, by the routes found on the primary (the same catalog)."""
+        indexes = list(range(len(self.deps)))
+        return lambda session, really: self.list_or_signal(indexes, routes, really, session=session)
+
+    def fail_commit_wait(self, wait, indexes, what):
+        """A commit has waited standby_timeout for a synchronous standby: fail the module now,
+        without touching the fence's session (it is still in the commit, which is not cancelled)."""
+        names = [self.deps[i]["name"] for i in indexes]
+        seen = ", ".join("%s (%s, flushed %s)" % (s["name"], s["sync_state"], s["flush_lsn"])
+                         for s in wait["synchronous_standbys"]) or "none connected"
+        msg = ("fence: the commit of %s%s has waited %.1f s (standby_timeout) for a synchronous standby (wait event "
+               "SyncRep; synchronous_standby_names = %r; synchronous standbys: %s). It was not cancelled: a "
+               "cancelled wait leaves the transaction committed locally although no synchronous standby has it. "
+               "Until a synchronous standby confirms it, no other session sees it%s. The destination was not "
+               "admitted by this run. Bring a synchronous standby back (or change synchronous_standby_names): the "
+               "commit then completes on its own; then rerun the failover to finish the fence (until then this "
+               "run's session holds the fence's lock)." % (
+                   what, " (Deployment%s %s)" % ("s" if len(names) > 1 else "", ", ".join(names)) if names else "",
+                   wait["waited_ms"] / 1000.0, wait["synchronous_standby_names"], seen,
+                   ": the source plane can still connect" if "REVOKE" in what else ""))
+        timings = self.timings.as_dict()
+        self.module.fail_json(msg=msg, deployments=self.results, run_id=self.params["run_id"], timings=timings,
+                              time_total_ms=timings["total_ms"], queries=list(self.session.queries),
+                              wal=self.replication.wal, standbys=self.replication.standbys(),
+                              commit_waits=self.replication.commit_waits, server_version=version_label(self.version))
 
     def fail_standby(self, version):
         """Refuse a server in recovery before any change: a standby takes no REVOKE, and a fence
@@ -522,10 +621,18 @@ def run_fence(module):
     for res in results:
         res.pop("destination_connect", None)
     timings = fence.timings.as_dict()
+    replication = fence.replication
     out = dict(changed=any(r["changed"] for r in results), deployments=results, timings=timings,
                time_total_ms=timings["total_ms"], server_version=version_label(fence.version),
                queries=fence.session.queries, run_id=params["run_id"], state_changes=fence.state_changes,
-               signals_received=fence.shield.received)
+               signals_received=fence.shield.received, wal=replication.wal, standbys=replication.standbys(),
+               standby_policy=replication.policy, standby_problems=replication.problems,
+               commit_waits=replication.commit_waits)
+    gate = [] if module.check_mode or replication.policy != "require" else replication.problems
+    if gate:
+        module.fail_json(msg=standby_gate_message(gate, replication.target, replication.waited, params["standby_timeout"],
+                                                  failures),
+                         **out)
     if failures:
         module.fail_json(msg="the fence did not hold:\n" + "\n".join(failures), **out)
     module.exit_json(**out)

@@ -12,16 +12,19 @@ from ..base.results import Timings, refuse
 from ..server.helper import helper_problems, helper_status
 from ..server.helper_install import ensure_helper
 
-# The names plugins/modules/ takes from this entry point besides the run function (a module
-# imports its action's entry point only; see docs/architecture.md).
-from ..base.database import connection_argument_spec  # noqa: F401
-from ..server.helper import DEFAULT_OWNER_ROLE, DEFAULT_SCHEMA  # noqa: F401
+# What plugins/modules/ takes from this entry point (a module imports its action's entry point
+# only; see docs/architecture.md).
+from ..base.database import connection_argument_spec
+from ..server.helper import DEFAULT_OWNER_ROLE, DEFAULT_SCHEMA
+
+__all__ = ["run_fence_helper", "connection_argument_spec", "DEFAULT_OWNER_ROLE", "DEFAULT_SCHEMA"]
+
 
 def run_fence_helper(module):
     """The fence_helper module's main(): check the options, converge the helper, exit the module."""
     timings = Timings()
     params = module.params
-    schema = params["helper_schema"]
+    schema = params["schema"]
     problems = helper_problems(schema, params["owner_role"], params["killer_roles"])
     if problems:
         refuse(module, "fence helper request", problems, timings=timings.as_dict())
@@ -44,4 +47,3 @@ def run_fence_helper(module):
     module.exit_json(changed=result["changed"], statements=result["statements"], queries=session.queries,
                      version=result["version"], status=status, missing_roles=result["missing_roles"],
                      unregistered=result["unregistered"], timings=timings.as_dict())
-

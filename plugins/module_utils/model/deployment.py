@@ -110,6 +110,7 @@ def as_bool(value, default=False):
 # ---------------------------------------------------------------------------------------------
 # Field validation: one rule per kind of name.
 
+
 def name_problems(fields):
     """Problems of named fields: FIELDS is a list of (kind, value, label) with kind
     ``role`` (a role name), ``schema`` (no ``pg_`` prefix either) or any other word (a plain
@@ -287,6 +288,7 @@ def exit_json(module, **result):
 # ---------------------------------------------------------------------------------------------
 # From playbook variables to records.
 
+
 def _item_label(index, item):
     if isinstance(item, dict) and isinstance(item.get("id"), (str, int)) and item.get("id") not in ("", True, False):
         return "dataplane_deployments[%d] (id %r)" % (index, str(item["id"]))
@@ -337,101 +339,31 @@ def expand_deployments(deployments, planes=DEFAULT_PLANES, templates=None,
     ``object_privileges``: False leaves Airflow's objects to the platform: ``schema_role``
     is then None in every record.
     """
-    problems = ["dataplane_%s must be a string, got %s %r" % (key, _type_name(value), value)
-                for key, value in sorted((templates or {}).items()) if value not in (None, "") and not _is_text(value)]
-    if commander_user not in (None, "") and not _is_text(commander_user):
-        problems.append("dataplane_commander_user must be a string, got %s %r"
-                        % (_type_name(commander_user), commander_user))
-    if airflow_schema not in (None, "") and not _is_text(airflow_schema):
-        problems.append("dataplane_airflow_schema must be a string, got %s %r"
-                        % (_type_name(airflow_schema), airflow_schema))
+    problems = _setting_type_problems(templates, commander_user, airflow_schema)
     if problems:
         raise DeploymentModelError(problems)
-    object_privileges = as_bool(object_privileges, True)
-    airflow_schema = DEFAULT_AIRFLOW_SCHEMA if airflow_schema in (None, "") else str(airflow_schema)
-    names = dict(DEFAULT_TEMPLATES)
-    names.update(dict((k, v) for k, v in (templates or {}).items() if v not in (None, "")))
-    planes = [str(p) for p in (planes or DEFAULT_PLANES)]
-    commander_user = DEFAULT_COMMANDER if commander_user in (None, "") else commander_user
-    problems = []
-    records = []
-    item_of_record = []
-
-    if len(planes) != len(set(planes)):
-        problems.append("dataplane_planes has duplicates: %s" % planes)
-    for plane in planes:
-        if identifier_problem(plane, "plane name") or not plane.replace("_", "").isalnum():
-            problems.append("dataplane_planes: %r is not a valid plane name (letters, digits, _)" % plane)
-    commander_problem = role_name_problem(commander_user, "dataplane_commander_user")
-    if commander_problem:
-        problems.append(commander_problem)
+    settings = {
+        "object_privileges": as_bool(object_privileges, True),
+        "airflow_schema": DEFAULT_AIRFLOW_SCHEMA if airflow_schema in (None, "") else str(airflow_schema),
+        "names": dict(DEFAULT_TEMPLATES),
+        "planes": [str(p) for p in (planes or DEFAULT_PLANES)],
+        "commander_user": DEFAULT_COMMANDER if commander_user in (None, "") else commander_user,
+    }
+    settings["names"].update(dict((k, v) for k, v in (templates or {}).items() if v not in (None, "")))
+    problems = _setting_problems(settings)
     if not isinstance(deployments, list):
         raise DeploymentModelError(problems + ["dataplane_deployments must be a list, got %s"
                                                % type(deployments).__name__])
-
+    records = []
+    item_of_record = []
     seen_ids = {}
     for index, item in enumerate(deployments):
         label = _item_label(index, item)
-        if not isinstance(item, dict):
-            problems.append("%s must be a mapping with at least an id" % label)
-            continue
-        unknown = sorted(set(item) - ITEM_KEYS)
-        if unknown:
-            problems.append("%s: unknown keys %s" % (label, ", ".join(unknown)))
-        if item.get("id") in (None, ""):
-            problems.append("%s: id is required" % label)
-            continue
-        typed = _item_type_problems(item)
-        if typed:
-            problems.extend("%s: %s" % (label, p) for p in typed)
-            continue
-        dep_id = str(item["id"])
-        if "\x00" in dep_id:
-            problems.append("%s: id contains a NUL character" % label)
-            continue
-        if dep_id in seen_ids:
-            problems.append("%s: duplicate id, already used by dataplane_deployments[%d]"
-                            % (label, seen_ids[dep_id]))
+        dep_id = _item_id(label, item, seen_ids, problems)
+        if dep_id is None:
             continue
         seen_ids[dep_id] = index
-
-        def name_for(key, plane=None):
-            return render_template(item.get(key, names[key]), dep_id, plane)
-
-        record = {
-            "id": dep_id,
-            "state": item.get("state", "present"),
-            "database": name_for("database_name"),
-            "owner_role": name_for("owner_role_name"),
-            "killer_role": name_for("killer_role_name"),
-            "login_roles": {},
-            "passwords": {},
-            "commander_user": str(item.get("commander_user", commander_user)),
-            "update_password": as_bool(item.get("update_password")),
-            "drop_database": as_bool(item.get("drop_database")),
-            "drop_login_roles": as_bool(item.get("drop_login_roles")),
-            "schema_role": name_for("schema_role_name") if object_privileges else None,
-            "airflow_schema": str(item.get("airflow_schema") or airflow_schema),
-        }
-        explicit_logins = item.get("login_role_names") or {}
-        if not isinstance(explicit_logins, dict):
-            problems.append("%s: login_role_names must be a mapping plane -> role name" % label)
-            explicit_logins = {}
-        for plane in sorted(set(explicit_logins) - set(planes)):
-            problems.append("%s: login_role_names names unknown plane %r (planes: %s)"
-                            % (label, plane, ", ".join(planes)))
-        for plane in planes:
-            record["login_roles"][plane] = str(explicit_logins.get(plane) or name_for("login_role_name", plane))
-
-        passwords = item.get("passwords") or {}
-        if not isinstance(passwords, dict):
-            problems.append("%s: passwords must be a mapping plane -> password" % label)
-            passwords = {}
-        for plane in sorted(set(passwords) - set(planes)):
-            problems.append("%s: passwords names unknown plane %r (planes: %s)"
-                            % (label, plane, ", ".join(planes)))
-        record["passwords"] = dict((p, str(v)) for p, v in passwords.items() if p in planes and v is not None)
-        records.append(record)
+        records.append(_record_of(label, item, dep_id, settings, problems))
         item_of_record.append(index)
 
     # The resolved names: the same validator the modules run on their input, and the model's own.
@@ -441,14 +373,109 @@ def expand_deployments(deployments, planes=DEFAULT_PLANES, templates=None,
     problems.extend(record_problems(records, "dataplane_deployments", label=label,
                                     other=lambda i, rec: "id %r" % rec["id"]))
     problems.extend(model_problems(records, label))
-
     if selected_ids is not None:
         wanted = [str(i) for i in selected_ids]
         missing = [i for i in wanted if i not in seen_ids]
         if missing:
             problems.append("unknown Deployment ids selected: %s" % ", ".join(repr(i) for i in missing))
         records = [r for r in records if r["id"] in wanted]
-
     if problems:
         raise DeploymentModelError(problems)
     return records
+
+
+def _setting_type_problems(templates, commander_user, airflow_schema):
+    """The dataplane_* settings that are not strings (checked before anything reads them)."""
+    problems = ["dataplane_%s must be a string, got %s %r" % (key, _type_name(value), value)
+                for key, value in sorted((templates or {}).items()) if value not in (None, "") and not _is_text(value)]
+    if commander_user not in (None, "") and not _is_text(commander_user):
+        problems.append("dataplane_commander_user must be a string, got %s %r"
+                        % (_type_name(commander_user), commander_user))
+    if airflow_schema not in (None, "") and not _is_text(airflow_schema):
+        problems.append("dataplane_airflow_schema must be a string, got %s %r"
+                        % (_type_name(airflow_schema), airflow_schema))
+    return problems
+
+
+def _setting_problems(settings):
+    """Problems of the planes and commander_user of SETTINGS (expand_deployments' resolved settings)."""
+    problems = []
+    planes = settings["planes"]
+    if len(planes) != len(set(planes)):
+        problems.append("dataplane_planes has duplicates: %s" % planes)
+    for plane in planes:
+        if identifier_problem(plane, "plane name") or not plane.replace("_", "").isalnum():
+            problems.append("dataplane_planes: %r is not a valid plane name (letters, digits, _)" % plane)
+    commander_problem = role_name_problem(settings["commander_user"], "dataplane_commander_user")
+    if commander_problem:
+        problems.append(commander_problem)
+    return problems
+
+
+def _item_id(label, item, seen_ids, problems):
+    """The id of a dataplane_deployments ITEM, or None (its problems added to PROBLEMS) when
+    the item cannot become a record: not a mapping, no id, wrong types, a duplicate id."""
+    if not isinstance(item, dict):
+        problems.append("%s must be a mapping with at least an id" % label)
+        return None
+    unknown = sorted(set(item) - ITEM_KEYS)
+    if unknown:
+        problems.append("%s: unknown keys %s" % (label, ", ".join(unknown)))
+    if item.get("id") in (None, ""):
+        problems.append("%s: id is required" % label)
+        return None
+    typed = _item_type_problems(item)
+    if typed:
+        problems.extend("%s: %s" % (label, p) for p in typed)
+        return None
+    dep_id = str(item["id"])
+    if "\x00" in dep_id:
+        problems.append("%s: id contains a NUL character" % label)
+        return None
+    if dep_id in seen_ids:
+        problems.append("%s: duplicate id, already used by dataplane_deployments[%d]"
+                        % (label, seen_ids[dep_id]))
+        return None
+    return dep_id
+
+
+def _record_of(label, item, dep_id, settings, problems):
+    """The record of ITEM with every name resolved (problems of its planes added to PROBLEMS)."""
+    names, planes = settings["names"], settings["planes"]
+
+    def name_for(key, plane=None):
+        return render_template(item.get(key, names[key]), dep_id, plane)
+
+    record = {
+        "id": dep_id,
+        "state": item.get("state", "present"),
+        "database": name_for("database_name"),
+        "owner_role": name_for("owner_role_name"),
+        "killer_role": name_for("killer_role_name"),
+        "login_roles": {},
+        "passwords": {},
+        "commander_user": str(item.get("commander_user", settings["commander_user"])),
+        "update_password": as_bool(item.get("update_password")),
+        "drop_database": as_bool(item.get("drop_database")),
+        "drop_login_roles": as_bool(item.get("drop_login_roles")),
+        "schema_role": name_for("schema_role_name") if settings["object_privileges"] else None,
+        "airflow_schema": str(item.get("airflow_schema") or settings["airflow_schema"]),
+    }
+    explicit_logins = _plane_mapping(label, item, "login_role_names", "role name", planes, problems)
+    for plane in planes:
+        record["login_roles"][plane] = str(explicit_logins.get(plane) or name_for("login_role_name", plane))
+    passwords = _plane_mapping(label, item, "passwords", "password", planes, problems)
+    record["passwords"] = dict((p, str(v)) for p, v in passwords.items() if p in planes and v is not None)
+    return record
+
+
+def _plane_mapping(label, item, key, what, planes, problems):
+    """ITEM's mapping plane -> WHAT under KEY ({} when missing or not a mapping); a plane not in
+    PLANES is a problem."""
+    mapping = item.get(key) or {}
+    if not isinstance(mapping, dict):
+        problems.append("%s: %s must be a mapping plane -> %s" % (label, key, what))
+        mapping = {}
+    for plane in sorted(set(mapping) - set(planes)):
+        problems.append("%s: %s names unknown plane %r (planes: %s)" % (label, key, plane, ", ".join(planes)))
+    return mapping

@@ -33,6 +33,7 @@ MASK = "********"
 # ---------------------------------------------------------------------------------------------
 # Actions: one class per kind of change.
 
+
 def _action(class_name, kind, fields, doc):
     """A namedtuple ``(kind, *fields)`` whose constructor takes the fields only."""
     base = namedtuple(class_name, ("kind",) + tuple(fields.split()))
@@ -192,6 +193,7 @@ Step = namedtuple("Step", "index action")
 # ---------------------------------------------------------------------------------------------
 # Input problems of the module's own options (the records are checked by deployment.py).
 
+
 def option_problems(params):
     """Problems of the options that name the fence helper and the decommission owner. Pure."""
     problems = []
@@ -209,6 +211,7 @@ def option_problems(params):
 
 # ---------------------------------------------------------------------------------------------
 # Planning (pure): catalog snapshot + records -> actions, grants, predicted state.
+
 
 def default_acl(owner):
     """acldefault('d', owner): PUBLIC has TEMPORARY and CONNECT, the owner everything."""
@@ -277,147 +280,194 @@ def plan_deployments(records, catalog, options):
     Every planned change is a Step(dep index, Action) in plan.autocommit, .roles, .databases or
     .decommission; plan.grants holds Step(dep index, grant dict) for memberships.converge_grants.
     """
-    plan = Plan()
-    roles = dict((k, dict(v)) for k, v in catalog["roles"].items())
-    dbs = dict((k, {"owner": v["owner"], "acl": set(v["acl"])}) for k, v in catalog["databases"].items())
-    acting = catalog["acting_user"]
-    secret = options.get("secret") or scram_secret
+    planner = _Planner(catalog, options)
+    for index, rec in enumerate(records):
+        if rec["state"] == "present":
+            planner.present(index, rec)
+    new_owner = options.get("decommission_owner") or planner.acting
+    for index, rec in enumerate(records):
+        if rec["state"] == "absent":
+            planner.absent(index, rec, new_owner)
+    plan = planner.plan
+    plan.predicted_roles = planner.roles
+    plan.predicted_databases = planner.dbs
+    return plan
 
-    def label(rec):
-        return "Deployment %r" % rec["id"]
 
-    def ensure_role(index, name, attrs, password=None):
-        current = roles.get(name)
+def _label(rec):
+    return "Deployment %r" % rec["id"]
+
+
+class _Planner(object):
+    """One plan_deployments call: the Plan being built and the catalog as predicted so far
+    (each step updates it, so a later step sees what an earlier one planned). Pure."""
+
+    def __init__(self, catalog, options):
+        self.plan = Plan()
+        self.catalog = catalog
+        self.options = options
+        self.roles = dict((k, dict(v)) for k, v in catalog["roles"].items())
+        self.dbs = dict((k, {"owner": v["owner"], "acl": set(v["acl"])}) for k, v in catalog["databases"].items())
+        self.acting = catalog["acting_user"]
+        self.secret = options.get("secret") or scram_secret
+        self.commanders_done = set()
+
+    def ensure_role(self, index, name, attrs, password=None):
+        current = self.roles.get(name)
         if current is None:
-            roles[name] = dict(attrs, password=None)
-            plan.new_roles.add(name)
-            secret_text = secret(password) if password is not None else None
-            plan.roles.append(Step(index, CreateRole(name, dict(attrs), secret_text)))
+            self.roles[name] = dict(attrs, password=None)
+            self.plan.new_roles.add(name)
+            secret_text = self.secret(password) if password is not None else None
+            self.plan.roles.append(Step(index, CreateRole(name, dict(attrs), secret_text)))
         elif any(current.get(k) != v for k, v in attrs.items()):
             current.update(attrs)
-            plan.roles.append(Step(index, AlterRole(name, dict(attrs))))
+            self.plan.roles.append(Step(index, AlterRole(name, dict(attrs))))
 
-    commanders_done = set()
-    for index, rec in enumerate(records):
-        if rec["state"] != "present":
-            continue
+    def present(self, index, rec):
+        """Everything a present Deployment needs, in the order it runs."""
+        self.commander(rec)
+        self.ensure_role(index, rec["owner_role"], OWNER_ATTRS)
+        self.ensure_role(index, rec["killer_role"], KILLER_ATTRS)
+        self.login_roles(index, rec)
+        db = self.dbs.get(rec["database"])
+        withhold = plan_fence(self.plan, index, rec, db, self.options)  # never re-admit a fenced plane
+        db = self.database(index, rec, db)
+        if db is None:
+            return
+        self.connect(index, rec, db, withhold)
+        self.plan.databases.extend(Step(index, a) for a in self.plan.record_actions.pop(index, []))
+        self.grants(index, rec)
+        self.plan.helper_killers.append(rec["killer_role"])
+
+    def commander(self, rec):
+        """commander_user: created once when its password is given (shared by every Deployment:
+        no Deployment's result lists it, commander_created does), else it must exist."""
         commander = rec["commander_user"]
-        if commander not in roles and commander not in commanders_done:
-            if options.get("commander_password"):
-                # shared by every Deployment: no Deployment's result lists it (commander_created does)
-                ensure_role(None, commander, LOGIN_ATTRS, options["commander_password"])
+        if commander in self.commanders_done:
+            return
+        self.commanders_done.add(commander)
+        if commander not in self.roles:
+            if self.options.get("commander_password"):
+                self.ensure_role(None, commander, LOGIN_ATTRS, self.options["commander_password"])
             else:
-                plan.problems.append(
+                self.plan.problems.append(
                     "%s: commander_user %r does not exist; create it first or give its password "
                     "(dataplane_commander_password / commander_password) to have it created"
-                    % (label(rec), commander))
-        elif commander in roles and commander not in commanders_done and not roles[commander].get("inherit", True):
-            plan.warnings.append(
+                    % (_label(rec), commander))
+        elif not self.roles[commander].get("inherit", True):
+            self.plan.warnings.append(
                 "%s: commander_user %r is NOINHERIT: its plain grant of the owner role gets INHERIT FALSE, "
-                "so it cannot switch CONNECT during a failover (PostgreSQL only warns)" % (label(rec), commander))
-        commanders_done.add(commander)
-        ensure_role(index, rec["owner_role"], OWNER_ATTRS)
-        ensure_role(index, rec["killer_role"], KILLER_ATTRS)
+                "so it cannot switch CONNECT during a failover (PostgreSQL only warns)" % (_label(rec), commander))
+
+    def login_roles(self, index, rec):
+        """The login roles: created with their password, or their password updated when asked."""
         for plane, login in sorted(rec["login_roles"].items()):
             password = (rec.get("passwords") or {}).get(plane)
-            current = roles.get(login)
+            current = self.roles.get(login)
             if current is None:
-                if not options.get("create_login_roles", True):
-                    plan.problems.append("%s: login role %r (plane %s) does not exist and creating login "
-                                         "roles is disabled" % (label(rec), login, plane))
+                if not self.options.get("create_login_roles", True):
+                    self.plan.problems.append("%s: login role %r (plane %s) does not exist and creating login "
+                                              "roles is disabled" % (_label(rec), login, plane))
                 elif password in (None, ""):
-                    plan.problems.append("%s: login role %r (plane %s) does not exist and no password is "
-                                         "given for it (passwords.%s)" % (label(rec), login, plane, plane))
+                    self.plan.problems.append("%s: login role %r (plane %s) does not exist and no password is "
+                                              "given for it (passwords.%s)" % (_label(rec), login, plane, plane))
                 else:
-                    ensure_role(index, login, LOGIN_ATTRS, password)
+                    self.ensure_role(index, login, LOGIN_ATTRS, password)
                 continue
             if not current.get("login"):
-                plan.warnings.append("%s: login role %r exists but cannot log in (NOLOGIN); left as is"
-                                     % (label(rec), login))
+                self.plan.warnings.append("%s: login role %r exists but cannot log in (NOLOGIN); left as is"
+                                          % (_label(rec), login))
             if rec.get("update_password") and password not in (None, ""):
                 if not password_matches(current.get("password"), password, login):
-                    plan.roles.append(Step(index, SetPassword(login, secret(password))))
+                    self.plan.roles.append(Step(index, SetPassword(login, self.secret(password))))
                     current["password"] = None
 
+    def database(self, index, rec, db):
+        """The database (created when missing) and its owner; None when it may not be created."""
         db_name = rec["database"]
-        db = dbs.get(db_name)
-        withhold = plan_fence(plan, index, rec, db, options)  # never re-admit a fenced plane
         if db is None:
-            if not options.get("create_databases", True):
-                plan.problems.append("%s: database %r does not exist and creating databases is disabled"
-                                     % (label(rec), db_name))
-                continue
-            plan.autocommit.append(Step(index, CreateDatabase(db_name)))
-            db = dbs[db_name] = {"owner": acting, "acl": default_acl(acting), "new": True}
+            if not self.options.get("create_databases", True):
+                self.plan.problems.append("%s: database %r does not exist and creating databases is disabled"
+                                          % (_label(rec), db_name))
+                return None
+            self.plan.autocommit.append(Step(index, CreateDatabase(db_name)))
+            db = self.dbs[db_name] = {"owner": self.acting, "acl": default_acl(self.acting), "new": True}
         owner = rec["owner_role"]
         if db["owner"] != owner:
-            plan.databases.append(Step(index, AlterDatabaseOwner(db_name, owner)))
+            self.plan.databases.append(Step(index, AlterDatabaseOwner(db_name, owner)))
             db["acl"] = acl_new_owner(db["acl"], db["owner"], owner)
             db["owner"] = owner
+        return db
+
+    def connect(self, index, rec, db, withhold):
+        """CONNECT: taken from PUBLIC, granted by the owner to each login role (unless WITHHOLD:
+        a fenced plane, or a fence state that is not known)."""
+        db_name = rec["database"]
+        owner = rec["owner_role"]
         public_connect = [e for e in db["acl"] if e[0] == PUBLIC and e[2] == "CONNECT"]
         if any(e[1] == owner for e in public_connect):
-            plan.databases.append(Step(index, RevokeConnect(db_name, PUBLIC)))
+            self.plan.databases.append(Step(index, RevokeConnect(db_name, PUBLIC)))
             db["acl"] = set(e for e in db["acl"] if not (e[0] == PUBLIC and e[1] == owner and e[2] == "CONNECT"))
         for entry in public_connect:
             if entry[1] != owner:
-                plan.warnings.append("%s: PUBLIC keeps CONNECT on %r granted by %r (not the owner); "
-                                     "revoke it as that role" % (label(rec), db_name, entry[1]))
+                self.plan.warnings.append("%s: PUBLIC keeps CONNECT on %r granted by %r (not the owner); "
+                                          "revoke it as that role" % (_label(rec), db_name, entry[1]))
         for plane, login in sorted(rec["login_roles"].items()):
             if not any(e[0] == login and e[1] == owner and e[2] == "CONNECT" for e in db["acl"]):
                 if withhold:
-                    plan.withheld.setdefault(index, []).append(login)
+                    self.plan.withheld.setdefault(index, []).append(login)
                     continue
-                plan.databases.append(Step(index, GrantConnect(db_name, login)))
+                self.plan.databases.append(Step(index, GrantConnect(db_name, login)))
                 db["acl"].add((login, owner, "CONNECT", False))
-        plan.databases.extend(Step(index, a) for a in plan.record_actions.pop(index, []))
-        for plane, login in sorted(rec["login_roles"].items()):
-            plan.grants.append(Step(index, {"group": login, "target_role": rec["killer_role"],
-                                            "inherit_option": False, "set_option": False, "admin_option": None,
-                                            "granted_by": None, "state": "present"}))
-        for group in (owner, rec["killer_role"]):
-            plan.grants.append(Step(index, {"group": group, "target_role": commander,
-                                            "inherit_option": None, "set_option": None, "admin_option": None,
-                                            "granted_by": None, "state": "present"}))
-        plan.helper_killers.append(rec["killer_role"])
 
-    new_owner = options.get("decommission_owner") or acting
-    for index, rec in enumerate(records):
-        if rec["state"] != "absent":
-            continue
+    def grants(self, index, rec):
+        """The memberships (memberships.converge_grants): each login role to the killer role
+        WITH INHERIT FALSE, SET FALSE; the owner and killer roles to commander_user."""
+        for plane, login in sorted(rec["login_roles"].items()):
+            self.plan.grants.append(Step(index, {"group": login, "target_role": rec["killer_role"],
+                                                 "inherit_option": False, "set_option": False, "admin_option": None,
+                                                 "granted_by": None, "state": "present"}))
+        for group in (rec["owner_role"], rec["killer_role"]):
+            self.plan.grants.append(Step(index, {"group": group, "target_role": rec["commander_user"],
+                                                 "inherit_option": None, "set_option": None, "admin_option": None,
+                                                 "granted_by": None, "state": "present"}))
+
+    def absent(self, index, rec, new_owner):
+        """Decommission: the database dropped or handed to NEW_OWNER, the roles dropped."""
         db_name = rec["database"]
-        db = dbs.get(db_name)
+        db = self.dbs.get(db_name)
         if db is not None and rec.get("drop_database"):
-            plan.autocommit.append(Step(index, DropDatabase(db_name)))
-            del dbs[db_name]
+            self.plan.autocommit.append(Step(index, DropDatabase(db_name)))
+            del self.dbs[db_name]
             db = None
-        if db is not None and db["owner"] == rec["owner_role"] and rec["owner_role"] in roles:
-            plan.decommission.append(Step(index, AlterDatabaseOwner(db_name, new_owner)))
+        if db is not None and db["owner"] == rec["owner_role"] and rec["owner_role"] in self.roles:
+            self.plan.decommission.append(Step(index, AlterDatabaseOwner(db_name, new_owner)))
             db["acl"] = acl_new_owner(db["acl"], db["owner"], new_owner)
             db["owner"] = new_owner
-        if rec["killer_role"] in roles:
-            if catalog.get("helper_schema_exists"):
-                if rec["killer_role"] in catalog.get("helper_grantees", (rec["killer_role"],)):
-                    plan.decommission.append(Step(index, RevokeHelper(options.get("helper_schema"),
-                                                                      rec["killer_role"])))
-                plan.helper_unregister.append(rec["killer_role"])
-            plan.decommission.append(Step(index, DropRole(rec["killer_role"])))
-            del roles[rec["killer_role"]]
-        if rec["owner_role"] in roles:
-            plan.decommission.append(Step(index, DropRole(rec["owner_role"])))
-            del roles[rec["owner_role"]]
+        self.drop_killer_and_owner(index, rec)
         if rec.get("drop_login_roles"):
             for plane, login in sorted(rec["login_roles"].items()):
-                if login not in roles:
+                if login not in self.roles:
                     continue
                 if db is not None and any(e[0] == login for e in db["acl"]):
-                    plan.decommission.append(Step(index, RevokeConnect(db_name, login)))
+                    self.plan.decommission.append(Step(index, RevokeConnect(db_name, login)))
                     db["acl"] = set(e for e in db["acl"] if not (e[0] == login and e[1] == db["owner"]))
-                plan.decommission.append(Step(index, DropRole(login)))
-                del roles[login]
+                self.plan.decommission.append(Step(index, DropRole(login)))
+                del self.roles[login]
 
-    plan.predicted_roles = roles
-    plan.predicted_databases = dbs
-    return plan
+    def drop_killer_and_owner(self, index, rec):
+        """The killer role (its use of the fence helper revoked and unregistered first), then the owner role."""
+        killer = rec["killer_role"]
+        if killer in self.roles:
+            if self.catalog.get("helper_schema_exists"):
+                if killer in self.catalog.get("helper_grantees", (killer,)):
+                    self.plan.decommission.append(Step(index, RevokeHelper(self.options.get("helper_schema"), killer)))
+                self.plan.helper_unregister.append(killer)
+            self.plan.decommission.append(Step(index, DropRole(killer)))
+            del self.roles[killer]
+        if rec["owner_role"] in self.roles:
+            self.plan.decommission.append(Step(index, DropRole(rec["owner_role"])))
+            del self.roles[rec["owner_role"]]
 
 
 def plan_fence(plan, index, rec, db, options):

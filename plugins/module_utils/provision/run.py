@@ -29,11 +29,13 @@ from ..base.database import MIN_SERVER_VERSION_NUM, Session, connect, sql
 from ..model.fence_record import ADVISORY_LOCK_CLASS
 from ..base.results import Timings
 
-# The names plugins/modules/ takes from this entry point besides the run function (a module
-# imports its action's entry point only; see docs/architecture.md).
-from ..base.database import connection_argument_spec  # noqa: F401
-from ..model.deployment import records_argument_spec  # noqa: F401
-from ..server.helper import DEFAULT_OWNER_ROLE, DEFAULT_SCHEMA  # noqa: F401
+# What plugins/modules/ takes from this entry point (a module imports its action's entry point
+# only; see docs/architecture.md).
+from ..base.database import connection_argument_spec
+from ..model.deployment import records_argument_spec
+from ..server.helper import DEFAULT_OWNER_ROLE, DEFAULT_SCHEMA
+
+__all__ = ["run", "connection_argument_spec", "records_argument_spec", "DEFAULT_OWNER_ROLE", "DEFAULT_SCHEMA"]
 
 BATCH = 400  # statements sent per round trip
 DATABASE_WORKERS = 3  # connections for CREATE/DROP DATABASE (at least 4 statements each)
@@ -144,6 +146,7 @@ def lock_readmitted(session, plan, check):
 # ---------------------------------------------------------------------------------------------
 # Running actions.
 
+
 def run_batched(session, actions, check):
     """Run ACTIONS in a few round trips (rendered only in check mode); log each statement with
     its secret masked. Returns the logged texts."""
@@ -226,6 +229,7 @@ def borrowed_owners(records, plan, decommission_owner):
 # ---------------------------------------------------------------------------------------------
 # One run of the module.
 
+
 class Provisioning(object):
     """The state of one deployment_setup run, from the module's parameters to its result."""
 
@@ -306,8 +310,8 @@ class Provisioning(object):
         # In check mode ensure_helper plans the grants for killer roles this run would create.
         # The killer roles of decommissioned Deployments leave the helper's registry in the same run.
         return _helper_install.ensure_helper(self.session, self.params["helper_schema"], self.params["helper_owner_role"],
-                                           self.plan.helper_killers, "present", check,
-                                           unregister=self.plan.helper_unregister)
+                                             self.plan.helper_killers, "present", check,
+                                             unregister=self.plan.helper_unregister)
 
     # -- changes ------------------------------------------------------------------------------
 

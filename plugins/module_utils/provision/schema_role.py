@@ -58,10 +58,6 @@ def wanted(record):
     return bool(record.get("schema_role"))
 
 
-
-
-
-
 def grants_for(record):
     """The membership grants (memberships.converge_grants format) the schema role needs:
     every login role a member with MEMBERSHIP_OPTIONS; never a member of the owner or killer
@@ -373,123 +369,167 @@ def converge(module, session, records, options, check_mode, sql, memberships):
     per_deployment ({index: [texts]}), before/after ({index: state}), warnings.
     Fails the module (through session.fail) on any error.
     """
-    present = [(i, r) for i, r in enumerate(records) if r.get("state", "present") == "present" and wanted(r)]
-    absent = [(i, r) for i, r in enumerate(records) if r.get("state") == "absent" and wanted(r)]
-    out = {"changed": False, "statements": [], "per_deployment": {}, "before": {}, "after": {}, "warnings": []}
-    if not present and not absent:
-        return out
-    texts_of = out["per_deployment"]
-
-    def log(index, text):
-        texts_of.setdefault(index, []).append(text)
-        out["statements"].append(text)
-
+    run = _SchemaRoleRun(module, session, records, options, check_mode, sql, memberships)
+    if not run.present and not run.absent:
+        return run.out
     # 0. A borrow an earlier run left behind (it died before giving it back) is given back first.
     left_over, notes = give_back_leftovers(session, records, check_mode)
     for index in sorted(left_over):
         for text in left_over[index]:
-            log(index, text)
-    out["warnings"].extend(notes)
-
-    catalog = read_shared(session, records)
-    before_members = memberships.read_memberships(session, sorted(set(r["schema_role"] for dummy, r in present + absent)))
-    db_facts, db_before = {}, {}  # per record index: the facts after the step / as first read
-    membership_result = {}
-
-    # 1. Shared catalogs (roles, memberships, role settings): one transaction.
-    with session.transaction(check_mode, "schema role set-up failed, its transaction was rolled back: %s"):
-        shared_actions = plan_shared([r if (i, r) in present else dict(r, state="absent")
-                                      for i, r in enumerate(records)], catalog, check_mode)
-        for index, action in shared_actions:
-            if action[0] == "set_role_setting" and action[2] not in catalog["databases"] and not check_mode:
-                continue  # the caller failed to create it; reported by the caller
-            _run(session, check_mode, action_sql(sql, action), log, index)
-        grants = []
-        for index, rec in present:
-            grants.extend(grants_for(rec))
-            for group, member in forbidden_pairs(rec):
-                grants.append({"group": group, "target_role": member, "state": "absent", "granted_by": None,
-                               "inherit_option": None, "set_option": None, "admin_option": None})
-        first = len(session.queries)
-        result = membership_result = memberships.converge_grants(
-            session, grants, check_mode, fail_on_missing=not check_mode,
-            all_grantors=options.get("all_grantors", False)) if grants else {"statements": []}
-        for text in result.get("statements") or []:
-            for index, rec in present:
-                if session.render(sql.Identifier(rec["schema_role"])) in text:
-                    log(index, text)
-                    break
-        del session.queries[first:]  # logged above, per Deployment
-        for remaining in result.get("remaining") or []:
-            out["warnings"].append("membership %s -> %s is still held through grantor(s) %s; revoke it as them"
-                                   % (remaining["target_role"], remaining["group"], ", ".join(remaining["grantors"])))
-
-    # 2. Inside each metadata database: schema privileges, optional hand-over, decommission.
-    # First, on the shared catalogs: where the login roles own objects, and the schema roles'
-    # oids, in a transaction ended at once (nothing stays open on this connection while the
-    # databases are visited).
-    reachable = [r for dummy, r in present + absent if r["database"] in catalog["databases"]
-                 and r["database"] not in (options.get("dropped_databases") or ())]
-    reached = [r for r in reachable if r.get("state", "present") == "present"]
-    owners, role_oids = {}, {}
-    if reached:
-        owners = read_owners(session, reached)
-        role_oids = dict((row["rolname"], row["oid"]) for row in session.rows(
-            ROLE_OIDS_QUERY, (sorted(set(rec["schema_role"] for rec in reached)),)))
-        session.rollback()
-    # A non-superuser admin (managed PostgreSQL) can neither connect to a metadata database
-    # (CONNECT is the planes' and the owner's only) nor grant on its schema or reassign the
-    # schema role's objects: it borrows the owner and schema roles (WITH INHERIT, SET; it holds
-    # ADMIN on them) in a committed transaction for this step, and gives them back afterwards,
-    # also when the step fails.
-    borrowed = _borrow(session, reachable, check_mode)
-    try:
-        problems = _converge_databases(module, session, present, absent, catalog, options, check_mode, sql,
-                                       db_facts, db_before, log, out["warnings"], owners, role_oids)
-    finally:
-        _give_back(session, borrowed)
-    if problems:
-        session.fail("schema role set-up failed (changes in other databases stay, a rerun converges):\n- "
-                     + "\n- ".join(problems), problems=problems)
-    # 3. Decommission: reset the kept login roles' setting, then drop the schema role.
-    with session.transaction(check_mode, "dropping the schema role failed, its transaction was rolled back: %s"):
-        for index, rec in absent:
-            if catalog["roles"].get(rec["schema_role"]) is None:
-                continue
-            actions = []
-            if rec["database"] in catalog["databases"] and rec["database"] not in (options.get("dropped_databases") or ()):
-                for plane in sorted(rec["login_roles"]):
-                    login = rec["login_roles"][plane]
-                    if (not rec.get("drop_login_roles")
-                            and any(r["rolname"] == login and r.get("datname") == rec["database"]
-                                    and setting_value(r.get("setconfig")) is not None for r in catalog["settings"])):
-                        actions.append(("reset_role_setting", login, rec["database"]))
-            actions.append(("drop_role", rec["schema_role"]))
-            for action in actions:
-                _run(session, check_mode, action_sql(sql, action), log, index)
+            run.log(index, text)
+    run.out["warnings"].extend(notes)
+    run.catalog = read_shared(session, records)
+    run.before_members = memberships.read_memberships(session, run.schema_roles())
+    run.shared()
+    run.databases()
+    run.decommission()
     session.conn.autocommit = True
+    run.before_after()
+    run.out["changed"] = bool(run.out["statements"])
+    session.queries.extend(run.out["statements"])
+    return run.out
 
-    # Before and after, per Deployment (after = predicted in check mode).
-    if check_mode:
-        after_catalog, after_members = _predict(catalog, records, present, absent), _predict_members(
-            before_members, present, absent)
-    elif not out["statements"] and not membership_result.get("statements"):
-        # Nothing ran (a rerun with nothing to do): the shared catalogs read before are the state after.
-        after_catalog, after_members = catalog, before_members
-    else:
-        after_catalog = read_shared(session, records)
-        after_members = memberships.read_memberships(
-            session, sorted(set(r["schema_role"] for dummy, r in present + absent)))
-    before_view, after_view = _ByRole(catalog, before_members), _ByRole(after_catalog, after_members)
-    for index, rec in present + absent:
-        before = state_of(rec, before_view.catalog(rec), db_before.get(index, db_facts.get(index)),
-                          before_view.members(rec))
-        after_facts = _after_facts(rec, db_facts.get(index), texts_of.get(index), check_mode)
-        after = state_of(rec, after_view.catalog(rec), after_facts, after_view.members(rec))
-        out["before"][index], out["after"][index] = before, after
-    out["changed"] = bool(out["statements"])
-    session.queries.extend(out["statements"])
-    return out
+
+def membership_grants(present):
+    """The grants (memberships.converge_grants) of the present Deployments' schema roles: the
+    login roles as members (grants_for), the forbidden pairs revoked. Pure."""
+    grants = []
+    for dummy, rec in present:
+        grants.extend(grants_for(rec))
+        for group, member in forbidden_pairs(rec):
+            grants.append({"group": group, "target_role": member, "state": "absent", "granted_by": None,
+                           "inherit_option": None, "set_option": None, "admin_option": None})
+    return grants
+
+
+def plan_decommission(record, catalog, dropped_databases):
+    """The actions that remove RECORD's schema role: the kept login roles' role setting in its
+    database reset, then the role dropped; none when the role does not exist. Pure."""
+    if catalog["roles"].get(record["schema_role"]) is None:
+        return []
+    actions = []
+    if record["database"] in catalog["databases"] and record["database"] not in dropped_databases:
+        for plane in sorted(record["login_roles"]):
+            login = record["login_roles"][plane]
+            if (not record.get("drop_login_roles")
+                    and any(r["rolname"] == login and r.get("datname") == record["database"]
+                            and setting_value(r.get("setconfig")) is not None for r in catalog["settings"])):
+                actions.append(("reset_role_setting", login, record["database"]))
+    actions.append(("drop_role", record["schema_role"]))
+    return actions
+
+
+class _SchemaRoleRun(object):
+    """One converge call: what it read, the facts per Deployment and its result, and its steps
+    in the order they run (shared, databases, decommission, before_after)."""
+
+    def __init__(self, module, session, records, options, check_mode, sql, memberships):
+        self.module, self.session, self.records, self.options = module, session, records, options
+        self.check_mode, self.sql, self.memberships = check_mode, sql, memberships
+        self.present = [(i, r) for i, r in enumerate(records) if r.get("state", "present") == "present" and wanted(r)]
+        self.absent = [(i, r) for i, r in enumerate(records) if r.get("state") == "absent" and wanted(r)]
+        self.out = {"changed": False, "statements": [], "per_deployment": {}, "before": {}, "after": {},
+                    "warnings": []}
+        self.catalog = None
+        self.before_members = None
+        self.membership_result = {}
+        self.db_facts, self.db_before = {}, {}  # per record index: the facts after the step / as first read
+
+    def log(self, index, text):
+        self.out["per_deployment"].setdefault(index, []).append(text)
+        self.out["statements"].append(text)
+
+    def schema_roles(self):
+        return sorted(set(r["schema_role"] for dummy, r in self.present + self.absent))
+
+    def dropped(self):
+        return self.options.get("dropped_databases") or ()
+
+    def shared(self):
+        """Step 1. Shared catalogs (roles, memberships, role settings): one transaction."""
+        session, check_mode, catalog = self.session, self.check_mode, self.catalog
+        with session.transaction(check_mode, "schema role set-up failed, its transaction was rolled back: %s"):
+            shared_actions = plan_shared([r if (i, r) in self.present else dict(r, state="absent")
+                                          for i, r in enumerate(self.records)], catalog, check_mode)
+            for index, action in shared_actions:
+                if action[0] == "set_role_setting" and action[2] not in catalog["databases"] and not check_mode:
+                    continue  # the caller failed to create it; reported by the caller
+                _run(session, check_mode, action_sql(self.sql, action), self.log, index)
+            grants = membership_grants(self.present)
+            first = len(session.queries)
+            result = self.membership_result = self.memberships.converge_grants(
+                session, grants, check_mode, fail_on_missing=not check_mode,
+                all_grantors=self.options.get("all_grantors", False)) if grants else {"statements": []}
+            for text in result.get("statements") or []:
+                for index, rec in self.present:
+                    if session.render(self.sql.Identifier(rec["schema_role"])) in text:
+                        self.log(index, text)
+                        break
+            del session.queries[first:]  # logged above, per Deployment
+            for remaining in result.get("remaining") or []:
+                self.out["warnings"].append(
+                    "membership %s -> %s is still held through grantor(s) %s; revoke it as them"
+                    % (remaining["target_role"], remaining["group"], ", ".join(remaining["grantors"])))
+
+    def databases(self):
+        """Step 2. Inside each metadata database: schema privileges, optional hand-over, decommission."""
+        session = self.session
+        # First, on the shared catalogs: where the login roles own objects, and the schema roles'
+        # oids, in a transaction ended at once (nothing stays open on this connection while the
+        # databases are visited).
+        reachable = [r for dummy, r in self.present + self.absent if r["database"] in self.catalog["databases"]
+                     and r["database"] not in self.dropped()]
+        reached = [r for r in reachable if r.get("state", "present") == "present"]
+        owners, role_oids = {}, {}
+        if reached:
+            owners = read_owners(session, reached)
+            role_oids = dict((row["rolname"], row["oid"]) for row in session.rows(
+                ROLE_OIDS_QUERY, (sorted(set(rec["schema_role"] for rec in reached)),)))
+            session.rollback()
+        # A non-superuser admin (managed PostgreSQL) can neither connect to a metadata database
+        # (CONNECT is the planes' and the owner's only) nor grant on its schema or reassign the
+        # schema role's objects: it borrows the owner and schema roles (WITH INHERIT, SET; it holds
+        # ADMIN on them) in a committed transaction for this step, and gives them back afterwards,
+        # also when the step fails.
+        borrowed = _borrow(session, reachable, self.check_mode)
+        try:
+            problems = _converge_databases(self.module, session, self.present, self.absent, self.catalog,
+                                           self.options, self.check_mode, self.sql, self.db_facts, self.db_before,
+                                           self.log, self.out["warnings"], owners, role_oids)
+        finally:
+            _give_back(session, borrowed)
+        if problems:
+            session.fail("schema role set-up failed (changes in other databases stay, a rerun converges):\n- "
+                         + "\n- ".join(problems), problems=problems)
+
+    def decommission(self):
+        """Step 3. Decommission: reset the kept login roles' setting, then drop the schema role."""
+        with self.session.transaction(self.check_mode,
+                                      "dropping the schema role failed, its transaction was rolled back: %s"):
+            for index, rec in self.absent:
+                for action in plan_decommission(rec, self.catalog, self.dropped()):
+                    _run(self.session, self.check_mode, action_sql(self.sql, action), self.log, index)
+
+    def before_after(self):
+        """Before and after, per Deployment (after = predicted in check mode)."""
+        catalog, before_members = self.catalog, self.before_members
+        if self.check_mode:
+            after_catalog = _predict(catalog, self.records, self.present, self.absent)
+            after_members = _predict_members(before_members, self.present, self.absent)
+        elif not self.out["statements"] and not self.membership_result.get("statements"):
+            # Nothing ran (a rerun with nothing to do): the shared catalogs read before are the state after.
+            after_catalog, after_members = catalog, before_members
+        else:
+            after_catalog = read_shared(self.session, self.records)
+            after_members = self.memberships.read_memberships(self.session, self.schema_roles())
+        before_view, after_view = _ByRole(catalog, before_members), _ByRole(after_catalog, after_members)
+        for index, rec in self.present + self.absent:
+            before = state_of(rec, before_view.catalog(rec),
+                              self.db_before.get(index, self.db_facts.get(index)), before_view.members(rec))
+            after_facts = _after_facts(rec, self.db_facts.get(index), self.out["per_deployment"].get(index),
+                                       self.check_mode)
+            after = state_of(rec, after_view.catalog(rec), after_facts, after_view.members(rec))
+            self.out["before"][index], self.out["after"][index] = before, after
 
 
 def _converge_databases(module, session, present, absent, catalog, options, check_mode, sql, db_facts, db_before,

@@ -33,9 +33,9 @@ DEFAULT_SCHEMA = "dataplane_fence"
 DEFAULT_OWNER_ROLE = "dataplane_fence_signaler"
 FUNCTION_NAME = "terminate_member_sessions"
 REGISTRY_TABLE = "killer_roles"
-HELPER_VERSION = "4"
+HELPER_VERSION = "5"
 # the first version that takes p_killer NULL (every qualifying killer role of the roles named)
-BULK_VERSION = 4
+BULK_VERSION = 5
 COMMENT_PREFIX = "dataplane.postgresql fence helper version "
 ARGUMENT_TYPES = "name, name[], name[], boolean"
 # what pg_get_function_arguments() / pg_get_function_result() read for the installed function
@@ -44,6 +44,22 @@ FUNCTION_ARGUMENTS = ("p_killer name, p_roles name[] DEFAULT NULL::name[], "
 FUNCTION_RESULT = ("TABLE(pid integer, usename name, datname name, application_name text, "
                    "client_addr inet, backend_start timestamp with time zone, terminated boolean)")
 OWNER_GRANTED_ROLES = ("pg_signal_backend", "pg_read_all_stats")
+
+# Version 4 adds a second function, standby_positions(): the physical standbys streaming from
+# this server (pg_stat_replication, logical walsenders left out, with the slot each one uses).
+# Without pg_read_all_stats a login reads NULL for every position there, so the fence's standby
+# gate reads them through this function, owned by the helper's owner role, which holds
+# pg_read_all_stats; it returns positions and names only (no client address, no query). EXECUTE
+# goes to the killer roles, as for the other function. REPLICATION_SQL is also what a login that
+# may read the positions itself runs directly.
+POSITIONS_NAME = "standby_positions"
+POSITIONS_RESULT = ("TABLE(pid integer, application_name text, state text, sync_state text, "
+                    "flush_lsn pg_lsn, replay_lsn pg_lsn, slot_name name)")
+REPLICATION_SQL = (
+    "SELECT w.pid, w.application_name, w.state, w.sync_state, w.flush_lsn, w.replay_lsn, s.slot_name"
+    " FROM pg_catalog.pg_stat_replication w"
+    " LEFT JOIN pg_catalog.pg_replication_slots s ON s.active_pid OPERATOR(pg_catalog.=) w.pid"
+    " WHERE s.slot_type IS NULL OR s.slot_type OPERATOR(pg_catalog.<>) 'logical'")
 SEARCH_PATH_SETTING = "search_path=pg_catalog, pg_temp"
 OWNER_FLAGS = ("CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS")
 # attributes that disqualify a role from being registered as a killer role
@@ -68,7 +84,7 @@ KILLER_DISQUALIFIERS = (("rolcanlogin", "it can log in (a killer role is NOLOGIN
 # fence pays once per killer role. The final checks are on the activity row itself (its pid and
 # user), so the selection by id can never pick another session. With no candidate role (the
 # fence's list-only probe passes p_roles = '{}') it returns after the checks, reading nothing.
-# Version 4 also takes p_killer NULL with the roles named (p_roles): the killer roles are then
+# Version 5 also takes p_killer NULL with the roles named (p_roles): the killer roles are then
 # every role that passes the same checks (registered, cannot log in, the session user has its
 # privileges) and has one of those roles directly granted to it, and the sessions are those of
 # the roles in p_roles directly granted to one of them. One call then does what one call per
@@ -183,6 +199,19 @@ def function_signature(schema):
     return sql.SQL("{}({})").format(function_ident(schema), sql.SQL(ARGUMENT_TYPES))
 
 
+def positions_signature(schema):
+    return sql.SQL("{}.{}()").format(sql.Identifier(schema), sql.Identifier(POSITIONS_NAME))
+
+
+def function_spec(session, schema, positions=False):
+    """What the helper's function (or, with POSITIONS, standby_positions()) must look like."""
+    if positions:
+        return {"name": POSITIONS_NAME, "signature": positions_signature(schema), "language": "sql",
+                "body": REPLICATION_SQL, "arguments": "", "result": POSITIONS_RESULT}
+    return {"name": FUNCTION_NAME, "signature": function_signature(schema), "language": "plpgsql",
+            "body": function_body(session, schema), "arguments": FUNCTION_ARGUMENTS, "result": FUNCTION_RESULT}
+
+
 def registry_ident(schema):
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(REGISTRY_TABLE))
 
@@ -192,11 +221,8 @@ def function_body(session, schema):
     return FUNCTION_BODY.replace("{registry}", session.render(registry_ident(schema)))
 
 
-
-
-
-
 # --------------------------------------------------------------------------- reading
+
 
 def _acl_json(acl_expr, kind, owner_expr):
     return ("(SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
@@ -295,7 +321,7 @@ def _inspect_sql(new16):
         " CASE WHEN o.oid IS NOT NULL THEN (" + _held_sql(new16) + ") END AS owner_holds,"
         " CASE WHEN n.oid IS NOT NULL THEN (" + SCHEMA_OBJECTS_SQL + ") END AS objects,"
         " (SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
-        "   'oid', p.oid, 'args', pg_catalog.pg_get_function_identity_arguments(p.oid),"
+        "   'oid', p.oid, 'name', p.proname, 'args', pg_catalog.pg_get_function_identity_arguments(p.oid),"
         "   'arguments', pg_catalog.pg_get_function_arguments(p.oid),"
         "   'result', pg_catalog.pg_get_function_result(p.oid),"
         "   'prosrc', p.prosrc, 'secdef', p.prosecdef, 'config', p.proconfig, 'strict', p.proisstrict,"
@@ -310,7 +336,7 @@ def _inspect_sql(new16):
         "     FROM pg_catalog.pg_roles k WHERE k.rolname OPERATOR(pg_catalog.=) ANY (%(killers)s::text[])))"
         "   ORDER BY p.oid)"
         "   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang"
-        "  WHERE p.pronamespace OPERATOR(pg_catalog.=) n.oid AND p.proname OPERATOR(pg_catalog.=) %(fn)s) AS functions,"
+        "  WHERE p.pronamespace OPERATOR(pg_catalog.=) n.oid AND p.proname OPERATOR(pg_catalog.=) ANY (%(fns)s::text[])) AS functions,"
         " (SELECT pg_catalog.json_build_object('oid', c.oid, 'kind', c.relkind,"
         "   'owner', pg_catalog.pg_get_userbyid(c.relowner),"
         "   'columns', (SELECT pg_catalog.json_agg(pg_catalog.format('%%s %%s', a.attname,"
@@ -376,11 +402,15 @@ def inspect(session, schema, owner_role, killer_roles):
     """Read everything about the helper in (at most) two queries."""
     version = session.rows("SELECT pg_catalog.current_setting('server_version_num')::int AS v")[0]["v"]
     state = session.rows(_inspect_sql(version >= 160000), {
-        "schema": schema, "owner": owner_role, "killers": list(killer_roles), "fn": FUNCTION_NAME,
+        "schema": schema, "owner": owner_role, "killers": list(killer_roles), "fns": [FUNCTION_NAME, POSITIONS_NAME],
         "registry": REGISTRY_TABLE, "granted": list(OWNER_GRANTED_ROLES)})[0]
     for key in ("nsp_acl", "owner_members", "owner_member_rows", "owner_holds", "objects", "functions", "killers"):
         state[key] = state[key] or []
+    found = state["functions"]
+    state["functions"] = [f for f in found if f["name"] == FUNCTION_NAME]
+    state["positions_functions"] = [f for f in found if f["name"] == POSITIONS_NAME]
     state["fn"] = _our_function(state["functions"])
+    state["positions"] = next((f for f in state["positions_functions"] if f["args"] == ""), None)
     state["entries"] = None  # registry entries; None when missing, malformed or not readable
     reg = state["registry"]
     if _registry_shape_ok(reg) and reg["readable"]:
@@ -403,19 +433,22 @@ def _our_function(functions):
 
 # --------------------------------------------------------------------------- comparing
 
-def _function_problems(session, schema, fn, owner_role):
-    """What differs in the function itself (empty when it is this collection's)."""
+
+def _function_problems(session, schema, fn, owner_role, spec=None):
+    """What differs in the function itself (empty when it is this collection's); SPEC is its
+    function_spec() (default: the terminating function)."""
+    spec = spec or function_spec(session, schema)
     if fn is None:
-        return ["the function %s does not exist" % session.render(function_signature(schema))]
+        return ["the function %s does not exist" % session.render(spec["signature"])]
     problems = []
     version = _version_from_comment(fn["comment"])
     if version != HELPER_VERSION:
         problems.append("its version is %s, this collection installs %s" % (version, HELPER_VERSION))
-    elif (fn["prosrc"] or "").strip() != function_body(session, schema).strip():
+    elif (fn["prosrc"] or "").strip() != spec["body"].strip():
         problems.append("its body differs from this collection's")
-    if fn["language"] != "plpgsql" or fn["kind"] != "f":
-        problems.append("it is a %s routine in language %s (expected a plpgsql function)"
-                        % (fn["kind"], fn["language"]))
+    if fn["language"] != spec["language"] or fn["kind"] != "f":
+        problems.append("it is a %s routine in language %s (expected a %s function)"
+                        % (fn["kind"], fn["language"], spec["language"]))
     if not fn["secdef"]:
         problems.append("it is not SECURITY DEFINER")
     if list(fn["config"] or []) != [SEARCH_PATH_SETTING]:
@@ -424,10 +457,10 @@ def _function_problems(session, schema, fn, owner_role):
         volatility = {"i": "IMMUTABLE", "s": "STABLE"}.get(fn["volatile"], "VOLATILE")
         problems.append("it is %s%s (expected VOLATILE CALLED ON NULL INPUT)"
                         % ("STRICT " if fn["strict"] else "", volatility))
-    if fn["arguments"] != FUNCTION_ARGUMENTS:
-        problems.append("its arguments are (%s), expected (%s)" % (fn["arguments"], FUNCTION_ARGUMENTS))
-    if fn["result"] != FUNCTION_RESULT:
-        problems.append("it returns %s, expected %s" % (fn["result"], FUNCTION_RESULT))
+    if fn["arguments"] != spec["arguments"]:
+        problems.append("its arguments are (%s), expected (%s)" % (fn["arguments"], spec["arguments"]))
+    if fn["result"] != spec["result"]:
+        problems.append("it returns %s, expected %s" % (fn["result"], spec["result"]))
     if fn["owner"] != owner_role:
         problems.append("it is owned by %s, expected %s" % (fn["owner"], owner_role))
     return problems
@@ -480,8 +513,8 @@ def _foreign_objects(state):
     reg_ok = _registry_shape_ok(reg)
     out = []
     for obj in state["objects"]:
-        if obj["catalog"] == "pg_proc" and obj["name"] == FUNCTION_NAME:
-            continue  # the function and its overloads are handled on their own
+        if obj["catalog"] == "pg_proc" and obj["name"] in (FUNCTION_NAME, POSITIONS_NAME):
+            continue  # the functions and their overloads are handled on their own
         if obj["catalog"] == "pg_class" and obj["name"] == REGISTRY_TABLE and reg_ok:
             continue
         if (obj["catalog"] == "pg_class" and obj["kind"] == "i" and obj["name"] == REGISTRY_TABLE + "_pkey"
@@ -520,11 +553,14 @@ def status_problems(session, schema, owner_role, killer_roles, state):
     """Every difference from what ensure_helper installs (for killer roles KILLER_ROLES), each
     naming what is wrong. Empty when the helper is exactly this collection's."""
     fn = state["fn"]
+    positions = state["positions"]
     problems = ["function: %s" % p for p in _function_problems(session, schema, fn, owner_role)]
-    for other in state["functions"]:
-        if other is not fn:
+    problems += ["function %s(): %s" % (POSITIONS_NAME, p) for p in _function_problems(
+        session, schema, positions, owner_role, function_spec(session, schema, positions=True))]
+    for other in state["functions"] + state["positions_functions"]:
+        if other is not fn and other is not positions:
             problems.append("an overload %s(%s) exists next to the function (calls become ambiguous)"
-                            % (FUNCTION_NAME, other["args"]))
+                            % (other["name"], other["args"]))
     if state["nsp_oid"] is None:
         return ["schema %s does not exist" % schema]
     if state["nsp_owner"] != owner_role:
@@ -532,6 +568,9 @@ def status_problems(session, schema, owner_role, killer_roles, state):
     allowed = set(killer_roles)
     if fn is not None:
         problems += _acl_problems("the function", fn["acl"], fn["owner"], allowed, "EXECUTE")
+    if positions is not None:
+        problems += _acl_problems("function %s()" % POSITIONS_NAME, positions["acl"], positions["owner"], allowed,
+                                  "EXECUTE")
     problems += _acl_problems("schema %s" % schema, state["nsp_acl"], state["nsp_owner"], allowed, "USAGE")
     reg = state["registry"]
     if reg is None:
@@ -587,21 +626,6 @@ def killer_problems(state, killer_roles):
 # --------------------------------------------------------------------------- changing
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def owner_members(session, owner_oid):
     """Non-superuser roles that could act as the owner role (should be none)."""
     if owner_oid is None:
@@ -645,15 +669,14 @@ def helper_status(session, schema=DEFAULT_SCHEMA, killer_roles=(), owner_role=DE
         out["registered"][killer] = None if registered is None else killer in registered
     out.update(installed=True, version=_version_from_comment(fn["comment"]),
                owner_role=fn["owner"], owner_can_signal=bool(fn["owner_can_signal"]),
-               current=not _function_problems(session, schema, fn, owner_role),
+               current=not (_function_problems(session, schema, fn, owner_role) or _function_problems(
+                   session, schema, state["positions"], owner_role, function_spec(session, schema, positions=True))),
                function=session.render(function_signature(schema)))
     usable = fn["usable"] or {}
     for killer in killer_roles:
         out["usable_by"][killer] = (bool(usable.get(killer)) and out["owner_can_signal"]
                                     and out["registered"][killer] is not False)
     return out
-
-
 
 
 def takes_null_killer(version):

@@ -23,6 +23,28 @@ ADMIN option: plain membership and ``admin_option`` work there, INHERIT/SET do n
 Pure functions (no database): ``normalize_grant``, ``grant_problems``, ``plan_grants``,
 ``predict_rows``, ``effective_options``, ``statement_text``. Database functions take a
 ``database.Session``: ``read_memberships`` and ``converge_grants``; neither commits.
+
+converge_grants' modes (the ``membership`` module's additions; the defaults keep the
+per-grantor behaviour)
+  ANY_GRANTOR: on 16+ a grant without ``granted_by`` is about the membership as a whole:
+  ``present`` is satisfied when the options OR-ed across every grantor's rows equal the
+  requested ones (else the acting grantor's row is converged), ``absent`` revokes every
+  grantor's row. SKIP_MISSING: grants whose group or target role does not exist are
+  dropped (``skipped``) instead of failing; a missing grantor still fails.
+  EXACT_MEMBERS: these target roles lose every membership GRANTS do not ask for
+  (only EXACT_GRANTED_BY's rows, if given). ALLOW_PREDEFINED_GROUPS: see grant_problems.
+
+  The grantor models on 16+ (14/15 keep one row per group and member, so they coincide):
+  by default a grant without ``granted_by`` is the connecting role's row (``acting_grantor``)
+  and nothing else; NAME_GRANTOR also writes ``GRANTED BY`` it (community.postgresql 5.0's
+  statements). ANY_GRANTOR (above) is the grantor-agnostic model. ALL_GRANTORS converges the
+  effective options: ``absent`` revokes every grantor's row, an option wanted false is
+  cleared on every grantor's row (provisioning). CHECK_GRANTORS refuses, before any
+  statement, a grant its named grantor cannot make (``grantor_problems``).
+  REFUSE_GRANTED_BY_BEFORE_16: see ``grant_problems``. The result's ``foreign`` lists
+  ``foreign_notes`` (empty with ANY_GRANTOR or ALL_GRANTORS). ROW_LABELS (one label per
+  grant, e.g. ``memberships[0]``): two grants of different rows that are the same grant once
+  the acting grantor is filled in for a missing ``granted_by`` are refused (16+).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -48,6 +70,7 @@ _LIST_LIMIT = 20
 # ---------------------------------------------------------------------------------------
 # Input
 # ---------------------------------------------------------------------------------------
+
 
 def normalize_grant(grant, defaults=None):
     """Return a grant dict with every key; keys missing (or None) take DEFAULTS' value."""
@@ -158,6 +181,7 @@ def role_names(grants):
 # Planning (pure)
 # ---------------------------------------------------------------------------------------
 
+
 def _grant_statement(grant, options, server_version_num):
     """GRANT group TO member [WITH ...] [GRANTED BY ...] for OPTIONS {name: bool}."""
     parts = [sql.SQL("GRANT {} TO {}").format(sql.Identifier(grant["group"]),
@@ -219,7 +243,7 @@ def _plan(current_rows, grants, server_version_num, acting_grantor, member_inher
 
     ACTIONS has one ``(group, member, kind)`` per statement, kind ``grant`` (a GRANT),
     ``revoke`` (a row removed) or ``revoke_admin`` (14/15: ADMIN OPTION lowered).
-    On 16+ (see ``converge_grants`` for the modes):
+    On 16+ (see "converge_grants' modes" in this file's docstring):
     ANY_GRANTOR applies to grants without ``granted_by``: ``present`` is satisfied by the
     effective options of every grantor's rows, ``absent`` removes every grantor's row.
     NAME_GRANTOR writes ``GRANTED BY`` the acting grantor in statements for a grant that
@@ -323,7 +347,7 @@ def plan_grants(current_rows, grants, server_version_num, acting_grantor, any_gr
     are matched on (group, member, grantor); an existing row gets one GRANT naming only
     the options that differ (GRANT ... WITH x FALSE updates the row in place). On < 16
     rows are matched on (group, member) only and only ADMIN is managed.
-    ANY_GRANTOR: see ``converge_grants``.
+    ANY_GRANTOR: see "converge_grants' modes" in this file's docstring.
     """
     return _plan(current_rows, grants, server_version_num, acting_grantor, any_grantor=any_grantor,
                  name_grantor=name_grantor, all_grantors=all_grantors)[0]
@@ -661,14 +685,10 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
     mode has not created the roles yet) missing roles are reported in ``missing_roles``
     and treated as having no memberships.
 
-    The ``membership`` module's additions (defaults keep the per-grantor behaviour):
-    ANY_GRANTOR: on 16+ a grant without ``granted_by`` is about the membership as a whole:
-    ``present`` is satisfied when the options OR-ed across every grantor's rows equal the
-    requested ones (else the acting grantor's row is converged), ``absent`` revokes every
-    grantor's row. SKIP_MISSING: grants whose group or target role does not exist are
-    dropped (``skipped``) instead of failing; a missing grantor still fails.
-    EXACT_MEMBERS: these target roles lose every membership GRANTS do not ask for
-    (only EXACT_GRANTED_BY's rows, if given). ALLOW_PREDEFINED_GROUPS: see grant_problems.
+    The modes (ANY_GRANTOR, SKIP_MISSING, EXACT_MEMBERS and EXACT_GRANTED_BY,
+    ALLOW_PREDEFINED_GROUPS, NAME_GRANTOR, ALL_GRANTORS, CHECK_GRANTORS,
+    REFUSE_GRANTED_BY_BEFORE_16, ROW_LABELS) are described in this file's docstring
+    ("converge_grants' modes"); the defaults keep the per-grantor behaviour.
 
     Returns {changed, statements (text), actions ((group, member, kind) per statement),
     before, after (rows of the requested pairs), missing_roles, skipped (grants dropped),
@@ -676,41 +696,20 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
     unconverged, server_version_num, acting_grantor}.
     ``changed`` compares the catalog rows before and after (predicted in check mode).
 
-    The grantor models on 16+ (14/15 keep one row per group and member, so they coincide):
-    by default a grant without ``granted_by`` is the connecting role's row (``acting_grantor``)
-    and nothing else; NAME_GRANTOR also writes ``GRANTED BY`` it (community.postgresql 5.0's
-    statements). ANY_GRANTOR (above) is the grantor-agnostic model. ALL_GRANTORS converges the
-    effective options: ``absent`` revokes every grantor's row, an option wanted false is
-    cleared on every grantor's row (provisioning). CHECK_GRANTORS refuses, before any
-    statement, a grant its named grantor cannot make (``grantor_problems``).
-    REFUSE_GRANTED_BY_BEFORE_16: see ``grant_problems``. The result's ``foreign`` lists
-    ``foreign_notes`` (empty with ANY_GRANTOR or ALL_GRANTORS). ROW_LABELS (one label per
-    grant, e.g. ``memberships[0]``): two grants of different rows that are the same grant once
-    the acting grantor is filled in for a missing ``granted_by`` are refused (16+).
+    The steps: read (server_context), refuse (_refuse_grants, _without_missing), read the
+    rows (read_memberships), plan (_plan: pure), refuse what a named grantor cannot grant
+    (_refuse_grantors), apply (_apply_grants), report (_converge_result).
     """
     grants = [normalize_grant(g) for g in grants]
     exact_members = list(exact_members or [])
     names = sorted(set(role_names(grants)) | set(exact_members))
     context = server_context(session, names)
     version = context["version_num"]
-    problems = grant_problems(grants, version, allow_predefined_groups=allow_predefined_groups,
-                              refuse_granted_by_before_16=refuse_granted_by_before_16)
-    if row_labels is not None and version >= MIN_SERVER_VERSION_NUM:
-        problems.extend(derived_grantor_clashes(grants, row_labels, context["acting_grantor"]))
-    if problems:
-        session.fail(refusal_message(REFUSED, problems), problems=problems, server_version=version_label(version))
+    _refuse_grants(session, grants, context, allow_predefined_groups, refuse_granted_by_before_16, row_labels)
     missing = [name for name in names if name not in context["roles"]]
     skipped = []
     if missing and skip_missing:
-        absent = set(missing)
-        missing_grantors = sorted(set(g["granted_by"] for g in grants if g["granted_by"] in absent)
-                                  | (set([exact_granted_by]) & absent))
-        if missing_grantors:
-            session.fail("The granted_by role %s does not exist (nothing was changed)"
-                         % _listing(missing_grantors), missing_roles=missing_grantors)
-        skipped = [g for g in grants if g["group"] in absent or g["target_role"] in absent]
-        grants = [g for g in grants if g["group"] not in absent and g["target_role"] not in absent]
-        exact_members = [m for m in exact_members if m not in absent]
+        grants, exact_members, skipped = _without_missing(session, grants, exact_members, missing, exact_granted_by)
     elif missing and fail_on_missing:
         session.fail(missing_roles_message(missing), missing_roles=missing)
     acting = context["acting_grantor"]
@@ -721,20 +720,7 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
                                                   any_grantor=any_grantor, name_grantor=name_grantor,
                                                   all_grantors=all_grantors)
     if check_grantors and version >= MIN_SERVER_VERSION_NUM and named:
-        groups = sorted(set(group for kind, group, grantor in named if kind == "grant" and grantor is not None))
-        holders = {}
-        if groups:
-            for row in session.rows(_ADMIN_HOLDERS_QUERY, {"groups": groups}):
-                holders.setdefault(row["group"], []).append((row["holder"], bool(row["usable"])))
-        named_grantors = sorted(set(g for dummy, dummy2, g in named if g is not None and g != context["login"]))
-        usable = {}
-        if named_grantors and not context["is_superuser"]:  # a superuser has every role's privileges
-            usable = dict((row["name"], bool(row["usable"]))
-                          for row in session.rows(_USABLE_QUERY, {"names": named_grantors}))
-        problems = grantor_problems(named, context, holders, usable)
-        if problems:
-            session.fail(" ".join(problems), problems=problems, queries=[],
-                         server_version=version_label(version))
+        _refuse_grantors(session, named, context)
     pairs = set((g["group"], g["target_role"]) for g in grants)
     before = rows_for_pairs(current, pairs)
     if not statements:
@@ -742,20 +728,78 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
     elif check_mode:
         texts, after = [session.render(s) for s in statements], rows_for_pairs(predicted, pairs)
     else:
-        try:
-            texts = session.execute_many(statements)
-        except Exception as exc:  # psycopg error: report it with the statements tried
-            texts = [session.render(s) for s in statements]
-            hint = ""
-            if any(_whole(g, any_grantor) for g in grants) and any(
-                    kind == "revoke" for dummy, dummy2, kind in actions) and any(
-                    " GRANTED BY " in text and text.startswith("REVOKE ") for text in texts):
-                hint = (" (without granted_by, state absent revokes the rows of every grantor, which needs "
-                        "the privileges of each grantor; set granted_by to revoke one grantor's rows only)")
-            session.fail("Changing memberships failed, transaction rolled back: %s%s"
-                         % (to_native(getattr(exc, "pgerror", None) or exc).strip(), hint),
-                         statements=texts)
+        texts = _apply_grants(session, statements, grants, actions, any_grantor)
         after = rows_for_pairs(read_memberships(session, names), pairs)
+    return _converge_result(grants, before, after, texts, actions, missing, skipped, context, check_mode,
+                            any_grantor, all_grantors)
+
+
+def _refuse_grants(session, grants, context, allow_predefined_groups, refuse_granted_by_before_16, row_labels):
+    """Fail (nothing changed) on bad input: grant_problems, and grants of different ROW_LABELS
+    that are one grant once the acting grantor is filled in (16+)."""
+    version = context["version_num"]
+    problems = grant_problems(grants, version, allow_predefined_groups=allow_predefined_groups,
+                              refuse_granted_by_before_16=refuse_granted_by_before_16)
+    if row_labels is not None and version >= MIN_SERVER_VERSION_NUM:
+        problems.extend(derived_grantor_clashes(grants, row_labels, context["acting_grantor"]))
+    if problems:
+        session.fail(refusal_message(REFUSED, problems), problems=problems, server_version=version_label(version))
+
+
+def _without_missing(session, grants, exact_members, missing, exact_granted_by):
+    """SKIP_MISSING: (grants, exact members, skipped grants) without the MISSING roles; a
+    missing grantor still fails."""
+    absent = set(missing)
+    missing_grantors = sorted(set(g["granted_by"] for g in grants if g["granted_by"] in absent)
+                              | (set([exact_granted_by]) & absent))
+    if missing_grantors:
+        session.fail("The granted_by role %s does not exist (nothing was changed)"
+                     % _listing(missing_grantors), missing_roles=missing_grantors)
+    skipped = [g for g in grants if g["group"] in absent or g["target_role"] in absent]
+    grants = [g for g in grants if g["group"] not in absent and g["target_role"] not in absent]
+    return grants, [m for m in exact_members if m not in absent], skipped
+
+
+def _refuse_grantors(session, named, context):
+    """CHECK_GRANTORS: read who holds ADMIN OPTION on the groups granted under a named grantor,
+    and fail (nothing changed) on a grant that grantor cannot make (grantor_problems)."""
+    groups = sorted(set(group for kind, group, grantor in named if kind == "grant" and grantor is not None))
+    holders = {}
+    if groups:
+        for row in session.rows(_ADMIN_HOLDERS_QUERY, {"groups": groups}):
+            holders.setdefault(row["group"], []).append((row["holder"], bool(row["usable"])))
+    named_grantors = sorted(set(g for dummy, dummy2, g in named if g is not None and g != context["login"]))
+    usable = {}
+    if named_grantors and not context["is_superuser"]:  # a superuser has every role's privileges
+        usable = dict((row["name"], bool(row["usable"]))
+                      for row in session.rows(_USABLE_QUERY, {"names": named_grantors}))
+    problems = grantor_problems(named, context, holders, usable)
+    if problems:
+        session.fail(" ".join(problems), problems=problems, queries=[],
+                     server_version=version_label(context["version_num"]))
+
+
+def _apply_grants(session, statements, grants, actions, any_grantor):
+    """Run STATEMENTS in one round trip; their texts. On an error, fail with the statements
+    tried and, for a revoke across grantors, what to do instead."""
+    try:
+        return session.execute_many(statements)
+    except Exception as exc:  # psycopg error: report it with the statements tried
+        texts = [session.render(s) for s in statements]
+        hint = ""
+        if any(_whole(g, any_grantor) for g in grants) and any(
+                kind == "revoke" for dummy, dummy2, kind in actions) and any(
+                " GRANTED BY " in text and text.startswith("REVOKE ") for text in texts):
+            hint = (" (without granted_by, state absent revokes the rows of every grantor, which needs "
+                    "the privileges of each grantor; set granted_by to revoke one grantor's rows only)")
+        session.fail("Changing memberships failed, transaction rolled back: %s%s"
+                     % (to_native(getattr(exc, "pgerror", None) or exc).strip(), hint),
+                     statements=texts)
+
+
+def remaining_memberships(grants, after):
+    """The pairs an ``absent`` grant asked to remove that AFTER still holds (through other
+    grantors' rows), once each: {group, target_role, grantors, effective}. Pure."""
     remaining = []
     reported = set()
     after_index = _index(after)
@@ -769,6 +813,14 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
             remaining.append({"group": grant["group"], "target_role": grant["target_role"],
                               "grantors": [r["grantor"] for r in left],
                               "effective": effective_options(left)})
+    return remaining
+
+
+def _converge_result(grants, before, after, texts, actions, missing, skipped, context, check_mode, any_grantor,
+                     all_grantors):
+    """converge_grants' result. Pure."""
+    version = context["version_num"]
+    acting = context["acting_grantor"]
     return {
         "changed": _canonical(before) != _canonical(after),
         "statements": texts,
@@ -778,7 +830,7 @@ def converge_grants(session, grants, check_mode, fail_on_missing=True, any_grant
         "after": after,
         "missing_roles": missing,
         "skipped": skipped,
-        "remaining": remaining,
+        "remaining": remaining_memberships(grants, after),
         "memberships": summarize(grants, before, after, acting),
         "unconverged": [] if check_mode else unconverged(grants, after, version, acting, any_grantor),
         "foreign": [] if all_grantors else foreign_notes(grants, after, acting, version, any_grantor),

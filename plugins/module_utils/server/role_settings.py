@@ -49,4 +49,3 @@ SELECT r.rolname, d.datname, s.setconfig
   LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.setdatabase
  WHERE r.rolname OPERATOR(pg_catalog.=) ANY(%(logins)s) AND (s.setdatabase OPERATOR(pg_catalog.=) 0 OR d.datname OPERATOR(pg_catalog.=) ANY(%(databases)s))
 """
-

@@ -9,7 +9,7 @@ Two routes to terminate a role's sessions:
   target role or of ``pg_signal_backend``);
 - ``helper``: the fence helper function (module_utils/server/helper.py), called for a killer
   role the login has the privileges of, for roles directly granted to that killer role; a
-  helper of version 4 or later is called once for every killer role (``helper_one_call``).
+  helper of version 5 or later is called once for every killer role (``helper_one_call``).
 
 Every session is signalled first (without the timeout form of ``pg_terminate_backend``,
 which costs up to 100 ms per session), then ``pg_stat_activity`` is polled by role,
@@ -198,7 +198,7 @@ def signal_direct(session, roles, databases=None, signal=True, log=True):
 
 
 def helper_one_call(routes):
-    """Whether the helper ROUTES go through serves them all in one call (version 4 or later)."""
+    """Whether the helper ROUTES go through serves them all in one call (version 5 or later)."""
     versions = [r.get("helper_version") for r in routes if r and r.get("route") == "helper"]
     return bool(versions) and all(takes_null_killer(v) for v in versions)
 
@@ -207,7 +207,7 @@ def signal_via_helper(session, pairs, databases=None, signal=True, schema=DEFAUL
                       one_call=False):
     """One statement for all (killer, role) PAIRS through the fence helper.
 
-    With ONE_CALL (a helper of version 4 or later, see ``helper_one_call``) the statement calls the
+    With ONE_CALL (a helper of version 5 or later, see ``helper_one_call``) the statement calls the
     helper once, naming the roles and no killer role: it serves every registered killer role of
     theirs that the login has the privileges of, which the preflight checked for each pair
     (termination_routes). Otherwise it calls the helper once per pair; each call then reads
@@ -289,6 +289,3 @@ def wait_until_gone(session, roles, databases=None, timeout=10.0, on_new=None, s
 
 
 # --- the terminate_sessions module ---------------------------------------------------------------
-
-
-

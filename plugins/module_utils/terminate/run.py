@@ -19,10 +19,13 @@ from ..server.sessions import (
     wait_until_gone,
 )
 
-# The names plugins/modules/ takes from this entry point besides the run function (a module
-# imports its action's entry point only; see docs/architecture.md).
-from ..base.database import connection_argument_spec  # noqa: F401
-from ..server.helper import DEFAULT_SCHEMA  # noqa: F401
+# What plugins/modules/ takes from this entry point (a module imports its action's entry point
+# only; see docs/architecture.md).
+from ..base.database import connection_argument_spec
+from ..server.helper import DEFAULT_SCHEMA
+
+__all__ = ["run_terminate_sessions", "connection_argument_spec", "DEFAULT_SCHEMA"]
+
 
 def terminate_request_problems(params):
     """Problems in the terminate_sessions options (a module.params-like dict). Pure."""
@@ -105,4 +108,3 @@ def run_terminate_sessions(module):
                      routes=dict((r["role"], r["route"]) for r in routes), timings=result,
                      elapsed_ms=sum(result.get(k, 0) for k in ("signal_ms", "wait_ms", "list_ms")),
                      queries=session.queries)
-

@@ -157,3 +157,55 @@ def test_the_action_passes_known_and_allowed_names_and_sets_the_run_facts():
     # the same ansible-playbook process gives every host the same id
     assert run({"dataplane_failover_from": "dp1", "dataplane_failover_to": "dp2"})["ansible_facts"] \
         == fresh["ansible_facts"]
+
+
+# --- deprecated variable names: known, still accepted, and warned about ----------------------------
+
+def test_the_deprecated_names_are_known_and_their_replacements_too():
+    known = check_variables.known_names(str(REPO))
+    deprecated = check_variables.deprecated_names(str(REPO))
+    assert set(deprecated) == {"dataplane_failover_helper_schema", "dataplane_audit_helper_schema",
+                               "dataplane_audit_helper_owner_role", "dataplane_failover_ignore_parity"}
+    assert set(deprecated) <= known
+    assert set(e["replacement"] for e in deprecated.values()) <= known
+    # an old name is not refused, and not taken for a typo of its replacement
+    assert check_variables.unknown_problems(list(deprecated), known, []) == []
+
+
+def test_the_deprecation_message_names_the_replacement_and_the_role():
+    deprecated = check_variables.deprecated_names(str(REPO))
+    assert check_variables.deprecation_message("dataplane_audit_helper_schema",
+                                               deprecated["dataplane_audit_helper_schema"]) == (
+        "dataplane_audit_helper_schema is deprecated: set dataplane_fence_helper_schema instead. Until then "
+        "the audit role still reads dataplane_audit_helper_schema, and it wins over dataplane_fence_helper_schema "
+        "there.")
+    assert check_variables.deprecation_message("dataplane_failover_ignore_parity",
+                                               deprecated["dataplane_failover_ignore_parity"]).startswith(
+        "dataplane_failover_ignore_parity is deprecated: set dataplane_failover_parity_policy instead "
+        "(true is warn, false is refuse).")
+
+
+def test_the_action_accepts_an_old_name_and_prints_a_deprecation(monkeypatch):
+    shown = []
+    monkeypatch.setattr(check_variables.display, "deprecated",
+                        lambda msg, version=None, collection_name=None, **kw: shown.append(
+                            (msg.split(":")[0], version, collection_name)))
+    ok = run({"dataplane_failover_from": "dp1", "dataplane_failover_to": "dp2",
+              "dataplane_failover_ignore_parity": True, "dataplane_failover_helper_schema": "ops_fence"})
+    assert not ok.get("failed"), ok
+    assert sorted(shown) == [
+        ("dataplane_failover_helper_schema is deprecated", "1.0.0", "dataplane.postgresql"),
+        ("dataplane_failover_ignore_parity is deprecated", "1.0.0", "dataplane.postgresql")]
+    shown[:] = []
+    assert not run({"dataplane_failover_from": "dp1", "dataplane_failover_to": "dp2",
+                    "dataplane_failover_parity_policy": "warn"}).get("failed")
+    assert shown == []  # the one name: no warning
+
+
+def test_an_old_name_with_a_bad_value_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setattr(check_variables.display, "deprecated", lambda *a, **kw: None)
+    refused = run({"dataplane_failover_from": "dp1", "dataplane_failover_to": "dp2",
+                   "dataplane_failover_ignore_parity": "sometimes"})
+    assert refused["failed"]
+    [problem] = refused["msg"].splitlines()[1:]
+    assert "dataplane_failover_ignore_parity" in problem and "bool" in problem, problem

@@ -168,10 +168,10 @@ def test_failure_message_for_a_refused_preflight():
     assert f.failover_failure_message(result, "pg", "dp1", "dp2").split("\n", maxsplit=1)[0] == (
         "Failover dp1 -> dp2 refused on pg: the preflight found problems and nothing was changed.")
     assert lines[1:4] == ["- a:", "    - PUBLIC holds CONNECT", "    - parity: dp2 cannot use table t"]
-    assert "Parity problems (a)" in lines[4] and "dataplane_failover_ignore_parity=true" in lines[4]
+    assert "Parity problems (a)" in lines[4] and "dataplane_failover_parity_policy=warn" in lines[4]
     assert len(lines) == 5
     result["preflight"][0]["problems"].pop()
-    assert "dataplane_failover_ignore_parity" not in f.failover_failure_message(result, "pg", "dp1", "dp2")
+    assert "dataplane_failover_parity_policy" not in f.failover_failure_message(result, "pg", "dp1", "dp2")
 
 
 def test_failure_message_for_a_deployment_missing_on_the_server():
@@ -181,7 +181,7 @@ def test_failure_message_for_a_deployment_missing_on_the_server():
                                       "parity: the schema role airflow_db_gone_schema does not exist"]},
         {"name": "a", "problems": []}, {"name": "b", "problems": []}]}
     message = f.failover_failure_message(result, "pg", "dp1", "dp2")
-    assert "dataplane_failover_ignore_parity" not in message, message
+    assert "dataplane_failover_parity_policy" not in message, message
     assert message.rsplit("\n", maxsplit=1)[-1] == (
         "Missing on the server: gone. Run dataplane.postgresql.provision to create it, or leave it out with "
         "dataplane_failover_deployments (for example -e dataplane_failover_deployments=a,b).")
@@ -204,7 +204,8 @@ def test_failure_message_for_a_failed_fence():
 
 REPORT_KEYS = {"playbook", "host", "server", "from", "to", "mode", "drain_timeout", "check_mode", "changed", "run_id",
                "time_total_ms", "started_at", "finished_at", "verdict", "safe_to_start_destination", "refused",
-               "failed", "problems", "verified", "deployments", "summary", "queries"}
+               "failed", "problems", "verified", "deployments", "summary", "queries", "wal", "standbys",
+               "standby_policy", "standby_problems", "commit_waits"}
 DEPLOYMENT_KEYS = {"name", "database", "source_role", "destination_role", "changed", "revoked", "granted",
                    "destination_admitted", "sessions_terminated", "sessions", "sessions_drained",
                    "remaining_sessions", "time_to_fence_ms", "verified", "connect_still_via", "fence_before",
@@ -237,6 +238,44 @@ def test_report_of_a_fence():
         "dp1 -> dp2 on pg: forced mode, 1 Deployment, 40 ms in the fence",
         "a: dp1 fenced (3 sessions terminated; 12 ms), dp2 admitted; verified"]
     assert out["verdict"] == out["summary"][0]
+
+
+WAL = {"revoke_lsn": "0/3000148", "final_lsn": "0/3000220", "timeline": 1, "system_identifier": "7312"}
+
+
+def standby(name, source, state, gap, **extra):
+    entry = {"name": name, "source": source, "flush_lsn": "0/3000000", "replay_lsn": "0/3000000", "gap_bytes": gap,
+             "state": state, "sessions_terminated": None, "sessions_left": None, "problem": None, "queries": ["x"]}
+    entry.update(extra)
+    return entry
+
+
+def test_report_carries_the_wal_position_and_each_standby():
+    standbys = [standby("s1", "replication", "caught_up", 0, sync_state="async", slot="s1"),
+                standby("s2", "listed", "caught_up", 0, host="10.0.0.2", port=5432, replayed=True,
+                        sessions_terminated=3, sessions_left=0)]
+    result = {"changed": True, "run_id": "r1", "time_total_ms": 40, "deployments": [fence_dep("a")], "wal": WAL,
+              "standbys": standbys, "standby_policy": "require", "standby_problems": []}
+    out = report(result)
+    assert out["wal"] == WAL and out["safe_to_start_destination"] is True
+    assert [s["name"] for s in out["standbys"]] == ["s1", "s2"] and "queries" not in out["standbys"][0]
+    assert out["summary"][3:] == [
+        "WAL: REVOKE at 0/3000148, final 0/3000220, timeline 1, system identifier 7312; 2 standbys",
+        "    standby s1 (connected, async, slot s1): has the REVOKE (flushed 0/3000000)",
+        "    standby s2 (listed, 10.0.0.2:5432): has the REVOKE (flushed 0/3000000), replayed; 3 dp1 sessions "
+        "terminated, 0 left"]
+
+
+def test_report_with_standby_policy_warn_is_safe_and_warns():
+    lagging = standby("s1", "slot", "lagging", 328, slot="s1", active=False)
+    problem = "standby s1 (replication slot, no standby connected): 328 bytes behind the REVOKE"
+    result = {"changed": True, "run_id": "r1", "deployments": [fence_dep("a")], "wal": WAL, "standbys": [lagging],
+              "standby_policy": "warn", "standby_problems": [problem]}
+    out = report(result)
+    assert out["safe_to_start_destination"] is True and out["standby_problems"] == [problem]
+    assert out["summary"][-2:] == [
+        "    standby s1 (replication slot, no standby connected): 328 bytes behind the REVOKE (flushed 0/3000000)",
+        "WARNING (standby_policy=warn, the destination was admitted anyway): " + problem]
 
 
 def test_report_lines_for_each_outcome():

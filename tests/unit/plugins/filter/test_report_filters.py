@@ -4,7 +4,7 @@ from ansible_collections.dataplane.postgresql.plugins.filter import audit_report
 from ansible_collections.dataplane.postgresql.plugins.filter import provision_report as reports
 
 AUDIT_KEYS = {"host", "server_version", "connected_as", "drift", "drifted", "fence_capable", "fence_incapable",
-              "helper", "summary", "deployments", "elapsed_ms", "selected", "failed"}
+              "helper", "summary", "deployments", "elapsed_ms", "selected", "failed", "replication"}
 
 
 def audit_result(**extra):

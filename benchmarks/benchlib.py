@@ -15,7 +15,12 @@ SQL), which this module makes importable as ``tests.support`` by putting the rep
 on ``sys.path``; and
 - ``run_module``: run plugins/modules/NAME.py as Ansible does (ANSIBLE_MODULE_ARGS in a JSON
   file, a fresh Python process) and time it;
-- ``run_playbook``: run the venv's ansible-playbook with the venv's python as interpreter and time it.
+- ``run_playbook``: run the venv's ansible-playbook with the venv's python as interpreter and time it;
+- ``one_task_playbook``: time a one-task ``ansible-playbook`` (one ``debug`` task, no facts) on an
+  inventory, the floor that every playbook pays before it does any work;
+- ``connect_each``: time one connection (and ``SELECT 1``) to each of some databases in turn;
+- ``Figure`` / ``versus_floor``: a measured figure next to its floor, as min and median over the
+  runs, with the ratio and its target.
 """
 
 import json
@@ -38,7 +43,7 @@ from tests.support.server import scratch_dir as make_work_dir  # noqa: E402
 
 __all__ = ["REPO", "PG_SCRIPT", "MODULES_DIR", "PYTHON", "VENV_BIN", "PgServer", "ServerError", "free_port",
            "scratch_server", "make_work_dir", "start_postgresql", "stop_postgresql", "discard_work_dir", "scratch_postgresql", "connect",
-           "run_module", "run_playbook"]
+           "run_module", "run_playbook", "one_task_playbook", "connect_each", "Figure", "versus_floor"]
 
 MODULES_DIR = REPO / "plugins" / "modules"
 PYTHON = sys.executable
@@ -148,3 +153,105 @@ def run_playbook(args, cwd=REPO, env=None):
     if proc.returncode != 0:
         raise SystemExit("ansible-playbook failed:\n%s\n%s" % (proc.stdout[-4000:], proc.stderr[-4000:]))
     return elapsed, proc.stdout
+
+
+ONE_TASK_PLAYBOOK = """\
+# The floor of any playbook: ansible-playbook's start-up, one play on the inventory's hosts,
+# one task that runs no module.
+- name: One task
+  hosts: "{{ dataplane_hosts | default('dataplane_postgresql') }}"
+  gather_facts: false
+  tasks:
+    - name: One task
+      ansible.builtin.debug:
+        msg: one task
+"""
+
+
+def one_task_playbook(inventory, work_dir):
+    """Time a one-task ``ansible-playbook`` (a ``debug`` task, no facts) on INVENTORY; seconds.
+
+    The same environment as ``run_playbook``; the playbook file is written into WORK_DIR.
+    """
+    path = Path(work_dir) / "one-task.yml"
+    if not path.exists():
+        path.write_text(ONE_TASK_PLAYBOOK)
+    return run_playbook([path, "-i", inventory])[0]
+
+
+def connect_each(port, databases, user="postgres"):
+    """Open one connection to each of DATABASES in turn, run ``SELECT 1``, close it; seconds."""
+    started = time.perf_counter()
+    for name in databases:
+        conn = connect(port, user=user, dbname=name)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        finally:
+            conn.close()
+    return time.perf_counter() - started
+
+
+def _median(values):
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+class Figure(object):
+    """Wall seconds of several runs: ``min`` and ``median``."""
+
+    def __init__(self, values=()):
+        self.values = [float(v) for v in values]
+
+    def add(self, value):
+        self.values.append(float(value))
+
+    @property
+    def min(self):
+        return min(self.values) if self.values else None
+
+    @property
+    def median(self):
+        return _median(self.values) if self.values else None
+
+    def as_dict(self):
+        return {"runs_s": [round(v, 3) for v in self.values],
+                "min_s": None if self.min is None else round(self.min, 3),
+                "median_s": None if self.median is None else round(self.median, 3)}
+
+
+def versus_floor(label, figure, floor, floor_label, target_ratio=None, target_s=None):
+    """Print FIGURE next to FLOOR (both ``Figure``) with their ratio; return a dict of the figures.
+
+    The ratio is given for the minimums and for the medians; a target is met when the median
+    ratio is within TARGET_RATIO (and, with TARGET_S, the median figure within TARGET_S seconds).
+    """
+    ratio_min = figure.min / floor.min if figure.values and floor.values and floor.min else None
+    ratio_median = figure.median / floor.median if figure.values and floor.values and floor.median else None
+    met = True
+    targets = []
+    if target_ratio is not None:
+        targets.append("ratio <= %.1f x" % target_ratio)
+        met = met and ratio_median is not None and ratio_median <= target_ratio
+    if target_s is not None:
+        targets.append("wall <= %.1f s" % target_s)
+        met = met and figure.median is not None and figure.median <= target_s
+    print("%s: %s s (min / median of %d), floor %s s (%s), ratio %s x / %s x%s"
+          % (label, _pair(figure), len(figure.values), _pair(floor), floor_label,
+             "-" if ratio_min is None else "%.2f" % ratio_min,
+             "-" if ratio_median is None else "%.2f" % ratio_median,
+             "; target %s: %s" % (" and ".join(targets), "met" if met else "NOT MET") if targets else ""))
+    out = {"figure": figure.as_dict(), "floor": dict(floor.as_dict(), what=floor_label),
+           "ratio_min": None if ratio_min is None else round(ratio_min, 2),
+           "ratio_median": None if ratio_median is None else round(ratio_median, 2)}
+    if targets:
+        out.update(target_ratio=target_ratio, target_s=target_s, met=bool(met))
+    return out
+
+
+def _pair(figure):
+    if not figure.values:
+        return "-"
+    return "%.2f / %.2f" % (figure.min, figure.median)

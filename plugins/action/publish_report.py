@@ -8,6 +8,12 @@ In one task, without running a module process:
 
 - publishes ``stats`` (default ``{stats_key: {inventory_hostname: data}}``) as ``set_stats``
   would with ``per_host: false, aggregate: true``, for AWX workflows;
+- ``data_var`` names a fact an earlier task of the role set, read as stored instead of
+  ``data``; ``data_from`` computes ``data`` with one of the report filters over stored
+  variables, as ``filter_fact`` does (its ``filter``, ``input``, ``stored`` and ``args``), and
+  ``stats_from`` the same way this host's value under ``stats_key`` (``{stats_key:
+  {inventory_hostname: value}}``). Either way nothing large is templated: a copy of a
+  200-Deployment report or registered result took a few tenths of a second (issue 23);
 - when ``dir`` is set, writes ``data`` (then required, as ``name``) as JSON (``to_nice_json(indent=2)`` and a newline) to
   ``<dir>/<name>.json`` on the controller: the directory is created if needed and kept at mode
   0750, the file appears atomically with mode 0640. An existing file is never replaced (the
@@ -33,14 +39,23 @@ from ansible.module_utils.common.text.converters import to_bytes
 from ansible.plugins.action import ActionBase
 from ansible.plugins.filter.core import to_nice_json
 
+try:
+    from ansible_collections.dataplane.postgresql.plugins.action.filter_fact import FILTER_SPEC, filter_value
+except ImportError:  # pragma: no cover - only when loaded outside the collection
+    FILTER_SPEC, filter_value = {}, None
+
 ARGUMENT_SPEC = dict(
     data=dict(type="dict"),
+    data_var=dict(type="str"),
+    data_from=dict(type="dict", options=FILTER_SPEC),
     name=dict(type="str"),
     dir=dict(type="path"),
     stats_key=dict(type="str"),
     stats=dict(type="dict"),
+    stats_from=dict(type="dict", options=FILTER_SPEC),
     overwrite=dict(type="bool", default=False),
 )
+MUTUALLY_EXCLUSIVE = [("data", "data_var", "data_from"), ("stats", "stats_from")]
 
 DIR_MODE = 0o750
 # characters a report file name keeps (a run id or host name may hold others: they become _)
@@ -92,8 +107,18 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        _spec, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        host = (task_vars or {}).get("inventory_hostname")
+        _spec, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC,
+                                                  mutually_exclusive=MUTUALLY_EXCLUSIVE)
+        task_vars = task_vars or {}
+        host = task_vars.get("inventory_hostname")
+        if args["data_var"]:
+            args["data"] = task_vars.get(args["data_var"])
+        if args["data_from"]:
+            args["data"] = filter_value(args["data_from"], task_vars)
+        if args["stats_from"]:
+            if not args["stats_key"]:
+                raise AnsibleActionFail("publish_report: stats_from needs stats_key")
+            args["stats"] = {args["stats_key"]: {host: filter_value(args["stats_from"], task_vars)}}
         result["changed"] = False
         result["path"] = None
         stats = args["stats"]

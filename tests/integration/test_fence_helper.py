@@ -8,6 +8,7 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper
 from tests.support.fence import Sessions, make_deployment, setup_deployments
 from tests.support.helper_v1 import install_v1
 from tests.support.helper_v2 import install_v2_body
+from tests.support.helper_v3 import install_v3_body
 
 FN_ARGS = "name, name[], name[], boolean"
 
@@ -516,19 +517,24 @@ def test_a_version_3_helper_is_upgraded_with_standby_positions(pg, names, deploy
     assert _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])["changed"] is False
 
 
-def test_a_0_2_helper_still_serves_the_fence_and_is_upgraded(pg, names, deployment_pair, run_module):
-    """A helper installed by 0.2 (version 2, the whole pg_stat_activity per call) keeps working for
-    terminate_sessions and the fence until it is upgraded; one fence_helper run replaces the body
-from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper import HELPER_VERSION
-    with version 3, which terminates the same sessions and no others."""
+@pytest.mark.parametrize("old", ["2", "3", "4"])
+def test_an_older_helper_still_serves_the_fence_and_is_upgraded(pg, names, deployment_pair, run_module, old):
+    """A helper of version 2 (0.2: the whole pg_stat_activity per call), 3 or 4 (one named killer
+    role per call; 4 with standby_positions()) keeps working for terminate_sessions and the fence,
+    called once per killer role, until it is upgraded; one fence_helper run replaces the body with
+    this collection's (version 5 and later), which terminates the same sessions and no others,
+    called once with no killer role named."""
     commander, (a, b) = deployment_pair
     schema, owner = names("fence"), names("signaler")
     _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
-    install_v2_body(pg.connect(), schema, owner)
+    if old == "2":
+        install_v2_body(pg.connect(), schema, owner)
+    else:  # the body of versions 3 and 4, which differ in standby_positions() only
+        install_v3_body(pg.connect(), schema, owner, version=old)
     checked = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]], check=True)
-    assert checked["changed"] and checked["status"]["version"] == "2" and not checked["status"]["current"]
+    assert checked["changed"] and checked["status"]["version"] == old and not checked["status"]["current"]
     assert checked["status"]["usable_by"] == {a["killer"]: True, b["killer"]: True}
-    for version in ("2", "3"):
+    for version in (old, HELPER_VERSION):
         live = Sessions(pg, a["dp1"], a["database"]).open(("idle", "idle_in_tx"))
         bystander = Sessions(pg, b["dp1"], b["database"]).open(("idle",))
         try:
@@ -539,6 +545,9 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper
             assert all(s["route"] == "helper" and s["terminated"] for s in res["sessions"]), version
             assert all(s["database"] == a["database"] and s["role"] == a["dp1"] for s in res["sessions"])
             assert _alive(pg, bystander.pids()) == sorted(bystander.pids()), version
+            # one call per killer role before version 5, one call naming no killer role from it on
+            [signal] = [q for q in res["queries"] if "terminate_member_sessions" in q]
+            assert ("(NULL, " in signal) == (version == HELPER_VERSION), (version, signal)
             # the other killer cannot reach a's sessions, under either body
             conn = pg.connect(commander)
             assert _call(conn, schema, b["killer"], signal=False, roles=[a["dp1"]]) == []
@@ -546,7 +555,59 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper
         finally:
             live.close()
             bystander.close()
-        if version == "2":
+        if version == old:
             res = _helper(pg, run_module, schema, owner, [a["killer"], b["killer"]])
             assert res["changed"] and res["status"]["version"] == HELPER_VERSION and res["status"]["current"], res
             assert res["status"]["problems"] == []
+
+
+def test_no_killer_named_serves_every_qualifying_killer_role_and_no_other(pg, names, deployment_pair, run_module):
+    """Version 5, p_killer NULL: the sessions of the roles named that are directly granted to a
+    registered killer role the caller has the privileges of, in one call; not those of a role
+    granted to an unregistered killer role, to a killer role the caller lacks, or to none; never a
+    superuser's; and the roles must be named."""
+    commander, (a, b) = deployment_pair
+    schema, owner = names("fence"), names("signaler")
+    i = sql.Identifier
+    _helper(pg, run_module, schema, owner, [a["killer"]])  # b's killer role is not registered
+    third = make_deployment(names, "c")
+    setup_deployments(pg, [third], names("other_commander"))  # c's killer role: commander lacks it
+    _helper(pg, run_module, schema, owner, [a["killer"], third["killer"]])
+    loose, su = names("loose"), names("su")
+    pg.sql(sql.SQL("CREATE ROLE {} LOGIN").format(i(loose)))  # granted to no killer role
+    pg.sql(sql.SQL("CREATE ROLE {0} LOGIN SUPERUSER; GRANT {0} TO {1} WITH INHERIT FALSE, SET FALSE").format(
+        i(su), i(a["killer"])))
+    mine = Sessions(pg, a["dp1"], a["database"]).open(("idle", "idle_in_tx"))
+    mine2 = Sessions(pg, a["dp2"], "postgres").open(("idle",))
+    unregistered = Sessions(pg, b["dp1"], b["database"]).open(("idle",))
+    lacking = Sessions(pg, third["dp1"], third["database"]).open(("idle",))
+    stray = Sessions(pg, loose, "postgres").open(("idle",))
+    conn_su = pg.connect(su)
+    named = [a["dp1"], a["dp2"], b["dp1"], third["dp1"], loose, su]
+    others = unregistered.pids() + lacking.pids() + stray.pids() + [conn_su.get_backend_pid()]
+    try:
+        conn = pg.connect(commander)
+        listed = _call(conn, schema, None, signal=False, roles=named)
+        assert sorted(r[0] for r in listed) == sorted(mine.pids() + mine2.pids()) and not any(r[2] for r in listed)
+        assert sorted(set(r[1] for r in listed)) == sorted([a["dp1"], a["dp2"]])
+        assert _call(conn, schema, None, signal=False, roles=[a["dp1"]]) == [
+            r for r in listed if r[1] == a["dp1"]]
+        assert _call(conn, schema, None, signal=False, roles=[b["dp1"], third["dp1"], loose, su]) == []
+        with pytest.raises(psycopg2.Error) as err:
+            _call(pg.connect(commander), schema, None)
+        assert "name the roles" in str(err.value)
+        # a caller with EXECUTE by mistake but no killer role's privileges reaches nothing
+        outsider = names("outsider")
+        pg.sql(sql.SQL("CREATE ROLE {o} LOGIN; GRANT USAGE ON SCHEMA {s} TO {o}; GRANT EXECUTE ON FUNCTION {f} TO {o}")
+               .format(o=i(outsider), s=i(schema), f=_fn(schema)))
+        assert _call(pg.connect(outsider), schema, None, roles=named) == []
+        assert _alive(pg, mine.pids() + mine2.pids() + others) == sorted(mine.pids() + mine2.pids() + others)
+        done = _call(conn, schema, None, roles=named)
+        assert sorted(r[0] for r in done) == sorted(mine.pids() + mine2.pids()) and all(r[2] for r in done)
+        assert _wait_gone(pg, mine.pids() + mine2.pids()) == []
+        assert _alive(pg, others) == sorted(others)
+        conn.close()
+    finally:
+        conn_su.close()
+        for held in (mine, mine2, unregistered, lacking, stray):
+            held.close()

@@ -237,8 +237,6 @@ def primary_standbys(replication, slots, target, blind=None):
     return out
 
 
-
-
 def standby_problems(entries, target):
     """One line per standby that does not have the fence at TARGET (the REVOKE's position): it
     has not flushed it, its position is unknown, it is a listed standby that has not replayed it

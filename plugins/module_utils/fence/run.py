@@ -82,6 +82,11 @@ SELECT u.database, u.role
 #   cannot fence it even when it does not inherit the owner's privileges;
 # - verification explains a CONNECT that survived the REVOKE, and only an inheriting
 #   membership (USAGE) passes the owner's CONNECT on.
+# can_acl is read for every database at once, before the rows (``mine``, an init plan):
+# PostgreSQL keeps the role closure of one role at a time, and the login's (commander_user:
+# every owner and killer role, 1,600 at 800 Deployments) was computed again on each row,
+# between the source roles' checks; that made this query grow with the square of the
+# Deployments (3 s at 800, issue 23). Placed last, its parameter is the fourth.
 PREFLIGHT_SQL = """
 SELECT u.ord,
        db.oid IS NOT NULL AS db_exists,
@@ -89,7 +94,7 @@ SELECT u.ord,
        s.oid IS NOT NULL AS src_exists, COALESCE(s.rolsuper, false) AS src_super,
        t.oid IS NOT NULL AS dst_exists,
        COALESCE(pg_catalog.pg_has_role(s.oid, db.datdba, 'MEMBER'), false) AS src_owner_member,
-       (me.rolsuper OR pg_catalog.pg_has_role(CURRENT_USER, db.datdba, 'USAGE')) AS can_acl,
+       (me.rolsuper OR db.oid OPERATOR(pg_catalog.=) ANY (mine.dbs)) AS can_acl,
        pg_catalog.has_database_privilege(s.oid, db.oid, 'CONNECT') AS src_connect,
        pg_catalog.has_database_privilege(t.oid, db.oid, 'CONNECT') AS dst_connect,
        EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(db.datacl, pg_catalog.acldefault('d', db.datdba))) x
@@ -104,6 +109,9 @@ SELECT u.ord,
   LEFT JOIN pg_catalog.pg_roles s ON s.rolname OPERATOR(pg_catalog.=) u.source
   LEFT JOIN pg_catalog.pg_roles t ON t.rolname OPERATOR(pg_catalog.=) u.dest
   LEFT JOIN pg_catalog.pg_roles me ON me.rolname OPERATOR(pg_catalog.=) CURRENT_USER
+ CROSS JOIN (SELECT ARRAY(SELECT d.oid FROM pg_catalog.pg_database d
+                           WHERE d.datname OPERATOR(pg_catalog.=) ANY (%%s::text[])
+                             AND pg_catalog.pg_has_role(CURRENT_USER, d.datdba, 'USAGE')) AS dbs) AS mine
  ORDER BY u.ord""" % (_VIA_SQL % {"extra": "false"}, _NOW_SQL)
 
 VERIFY_SQL = """
@@ -168,6 +176,7 @@ class Fence(object):
         self.backend_pid = None
         self.t0 = None
         self.replication = Replication(self)
+        self._by_role = None
 
     # --- helpers -------------------------------------------------------------------------
     def fail(self, msg, **extra):
@@ -181,7 +190,13 @@ class Fence(object):
         self.session.fail(msg, **extra)
 
     def by_role(self, role):
-        return [i for i, d in enumerate(self.deps) if d["source_role"] == role]
+        """The indexes of the Deployments whose source role is ROLE (looked up, not scanned: it is
+        asked once per session found, which at 800 Deployments made a scan quadratic)."""
+        if self._by_role is None:
+            self._by_role = {}
+            for i, dep in enumerate(self.deps):
+                self._by_role.setdefault(dep["source_role"], []).append(i)
+        return self._by_role.get(role, [])
 
     # --- phases --------------------------------------------------------------------------
     def lock(self):
@@ -212,9 +227,9 @@ class Fence(object):
         self.session.rows("SELECT pg_catalog.set_config('lock_timeout', '0', false)")
 
     def preflight(self, login):
-        rows = self.session.rows(PREFLIGHT_SQL, ([d["database"] for d in self.deps],
-                                                 [d["source_role"] for d in self.deps],
-                                                 [d["destination_role"] for d in self.deps]))
+        databases = [d["database"] for d in self.deps]
+        rows = self.session.rows(PREFLIGHT_SQL, (databases, [d["source_role"] for d in self.deps],
+                                                 [d["destination_role"] for d in self.deps], databases))
         routes = sess.termination_routes(self.session, [(d["source_role"], d.get("killer_role")) for d in self.deps],
                                          schema=self.params["helper_schema"])
         report = []
@@ -254,7 +269,9 @@ class Fence(object):
                            for i in indexes if routes[i]["route"] == "helper"))
         rows = sess.signal_direct(session, direct, signal=signal)
         seen = set(r["pid"] for r in rows)
-        for row in sess.signal_via_helper(session, pairs, signal=signal, schema=self.params["helper_schema"]):
+        one_call = sess.helper_one_call([routes[i] for i in indexes])
+        for row in sess.signal_via_helper(session, pairs, signal=signal, schema=self.params["helper_schema"],
+                                          one_call=one_call):
             if row["pid"] not in seen:
                 rows.append(row)
                 seen.add(row["pid"])

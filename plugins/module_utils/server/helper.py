@@ -33,7 +33,9 @@ DEFAULT_SCHEMA = "dataplane_fence"
 DEFAULT_OWNER_ROLE = "dataplane_fence_signaler"
 FUNCTION_NAME = "terminate_member_sessions"
 REGISTRY_TABLE = "killer_roles"
-HELPER_VERSION = "4"
+HELPER_VERSION = "5"
+# the first version that takes p_killer NULL (every qualifying killer role of the roles named)
+BULK_VERSION = 5
 COMMENT_PREFIX = "dataplane.postgresql fence helper version "
 ARGUMENT_TYPES = "name, name[], name[], boolean"
 # what pg_get_function_arguments() / pg_get_function_result() read for the installed function
@@ -82,34 +84,62 @@ KILLER_DISQUALIFIERS = (("rolcanlogin", "it can log in (a killer role is NOLOGIN
 # fence pays once per killer role. The final checks are on the activity row itself (its pid and
 # user), so the selection by id can never pick another session. With no candidate role (the
 # fence's list-only probe passes p_roles = '{}') it returns after the checks, reading nothing.
+# Version 5 also takes p_killer NULL with the roles named (p_roles): the killer roles are then
+# every role that passes the same checks (registered, cannot log in, the session user has its
+# privileges) and has one of those roles directly granted to it, and the sessions are those of
+# the roles in p_roles directly granted to one of them. One call then does what one call per
+# killer role did: a fence of 800 Deployments called it 800 times, and each call read all the
+# backends again and computed the session user's role closure again (PostgreSQL caches one
+# role's closure at a time, and the owner's checks in between evicted it), 8 s under load
+# against 0.2 s for one call. Named killer roles behave exactly as in version 3.
 FUNCTION_BODY = """
 DECLARE
   v_killer oid;
   v_login boolean;
+  v_killers oid[];
   v_members oid[];
 BEGIN
-  SELECT r.oid, r.rolcanlogin INTO v_killer, v_login
-    FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) p_killer;
-  IF v_killer IS NULL THEN
-    RAISE EXCEPTION 'fence helper: role % does not exist', pg_catalog.quote_ident(p_killer)
-      USING ERRCODE = '42704';
-  END IF;
-  IF v_login OR NOT EXISTS (SELECT 1 FROM {registry} k
-                             WHERE k.role_oid OPERATOR(pg_catalog.=) v_killer
-                               AND k.role_name OPERATOR(pg_catalog.=) p_killer) THEN
-    RAISE EXCEPTION 'fence helper: permission denied: role % is not a registered killer role',
-      pg_catalog.quote_ident(p_killer)
-      USING ERRCODE = '42501';
-  END IF;
-  IF NOT pg_catalog.pg_has_role(SESSION_USER, v_killer, 'USAGE') THEN
-    RAISE EXCEPTION 'fence helper: permission denied: % does not have the privileges of role %',
-      pg_catalog.quote_ident(SESSION_USER), pg_catalog.quote_ident(p_killer)
-      USING ERRCODE = '42501';
+  IF p_killer IS NULL THEN
+    IF p_roles IS NULL THEN
+      RAISE EXCEPTION 'fence helper: name the roles (p_roles) when no killer role is named'
+        USING ERRCODE = '22004';
+    END IF;
+    SELECT pg_catalog.array_agg(DISTINCT k.oid) INTO v_killers
+      FROM pg_catalog.pg_roles r
+      JOIN pg_catalog.pg_auth_members m ON m.roleid OPERATOR(pg_catalog.=) r.oid
+      JOIN pg_catalog.pg_roles k ON k.oid OPERATOR(pg_catalog.=) m.member
+     WHERE r.rolname OPERATOR(pg_catalog.=) ANY (p_roles)
+       AND NOT r.rolsuper
+       AND NOT k.rolcanlogin
+       AND EXISTS (SELECT 1 FROM {registry} g
+                    WHERE g.role_oid OPERATOR(pg_catalog.=) k.oid
+                      AND g.role_name OPERATOR(pg_catalog.=) k.rolname)
+       AND pg_catalog.pg_has_role(SESSION_USER, k.oid, 'USAGE');
+  ELSE
+    SELECT r.oid, r.rolcanlogin INTO v_killer, v_login
+      FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) p_killer;
+    IF v_killer IS NULL THEN
+      RAISE EXCEPTION 'fence helper: role % does not exist', pg_catalog.quote_ident(p_killer)
+        USING ERRCODE = '42704';
+    END IF;
+    IF v_login OR NOT EXISTS (SELECT 1 FROM {registry} k
+                               WHERE k.role_oid OPERATOR(pg_catalog.=) v_killer
+                                 AND k.role_name OPERATOR(pg_catalog.=) p_killer) THEN
+      RAISE EXCEPTION 'fence helper: permission denied: role % is not a registered killer role',
+        pg_catalog.quote_ident(p_killer)
+        USING ERRCODE = '42501';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(SESSION_USER, v_killer, 'USAGE') THEN
+      RAISE EXCEPTION 'fence helper: permission denied: % does not have the privileges of role %',
+        pg_catalog.quote_ident(SESSION_USER), pg_catalog.quote_ident(p_killer)
+        USING ERRCODE = '42501';
+    END IF;
+    v_killers := ARRAY[v_killer];
   END IF;
   SELECT pg_catalog.array_agg(DISTINCT r.oid) INTO v_members
     FROM pg_catalog.pg_auth_members m
     JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.roleid
-   WHERE m.member OPERATOR(pg_catalog.=) v_killer
+   WHERE m.member OPERATOR(pg_catalog.=) ANY (v_killers)
      AND NOT r.rolsuper
      AND (p_roles IS NULL OR r.rolname OPERATOR(pg_catalog.=) ANY (p_roles));
   IF v_members IS NULL THEN
@@ -130,7 +160,7 @@ BEGIN
        AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
        AND EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
                     WHERE m.roleid OPERATOR(pg_catalog.=) a.usesysid
-                      AND m.member OPERATOR(pg_catalog.=) v_killer)
+                      AND m.member OPERATOR(pg_catalog.=) ANY (v_killers))
        AND (p_roles IS NULL OR t.rolname OPERATOR(pg_catalog.=) ANY (p_roles))
        AND (p_databases IS NULL OR d.datname OPERATOR(pg_catalog.=) ANY (p_databases))
      ORDER BY a.pid;
@@ -647,3 +677,11 @@ def helper_status(session, schema=DEFAULT_SCHEMA, killer_roles=(), owner_role=DE
         out["usable_by"][killer] = (bool(usable.get(killer)) and out["owner_can_signal"]
                                     and out["registered"][killer] is not False)
     return out
+
+
+def takes_null_killer(version):
+    """Whether an installed helper of VERSION (its comment's text) takes p_killer NULL."""
+    try:
+        return int(str(version)) >= BULK_VERSION
+    except (TypeError, ValueError):
+        return False

@@ -75,10 +75,6 @@ SESSIONS_QUERY = (
 CONNECT_TIMEOUT = 10
 
 
-
-
-
-
 def _timeline(row):
     """The server's current timeline: its WAL file's, else (in recovery) the last checkpoint's."""
     if row.get("wal_timeline"):

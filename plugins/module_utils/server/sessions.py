@@ -8,7 +8,8 @@ Two routes to terminate a role's sessions:
   is a superuser, or the target is not a superuser and the login has the privileges of the
   target role or of ``pg_signal_backend``);
 - ``helper``: the fence helper function (module_utils/server/helper.py), called for a killer
-  role the login has the privileges of, for roles directly granted to that killer role.
+  role the login has the privileges of, for roles directly granted to that killer role; a
+  helper of version 5 or later is called once for every killer role (``helper_one_call``).
 
 Every session is signalled first (without the timeout form of ``pg_terminate_backend``,
 which costs up to 100 ms per session), then ``pg_stat_activity`` is polled by role,
@@ -23,7 +24,7 @@ __metaclass__ = type
 import time
 
 from ..base.database import sql
-from .helper import DEFAULT_SCHEMA, FUNCTION_NAME
+from .helper import DEFAULT_SCHEMA, FUNCTION_NAME, takes_null_killer
 
 SESSION_COLUMNS = "pid, usename, datname, application_name, client_addr, backend_start"
 
@@ -124,6 +125,7 @@ def termination_routes(session, pairs, schema=DEFAULT_SCHEMA, helper=None):
             item["problem"] = "; ".join(problems)
         else:
             item["route"] = "helper"
+            item["helper_version"] = helper.get("version")
     # A login that is not an admin cannot read the helper's registry (helper_status says
     # "registered": null): ask the helper itself, list-only, so that an unregistered killer
     # role fails the preflight instead of the termination step after the REVOKE.
@@ -195,11 +197,37 @@ def signal_direct(session, roles, databases=None, signal=True, log=True):
     return rows
 
 
-def signal_via_helper(session, pairs, databases=None, signal=True, schema=DEFAULT_SCHEMA, log=True):
-    """One statement for all (killer, role) PAIRS through the fence helper."""
+def helper_one_call(routes):
+    """Whether the helper ROUTES go through serves them all in one call (version 5 or later)."""
+    versions = [r.get("helper_version") for r in routes if r and r.get("route") == "helper"]
+    return bool(versions) and all(takes_null_killer(v) for v in versions)
+
+
+def signal_via_helper(session, pairs, databases=None, signal=True, schema=DEFAULT_SCHEMA, log=True,
+                      one_call=False):
+    """One statement for all (killer, role) PAIRS through the fence helper.
+
+    With ONE_CALL (a helper of version 5 or later, see ``helper_one_call``) the statement calls the
+    helper once, naming the roles and no killer role: it serves every registered killer role of
+    theirs that the login has the privileges of, which the preflight checked for each pair
+    (termination_routes). Otherwise it calls the helper once per pair; each call then reads
+    every backend again, which at 800 Deployments made this statement take seconds."""
     if not pairs:
         return []
     # Literals, not parameters: a '%' in the schema name must not meet parameter interpolation.
+    if one_call:
+        killer_of = {}
+        for killer, role in pairs:
+            killer_of.setdefault(role, killer)
+        statement = sql.SQL(
+            "SELECT t.pid, t.usename, t.datname, t.application_name, t.client_addr, t.backend_start, t.terminated"
+            " FROM {schema}.{fn}(NULL, {roles}::name[], {dbs}::name[], {signal}) AS t ORDER BY t.pid").format(
+                roles=sql.Literal(sorted(killer_of)), schema=sql.Identifier(schema), fn=sql.Identifier(FUNCTION_NAME),
+                dbs=sql.Literal(list(databases) if databases else None), signal=sql.Literal(bool(signal)))
+        rows = _rows_logged(session, statement, None, log and signal)
+        for row in rows:
+            row["killer"] = killer_of.get(row["usename"])
+        return rows
     statement = sql.SQL(
         "SELECT t.pid, t.usename, t.datname, t.application_name, t.client_addr, t.backend_start,"
         " t.terminated, k.killer"

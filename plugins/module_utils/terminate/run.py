@@ -10,7 +10,14 @@ __metaclass__ = type
 from ..base.database import Session, connect
 from ..base.identifiers import identifier_problem, role_name_problem
 from ..base.results import Timings, refuse
-from ..server.sessions import session_record, signal_direct, signal_via_helper, termination_routes, wait_until_gone
+from ..server.sessions import (
+    helper_one_call,
+    session_record,
+    signal_direct,
+    signal_via_helper,
+    termination_routes,
+    wait_until_gone,
+)
 
 # What plugins/modules/ takes from this entry point (a module imports its action's entry point
 # only; see docs/architecture.md).
@@ -62,13 +69,15 @@ def run_terminate_sessions(module):
         direct = [r["role"] for r in routes if r["route"] == "direct"]
         helper_pairs = [(params["killer_role"], r["role"]) for r in routes if r["route"] == "helper"]
         signal = not module.check_mode
+        one_call = helper_one_call(routes)
 
         def signal_sessions(direct_roles, pairs):
             """List (and, unless in check mode, signal) sessions; one statement per route."""
             out = []
             for row in signal_direct(session, direct_roles, databases, signal=signal):
                 out.append(dict(session_record(row), route="direct", terminated=bool(row["terminated"])))
-            for row in signal_via_helper(session, pairs, databases, signal=signal, schema=schema):
+            for row in signal_via_helper(session, pairs, databases, signal=signal, schema=schema,
+                                         one_call=one_call):
                 out.append(dict(session_record(row), route="helper", terminated=bool(row["terminated"])))
             return out
 

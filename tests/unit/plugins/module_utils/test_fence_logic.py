@@ -11,7 +11,9 @@ from ansible_collections.dataplane.postgresql.plugins.module_utils.server.helper
     FUNCTION_BODY,
     HELPER_VERSION,
     helper_problems,
+    takes_null_killer,
 )
+from ansible_collections.dataplane.postgresql.plugins.module_utils.server.sessions import helper_one_call
 
 
 def dep(name="a", **kw):
@@ -82,6 +84,18 @@ def test_helper_inputs_and_body_invariants():
     assert "backend_type" not in FUNCTION_BODY and "state" not in FUNCTION_BODY.replace("pg_stat", "")
     assert "SESSION_USER" in FUNCTION_BODY and "rolsuper" in FUNCTION_BODY
     assert HELPER_VERSION
+
+
+def test_one_helper_call_from_version_4_on():
+    """The fence and terminate_sessions call a helper of version 5 or later once for every killer
+    role (p_killer NULL), an older or unreadable one once per killer role."""
+    assert takes_null_killer(HELPER_VERSION)
+    assert [takes_null_killer(v) for v in ("5", "6", 5, "4", "3", "2", "1", "0", None, "", "x")] == \
+        [True, True, True, False, False, False, False, False, False, False, False]
+    helper = dict(route="helper", helper_version="5")
+    assert helper_one_call([helper, dict(route="direct"), helper])
+    assert not helper_one_call([helper, dict(route="helper", helper_version="4")])
+    assert not helper_one_call([dict(route="direct")]) and not helper_one_call([])
 
 
 # --- fence state planning (issue 16) -------------------------------------------------------------

@@ -183,10 +183,10 @@ record() {  # suite rc secs cpu: count it and add its summary line
 n_passed=0 n_failed=0 summary=()
 if [ "${1:-all}" = all ] && [ "${DATAPLANE_TEST_LANES:-3}" != 1 ]; then
     # Three lanes at once, each running its suites one after the other (2 cores): the two-worker
-    # pytest suites; the single-process suites that compute; the suites that mostly wait (ha on
-    # Patroni's timers, clone and a first galaxy run on downloads), with the Airflow venv first
-    # (built once per machine, then reused by the airflow suite of lane 1).
-    LANES=("integration airflow" "units molecule lint sanity" "ha clone galaxy")
+    # integration suite, the longest; single-process suites that compute; and the suites that
+    # mostly wait (ha on Patroni's timers, clone and a first galaxy run on downloads), then
+    # airflow, with the Airflow venv first (built once per machine, then reused).
+    LANES=("integration" "units molecule lint sanity" "ha clone galaxy airflow")
     LOG_DIR="$ROOT/.cache/test-logs"
     rm -rf "$LOG_DIR" && mkdir -p "$LOG_DIR"
     run_start=$(date +%s.%N)

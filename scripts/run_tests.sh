@@ -49,7 +49,7 @@ run_pytest_workers() {
     if [ "$workers" = 0 ]; then
         run_pytest "$@"
     else
-        run_pytest "$@" -n "$workers"
+        run_pytest "$@" -n "$workers" --dist worksteal   # a worker that runs out takes from the other
     fi
 }
 

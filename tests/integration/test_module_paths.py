@@ -1,6 +1,6 @@
-"""The two ways the ``fence`` and ``deployment_setup`` modules run (plugins/plugin_utils/local_module.py):
-forked from the Ansible worker (local connection, the controller's own Python), and the usual
-way (AnsiballZ payload through the connection), which ``DATAPLANE_POSTGRESQL_FORK_MODULES=0``,
+"""The two ways the collection's modules run (plugins/plugin_utils/local_module.py), shown with
+``fence`` and ``deployment_setup``: forked from the Ansible worker (local connection, the
+controller's own Python), and the usual way (AnsiballZ payload through the connection), which ``DATAPLANE_POSTGRESQL_FORK_MODULES=0``,
 another interpreter or any other connection selects. Both must give the same results: the same
 changes, warnings and deprecations, check and diff mode, failures, and no secret in the output.
 
@@ -11,7 +11,7 @@ import json
 import re
 import sys
 
-from tests.support.playbooks import FAILOVER, count_sessions, run_playbook, summary_lines
+from tests.support.playbooks import count_sessions, run_playbook, summary_lines
 from tests.support.versions import on
 
 SWITCH = "DATAPLANE_POSTGRESQL_FORK_MODULES"
@@ -167,10 +167,7 @@ def test_failover_with_live_sessions_the_usual_way(env, pg):
     for dep_id in e.ids:
         e.sessions.open_states(e.role("dp1", dep_id), e.db(dep_id))
     before = count_sessions(pg, [e.role("dp1", d) for d in e.ids])
-    proc = e.run(FAILOVER, inventory=e.inventory, args=("-vvv",), env={SWITCH: "0"},
-                 extra_vars={"dataplane_pg_user": e.commander, "dataplane_deployments": e.deployments,
-                             "dataplane_commander_user": e.commander,
-                             "dataplane_failover_from": "dp1", "dataplane_failover_to": "dp2"})
+    proc = e.failover("dp1", "dp2", run_env={SWITCH: "0"}, args=("-vvv",))
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr
     assert FORKED not in proc.stdout and USUAL.search(proc.stdout)
     assert before == 6 and count_sessions(pg, [e.role("dp1", d) for d in e.ids]) == 0

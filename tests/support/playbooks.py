@@ -173,12 +173,13 @@ class Env(object):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
 
-    def failover(self, source, destination, user=None, **extra):
+    def failover(self, source, destination, user=None, run_env=None, args=(), **extra):
+        """The failover playbook; RUN_ENV and ARGS go to ``run_playbook`` (``env``, ``args``)."""
         extra_vars = {"dataplane_pg_user": user or self.commander, "dataplane_deployments": self.deployments,
                       "dataplane_commander_user": self.commander,
                       "dataplane_failover_from": source, "dataplane_failover_to": destination}
         extra_vars.update(extra)
-        return self.run(FAILOVER, inventory=self.inventory, extra_vars=extra_vars)
+        return self.run(FAILOVER, inventory=self.inventory, extra_vars=extra_vars, env=run_env, args=args)
 
     def failover_ok(self, source, destination, **extra):
         proc = self.failover(source, destination, **extra)
